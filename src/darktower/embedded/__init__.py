@@ -1,0 +1,1 @@
+"""Real servers started on loopback for the embedded default (dev fleet) and the tests."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: a real Redis for every test that needs one.
+
+`DARKTOWER_TEST_REDIS_URL` names a Redis to use (CI points it at a database number of its own
+on the machine's Redis, e.g. `redis://127.0.0.1:6379/15`); without it an embedded
+`redis-server` is started on a free loopback port for the session. Either way the database is
+flushed before each test that asks for Redis, so tests never see each other's state, and only
+that database is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from darktower.embedded.redis import EmbeddedRedis
+
+REDIS_URL_ENV = "DARKTOWER_TEST_REDIS_URL"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get(REDIS_URL_ENV)
+    if url:
+        yield url
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
