@@ -1,0 +1,1 @@
+"""The Meeting Controller service."""

@@ -1,0 +1,275 @@
+"""MeetingControllerActor: the one actor that decides admission and owns the meeting actors.
+
+Admission is a reservation protocol, so that the decision is exact under concurrency while the
+Redis work runs outside the actor (in parallel for different meetings):
+
+1. `Reserve(meeting_id)` — decided here, one at a time, by the pure `decide_admission`, counting
+   the admissions in flight. Answers `Hosted` (idempotent re-assignment), `Pending` (the same
+   meeting is being admitted right now: wait for it, then ask again), `Rejected`, or `Reserved`.
+2. The caller takes ownership in Redis and stores the MH list (see `assign.py`).
+3. `Commit(...)` starts the MeetingActor, or `Abort(meeting_id)` releases the reservation.
+
+The controller also touches every hosted meeting periodically (a fenced write per meeting), so a
+meeting taken over by another MC is noticed within `touch_interval` even when idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from darktower.actors import Actor, ActorStopped
+from darktower.fencing import FencedStore
+from darktower.mc.admission import AdmissionState, Rejection, decide_admission
+from darktower.mc.meeting import EndMeeting, MeetingActor, Touch
+from darktower.mc.metrics import MEETINGS_ACTIVE, MEETINGS_ADMITTING
+from darktower.mc.validation import MhTarget
+
+__all__ = [
+    "Abort",
+    "Capacity",
+    "Commit",
+    "Hosted",
+    "MeetingControllerActor",
+    "Pending",
+    "Rejected",
+    "Reserve",
+    "Reserved",
+    "SetDraining",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    meeting_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    meeting_id: str
+    generation: int
+    mhs: tuple[MhTarget, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    meeting_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetDraining:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EndAll:
+    reason: str
+
+
+ControllerMessage = Reserve | Commit | Abort | SetDraining | EndAll
+
+
+@dataclass(frozen=True, slots=True)
+class Hosted:
+    meeting: MeetingActor
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    done: asyncio.Future[None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    pass
+
+
+ReserveResult = Hosted | Pending | Rejected | Reserved
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """The true counts, for heartbeats and health."""
+
+    max_meetings: int
+    current_meetings: int
+    max_participants: int
+    current_participants: int
+    draining: bool
+
+
+@dataclass(slots=True)
+class _Limits:
+    max_meetings: int
+    max_participants: int
+    participant_estimate: int
+
+
+@dataclass(slots=True)
+class _Admitting:
+    futures: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+
+
+class MeetingControllerActor(Actor[ControllerMessage]):
+    actor_type = "controller"
+    mailbox_warning = 1000
+    mailbox_critical = 5000
+
+    def __init__(
+        self,
+        mc_id: str,
+        *,
+        store: FencedStore,
+        max_meetings: int,
+        max_participants: int,
+        participant_estimate: int,
+        is_ready: Callable[[], bool],
+        touch_interval: float = 5.0,
+        on_meeting_ended: Callable[[str, str], None] | None = None,
+    ) -> None:
+        super().__init__(mc_id)
+        self.mc_id = mc_id
+        self._store = store
+        self._limits = _Limits(max_meetings, max_participants, participant_estimate)
+        self._is_ready = is_ready
+        self._touch_interval = touch_interval
+        self._on_meeting_ended = on_meeting_ended
+        self._meetings: dict[str, MeetingActor] = {}
+        self._admitting = _Admitting()
+        self._draining = False
+        self._ticker: asyncio.Task[None] | None = None
+
+    # -- read-only views (same loop; safe to read between awaits) --------------------------
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def meetings(self) -> dict[str, MeetingActor]:
+        return dict(self._meetings)
+
+    def capacity(self) -> Capacity:
+        return Capacity(
+            max_meetings=self._limits.max_meetings,
+            current_meetings=len(self._meetings),
+            max_participants=self._limits.max_participants,
+            current_participants=sum(m.participant_count for m in self._meetings.values()),
+            draining=self._draining,
+        )
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def handle(self, message: ControllerMessage) -> ReserveResult | MeetingActor | None:
+        if isinstance(message, Reserve):
+            return self._reserve(message.meeting_id)
+        if isinstance(message, Commit):
+            return self._commit(message)
+        if isinstance(message, Abort):
+            self._release(message.meeting_id)
+        elif isinstance(message, SetDraining):
+            self._draining = True
+        else:
+            for meeting in list(self._meetings.values()):
+                if not meeting.lost:
+                    meeting.send(EndMeeting(message.reason))
+        return None
+
+    def _reserve(self, meeting_id: str) -> ReserveResult:
+        hosted = self._meetings.get(meeting_id)
+        if hosted is not None and hosted.lost:
+            # Fenced out or ending: not ours any more, whatever its task is still doing.
+            del self._meetings[meeting_id]
+            hosted = None
+        if hosted is not None:
+            return Hosted(hosted)
+        pending = self._admitting.futures.get(meeting_id)
+        if pending is not None:
+            return Pending(pending)
+        capacity = self.capacity()
+        rejection = decide_admission(
+            AdmissionState(
+                draining=self._draining,
+                ready=self._is_ready(),
+                hosted_meetings=capacity.current_meetings,
+                admitting=len(self._admitting.futures),
+                max_meetings=self._limits.max_meetings,
+                current_participants=capacity.current_participants,
+                max_participants=self._limits.max_participants,
+                participant_estimate=self._limits.participant_estimate,
+            )
+        )
+        if rejection is not None:
+            return Rejected(rejection)
+        self._admitting.futures[meeting_id] = asyncio.get_running_loop().create_future()
+        MEETINGS_ADMITTING.set(len(self._admitting.futures))
+        return Reserved()
+
+    def _commit(self, message: Commit) -> MeetingActor:
+        if message.meeting_id not in self._admitting.futures:
+            raise RuntimeError(f"commit without a reservation for {message.meeting_id}")
+        meeting = MeetingActor(
+            message.meeting_id,
+            owner=self.mc_id,
+            generation=message.generation,
+            store=self._store,
+            mhs=message.mhs,
+        )
+        self.spawn(meeting)
+        self._meetings[message.meeting_id] = meeting
+        MEETINGS_ACTIVE.set(len(self._meetings))
+        self._release(message.meeting_id)
+        return meeting
+
+    def _release(self, meeting_id: str) -> None:
+        future = self._admitting.futures.pop(meeting_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+        MEETINGS_ADMITTING.set(len(self._admitting.futures))
+
+    # -- supervision -----------------------------------------------------------------------
+
+    def child_exited(self, child: Actor[Any], exc: BaseException | None) -> None:
+        if not isinstance(child, MeetingActor):
+            return
+        if self._meetings.get(child.meeting_id) is child:
+            del self._meetings[child.meeting_id]
+            MEETINGS_ACTIVE.set(len(self._meetings))
+        reason = "crashed" if exc is not None else child.end_reason or "stopped"
+        log.info("meeting %s left this MC (%s)", child.meeting_id, reason)
+        if self._on_meeting_ended is not None and reason not in ("stopped", "fenced_out"):
+            self._on_meeting_ended(child.meeting_id, reason)
+
+    # -- periodic ownership check ----------------------------------------------------------
+
+    async def on_start(self) -> None:
+        self._ticker = asyncio.get_running_loop().create_task(self._touch_loop())
+
+    async def on_stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for future in self._admitting.futures.values():
+            if not future.done():
+                future.set_result(None)
+        self._admitting.futures.clear()
+        MEETINGS_ADMITTING.set(0)
+        MEETINGS_ACTIVE.set(0)
+
+    async def _touch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._touch_interval)
+            for meeting in list(self._meetings.values()):
+                try:
+                    meeting.send(Touch())
+                except ActorStopped:
+                    continue

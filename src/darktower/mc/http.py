@@ -1,0 +1,46 @@
+"""The MC's health HTTP endpoint: `/health/live`, `/health/ready`, `/metrics`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = ["EmbeddedUvicorn", "health_app"]
+
+
+def health_app(is_ready: Callable[[], tuple[bool, str]]) -> FastAPI:
+    """`is_ready()` answers (ready, why not) — the reason is shown on a 503."""
+    app = FastAPI(title="darktower MC health", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/health/ready")
+    async def ready(response: Response) -> dict[str, str]:
+        ok, why = is_ready()
+        if not ok:
+            response.status_code = 503
+            return {"status": "not ready", "reason": why}
+        return {"status": "ready"}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class EmbeddedUvicorn(uvicorn.Server):
+    """A uvicorn server that runs inside our loop and leaves signals to our own handler."""
+
+    def install_signal_handlers(self) -> None:  # older uvicorn
+        return
+
+    def capture_signals(self):  # type: ignore[no-untyped-def]  # contextmanager in uvicorn
+        import contextlib
+
+        return contextlib.nullcontext()

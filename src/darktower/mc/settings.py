@@ -1,0 +1,82 @@
+"""MC configuration from `MC_*` environment variables (SPEC §8), as one typed object.
+
+Secret values (`redis_url`, `binding_token_secret`) are `SecretStr`: their repr and str are
+`**********`; code that needs the value calls `.get_secret_value()` at the point of use.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["McSettings", "parse_bind"]
+
+_HOST_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _default_id() -> str:
+    return "mc-" + _HOST_SAFE.sub("-", socket.gethostname())[:200]
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:port`) → (host, port); ValueError on anything else."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class McSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MC_", extra="ignore")
+
+    id: str = Field(default_factory=_default_id, pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    region: str = Field(default="local", min_length=1, max_length=50)
+    grpc_bind: str = "0.0.0.0:50052"
+    # What the GC is told to dial; empty = derived from the bind address (never 0.0.0.0).
+    grpc_advertise: str = ""
+    health_bind: str = "0.0.0.0:8081"
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    gc_endpoint: str = "http://localhost:50051"
+    max_meetings: int = Field(default=1000, ge=0)
+    max_participants: int = Field(default=10000, ge=0)
+    participant_estimate: int = Field(default=10, ge=0)
+    service_key_file: Path | None = None
+    trusted_gc_key_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    binding_token_secret: SecretStr | None = None
+    drain_seconds: float = Field(default=30.0, ge=0)
+    # How often each hosted meeting proves it still owns its Redis state (a fenced write);
+    # a meeting that was taken over is noticed within this interval.
+    meeting_touch_seconds: float = Field(default=5.0, gt=0)
+    redis_check_seconds: float = Field(default=1.0, gt=0)
+    redis_replica_wait: int = Field(default=0, ge=0)
+    log_level: str = "INFO"
+
+    @field_validator("trusted_gc_key_files", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(p.strip()) for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("grpc_bind", "health_bind")
+    @classmethod
+    def _valid_bind(cls, value: str) -> str:
+        parse_bind(value)
+        return value
+
+    def secret_values(self) -> list[str]:
+        """Every secret string, for the log redaction filter (passwords inside URLs too)."""
+        from urllib.parse import urlsplit
+
+        values = [self.redis_url.get_secret_value()]
+        password = urlsplit(values[0]).password
+        if password:
+            values.append(password)
+        if self.binding_token_secret is not None:
+            values.append(self.binding_token_secret.get_secret_value())
+        return [v for v in values if v]

@@ -1,0 +1,169 @@
+"""The actor runtime: ordering, ask/reply, supervision, cancellation, mailbox metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from darktower.actors import Actor, ActorStopped
+
+
+class Recorder(Actor[Any]):
+    actor_type = "test_recorder"
+    mailbox_warning = 3
+    mailbox_critical = 6
+
+    def __init__(self, name: str, gate: asyncio.Event | None = None) -> None:
+        super().__init__(name)
+        self.seen: list[Any] = []
+        self.stopped = False
+        self.exits: list[tuple[str, BaseException | None]] = []
+        self.gate = gate
+
+    async def handle(self, message: Any) -> Any:
+        if self.gate is not None:
+            await self.gate.wait()
+        if message == "boom":
+            raise ValueError("boom")
+        if message == "sleep":
+            await asyncio.sleep(3600)
+        self.seen.append(message)
+        return f"reply:{message}"
+
+    async def on_stop(self) -> None:
+        self.stopped = True
+
+    def child_exited(self, child: Actor[Any], exc: BaseException | None) -> None:
+        self.exits.append((child.name, exc))
+
+
+def panics(kind: str) -> float:
+    return REGISTRY.get_sample_value("mc_actor_panic_total", {"actor_type": kind}) or 0.0
+
+
+async def test_messages_are_handled_in_order_and_ask_returns_the_reply() -> None:
+    actor = Recorder("a")
+    actor.start()
+    for i in range(5):
+        actor.send(i)
+    assert await actor.ask("last") == "reply:last"
+    assert actor.seen == [0, 1, 2, 3, 4, "last"]
+    await actor.stop()
+    assert actor.stopped and not actor.running
+
+
+async def test_stop_drains_queued_messages_then_refuses_new_ones() -> None:
+    actor = Recorder("a")
+    actor.start()
+    actor.send(1)
+    actor.send(2)
+    await actor.stop()
+    assert actor.seen == [1, 2]
+    with pytest.raises(ActorStopped):
+        actor.send(3)
+    with pytest.raises(ActorStopped):
+        await actor.ask(4)
+
+
+async def test_crashed_child_is_noticed_logged_counted_and_parent_survives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parent = Recorder("parent")
+    parent.start()
+    child = Recorder("child")
+    child.actor_type = "test_crasher"  # its own label, so the count is this test's alone
+    before = panics("test_crasher")
+    parent.spawn(child)
+    with caplog.at_level(logging.ERROR), pytest.raises(ValueError, match="boom"):
+        await child.ask("boom")
+    await child.wait(1)
+    assert panics("test_crasher") == before + 1
+    assert [name for name, _ in parent.exits] == ["child"]
+    assert isinstance(parent.exits[0][1], ValueError)
+    assert any("crashed" in r.getMessage() for r in caplog.records)
+    assert child not in parent.children
+    assert await parent.ask("still here") == "reply:still here"
+    await parent.stop()
+
+
+async def test_normal_child_exit_is_reported_without_a_panic() -> None:
+    parent = Recorder("parent")
+    parent.start()
+    child = Recorder("child")
+    child.actor_type = "test_quiet"
+    parent.spawn(child)
+    child.request_stop()
+    await child.wait(1)
+    assert parent.exits == [("child", None)]
+    assert panics("test_quiet") == 0
+    await parent.stop()
+
+
+async def test_stopping_the_parent_stops_its_children_first() -> None:
+    parent = Recorder("parent")
+    parent.start()
+    children = [Recorder(f"c{i}") for i in range(3)]
+    for c in children:
+        parent.spawn(c)
+        c.send("x")
+    await parent.stop()
+    assert all(c.stopped and not c.running and c.seen == ["x"] for c in children)
+
+
+async def test_cancelling_the_parent_cancels_its_children() -> None:
+    parent = Recorder("parent")
+    parent.start()
+    child = Recorder("child")
+    parent.spawn(child)
+    child.send("sleep")
+    await asyncio.sleep(0.01)
+    assert parent._task is not None
+    parent._task.cancel()
+    await parent.wait(2)
+    assert not child.running and child.stopped
+
+
+async def test_stop_deadline_cancels_a_stuck_actor() -> None:
+    actor = Recorder("stuck")
+    actor.start()
+    actor.send("sleep")
+    await asyncio.sleep(0.01)
+    await actor.stop(timeout=0.05)
+    assert not actor.running and actor.stopped
+
+
+async def test_pending_askers_get_actor_stopped_when_it_crashes() -> None:
+    gate = asyncio.Event()
+    actor = Recorder("a", gate)
+    actor.actor_type = "test_pending"
+    actor.start()
+    first = asyncio.ensure_future(actor.ask("boom"))
+    second = asyncio.ensure_future(actor.ask("later"))
+    await asyncio.sleep(0)
+    gate.set()
+    with pytest.raises(ValueError, match="boom"):
+        await first
+    with pytest.raises(ActorStopped):
+        await second
+
+
+async def test_mailbox_depth_and_thresholds_are_exported(caplog: pytest.LogCaptureFixture) -> None:
+    gate = asyncio.Event()
+    actor = Recorder("deep", gate)
+    actor.actor_type = "test_deep"
+    actor.start()
+    over = {"actor_type": "test_deep", "level": "warning"}
+    with caplog.at_level(logging.WARNING):
+        for i in range(5):
+            actor.send(i)
+    assert REGISTRY.get_sample_value("mc_actor_mailbox_depth", {"actor_type": "test_deep"}) == 5
+    assert REGISTRY.get_sample_value("mc_actor_mailbox_threshold", over) == 3
+    assert REGISTRY.get_sample_value("mc_actor_mailbox_over_threshold_total", over) == 1
+    assert any("over the warning threshold" in r.getMessage() for r in caplog.records)
+    gate.set()
+    await actor.stop()
+    assert REGISTRY.get_sample_value("mc_actor_mailbox_depth", {"actor_type": "test_deep"}) == 0
