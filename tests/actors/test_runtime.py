@@ -13,12 +13,16 @@ from darktower.actors import Actor, ActorStopped
 
 
 class Recorder(Actor[Any]):
+    """A test actor; `kind` gives it its own metric label so counts are one test's alone."""
+
     actor_type = "test_recorder"
     mailbox_warning = 3
     mailbox_critical = 6
 
-    def __init__(self, name: str, gate: asyncio.Event | None = None) -> None:
+    def __init__(self, name: str, gate: asyncio.Event | None = None, kind: str = "") -> None:
         super().__init__(name)
+        if kind:
+            self.actor_type = kind  # type: ignore[misc]  # per-instance label, tests only
         self.seen: list[Any] = []
         self.stopped = False
         self.exits: list[tuple[str, BaseException | None]] = []
@@ -74,8 +78,7 @@ async def test_crashed_child_is_noticed_logged_counted_and_parent_survives(
 ) -> None:
     parent = Recorder("parent")
     parent.start()
-    child = Recorder("child")
-    child.actor_type = "test_crasher"  # its own label, so the count is this test's alone
+    child = Recorder("child", kind="test_crasher")
     before = panics("test_crasher")
     parent.spawn(child)
     with caplog.at_level(logging.ERROR), pytest.raises(ValueError, match="boom"):
@@ -93,8 +96,7 @@ async def test_crashed_child_is_noticed_logged_counted_and_parent_survives(
 async def test_normal_child_exit_is_reported_without_a_panic() -> None:
     parent = Recorder("parent")
     parent.start()
-    child = Recorder("child")
-    child.actor_type = "test_quiet"
+    child = Recorder("child", kind="test_quiet")
     parent.spawn(child)
     child.request_stop()
     await child.wait(1)
@@ -138,8 +140,7 @@ async def test_stop_deadline_cancels_a_stuck_actor() -> None:
 
 async def test_pending_askers_get_actor_stopped_when_it_crashes() -> None:
     gate = asyncio.Event()
-    actor = Recorder("a", gate)
-    actor.actor_type = "test_pending"
+    actor = Recorder("a", gate, kind="test_pending")
     actor.start()
     first = asyncio.ensure_future(actor.ask("boom"))
     second = asyncio.ensure_future(actor.ask("later"))
@@ -153,8 +154,7 @@ async def test_pending_askers_get_actor_stopped_when_it_crashes() -> None:
 
 async def test_mailbox_depth_and_thresholds_are_exported(caplog: pytest.LogCaptureFixture) -> None:
     gate = asyncio.Event()
-    actor = Recorder("deep", gate)
-    actor.actor_type = "test_deep"
+    actor = Recorder("deep", gate, kind="test_deep")
     actor.start()
     over = {"actor_type": "test_deep", "level": "warning"}
     with caplog.at_level(logging.WARNING):

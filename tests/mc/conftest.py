@@ -67,7 +67,7 @@ def mc_settings(redis_url: str, key_dir: Path) -> Callable[..., McSettings]:
 @dataclass
 class RunningMc:
     app: McApp
-    stub: pb_grpc.MeetingControllerServiceStub
+    stub: pb_grpc.MeetingControllerServiceAsyncStub
     metadata: tuple[tuple[str, str], ...]
     health_url: str
 
@@ -119,7 +119,7 @@ async def start_mc(
         yield start
     finally:
         for app, channel in started:
-            await channel.close()
+            await channel.close(None)
             await app.stop(deadline_seconds=2)
 
 

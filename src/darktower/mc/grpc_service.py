@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import grpc
 
@@ -34,7 +35,7 @@ class MeetingControllerServicer(pb_grpc.MeetingControllerServiceServicer):
         self._assigner = assigner
 
     async def AssignMeetingWithMh(
-        self, request: pb.AssignMeetingWithMhRequest, context: grpc.aio.ServicerContext
+        self, request: pb.AssignMeetingWithMhRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AssignMeetingWithMhResponse:
         started = time.perf_counter()
         try:
@@ -61,16 +62,16 @@ class MeetingControllerServicer(pb_grpc.MeetingControllerServiceServicer):
         )
 
     async def RegisterController(
-        self, request: pb.RegisterMeetingController, context: grpc.aio.ServicerContext
+        self, request: pb.RegisterMeetingController, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RegistrationResponse:
         return pb.RegistrationResponse(accepted=False, controller_id="")
 
     async def SendHeartbeat(
-        self, request: pb.Heartbeat, context: grpc.aio.ServicerContext
+        self, request: pb.Heartbeat, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HeartbeatResponse:
         return pb.HeartbeatResponse(acknowledged=False, timestamp=int(time.time() * 1000))
 
     async def Assign(
-        self, request: pb.AssignMeeting, context: grpc.aio.ServicerContext
+        self, request: pb.AssignMeeting, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AssignMeetingResponse:
         return pb.AssignMeetingResponse(accepted=False, reason=LEGACY_MESSAGE)

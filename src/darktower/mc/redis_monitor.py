@@ -38,6 +38,9 @@ class RedisMonitor:
         return self.healthy
 
     def mark_unhealthy(self) -> None:
+        """A store call failed: not ready until the next successful ping."""
+        if self.healthy:
+            log.warning("redis unreachable (a store call failed): not ready")
         self.healthy = False
 
     def start(self) -> None:

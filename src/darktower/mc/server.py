@@ -16,10 +16,10 @@ import grpc
 import redis.asyncio as aioredis
 import uvicorn
 
-from darktower.auth.interceptor import ServiceAuthInterceptor
+from darktower.auth.interceptor import GRPC_SERVER_OPTIONS, ServiceAuthInterceptor
 from darktower.auth.keys import load_public_keys
 from darktower.auth.tokens import SCOPE_MC, ServiceType, TokenVerifier
-from darktower.fencing import RedisFencedStore
+from darktower.fencing import FencedStore, RedisFencedStore
 from darktower.mc.assign import Assigner
 from darktower.mc.controller import MeetingControllerActor, SetDraining
 from darktower.mc.grpc_service import MeetingControllerServicer
@@ -41,7 +41,8 @@ class StartupError(RuntimeError):
 
 
 class McApp:
-    def __init__(self, settings: McSettings) -> None:
+    def __init__(self, settings: McSettings, *, store: FencedStore | None = None) -> None:
+        """`store` replaces the Redis store built from the settings (fault-injection tests)."""
         if not settings.trusted_gc_key_files:
             raise StartupError("MC_TRUSTED_GC_KEY_FILES is empty: no GC could call this MC")
         self.settings = settings
@@ -56,7 +57,9 @@ class McApp:
             socket_connect_timeout=2.0,
             retry_on_timeout=False,
         )
-        self.store = RedisFencedStore(self.redis, replica_wait=settings.redis_replica_wait)
+        self.store: FencedStore = store or RedisFencedStore(
+            self.redis, replica_wait=settings.redis_replica_wait
+        )
         self.monitor = RedisMonitor(self.store.ping, interval=settings.redis_check_seconds)
         self.controller = MeetingControllerActor(
             settings.id,
@@ -71,7 +74,8 @@ class McApp:
             self.controller, self.store, on_store_failure=self.monitor.mark_unhealthy
         )
         self.grpc_server = grpc.aio.server(
-            interceptors=[ServiceAuthInterceptor(verifier, service="mc")]
+            interceptors=[ServiceAuthInterceptor(verifier, service="mc")],
+            options=GRPC_SERVER_OPTIONS,
         )
         pb_grpc.add_MeetingControllerServiceServicer_to_server(
             MeetingControllerServicer(self.assigner), self.grpc_server

@@ -1,0 +1,53 @@
+"""Service authentication (SPEC §5): Ed25519 JWT service tokens between darktower services.
+
+Modules, one concept each:
+
+* `errors`       the error tree (`AuthError` and its children), each error with a label-safe code
+* `keys`         key files: generate, load, `key_id` fingerprint
+* `tokens`       mint and verify tokens (pure): `mint_service_token`, `TokenVerifier`
+* `client`       the caller's side: `ServiceTokenProvider` (cached token, call metadata)
+* `interceptor`  the receiver's side: `ServiceAuthInterceptor` for grpc.aio servers
+* `cli`          `darktower keys generate` and `darktower token`
+"""
+
+from __future__ import annotations
+
+from darktower.auth.client import ServiceTokenProvider
+from darktower.auth.errors import AuthenticationFailed, AuthError, CallerNotAllowed, KeyFileError
+from darktower.auth.interceptor import (
+    UNAUTHENTICATED_MESSAGE,
+    ServiceAuthInterceptor,
+    current_claims,
+)
+from darktower.auth.keys import generate_key_files, key_id, load_private_key, load_public_keys
+from darktower.auth.tokens import (
+    SCOPE_GC,
+    SCOPE_MC,
+    SERVICE_PROFILES,
+    ServiceClaims,
+    ServiceType,
+    TokenVerifier,
+    mint_service_token,
+)
+
+__all__ = [
+    "SCOPE_GC",
+    "SCOPE_MC",
+    "SERVICE_PROFILES",
+    "UNAUTHENTICATED_MESSAGE",
+    "AuthError",
+    "AuthenticationFailed",
+    "CallerNotAllowed",
+    "KeyFileError",
+    "ServiceAuthInterceptor",
+    "ServiceClaims",
+    "ServiceTokenProvider",
+    "ServiceType",
+    "TokenVerifier",
+    "current_claims",
+    "generate_key_files",
+    "key_id",
+    "load_private_key",
+    "load_public_keys",
+    "mint_service_token",
+]

@@ -1,0 +1,72 @@
+"""The calling side: a cached service token, ready to put on gRPC call metadata."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from darktower.auth.tokens import (
+    AUTHORIZATION_HEADER,
+    BEARER_PREFIX,
+    DEFAULT_TTL_SECONDS,
+    ServiceType,
+    mint_service_token,
+)
+
+__all__ = ["ServiceTokenProvider"]
+
+
+class ServiceTokenProvider:
+    """Mints this service's token once and reuses it until a third of its life remains.
+
+    Re-minting early (not at expiry) leaves a margin for the call's own duration and for clock
+    skew between caller and receiver. Safe to share between threads and tasks.
+    """
+
+    def __init__(
+        self,
+        private_key: Ed25519PrivateKey,
+        *,
+        service_type: ServiceType,
+        scope: str,
+        issuer: str,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+        if not issuer:
+            raise ValueError("issuer must not be empty")
+        self._private_key = private_key
+        self._service_type = service_type
+        self._scope = scope
+        self._issuer = issuer
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._refresh_at = 0.0
+
+    def token(self) -> str:
+        """The current token, re-minted when less than a third of its life remains."""
+        with self._lock:
+            now = self._clock()
+            if self._token is None or now >= self._refresh_at:
+                self._token = mint_service_token(
+                    self._private_key,
+                    service_type=self._service_type,
+                    scope=self._scope,
+                    issuer=self._issuer,
+                    ttl_seconds=self._ttl,
+                    now=now,
+                )
+                # iat is truncated to whole seconds, so count the life from there.
+                self._refresh_at = int(now) + self._ttl * 2 / 3
+            return self._token
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata carrying the token: `(("authorization", "Bearer <token>"),)`."""
+        return ((AUTHORIZATION_HEADER, BEARER_PREFIX + self.token()),)

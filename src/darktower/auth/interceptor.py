@@ -1,0 +1,191 @@
+"""The receiving side: a grpc.aio server interceptor that admits only valid service tokens.
+
+Installed on a server, it checks every RPC of that server before the servicer sees it:
+
+* an invalid or missing token → UNAUTHENTICATED with `UNAUTHENTICATED_MESSAGE`, the same text
+  whatever failed, so a caller learns nothing about which check it tripped;
+* a valid token of a caller type the server does not serve → PERMISSION_DENIED;
+* otherwise the verified `ServiceClaims` are put in `current_claims` for the servicer to read
+  and the call proceeds.
+
+Every outcome is counted (`service_auth_success_total`, `service_auth_failures_total` by
+reason). The token itself never reaches a log record, a metric or a status message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+from prometheus_client import Counter
+
+from darktower.auth.errors import (
+    FAILURE_REASONS,
+    WRONG_CALLER,
+    AuthenticationFailed,
+    CallerNotAllowed,
+)
+from darktower.auth.tokens import (
+    AUTHORIZATION_HEADER,
+    BEARER_PREFIX,
+    MAX_TOKEN_BYTES,
+    ServiceClaims,
+    TokenVerifier,
+)
+
+__all__ = [
+    "AUTH_FAILURES",
+    "AUTH_SUCCESSES",
+    "GRPC_SERVER_OPTIONS",
+    "MAX_TOKEN_BYTES",
+    "UNAUTHENTICATED_MESSAGE",
+    "ServiceAuthInterceptor",
+    "current_claims",
+    "extract_bearer_token",
+]
+
+logger = logging.getLogger(__name__)
+
+UNAUTHENTICATED_MESSAGE = "missing or invalid service token"
+
+# gRPC's default metadata limit (8 KiB soft, 16 KiB hard — between the two, calls are refused
+# at random) is too close to a maximal 8192-byte token plus its header name. A server using this
+# interceptor should raise it, so that the size rule is ours (too_large) and deterministic.
+GRPC_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_metadata_size", 4 * MAX_TOKEN_BYTES),
+    ("grpc.absolute_max_metadata_size", 8 * MAX_TOKEN_BYTES),
+)
+
+AUTH_FAILURES = Counter(
+    "service_auth_failures_total",
+    "Service calls refused by token checking, by server and reason.",
+    ["service", "reason"],
+)
+AUTH_SUCCESSES = Counter(
+    "service_auth_success_total",
+    "Service calls admitted by token checking, by server.",
+    ["service"],
+)
+
+# The claims of the call being served. grpc.aio runs the interceptor and the handler in one
+# contextvars.Context per RPC, so a servicer reads here what the interceptor verified.
+current_claims: ContextVar[ServiceClaims | None] = ContextVar("current_claims", default=None)
+
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+    _Handler = grpc.RpcMethodHandler[Any, Any]
+else:  # the runtime classes are not generic
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+    _Handler = grpc.RpcMethodHandler
+
+
+def extract_bearer_token(values: Sequence[str]) -> str:
+    """The token from the `authorization` metadata values of one call.
+
+    Raises `AuthenticationFailed`: `missing` (no value), `malformed` (more than one — which
+    one a proxy or a server would honour is ambiguous), `bad_prefix` (not exactly "Bearer "),
+    `empty`, `too_large` (over MAX_TOKEN_BYTES; measured before anything parses the token).
+    """
+    if not values:
+        raise AuthenticationFailed("missing")
+    if len(values) > 1:
+        raise AuthenticationFailed("malformed")
+    value = values[0]
+    if not value.startswith(BEARER_PREFIX):
+        raise AuthenticationFailed("bad_prefix")
+    token = value[len(BEARER_PREFIX) :]
+    if not token:
+        raise AuthenticationFailed("empty")
+    if len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
+        raise AuthenticationFailed("too_large")
+    return token
+
+
+def _authorization_values(details: grpc.HandlerCallDetails) -> list[str]:
+    values: list[str] = []
+    for key, value in details.invocation_metadata or ():
+        if key == AUTHORIZATION_HEADER:
+            # Non-`-bin` metadata arrives as str; bytes would mean a binary header, not a token.
+            values.append(value if isinstance(value, str) else "")
+    return values
+
+
+def _rejection(handler: _Handler | None, code: grpc.StatusCode, message: str) -> _Handler:
+    """A handler of the same kind as `handler` whose only behaviour is to abort the call.
+
+    grpc.aio interceptors cannot abort by themselves: they must hand back a handler. Keeping
+    the real handler's kind and (de)serializers keeps the call well-formed for the client.
+    For an unknown method (`handler` None) a unary one is returned, so that an unauthenticated
+    caller cannot probe which methods exist.
+    """
+
+    async def abort(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(code, message)
+
+    if handler is None:
+        return grpc.unary_unary_rpc_method_handler(abort)
+    kwargs: dict[str, Any] = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort, **kwargs)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort, **kwargs)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(abort, **kwargs)
+    return grpc.unary_unary_rpc_method_handler(abort, **kwargs)
+
+
+class ServiceAuthInterceptor(_ServerInterceptor):
+    """Checks the service token of every RPC on the server it is installed on.
+
+    `service` ("mc" or "gc") names this server in metrics and logs.
+    """
+
+    def __init__(self, verifier: TokenVerifier, *, service: str) -> None:
+        self._verifier = verifier
+        self._service = service
+        # Create every series up front so that dashboards and tests see zeros, not gaps.
+        AUTH_SUCCESSES.labels(service)
+        for reason in (*FAILURE_REASONS, WRONG_CALLER):
+            AUTH_FAILURES.labels(service, reason)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> _Handler:
+        method = handler_call_details.method
+        try:
+            token = extract_bearer_token(_authorization_values(handler_call_details))
+            claims = self._verifier.verify(token)
+        except AuthenticationFailed as exc:
+            self._count_failure(exc.reason, method)
+            handler = await continuation(handler_call_details)
+            return _rejection(handler, grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+        except CallerNotAllowed as exc:
+            self._count_failure(WRONG_CALLER, method)
+            handler = await continuation(handler_call_details)
+            return _rejection(handler, grpc.StatusCode.PERMISSION_DENIED, str(exc))
+
+        AUTH_SUCCESSES.labels(self._service).inc()
+        logger.debug(
+            "service call admitted: service=%s method=%s caller=%s issuer=%s",
+            self._service,
+            method,
+            claims.service_type.value,
+            claims.issuer,
+        )
+        current_claims.set(claims)
+        return await continuation(handler_call_details)
+
+    def _count_failure(self, reason: str, method: str) -> None:
+        AUTH_FAILURES.labels(self._service, reason).inc()
+        logger.info(
+            "service call refused: service=%s method=%s reason=%s", self._service, method, reason
+        )

@@ -1,0 +1,33 @@
+"""The one `darktower` command (SPEC §8); each subcommand lives with its subsystem."""
+
+from __future__ import annotations
+
+import typer
+
+from darktower.auth.cli import keys_app, token
+from darktower.dev.cli import dev
+from darktower.mc.call import assign
+from darktower.mc.cli import mc
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="darktower",
+    help="darktower: the meeting control plane.",
+    no_args_is_help=True,
+    # Tracebacks with locals could print a loaded key; errors users can fix are caught anyway.
+    pretty_exceptions_show_locals=False,
+)
+
+app.add_typer(keys_app, name="keys")
+app.command("token")(token)
+
+app.command("mc")(mc)
+app.command("assign")(assign)
+app.command("dev")(dev)
+# Next: `gc`, `dev`, `join`, `status`.
+
+
+def main() -> None:
+    """Console-script entry point (`darktower = "darktower.cli:main"`)."""
+    app(prog_name="darktower")

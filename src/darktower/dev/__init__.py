@@ -1,0 +1,1 @@
+"""`darktower dev`: the local fleet in one command."""
