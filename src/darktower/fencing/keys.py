@@ -1,0 +1,61 @@
+"""Every Redis key the fencing store touches, in one place.
+
+All keys of one meeting carry the meeting id as a hash tag (`{<id>}`), so that under Redis
+Cluster they live in one slot and a single Lua script may touch all of them.
+
+    meeting:{<id>}:gen    string, a decimal integer ("1764000000000001"); the meeting's
+                          fencing generation. Never expires, is never deleted and never goes
+                          down: a later acquire must always issue a higher number.
+    meeting:{<id>}:owner  string, the id of the meeting controller holding the meeting
+                          ("mc-eu-1"); absent when no MC holds it.
+    meeting:{<id>}:mh     string, JSON: the ranked media-handler list and assigned_at, written
+                          by the owner; the store treats it as opaque text.
+    meeting:{<id>}:state  hash, field -> string; meeting state written by the owner.
+    meeting:{<id>}:audit  stream of {gen, owner, op}; one entry per acquire and per applied
+                          write, only when the store runs with `audit=True`. Never trimmed
+                          or deleted by the store (a diagnostic and test aid, off by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MeetingKeys"]
+
+
+@dataclass(frozen=True)
+class MeetingKeys:
+    """The Redis key names of one meeting; build with `MeetingKeys.for_meeting`."""
+
+    meeting_id: str
+    gen: str
+    owner: str
+    mh: str
+    state: str
+    audit: str
+
+    @classmethod
+    def for_meeting(cls, meeting_id: str) -> MeetingKeys:
+        """Key names for `meeting_id`.
+
+        Raises ValueError for an empty id or one containing `{` or `}`: a brace would end the
+        hash tag early and scatter the meeting's keys over several cluster slots.
+        """
+        if not meeting_id:
+            raise ValueError("meeting id must not be empty")
+        if "{" in meeting_id or "}" in meeting_id:
+            raise ValueError("meeting id must not contain '{' or '}'")
+        prefix = f"meeting:{{{meeting_id}}}"
+        return cls(
+            meeting_id=meeting_id,
+            gen=f"{prefix}:gen",
+            owner=f"{prefix}:owner",
+            mh=f"{prefix}:mh",
+            state=f"{prefix}:state",
+            audit=f"{prefix}:audit",
+        )
+
+    @property
+    def all(self) -> tuple[str, str, str, str, str]:
+        """The KEYS every fencing script receives, in this order: gen, owner, mh, state, audit."""
+        return (self.gen, self.owner, self.mh, self.state, self.audit)

@@ -1,0 +1,494 @@
+"""Meeting state in Redis behind fencing tokens: the `FencedStore` port and its Redis adapter.
+
+A meeting controller (MC) takes a meeting with `acquire`, which issues a new generation and
+records the MC as owner. Every later write names (owner, generation) and is applied only if
+both still match what Redis holds; otherwise it is refused with `FencedOut` and nothing is
+written. Checks and writes run in one Lua script each (`lua/`), so no other client can slip in
+between them.
+
+How generations are chosen. acquire sets
+
+    new = max(stored + 1, min_generation + 1, Redis TIME in microseconds since the epoch)
+
+`stored + 1` makes generations strictly increasing while Redis keeps its data. The clock term
+covers Redis losing the gen key (a restart without persistence, a failover to a replica that
+had not seen the last writes): an empty Redis still issues a generation above every one it
+issued before, provided its clock has not stepped back (and generations were not handed out
+faster than one per microsecond, which a script call per acquire rules out in practice).
+`min_generation` lets a caller that remembers a higher generation (say, the last one it saw)
+demand more than both. Generations are therefore large (about 1.8e15 today) and always below
+2^53, where Lua's double-precision numbers stop being exact; scripts print them with
+`string.format('%d')` and this module parses the decimal text. `replica_wait` adds a WAIT after
+ownership changes, so that a failover is less likely to lose an acquire at all.
+
+The gen key is never deleted, never expires and never goes down; `fenced_delete` removes owner,
+MH list and state only, so the next acquire still goes up. With `audit=True` each acquire and
+each applied write also appends {gen, owner, op} to the meeting's audit stream inside the same
+script; `audit_log` reads it back (for tests and diagnostics; the stream is never trimmed).
+
+Errors (see `errors.py`): FencedOut, MalformedState (a stored value breaks the key contract;
+nothing written), StoreUnavailable (any Redis connection, timeout or failover error; the
+message never holds the URL or password), ReplicationTimeout. Every call is timed in
+`mc_redis_latency_seconds` and failures are counted in `mc_redis_errors_total`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+
+from darktower.fencing.errors import (
+    FencedOut,
+    FencingError,
+    MalformedState,
+    ReplicationTimeout,
+    StoreUnavailable,
+)
+from darktower.fencing.keys import MeetingKeys
+from darktower.fencing.metrics import REDIS_ERRORS, REDIS_LATENCY, Op
+from darktower.fencing.scripts import (
+    MAX_GENERATION,
+    FencingScripts,
+    decode_reply,
+    parse_generation,
+    text,
+)
+
+__all__ = [
+    "SETTABLE_NAMES",
+    "AuditEntry",
+    "FencedStore",
+    "FencedWrite",
+    "MeetingRecord",
+    "RedisFencedStore",
+]
+
+# String keys `fenced_set` may write, by name (fenced_set.lua maps each to its KEYS slot).
+SETTABLE_NAMES: Final = frozenset({"mh"})
+
+# Server answers that mean "not now" rather than "never": they surface as StoreUnavailable.
+_UNAVAILABLE_REPLIES = (ReadOnlyError, ClusterDownError, TryAgainError, OutOfMemoryError)
+
+
+@dataclass(frozen=True)
+class MeetingRecord:
+    """What Redis holds for one meeting; generation 0 and owner None when never acquired."""
+
+    meeting_id: str
+    generation: int
+    owner: str | None
+    mh: str | None
+    state: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of a meeting's audit stream, in stream order."""
+
+    entry_id: str
+    generation: int
+    owner: str
+    op: str  # acquire | set | hset | delete
+
+
+@dataclass(frozen=True)
+class FencedWrite:
+    """One item of `fenced_set_many`: the arguments of one `fenced_set`."""
+
+    meeting_id: str
+    owner: str
+    generation: int
+    name: str
+    value: str
+
+
+class FencedStore(Protocol):
+    """Meeting ownership and state behind fencing tokens (owner id + generation)."""
+
+    async def acquire(self, meeting_id: str, owner: str, *, min_generation: int = 0) -> int:
+        """Make `owner` the owner under a new generation, higher than any before; return it."""
+        ...
+
+    async def fenced_set(
+        self, meeting_id: str, owner: str, generation: int, name: str, value: str
+    ) -> None:
+        """Set string key `name` (one of SETTABLE_NAMES) if (owner, generation) still hold."""
+        ...
+
+    async def fenced_set_many(self, items: Sequence[FencedWrite]) -> list[FencingError | None]:
+        """Many `fenced_set` in one round trip; per item None (applied) or the refusal."""
+        ...
+
+    async def fenced_hset(
+        self,
+        meeting_id: str,
+        owner: str,
+        generation: int,
+        mapping: Mapping[str, str],
+        *,
+        remove: Iterable[str] = (),
+    ) -> None:
+        """Set `mapping` and delete `remove` in the state hash if (owner, generation) hold."""
+        ...
+
+    async def fenced_delete(self, meeting_id: str, owner: str, generation: int) -> None:
+        """Delete owner, MH list and state if (owner, generation) hold; gen stays."""
+        ...
+
+    async def fenced_check(self, meeting_id: str, owner: str, generation: int) -> None:
+        """Raise FencedOut unless `owner` holds the meeting at `generation`."""
+        ...
+
+    async def read(self, meeting_id: str) -> MeetingRecord:
+        """Everything stored for the meeting, read atomically."""
+        ...
+
+    async def audit_log(self, meeting_id: str) -> list[AuditEntry]:
+        """The meeting's audit stream, oldest first (empty unless written with audit on)."""
+        ...
+
+    async def ping(self) -> None:
+        """Return if the store answers; raise StoreUnavailable otherwise."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connections the store owns."""
+        ...
+
+
+class RedisFencedStore:
+    """`FencedStore` on a standalone Redis (or a Sentinel-managed primary).
+
+    `audit` appends every acquire and applied write to the meeting's audit stream.
+    `replica_wait` > 0 makes acquire and fenced_delete wait (WAIT) for that many replicas,
+    up to `replica_wait_timeout_ms`, raising ReplicationTimeout (write applied) when fewer
+    acknowledged.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        audit: bool = False,
+        replica_wait: int = 0,
+        replica_wait_timeout_ms: int = 500,
+    ) -> None:
+        if replica_wait < 0 or replica_wait_timeout_ms < 0:
+            raise ValueError("replica_wait and replica_wait_timeout_ms must be >= 0")
+        self._client = client
+        self._scripts = FencingScripts.register(client)
+        self._audit = audit
+        self._audit_flag = "1" if audit else "0"
+        self._replica_wait = replica_wait
+        self._replica_wait_timeout_ms = replica_wait_timeout_ms
+        self._owns_client = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        audit: bool = False,
+        replica_wait: int = 0,
+        replica_wait_timeout_ms: int = 500,
+        **client_options: Any,
+    ) -> RedisFencedStore:
+        """A store on a client of its own, built by `redis.asyncio.Redis.from_url`.
+
+        `client_options` go to redis-py (e.g. `socket_timeout`, `retry`); `aclose()` closes
+        the client. The URL is not kept on the store and never shown by its repr.
+        """
+        client = aioredis.Redis.from_url(url, **client_options)
+        store = cls(
+            client,
+            audit=audit,
+            replica_wait=replica_wait,
+            replica_wait_timeout_ms=replica_wait_timeout_ms,
+        )
+        store._owns_client = True
+        return store
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisFencedStore(audit={self._audit}, replica_wait={self._replica_wait}, "
+            f"replica_wait_timeout_ms={self._replica_wait_timeout_ms})"
+        )
+
+    async def aclose(self) -> None:
+        """Close the client if `from_url` created it; a client passed in stays the caller's."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def acquire(self, meeting_id: str, owner: str, *, min_generation: int = 0) -> int:
+        keys = MeetingKeys.for_meeting(meeting_id)
+        _check_owner(owner)
+        if not 0 <= min_generation < MAX_GENERATION:
+            raise ValueError(f"min_generation must be in [0, {MAX_GENERATION})")
+        args = (self._audit_flag, owner, min_generation)
+        with _observed("acquire"):
+            return await self._replicated(self._scripts.acquire, keys, args)
+
+    async def fenced_set(
+        self, meeting_id: str, owner: str, generation: int, name: str, value: str
+    ) -> None:
+        keys, args = self._set_call(FencedWrite(meeting_id, owner, generation, name, value))
+        with _observed("set"):
+            reply = await self._scripts.fenced_set(keys=keys.all, args=args)
+            decode_reply(meeting_id, reply)
+
+    async def fenced_set_many(self, items: Sequence[FencedWrite]) -> list[FencingError | None]:
+        """Pipelined `fenced_set`s, each fenced on its own; one round trip for all.
+
+        Returns, per item in order, None when applied or the FencingError it would have
+        raised. Raises StoreUnavailable when the pipeline itself fails (outcomes unknown).
+        """
+        calls = [self._set_call(item) for item in items]  # validate all before any I/O
+        if not calls:
+            return []
+        with _observed("set"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    await self._scripts.fenced_set(keys=keys.all, args=args, client=pipe)
+                replies = await pipe.execute(raise_on_error=False)
+        return [
+            _outcome(item.meeting_id, reply) for item, reply in zip(items, replies, strict=True)
+        ]
+
+    async def fenced_hset(
+        self,
+        meeting_id: str,
+        owner: str,
+        generation: int,
+        mapping: Mapping[str, str],
+        *,
+        remove: Iterable[str] = (),
+    ) -> None:
+        keys = MeetingKeys.for_meeting(meeting_id)
+        _check_owner(owner)
+        _check_generation(generation)
+        removed = list(remove)
+        if overlap := set(mapping) & set(removed):
+            raise ValueError(f"fields both set and removed: {sorted(overlap)}")
+        pairs = [part for item in mapping.items() for part in item]
+        args: tuple[str | int, ...] = (
+            self._audit_flag,
+            owner,
+            generation,
+            len(mapping),
+            *pairs,
+            *removed,
+        )
+        with _observed("hset"):
+            reply = await self._scripts.fenced_hset(keys=keys.all, args=args)
+            decode_reply(meeting_id, reply)
+
+    async def fenced_delete(self, meeting_id: str, owner: str, generation: int) -> None:
+        keys = MeetingKeys.for_meeting(meeting_id)
+        _check_owner(owner)
+        _check_generation(generation)
+        args = (self._audit_flag, owner, generation)
+        with _observed("delete"):
+            await self._replicated(self._scripts.fenced_delete, keys, args)
+
+    async def fenced_check(self, meeting_id: str, owner: str, generation: int) -> None:
+        keys = MeetingKeys.for_meeting(meeting_id)
+        _check_owner(owner)
+        _check_generation(generation)
+        with _observed("check"):
+            reply = await self._scripts.fenced_check(keys=keys.all, args=("0", owner, generation))
+            decode_reply(meeting_id, reply)
+
+    async def read(self, meeting_id: str) -> MeetingRecord:
+        keys = MeetingKeys.for_meeting(meeting_id)
+        with _observed("read"):
+            # MULTI/EXEC: one round trip and a consistent view of the four keys.
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.get(keys.gen)
+                pipe.get(keys.owner)
+                pipe.get(keys.mh)
+                pipe.hgetall(keys.state)
+                gen_raw, owner_raw, mh_raw, state_raw = await pipe.execute(raise_on_error=False)
+            return MeetingRecord(
+                meeting_id=meeting_id,
+                generation=_stored_generation(meeting_id, keys.gen, gen_raw),
+                owner=_stored_text(meeting_id, keys.owner, owner_raw),
+                mh=_stored_text(meeting_id, keys.mh, mh_raw),
+                state=_stored_hash(meeting_id, keys.state, state_raw),
+            )
+
+    async def audit_log(self, meeting_id: str) -> list[AuditEntry]:
+        keys = MeetingKeys.for_meeting(meeting_id)
+        with _observed("read"):
+            try:
+                entries = await self._client.xrange(keys.audit, "-", "+")
+            except ResponseError as exc:
+                if isinstance(exc, _UNAVAILABLE_REPLIES):
+                    raise
+                raise MalformedState(meeting_id, keys.audit) from exc
+            return [_audit_entry(meeting_id, keys.audit, e) for e in entries or ()]
+
+    async def ping(self) -> None:
+        with _observed("ping"):
+            await self._client.ping()
+
+    def _set_call(self, item: FencedWrite) -> tuple[MeetingKeys, tuple[str | int, ...]]:
+        keys = MeetingKeys.for_meeting(item.meeting_id)
+        _check_owner(item.owner)
+        _check_generation(item.generation)
+        if item.name not in SETTABLE_NAMES:
+            raise ValueError(f"fenced_set name must be one of {sorted(SETTABLE_NAMES)}")
+        args = (self._audit_flag, item.owner, item.generation, item.name, item.value)
+        return keys, args
+
+    async def _replicated(
+        self, script: AsyncScript, keys: MeetingKeys, args: tuple[str | int, ...]
+    ) -> int:
+        """Run an ownership-changing script; with replica_wait, WAIT for the replicas too."""
+        if self._replica_wait == 0:
+            return decode_reply(keys.meeting_id, await script(keys=keys.all, args=args))
+        # WAIT counts the writes made on its own connection: a pipeline keeps both on one.
+        async with self._client.pipeline(transaction=False) as pipe:
+            await script(keys=keys.all, args=args, client=pipe)
+            pipe.wait(self._replica_wait, self._replica_wait_timeout_ms)
+            reply, acknowledged = await pipe.execute(raise_on_error=False)
+        for result in (reply, acknowledged):
+            if isinstance(result, Exception):
+                raise result
+        generation = decode_reply(keys.meeting_id, reply)
+        if int(acknowledged) < self._replica_wait:
+            raise ReplicationTimeout(
+                keys.meeting_id,
+                self._replica_wait,
+                int(acknowledged),
+                self._replica_wait_timeout_ms,
+            )
+        return generation
+
+
+def _check_owner(owner: str) -> None:
+    if not owner:
+        raise ValueError("owner must not be empty")
+
+
+def _check_generation(generation: int) -> None:
+    if isinstance(generation, bool) or not 1 <= generation <= MAX_GENERATION:
+        raise ValueError(f"generation must be in [1, {MAX_GENERATION}]")
+
+
+def _stored(meeting_id: str, key: str, raw: object) -> object:
+    """A pipeline result, with a per-command error (WRONGTYPE) turned into MalformedState."""
+    if isinstance(raw, ResponseError):
+        raise MalformedState(meeting_id, key) from raw
+    return raw
+
+
+def _stored_generation(meeting_id: str, key: str, raw: object) -> int:
+    value = _stored(meeting_id, key, raw)
+    if value is None:
+        return 0
+    generation = parse_generation(value)
+    if generation is None:
+        raise MalformedState(meeting_id, key)
+    return generation
+
+
+def _stored_text(meeting_id: str, key: str, raw: object) -> str | None:
+    value = _stored(meeting_id, key, raw)
+    if value is None:
+        return None
+    try:
+        return text(value)
+    except (TypeError, UnicodeDecodeError) as exc:
+        raise MalformedState(meeting_id, key) from exc
+
+
+def _stored_hash(meeting_id: str, key: str, raw: object) -> dict[str, str]:
+    value = _stored(meeting_id, key, raw)
+    if not isinstance(value, dict):
+        raise MalformedState(meeting_id, key)
+    try:
+        return {text(k): text(v) for k, v in value.items()}
+    except (TypeError, UnicodeDecodeError) as exc:
+        raise MalformedState(meeting_id, key) from exc
+
+
+def _audit_entry(meeting_id: str, key: str, entry: object) -> AuditEntry:
+    """One XRANGE item, (entry id, {field: value}), as an AuditEntry."""
+    try:
+        if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+            raise ValueError("entry")
+        entry_id, fields = entry
+        if not isinstance(fields, dict):
+            raise ValueError("fields")
+        decoded = {text(k): text(v) for k, v in fields.items()}
+        generation = parse_generation(decoded["gen"])
+        if generation is None:
+            raise ValueError("gen")
+        return AuditEntry(text(entry_id), generation, decoded["owner"], decoded["op"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise MalformedState(meeting_id, key) from exc
+
+
+def _outcome(meeting_id: str, reply: object) -> FencingError | None:
+    """One pipelined script result as None (applied) or the error it stands for."""
+    try:
+        if isinstance(reply, Exception):
+            raise reply
+        decode_reply(meeting_id, reply)
+    except FencedOut as exc:
+        return exc
+    except FencingError as exc:
+        REDIS_ERRORS.labels(op="set").inc()
+        return exc
+    except (RedisError, OSError) as exc:
+        REDIS_ERRORS.labels(op="set").inc()
+        error = _translate(exc)
+        error.__cause__ = exc
+        return error
+    return None
+
+
+def _translate(exc: BaseException) -> FencingError:
+    """The store error for a redis-py exception.
+
+    Connection-side errors become StoreUnavailable naming only the exception class: their
+    redis-py messages carry host and port. An error reply (Lua error, NOPERM, ...) is the
+    server's own text, which holds no connection details, and becomes a plain FencingError.
+    """
+    if isinstance(exc, ResponseError) and not isinstance(exc, _UNAVAILABLE_REPLIES):
+        # A Lua error or a refused command: a bug or a misconfiguration, not an outage.
+        first_line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return FencingError(f"redis refused the command ({type(exc).__name__}): {first_line}")
+    return StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
+
+
+@contextmanager
+def _observed(op: Op) -> Iterator[None]:
+    """Time the enclosed Redis call, count its failures and translate redis-py errors."""
+    started = time.perf_counter()
+    try:
+        yield
+    except FencedOut:
+        raise
+    except FencingError:
+        REDIS_ERRORS.labels(op=op).inc()
+        raise
+    except (RedisError, OSError) as exc:
+        REDIS_ERRORS.labels(op=op).inc()
+        raise _translate(exc) from exc
+    finally:
+        REDIS_LATENCY.labels(op=op).observe(time.perf_counter() - started)
