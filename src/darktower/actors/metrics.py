@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 __all__ = [
-    "ACTOR_PANICS",
     "ACTORS_ALIVE",
+    "ACTOR_PANICS",
     "MAILBOX_DEPTH",
     "MAILBOX_OVER_THRESHOLD",
     "MAILBOX_THRESHOLD",

@@ -1,0 +1,137 @@
+"""Real `darktower mc` processes for tests: start one, wait until it is live, stop it.
+
+Each process runs in a session of its own with stderr in a file, so a test can read the whole
+log afterwards. `McProcesses.close()` kills whatever is still running, so no MC outlives a test
+even when it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from darktower.embedded.redis import free_port
+
+__all__ = ["McProcess", "McProcesses", "mc_command", "mc_env", "wait_until"]
+
+LIVE_TIMEOUT_SECONDS = 15.0
+
+
+def mc_command() -> list[str]:
+    return [sys.executable, "-m", "darktower", "mc"]
+
+
+def mc_env(values: Mapping[str, str]) -> dict[str, str]:
+    """This environment without any inherited `MC_*` variable, plus `values`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MC_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(values)
+    return env
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll `condition` every 50 ms; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {timeout}s")
+        time.sleep(0.05)
+
+
+@dataclass
+class McProcess:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    mc_id: str
+    grpc_target: str
+    health_url: str
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.health_url}{path}", timeout=2.0)
+
+    def status(self, path: str) -> int | None:
+        """HTTP status of `path`, None while nothing answers."""
+        try:
+            return self.get(path).status_code
+        except httpx.TransportError:
+            return None
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole session (the MC and anything it started); reap it."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+@dataclass
+class McProcesses:
+    """Starts MCs on free loopback ports; `close()` kills every one still running."""
+
+    tmp_path: Path
+    trusted_key_file: Path
+    started: list[McProcess] = field(default_factory=list)
+
+    def start(self, redis_url: str, **settings: str) -> McProcess:
+        """An MC (standalone: no GC) on `redis_url`, live on /health/live; `settings` are
+        extra MC_* values by lower-case field name (`drain_seconds="5"`)."""
+        mc_id = settings.pop("id", f"mc-proc-{len(self.started)}")
+        grpc_port, health_port = free_port(), free_port()
+        values = {
+            "MC_ID": mc_id,
+            "MC_REGION": "test",
+            "MC_GRPC_BIND": f"127.0.0.1:{grpc_port}",
+            "MC_HEALTH_BIND": f"127.0.0.1:{health_port}",
+            "MC_REDIS_URL": redis_url,
+            "MC_GC_ENDPOINT": "",
+            "MC_TRUSTED_GC_KEY_FILES": str(self.trusted_key_file),
+        }
+        values.update({f"MC_{k.upper()}": v for k, v in settings.items()})
+        log_path = self.tmp_path / f"{mc_id}.stderr.log"
+        with log_path.open("wb") as stderr:
+            proc = subprocess.Popen(
+                mc_command(),
+                env=mc_env(values),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        mc = McProcess(
+            proc=proc,
+            log_path=log_path,
+            mc_id=mc_id,
+            grpc_target=f"127.0.0.1:{grpc_port}",
+            health_url=f"http://127.0.0.1:{health_port}",
+        )
+        self.started.append(mc)
+        deadline = time.monotonic() + LIVE_TIMEOUT_SECONDS
+        while mc.status("/health/live") != 200:
+            if proc.poll() is not None:
+                raise AssertionError(f"MC exited with {proc.returncode} at start:\n{mc.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"MC not live in {LIVE_TIMEOUT_SECONDS}s:\n{mc.log()}")
+            time.sleep(0.05)
+        return mc
+
+    def close(self) -> None:
+        for mc in self.started:
+            mc.kill()
