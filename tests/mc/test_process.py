@@ -175,7 +175,9 @@ def test_secrets_never_appear_in_logs_metrics_or_errors(
     secret_url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
     server = start_password_redis(tmp_path, port)
     try:
-        mc = processes.start(secret_url, log_level="DEBUG", binding_token_secret=BINDING_SECRET)
+        mc = processes.start(
+            secret_url, log_level="DEBUG", binding_token_secret=BINDING_SECRET, drain_seconds="3"
+        )
         first = assign(mc, "before-outage", gc_metadata)
         assert first.accepted, first
     finally:

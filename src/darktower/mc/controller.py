@@ -148,6 +148,8 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._admitting = _Admitting()
         self._draining = False
         self._ticker: asyncio.Task[None] | None = None
+        self._empty = asyncio.Event()  # set while no meeting is hosted
+        self._empty.set()
 
     # -- read-only views (same loop; safe to read between awaits) --------------------------
 
@@ -158,6 +160,14 @@ class MeetingControllerActor(Actor[ControllerMessage]):
     @property
     def meetings(self) -> dict[str, MeetingActor]:
         return dict(self._meetings)
+
+    async def wait_empty(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until no meeting is hosted; True if none is."""
+        try:
+            await asyncio.wait_for(self._empty.wait(), max(0.0, timeout))
+        except TimeoutError:
+            return False
+        return True
 
     def capacity(self) -> Capacity:
         return Capacity(
@@ -189,7 +199,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         hosted = self._meetings.get(meeting_id)
         if hosted is not None and hosted.lost:
             # Fenced out or ending: not ours any more, whatever its task is still doing.
-            del self._meetings[meeting_id]
+            self._forget(hosted)
             hosted = None
         if hosted is not None:
             return Hosted(hosted)
@@ -227,6 +237,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         )
         self.spawn(meeting)
         self._meetings[message.meeting_id] = meeting
+        self._empty.clear()
         MEETINGS_ACTIVE.set(len(self._meetings))
         self._release(message.meeting_id)
         return meeting
@@ -242,13 +253,18 @@ class MeetingControllerActor(Actor[ControllerMessage]):
     def child_exited(self, child: Actor[Any], exc: BaseException | None) -> None:
         if not isinstance(child, MeetingActor):
             return
-        if self._meetings.get(child.meeting_id) is child:
-            del self._meetings[child.meeting_id]
-            MEETINGS_ACTIVE.set(len(self._meetings))
+        self._forget(child)
         reason = "crashed" if exc is not None else child.end_reason or "stopped"
         log.info("meeting %s left this MC (%s)", child.meeting_id, reason)
         if self._on_meeting_ended is not None and reason not in ("stopped", "fenced_out"):
             self._on_meeting_ended(child.meeting_id, reason)
+
+    def _forget(self, meeting: MeetingActor) -> None:
+        if self._meetings.get(meeting.meeting_id) is meeting:
+            del self._meetings[meeting.meeting_id]
+            MEETINGS_ACTIVE.set(len(self._meetings))
+            if not self._meetings:
+                self._empty.set()
 
     # -- periodic ownership check ----------------------------------------------------------
 

@@ -12,10 +12,15 @@ __all__ = [
     "ASSIGNMENTS",
     "ASSIGN_LATENCY",
     "FENCED_OUT",
+    "HEARTBEATS",
+    "HEARTBEAT_LATENCY",
     "MEETINGS_ACTIVE",
     "MEETINGS_ADMITTING",
+    "MEETING_END_NOTICES",
     "PARTICIPANTS_ACTIVE",
     "READY",
+    "REGISTERED",
+    "REGISTRATION_ATTEMPTS",
 ]
 
 MEETINGS_ACTIVE = Gauge("mc_meetings_active", "Meetings hosted by this MC.")
@@ -36,3 +41,21 @@ FENCED_OUT = Counter(
     "Meetings this MC lost because another MC took them over (a fenced write was refused).",
 )
 READY = Gauge("mc_ready", "1 when the MC takes new meetings (Redis reachable, not draining).")
+
+HEARTBEATS = Counter(
+    "mc_heartbeats_total",
+    "Heartbeats sent to the GC by type (fast/comprehensive) and result (ok or a gRPC code).",
+    ["type", "result"],
+)
+HEARTBEAT_LATENCY = Histogram(
+    "mc_heartbeat_latency_seconds", "Round trip of a heartbeat to the GC.", ["type"]
+)
+REGISTRATION_ATTEMPTS = Counter(
+    "mc_registration_attempts_total",
+    "RegisterMC calls by result (accepted/refused/error).",
+    ["result"],
+)
+REGISTERED = Gauge("mc_registered", "1 while the GC has accepted this MC's registration.")
+MEETING_END_NOTICES = Counter(
+    "mc_meeting_end_notices_total", "NotifyMeetingEnded reports by result (ok/failed).", ["result"]
+)

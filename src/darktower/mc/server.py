@@ -16,17 +16,22 @@ import grpc
 import redis.asyncio as aioredis
 import uvicorn
 
+from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.interceptor import GRPC_SERVER_OPTIONS, ServiceAuthInterceptor
-from darktower.auth.keys import load_public_keys
-from darktower.auth.tokens import SCOPE_MC, ServiceType, TokenVerifier
+from darktower.auth.keys import load_private_key, load_public_keys
+from darktower.auth.tokens import SCOPE_GC, SCOPE_MC, ServiceType, TokenVerifier
 from darktower.fencing import FencedStore, RedisFencedStore
 from darktower.mc.assign import Assigner
-from darktower.mc.controller import MeetingControllerActor, SetDraining
+from darktower.mc.controller import EndAll, MeetingControllerActor, SetDraining
+from darktower.mc.gc_client import GcClient
+from darktower.mc.gc_link import GcLink, Registration
 from darktower.mc.grpc_service import MeetingControllerServicer
+from darktower.mc.health import derive_health
 from darktower.mc.http import EmbeddedUvicorn, health_app
 from darktower.mc.metrics import READY
 from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.settings import McSettings, parse_bind
+from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
 __all__ = ["McApp", "StartupError", "serve"]
@@ -34,6 +39,8 @@ __all__ = ["McApp", "StartupError", "serve"]
 log = logging.getLogger(__name__)
 
 GRPC_STOP_GRACE_SECONDS = 2.0
+# Part of the drain deadline kept for ending the remaining meetings and reporting them.
+DRAIN_END_MARGIN_SECONDS = 2.0
 
 
 class StartupError(RuntimeError):
@@ -69,7 +76,23 @@ class McApp:
             participant_estimate=settings.participant_estimate,
             is_ready=lambda: self.ready()[0],
             touch_interval=settings.meeting_touch_seconds,
+            on_meeting_ended=self._meeting_ended,
         )
+        self.link: GcLink | None = None
+        if settings.gc_endpoint:
+            if settings.service_key_file is None:
+                raise StartupError("MC_SERVICE_KEY_FILE is needed to call the GC")
+            service_type, scope = ServiceType.MEETING_CONTROLLER, SCOPE_GC
+            tokens = ServiceTokenProvider(
+                load_private_key(settings.service_key_file),
+                service_type=service_type,
+                scope=scope,
+                issuer=settings.id,
+            )
+            try:
+                self._gc_client = GcClient(settings.gc_endpoint, tokens)
+            except ValueError as exc:
+                raise StartupError(f"MC_GC_ENDPOINT: {exc}") from None
         self.assigner = Assigner(
             self.controller, self.store, on_store_failure=self.monitor.mark_unhealthy
         )
@@ -89,7 +112,24 @@ class McApp:
             return False, "draining"
         if not self.monitor.healthy:
             return False, "redis unreachable"
+        if self.link is not None and not self.link.registered:
+            return False, "not registered with the GC"
         return True, ""
+
+    def health(self) -> pb.HealthStatus.ValueType:
+        capacity = self.controller.capacity()
+        return derive_health(
+            draining=capacity.draining,
+            redis_ok=self.monitor.healthy,
+            current_meetings=capacity.current_meetings,
+            max_meetings=capacity.max_meetings,
+            current_participants=capacity.current_participants,
+            max_participants=capacity.max_participants,
+        )
+
+    def _meeting_ended(self, meeting_id: str, reason: str) -> None:
+        if self.link is not None:
+            self.link.meeting_ended(meeting_id)
 
     async def start(self) -> None:
         await self.monitor.check()
@@ -116,6 +156,22 @@ class McApp:
                 raise StartupError(f"cannot serve health HTTP on {self.settings.health_bind}")
             await asyncio.sleep(0.01)
         READY.set_function(lambda: 1.0 if self.ready()[0] else 0.0)
+        if self.settings.gc_endpoint:
+            # Registration starts once both servers answer, so the GC can call back at once.
+            self.link = GcLink(
+                self._gc_client,
+                Registration(
+                    mc_id=self.settings.id,
+                    region=self.settings.region,
+                    grpc_endpoint=self.settings.advertised_grpc_endpoint(self.grpc_port),
+                    client_endpoint=self.settings.client_advertise,
+                    max_meetings=self.settings.max_meetings,
+                    max_participants=self.settings.max_participants,
+                ),
+                capacity=self.controller.capacity,
+                health=self.health,
+            )
+            self.link.start()
         log.info(
             "MC %s serving gRPC on %s:%d, health on %s (redis %s)",
             self.settings.id,
@@ -125,6 +181,25 @@ class McApp:
             "reachable" if self.monitor.healthy else "unreachable",
         )
 
+    async def drain(self, deadline_seconds: float | None = None) -> None:
+        """Stop admitting and tell the GC at once (DRAINING); let meetings end by themselves
+        until shortly before the deadline, then end the rest; report every end; stop."""
+        budget = self.settings.drain_seconds if deadline_seconds is None else deadline_seconds
+        deadline = time.monotonic() + budget
+        if self.controller.running:
+            self.controller.send(SetDraining())
+        if self.link is not None:
+            self.link.beat_now()
+        margin = min(DRAIN_END_MARGIN_SECONDS, budget / 2)
+        ended = await self.controller.wait_empty(deadline - margin - time.monotonic())
+        if not ended and self.controller.running:
+            log.info("drain deadline: ending %d meetings", len(self.controller.meetings))
+            self.controller.send(EndAll("drained"))
+            await self.controller.wait_empty(deadline - margin / 2 - time.monotonic())
+        if self.link is not None:
+            await self.link.flush(timeout=max(0.1, deadline - time.monotonic()))
+        await self.stop(deadline_seconds=max(0.5, deadline - time.monotonic()))
+
     async def stop(self, deadline_seconds: float | None = None) -> None:
         """Stop admitting, then stop everything within the deadline (drain seconds)."""
         budget = self.settings.drain_seconds if deadline_seconds is None else deadline_seconds
@@ -133,6 +208,8 @@ class McApp:
             self.controller.send(SetDraining())
         await self.grpc_server.stop(grace=min(GRPC_STOP_GRACE_SECONDS, budget))
         await self.controller.stop(timeout=max(0.0, deadline - time.monotonic()))
+        if self.link is not None:
+            await self.link.stop()
         await self.monitor.stop()
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
@@ -151,4 +228,4 @@ async def serve(settings: McSettings) -> None:
     await app.start()
     await stop.wait()
     log.info("signal received: draining")
-    await app.stop()
+    await app.drain()

@@ -39,6 +39,8 @@ class McSettings(BaseSettings):
     grpc_bind: str = "0.0.0.0:50052"
     # What the GC is told to dial; empty = derived from the bind address (never 0.0.0.0).
     grpc_advertise: str = ""
+    # The client (WebTransport / signaling) endpoint registered with the GC; empty = none yet.
+    client_advertise: str = ""
     health_bind: str = "0.0.0.0:8081"
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     gc_endpoint: str = "http://localhost:50051"
@@ -68,6 +70,19 @@ class McSettings(BaseSettings):
     def _valid_bind(cls, value: str) -> str:
         parse_bind(value)
         return value
+
+    def advertised_grpc_endpoint(self, bound_port: int) -> str:
+        """The URL the GC should dial: MC_GRPC_ADVERTISE, or the bind address with a wildcard
+        host replaced by this machine's name (a GC cannot dial 0.0.0.0)."""
+        if self.grpc_advertise:
+            url = self.grpc_advertise
+            return url if "://" in url else f"http://{url}"
+        host, _ = parse_bind(self.grpc_bind)
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.getfqdn()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{bound_port}"
 
     def secret_values(self) -> list[str]:
         """Every secret string, for the log redaction filter (passwords inside URLs too)."""

@@ -1,0 +1,35 @@
+"""Client channels to peers: one reused channel per endpoint (SPEC §3), from an `http(s)://` URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import grpc
+
+__all__ = ["channel_for", "grpc_target"]
+
+
+def grpc_target(endpoint: str) -> tuple[str, bool]:
+    """`http://host:port` → ("host:port", False); `https://…` → (…, True). ValueError otherwise."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("endpoint must be an http:// or https:// URL with a host")
+    default_port = 443 if parts.scheme == "https" else 80
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port or default_port}", parts.scheme == "https"
+
+
+def channel_for(endpoint: str, *, connect_timeout: float = 5.0) -> grpc.aio.Channel:
+    """A channel that reconnects quickly once the peer is back, and gives up a connection
+    attempt after `connect_timeout` seconds (the per-call deadline still bounds each call)."""
+    target, secure = grpc_target(endpoint)
+    options = [
+        ("grpc.min_reconnect_backoff_ms", int(connect_timeout * 1000)),
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+    ]
+    if secure:
+        return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(), options=options)
+    return grpc.aio.insecure_channel(target, options=options)
