@@ -22,6 +22,7 @@ from darktower.auth.keys import load_private_key, load_public_keys
 from darktower.auth.tokens import SCOPE_GC, SCOPE_MC, ServiceType, TokenVerifier
 from darktower.fencing import FencedStore, RedisFencedStore
 from darktower.mc.assign import Assigner
+from darktower.mc.backoff import RegistrationBackoff
 from darktower.mc.controller import EndAll, MeetingControllerActor, SetDraining
 from darktower.mc.gc_client import GcClient
 from darktower.mc.gc_link import GcLink, Registration
@@ -170,6 +171,10 @@ class McApp:
                 ),
                 capacity=self.controller.capacity,
                 health=self.health,
+                backoff=RegistrationBackoff(
+                    base=self.settings.registration_backoff_base,
+                    cap=self.settings.registration_backoff_cap,
+                ),
             )
             self.link.start()
         log.info(
