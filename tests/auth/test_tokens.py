@@ -276,3 +276,47 @@ def test_verifier_refuses_a_bad_configuration(
 def test_unknown_failure_reason_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown authentication failure reason"):
         AuthenticationFailed("nope")
+
+
+def _keyed_verifier() -> tuple[TokenVerifier, Ed25519PrivateKey, Ed25519PrivateKey]:
+    mc_key, mh_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    verifier = TokenVerifier.from_key_sets(
+        {
+            ServiceType.MEETING_CONTROLLER: [mc_key.public_key()],
+            ServiceType.MEDIA_HANDLER: [mh_key.public_key()],
+        },
+        required_scope=SCOPE_GC,
+        allowed_callers={ServiceType.MEETING_CONTROLLER},
+    )
+    return verifier, mc_key, mh_key
+
+
+def test_key_sets_bind_each_key_to_its_service_type() -> None:
+    verifier, mc_key, mh_key = _keyed_verifier()
+    mc_token = mint_service_token(
+        mc_key, service_type=ServiceType.MEETING_CONTROLLER, scope=SCOPE_GC, issuer="mc-1"
+    )
+    assert verifier.verify(mc_token).service_type is ServiceType.MEETING_CONTROLLER
+    # A genuine MH token: valid, but not an allowed caller → PERMISSION_DENIED at the edge.
+    mh_token = mint_service_token(
+        mh_key, service_type=ServiceType.MEDIA_HANDLER, scope=SCOPE_GC, issuer="mh-1"
+    )
+    with pytest.raises(CallerNotAllowed):
+        verifier.verify(mh_token)
+    # An MH key signing a token that claims to be an MC's is a forgery, not a caller mix-up.
+    forged = mint_service_token(
+        mh_key, service_type=ServiceType.MEETING_CONTROLLER, scope=SCOPE_GC, issuer="mh-1"
+    )
+    with pytest.raises(AuthenticationFailed) as raised:
+        verifier.verify(forged)
+    assert raised.value.reason == "bad_claims"
+
+
+def test_one_key_cannot_be_trusted_for_two_types() -> None:
+    key = Ed25519PrivateKey.generate().public_key()
+    with pytest.raises(ValueError, match="two service types"):
+        TokenVerifier.from_key_sets(
+            {ServiceType.MEETING_CONTROLLER: [key], ServiceType.MEDIA_HANDLER: [key]},
+            required_scope=SCOPE_GC,
+            allowed_callers={ServiceType.MEETING_CONTROLLER},
+        )

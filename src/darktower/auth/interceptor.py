@@ -15,7 +15,7 @@ reason). The token itself never reaches a log record, a metric or a status messa
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -144,11 +144,21 @@ def _rejection(handler: _Handler | None, code: grpc.StatusCode, message: str) ->
 class ServiceAuthInterceptor(_ServerInterceptor):
     """Checks the service token of every RPC on the server it is installed on.
 
-    `service` ("mc" or "gc") names this server in metrics and logs.
+    `service` ("mc" or "gc") names this server in metrics and logs. A server that hosts
+    services for different callers (the GC: MCs call one service, MHs another) passes
+    `routes`, method-name prefixes (`/package.Service/`) mapped to their own verifiers;
+    methods matching no route use `verifier`.
     """
 
-    def __init__(self, verifier: TokenVerifier, *, service: str) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        service: str,
+        routes: Mapping[str, TokenVerifier] | None = None,
+    ) -> None:
         self._verifier = verifier
+        self._routes = dict(routes or {})
         self._service = service
         # Create every series up front so that dashboards and tests see zeros, not gaps.
         AUTH_SUCCESSES.labels(service)
@@ -163,7 +173,7 @@ class ServiceAuthInterceptor(_ServerInterceptor):
         method = handler_call_details.method
         try:
             token = extract_bearer_token(_authorization_values(handler_call_details))
-            claims = self._verifier.verify(token)
+            claims = self._verifier_for(method).verify(token)
         except AuthenticationFailed as exc:
             self._count_failure(exc.reason, method)
             handler = await continuation(handler_call_details)
@@ -183,6 +193,12 @@ class ServiceAuthInterceptor(_ServerInterceptor):
         )
         current_claims.set(claims)
         return await continuation(handler_call_details)
+
+    def _verifier_for(self, method: str) -> TokenVerifier:
+        for prefix, verifier in self._routes.items():
+            if method.startswith(prefix):
+                return verifier
+        return self._verifier
 
     def _count_failure(self, reason: str, method: str) -> None:
         AUTH_FAILURES.labels(self._service, reason).inc()

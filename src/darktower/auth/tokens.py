@@ -13,7 +13,7 @@ aside) so that the gRPC edge (`darktower.auth.interceptor`) stays thin.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -144,9 +144,41 @@ class TokenVerifier:
         if leeway_seconds < 0:
             raise ValueError(f"leeway_seconds must not be negative, got {leeway_seconds}")
         self._keys: dict[str, Ed25519PublicKey] = {key_id(k): k for k in trusted_keys}
+        # kid → the service type that key belongs to, when the verifier was built from key
+        # sets: a token must then be signed by a key of the type it claims.
+        self._key_types: dict[str, ServiceType] = {}
         self._required_scope = required_scope
         self._allowed_callers = frozenset(ServiceType(c) for c in allowed_callers)
         self._leeway = leeway_seconds
+
+    @classmethod
+    def from_key_sets(
+        cls,
+        key_sets: Mapping[ServiceType, Sequence[Ed25519PublicKey]],
+        *,
+        required_scope: str,
+        allowed_callers: Collection[ServiceType],
+        leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+    ) -> TokenVerifier:
+        """A verifier that trusts each key only for its own service type.
+
+        A token signed by an MH key that claims to be an MC's is refused (`bad_claims`); a
+        genuine token of a type not in `allowed_callers` is `CallerNotAllowed`
+        (PERMISSION_DENIED), which a single trust list could not tell apart.
+        """
+        verifier = cls(
+            [key for keys in key_sets.values() for key in keys],
+            required_scope=required_scope,
+            allowed_callers=allowed_callers,
+            leeway_seconds=leeway_seconds,
+        )
+        for service_type, keys in key_sets.items():
+            for key in keys:
+                kid = key_id(key)
+                if verifier._key_types.get(kid, service_type) != service_type:
+                    raise ValueError("one public key is trusted for two service types")
+                verifier._key_types[kid] = service_type
+        return verifier
 
     @property
     def required_scope(self) -> str:
@@ -183,10 +215,18 @@ class TokenVerifier:
         else:
             raise AuthenticationFailed("unknown_key")
 
-        payload = self._decode(token, candidates)
-        return self._claims(payload)
+        payload, key = self._decode(token, candidates)
+        claims = self._claims(payload)
+        signer_type = self._key_types.get(key_id(key))
+        if signer_type is not None and signer_type != claims.service_type:
+            raise AuthenticationFailed("bad_claims")
+        if claims.service_type not in self._allowed_callers:
+            raise CallerNotAllowed(claims.service_type)
+        return claims
 
-    def _decode(self, token: str, candidates: list[Ed25519PublicKey]) -> dict[str, Any]:
+    def _decode(
+        self, token: str, candidates: list[Ed25519PublicKey]
+    ) -> tuple[dict[str, Any], Ed25519PublicKey]:
         for key in candidates:
             try:
                 payload: dict[str, Any] = jwt.decode(
@@ -208,7 +248,7 @@ class TokenVerifier:
                 raise AuthenticationFailed("bad_claims") from exc
             except jwt.InvalidTokenError as exc:
                 raise AuthenticationFailed("malformed") from exc
-            return payload
+            return payload, key
         raise AuthenticationFailed("bad_signature")
 
     def _claims(self, payload: dict[str, Any]) -> ServiceClaims:
@@ -228,8 +268,6 @@ class TokenVerifier:
         if not isinstance(raw_type, str) or raw_type not in _KNOWN_TYPES:
             raise AuthenticationFailed("bad_claims")
         service_type = ServiceType(raw_type)
-        if service_type not in self._allowed_callers:
-            raise CallerNotAllowed(service_type)
         return ServiceClaims(
             issuer=issuer,
             service_type=service_type,
