@@ -373,11 +373,16 @@ class RegisterMHRequest(_message.Message):
     WEBTRANSPORT_ENDPOINT_FIELD_NUMBER: _builtins.int
     GRPC_ENDPOINT_FIELD_NUMBER: _builtins.int
     MAX_STREAMS_FIELD_NUMBER: _builtins.int
+    ZONE_FIELD_NUMBER: _builtins.int
     handler_id: _builtins.str
     region: _builtins.str
     webtransport_endpoint: _builtins.str
     grpc_endpoint: _builtins.str
     max_streams: _builtins.int
+    zone: _builtins.str
+    """Added by darktower (not in the original deployment): the MH's failure zone, optional.
+    The GC spreads a meeting's MHs over zones when it knows them.
+    """
     def __init__(
         self,
         *,
@@ -386,10 +391,11 @@ class RegisterMHRequest(_message.Message):
         webtransport_endpoint: _builtins.str = ...,
         grpc_endpoint: _builtins.str = ...,
         max_streams: _builtins.int = ...,
+        zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grpc_endpoint", b"grpc_endpoint", "handler_id", b"handler_id", "max_streams", b"max_streams", "region", b"region", "webtransport_endpoint", b"webtransport_endpoint"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grpc_endpoint", b"grpc_endpoint", "handler_id", b"handler_id", "max_streams", b"max_streams", "region", b"region", "webtransport_endpoint", b"webtransport_endpoint", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
