@@ -6,8 +6,10 @@ import typer
 
 from darktower.auth.cli import keys_app, token
 from darktower.dev.cli import dev
+from darktower.gc.cli import gc, join, status
 from darktower.mc.call import assign
 from darktower.mc.cli import mc
+from darktower.mhsim.cli import mh_sim
 
 __all__ = ["app", "main"]
 
@@ -25,6 +27,10 @@ app.command("token")(token)
 app.command("mc")(mc)
 app.command("assign")(assign)
 app.command("dev")(dev)
+app.command("gc")(gc)
+app.command("join")(join)
+app.command("status")(status)
+app.command("mh-sim")(mh_sim)
 # Next: `gc`, `dev`, `join`, `status`.
 
 

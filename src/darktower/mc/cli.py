@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from darktower.auth.errors import AuthError
 from darktower.logs import configure_logging
-from darktower.mc.server import StartupError, serve
+from darktower.mc.server import serve
 from darktower.mc.settings import McSettings
+from darktower.serving import StartupError
 
 __all__ = ["mc"]
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import uvicorn
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["EmbeddedUvicorn", "health_app"]
+__all__ = ["health_app"]
 
 
 def health_app(is_ready: Callable[[], tuple[bool, str]]) -> FastAPI:
@@ -32,15 +31,3 @@ def health_app(is_ready: Callable[[], tuple[bool, str]]) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-class EmbeddedUvicorn(uvicorn.Server):
-    """A uvicorn server that runs inside our loop and leaves signals to our own handler."""
-
-    def install_signal_handlers(self) -> None:  # older uvicorn
-        return
-
-    def capture_signals(self):  # type: ignore[no-untyped-def]  # contextmanager in uvicorn
-        import contextlib
-
-        return contextlib.nullcontext()

@@ -28,10 +28,11 @@ from darktower.mc.gc_client import GcClient
 from darktower.mc.gc_link import GcLink, Registration
 from darktower.mc.grpc_service import MeetingControllerServicer
 from darktower.mc.health import derive_health
-from darktower.mc.http import EmbeddedUvicorn, health_app
+from darktower.mc.http import health_app
 from darktower.mc.metrics import READY
 from darktower.mc.redis_monitor import RedisMonitor
-from darktower.mc.settings import McSettings, parse_bind
+from darktower.mc.settings import McSettings
+from darktower.serving import EmbeddedUvicorn, StartupError, parse_bind
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -42,10 +43,6 @@ log = logging.getLogger(__name__)
 GRPC_STOP_GRACE_SECONDS = 2.0
 # Part of the drain deadline kept for ending the remaining meetings and reporting them.
 DRAIN_END_MARGIN_SECONDS = 2.0
-
-
-class StartupError(RuntimeError):
-    """The MC cannot start with this configuration (message is safe to print)."""
 
 
 class McApp:

@@ -14,21 +14,15 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["McSettings", "parse_bind"]
+from darktower.serving import parse_bind
+
+__all__ = ["McSettings"]
 
 _HOST_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def _default_id() -> str:
     return "mc-" + _HOST_SAFE.sub("-", socket.gethostname())[:200]
-
-
-def parse_bind(value: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:port`) → (host, port); ValueError on anything else."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected host:port, got {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class McSettings(BaseSettings):

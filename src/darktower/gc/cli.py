@@ -1,0 +1,113 @@
+"""`darktower gc` runs a GC; `darktower join` and `darktower status` talk to one over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Annotated, Any
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from darktower.auth.errors import AuthError
+from darktower.gc.server import serve
+from darktower.gc.settings import GcSettings
+from darktower.logs import configure_logging
+from darktower.serving import StartupError
+
+__all__ = ["DEFAULT_GC_URL", "gc", "join", "status"]
+
+# The dev fleet's GC; DARKTOWER_GC_URL overrides it for both commands.
+DEFAULT_GC_URL = "http://127.0.0.1:8080"
+
+GcUrl = Annotated[
+    str | None, typer.Option("--gc-url", help="The GC's HTTP base URL (default: the dev fleet's).")
+]
+
+
+def _gc_url(value: str | None) -> str:
+    return (value or os.environ.get("DARKTOWER_GC_URL") or DEFAULT_GC_URL).rstrip("/")
+
+
+def settings_errors(exc: ValidationError) -> str:
+    """Field and problem only: pydantic's own text would echo the input (a secret URL, say)."""
+    return "; ".join(
+        f"GC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def gc() -> None:
+    """Run a Global Controller configured from GC_* environment variables (SPEC §8)."""
+    try:
+        settings = GcSettings()
+    except ValidationError as exc:
+        typer.echo(f"darktower gc: bad settings: {settings_errors(exc)}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, secrets=settings.secret_values())
+    try:
+        asyncio.run(serve(settings))
+    except (StartupError, AuthError, OSError) as exc:
+        typer.echo(f"darktower gc: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _request(method: str, url: str) -> Any:
+    try:
+        response = httpx.request(method, url, timeout=40.0)
+    except httpx.HTTPError as exc:
+        typer.echo(f"darktower: cannot reach the GC at {url}: {type(exc).__name__}", err=True)
+        raise typer.Exit(2) from None
+    body = response.json() if response.content else {}
+    if response.is_error:
+        typer.echo(f"darktower: GC answered {response.status_code}: {json.dumps(body)}", err=True)
+        raise typer.Exit(1)
+    return body
+
+
+def join(
+    meeting_id: Annotated[str, typer.Argument(help="The meeting to join (placed if needed).")],
+    gc_url: GcUrl = None,
+) -> None:
+    """Place a meeting through a GC; print the answer as JSON."""
+    body = _request("POST", f"{_gc_url(gc_url)}/v1/meetings/{meeting_id}/join")
+    typer.echo(json.dumps(body, indent=2))
+
+
+def status(gc_url: GcUrl = None) -> None:
+    """The fleet as a table: every MC with health, load and heartbeat age; the MHs."""
+    base = _gc_url(gc_url)
+    controllers = _request("GET", f"{base}/v1/controllers")
+    handlers = _request("GET", f"{base}/v1/media-handlers")
+    console = Console()
+    table = Table(title=f"meeting controllers ({base})")
+    for column in ("id", "region", "health", "meetings", "participants", "heartbeat age", "gRPC"):
+        table.add_column(column)
+    for c in controllers:
+        age = c["heartbeat_age_s"]
+        table.add_row(
+            c["id"],
+            c["region"],
+            c["health"],
+            f"{c['current_meetings']}/{c['max_meetings']}",
+            f"{c['current_participants']}/{c['max_participants']}",
+            "never" if age is None else f"{age:.1f}s",
+            c["grpc_endpoint"],
+        )
+    console.print(table)
+    if handlers:
+        mh_table = Table(title="media handlers")
+        for column in ("id", "region", "zone", "health", "streams"):
+            mh_table.add_column(column)
+        for h in handlers:
+            mh_table.add_row(
+                h["id"],
+                h["region"],
+                h["zone"] or "-",
+                h["health"],
+                f"{h['current_streams']}/{h['max_streams']}",
+            )
+        console.print(mh_table)

@@ -1,0 +1,353 @@
+"""The gRPC edge of the GC: `GlobalControllerService` (MCs) and `MediaHandlerRegistryService`
+(MHs). Protobuf in, validation, one store call, protobuf out.
+
+Errors become status codes in one place, `status_for`, applied to every RPC by `_edge`:
+
+* `InvalidArgument`                        → INVALID_ARGUMENT, "<field>: <reason>"
+* `UnknownController` / `UnknownMediaHandler` → NOT_FOUND, "unknown controller <id>"
+* `StoreError` (incl. `StoreUnavailable`), `GcUnavailable` → UNAVAILABLE, `UNAVAILABLE_MESSAGE`
+* anything else                            → INTERNAL, "internal error"
+
+The UNAVAILABLE and INTERNAL messages are fixed: no SQL, no URL, no stack trace ever reaches a
+caller. Every RPC is counted by outcome (`darktower.gc.metrics`).
+
+Decisions at this edge:
+
+* An MC registering from a region other than this GC's is accepted: the registry is shared,
+  placement filters by region.
+* `NotifyMeetingEnded` ends the meeting's live assignment only if it is on the calling MC (the
+  token's issuer, which an MC sets to its id), so a late notice from an MC that lost the
+  meeting cannot end the assignment of its new host. It is acknowledged either way:
+  idempotent. Without verified claims (no interceptor) it ends the live assignment as is.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from prometheus_client import Counter
+
+from darktower.auth.interceptor import ServiceAuthInterceptor, current_claims
+from darktower.auth.tokens import SCOPE_GC, ServiceType, TokenVerifier
+from darktower.gc.errors import GcUnavailable, InvalidArgument
+from darktower.gc.metrics import HEARTBEATS, MEETING_END_NOTICES, REGISTRATIONS
+from darktower.gc.store import GcStore, StoreError, UnknownController, UnknownMediaHandler
+from darktower.gc.validation import (
+    McHeartbeat,
+    validate_comprehensive_heartbeat,
+    validate_fast_heartbeat,
+    validate_load_report,
+    validate_meeting_ended,
+    validate_register_mc,
+    validate_register_mh,
+)
+from darktower.wire.dark_tower import internal_pb2 as pb
+from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+
+__all__ = [
+    "GC_SERVICE_PREFIX",
+    "INTERNAL_MESSAGE",
+    "MH_REGISTRY_PREFIX",
+    "UNAVAILABLE_MESSAGE",
+    "Clock",
+    "GlobalControllerServicer",
+    "MediaHandlerRegistryServicer",
+    "add_gc_services",
+    "auth_interceptor",
+    "status_for",
+]
+
+log = logging.getLogger(__name__)
+
+GC_SERVICE_PREFIX = "/dark_tower.internal.GlobalControllerService/"
+MH_REGISTRY_PREFIX = "/dark_tower.internal.MediaHandlerRegistryService/"
+UNAVAILABLE_MESSAGE = "registry database unavailable, retry later"
+INTERNAL_MESSAGE = "internal error"
+
+Clock = Callable[[], datetime]
+Context = grpc.aio.ServicerContext[Any, Any]
+_S = TypeVar("_S")
+_Q = TypeVar("_Q")
+_R = TypeVar("_R")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str]:
+    """The status code, the caller-safe message and the metric `result` for a failed RPC."""
+    if isinstance(exc, InvalidArgument):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid"
+    if isinstance(exc, UnknownController):
+        return grpc.StatusCode.NOT_FOUND, f"unknown controller {exc.controller_id}", "not_found"
+    if isinstance(exc, UnknownMediaHandler):
+        return grpc.StatusCode.NOT_FOUND, f"unknown media handler {exc.handler_id}", "not_found"
+    if isinstance(exc, StoreError | GcUnavailable):
+        return grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, "unavailable"
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"
+
+
+def _edge(
+    counter: Counter, *labels: str
+) -> Callable[
+    [Callable[[_S, _Q, Context], Awaitable[_R]]], Callable[[_S, _Q, Context], Awaitable[_R]]
+]:
+    """Wrap an RPC method: count it by result under `labels`, turn its errors into a status."""
+
+    def decorate(
+        method: Callable[[_S, _Q, Context], Awaitable[_R]],
+    ) -> Callable[[_S, _Q, Context], Awaitable[_R]]:
+        rpc = method.__name__
+
+        @functools.wraps(method)
+        async def call(self: _S, request: _Q, context: Context) -> _R:
+            try:
+                response = await method(self, request, context)
+            except Exception as exc:
+                code, message, result = status_for(exc)
+                counter.labels(*labels, result).inc()
+                if result == "error":
+                    # The type only: an unexpected exception's text may hold anything.
+                    log.error("%s failed: %s", rpc, type(exc).__name__)
+                elif result == "unavailable":
+                    # Store messages are clean by contract: they name exception classes only.
+                    log.warning("%s failed: %s", rpc, exc)
+                else:
+                    log.info("%s refused: %s", rpc, message)
+                await context.abort(code, message)
+            counter.labels(*labels, "ok").inc()
+            return response
+
+        return call
+
+    return decorate
+
+
+class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
+    """Registration, heartbeats and meeting-end notices of MCs (SPEC §4)."""
+
+    def __init__(
+        self,
+        store: GcStore,
+        *,
+        region: str,
+        fast_heartbeat_ms: int,
+        comprehensive_heartbeat_ms: int,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._store = store
+        self._region = region
+        self._fast_ms = fast_heartbeat_ms
+        self._comprehensive_ms = comprehensive_heartbeat_ms
+        self._clock = clock
+
+    @_edge(REGISTRATIONS, "mc")
+    async def RegisterMC(
+        self, request: pb.RegisterMCRequest, context: Context
+    ) -> pb.RegisterMCResponse:
+        """Upsert the MC as PENDING (until its first heartbeat); answer the intervals."""
+        reg = validate_register_mc(request)
+        await self._store.upsert_controller(
+            reg.id,
+            reg.region,
+            reg.grpc_endpoint,
+            reg.webtransport_endpoint,
+            reg.max_meetings,
+            reg.max_participants,
+            self._clock(),
+        )
+        log.info(
+            "MC %s registered: region=%s endpoint=%s max_meetings=%d max_participants=%d%s",
+            reg.id,
+            reg.region,
+            reg.grpc_endpoint,
+            reg.max_meetings,
+            reg.max_participants,
+            "" if reg.region == self._region else " (not this GC's placement region)",
+        )
+        return pb.RegisterMCResponse(
+            accepted=True,
+            message="registered",
+            fast_heartbeat_interval_ms=self._fast_ms,
+            comprehensive_heartbeat_interval_ms=self._comprehensive_ms,
+        )
+
+    @_edge(HEARTBEATS, "fast")
+    async def FastHeartbeat(
+        self, request: pb.FastHeartbeatRequest, context: Context
+    ) -> pb.HeartbeatResponse:
+        """Record counts and health; NOT_FOUND for an MC this GC does not know."""
+        return await self._record(validate_fast_heartbeat(request))
+
+    @_edge(HEARTBEATS, "comprehensive")
+    async def ComprehensiveHeartbeat(
+        self, request: pb.ComprehensiveHeartbeatRequest, context: Context
+    ) -> pb.HeartbeatResponse:
+        """As `FastHeartbeat`, with cpu and memory usage."""
+        return await self._record(validate_comprehensive_heartbeat(request))
+
+    async def _record(self, beat: McHeartbeat) -> pb.HeartbeatResponse:
+        now = self._clock()
+        await self._store.record_heartbeat(
+            beat.controller_id,
+            current_meetings=beat.current_meetings,
+            current_participants=beat.current_participants,
+            max_meetings=beat.max_meetings,
+            max_participants=beat.max_participants,
+            health=beat.health,
+            cpu_percent=beat.cpu_percent,
+            memory_percent=beat.memory_percent,
+            now=now,
+        )
+        return pb.HeartbeatResponse(acknowledged=True, timestamp=_ms(now))
+
+    @_edge(MEETING_END_NOTICES)
+    async def NotifyMeetingEnded(
+        self, request: pb.NotifyMeetingEndedRequest, context: Context
+    ) -> pb.NotifyMeetingEndedResponse:
+        """End the meeting's live assignment on the calling MC; acknowledged even if none."""
+        end = validate_meeting_ended(request)
+        claims = current_claims.get()
+        now = self._clock()
+        if claims is None:
+            ended = await self._store.end_assignment(end.meeting_id, end.region, now)
+        else:
+            ended = await self._store.end_assignment_if(
+                end.meeting_id, end.region, claims.issuer, now
+            )
+        caller = "?" if claims is None else claims.issuer
+        if ended:
+            log.info("meeting %s in %s ended on %s", end.meeting_id, end.region, caller)
+        else:
+            log.debug(
+                "meeting %s in %s: no live assignment on %s", end.meeting_id, end.region, caller
+            )
+        return pb.NotifyMeetingEndedResponse(acknowledged=True)
+
+
+class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
+    """Registration and load reports of MHs."""
+
+    def __init__(self, store: GcStore, *, load_report_ms: int, clock: Clock = _utcnow) -> None:
+        self._store = store
+        self._load_report_ms = load_report_ms
+        self._clock = clock
+
+    @_edge(REGISTRATIONS, "mh")
+    async def RegisterMH(
+        self, request: pb.RegisterMHRequest, context: Context
+    ) -> pb.RegisterMHResponse:
+        """Upsert the MH as PENDING (until its first load report); answer the interval."""
+        reg = validate_register_mh(request)
+        await self._store.upsert_media_handler(
+            reg.id,
+            reg.region,
+            reg.webtransport_endpoint,
+            reg.grpc_endpoint,
+            reg.max_streams,
+            self._clock(),
+            zone=reg.zone,
+        )
+        log.info(
+            "MH %s registered: region=%s zone=%s endpoint=%s max_streams=%d",
+            reg.id,
+            reg.region,
+            reg.zone or "-",
+            reg.webtransport_endpoint,
+            reg.max_streams,
+        )
+        return pb.RegisterMHResponse(
+            accepted=True, message="registered", load_report_interval_ms=self._load_report_ms
+        )
+
+    @_edge(HEARTBEATS, "mh_load")
+    async def SendLoadReport(
+        self, request: pb.MHLoadReportRequest, context: Context
+    ) -> pb.MHLoadReportResponse:
+        """Record the MH's load; NOT_FOUND for an MH this GC does not know."""
+        report = validate_load_report(request)
+        now = self._clock()
+        await self._store.record_load_report(
+            report.handler_id,
+            current_streams=report.current_streams,
+            health=report.health,
+            cpu_percent=report.cpu_percent,
+            memory_percent=report.memory_percent,
+            bandwidth_percent=report.bandwidth_percent,
+            now=now,
+        )
+        return pb.MHLoadReportResponse(acknowledged=True, timestamp=_ms(now))
+
+
+def auth_interceptor(
+    mc_keys: Sequence[Ed25519PublicKey],
+    mh_keys: Sequence[Ed25519PublicKey],
+    gc_keys: Sequence[Ed25519PublicKey] = (),
+) -> ServiceAuthInterceptor:
+    """The GC server's token check: MCs only on GlobalControllerService, MHs only on the
+    MH registry, scope `service.write.gc` on both; other methods are checked as MC calls.
+
+    Each key is trusted for its own service type only, so an MH-signed token claiming to be an
+    MC's is UNAUTHENTICATED. Trusting `gc_keys` turns a peer GC's (scope-gc) token into a
+    clear PERMISSION_DENIED instead of UNAUTHENTICATED; it grants nothing. Raises ValueError
+    if no key at all is given, or one key is given for two types.
+    """
+    key_sets: dict[ServiceType, Sequence[Ed25519PublicKey]] = {
+        ServiceType.MEETING_CONTROLLER: list(mc_keys),
+        ServiceType.MEDIA_HANDLER: list(mh_keys),
+    }
+    if gc_keys:
+        key_sets[ServiceType.GLOBAL_CONTROLLER] = list(gc_keys)
+
+    def verifier(caller: ServiceType) -> TokenVerifier:
+        return TokenVerifier.from_key_sets(
+            key_sets, required_scope=SCOPE_GC, allowed_callers={caller}
+        )
+
+    mc_verifier = verifier(ServiceType.MEETING_CONTROLLER)
+    return ServiceAuthInterceptor(
+        mc_verifier,
+        service="gc",
+        routes={
+            GC_SERVICE_PREFIX: mc_verifier,
+            MH_REGISTRY_PREFIX: verifier(ServiceType.MEDIA_HANDLER),
+        },
+    )
+
+
+def add_gc_services(
+    server: grpc.aio.Server,
+    store: GcStore,
+    *,
+    region: str,
+    fast_heartbeat_ms: int,
+    comprehensive_heartbeat_ms: int,
+    load_report_ms: int,
+    clock: Clock = _utcnow,
+) -> None:
+    """Register both GC servicers on `server` (which should carry `auth_interceptor(...)`)."""
+    pb_grpc.add_GlobalControllerServiceServicer_to_server(
+        GlobalControllerServicer(
+            store,
+            region=region,
+            fast_heartbeat_ms=fast_heartbeat_ms,
+            comprehensive_heartbeat_ms=comprehensive_heartbeat_ms,
+            clock=clock,
+        ),
+        server,
+    )
+    pb_grpc.add_MediaHandlerRegistryServiceServicer_to_server(
+        MediaHandlerRegistryServicer(store, load_report_ms=load_report_ms, clock=clock), server
+    )

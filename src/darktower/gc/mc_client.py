@@ -1,0 +1,87 @@
+"""The GC's client of MCs: one reused channel per MC endpoint, a GC token on every call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from darktower.auth.client import ServiceTokenProvider
+from darktower.grpc_channels import channel_for
+from darktower.wire.dark_tower import internal_pb2 as pb
+from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+
+__all__ = ["AssignOutcome", "McClient", "MhTargetSpec"]
+
+
+@dataclass(frozen=True, slots=True)
+class MhTargetSpec:
+    mh_id: str
+    webtransport_endpoint: str
+    role: pb.MhRole.ValueType
+
+
+@dataclass(frozen=True, slots=True)
+class AssignOutcome:
+    """accepted, or refused with a reason ("at_capacity", "draining", "unhealthy",
+    "timeout", "unavailable", "error:<CODE>")."""
+
+    accepted: bool
+    reason: str = ""
+
+
+_REASONS = {
+    pb.REJECTION_REASON_AT_CAPACITY: "at_capacity",
+    pb.REJECTION_REASON_DRAINING: "draining",
+    pb.REJECTION_REASON_UNHEALTHY: "unhealthy",
+}
+
+
+class McClient:
+    def __init__(self, tokens: ServiceTokenProvider, *, gc_id: str, timeout: float = 10.0) -> None:
+        self._tokens = tokens
+        self._gc_id = gc_id
+        self._timeout = timeout
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _stub(self, endpoint: str) -> pb_grpc.MeetingControllerServiceAsyncStub:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = self._channels[endpoint] = channel_for(endpoint)
+        return pb_grpc.MeetingControllerServiceStub(channel)
+
+    async def assign(
+        self, endpoint: str, meeting_id: str, mhs: Sequence[MhTargetSpec]
+    ) -> AssignOutcome:
+        """Ask the MC at `endpoint` to host the meeting; never raises for the MC's faults."""
+        request = pb.AssignMeetingWithMhRequest(
+            meeting_id=meeting_id,
+            mh_assignments=[
+                pb.MhAssignment(
+                    mh_id=m.mh_id, webtransport_endpoint=m.webtransport_endpoint, role=m.role
+                )
+                for m in mhs
+            ],
+            requesting_gc_id=self._gc_id,
+        )
+        try:
+            answer = await self._stub(endpoint).AssignMeetingWithMh(
+                request, metadata=self._tokens.metadata(), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return AssignOutcome(False, "timeout")
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                return AssignOutcome(False, "unavailable")
+            return AssignOutcome(False, f"error:{exc.code().name}")
+        except ValueError:
+            return AssignOutcome(False, "bad_endpoint")
+        if answer.accepted:
+            return AssignOutcome(True)
+        return AssignOutcome(False, _REASONS.get(answer.rejection_reason, "refused"))
+
+    async def aclose(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        await asyncio.gather(*(c.close(None) for c in channels), return_exceptions=True)

@@ -1,0 +1,78 @@
+"""Prometheus metrics of the GC's registry side (default registry).
+
+The gRPC edge (`grpc_services`) counts every RPC by its outcome (`RESULTS`); the sweeper
+counts sweeps and marks and refreshes the fleet gauges. Placement metrics
+(`gc_placements_total`, `gc_mc_call_latency_seconds`, ...) live in `darktower.gc.placement`;
+service-token checks in `service_auth_failures_total` (auth).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge
+
+from darktower.gc.store.models import Health
+
+__all__ = [
+    "CONTROLLERS",
+    "HEARTBEATS",
+    "MEDIA_HANDLERS",
+    "MEETING_END_NOTICES",
+    "REGISTRATIONS",
+    "RESULTS",
+    "SWEEPER_MARKS",
+    "SWEEPS",
+    "set_health_gauge",
+]
+
+RESULTS = ("ok", "invalid", "not_found", "unavailable", "error")
+"""The `result` label of the RPC counters: success, or the failure's status class."""
+
+CONTROLLERS = Gauge(
+    "gc_controllers", "Registered meeting controllers by health (as of the last sweep).", ["health"]
+)
+MEDIA_HANDLERS = Gauge(
+    "gc_media_handlers", "Registered media handlers by health (as of the last sweep).", ["health"]
+)
+HEARTBEATS = Counter(
+    "gc_heartbeats_total",
+    "MC heartbeats and MH load reports received, by type (fast/comprehensive/mh_load) and result.",
+    ["type", "result"],
+)
+REGISTRATIONS = Counter(
+    "gc_registrations_total",
+    "RegisterMC / RegisterMH calls by kind (mc/mh) and result.",
+    ["kind", "result"],
+)
+SWEEPER_MARKS = Counter(
+    "gc_sweeper_marks_total", "MCs / MHs marked unhealthy for silence, by kind (mc/mh).", ["kind"]
+)
+SWEEPS = Counter("gc_sweeps_total", "Staleness sweeps by result (ok/failed).", ["result"])
+MEETING_END_NOTICES = Counter(
+    "gc_meeting_end_notices_total", "NotifyMeetingEnded calls by result.", ["result"]
+)
+
+# Every series exists from the start, so dashboards and tests see zeros, not gaps.
+for _health in Health:
+    CONTROLLERS.labels(_health.value)
+    MEDIA_HANDLERS.labels(_health.value)
+for _result in RESULTS:
+    for _type in ("fast", "comprehensive", "mh_load"):
+        HEARTBEATS.labels(_type, _result)
+    for _kind in ("mc", "mh"):
+        REGISTRATIONS.labels(_kind, _result)
+    MEETING_END_NOTICES.labels(_result)
+for _kind in ("mc", "mh"):
+    SWEEPER_MARKS.labels(_kind)
+for _result in ("ok", "failed"):
+    SWEEPS.labels(_result)
+
+
+def set_health_gauge(gauge: Gauge, healths: Iterable[Health]) -> None:
+    """Set `gauge{health}` to how many of `healths` have each value (0 for the absent ones)."""
+    counts = dict.fromkeys(Health, 0)
+    for health in healths:
+        counts[health] += 1
+    for health, count in counts.items():
+        gauge.labels(health.value).set(count)

@@ -1,0 +1,295 @@
+"""The join use case: answer which MC hosts a meeting, placing it when needed (SPEC §4).
+
+    live ACTIVE row on a healthy, fresh MC ──────────────────────────────▶ reuse it as it is
+    live row on an MC that is unhealthy/stale/gone ──▶ end it (only if still on that MC) ─┐
+    no live row ──▶ claim the meeting (one live row per meeting and region, in SQL) ◀────┘
+        lost the claim ──▶ wait for the winner to activate, then answer its MC
+        won the claim  ──▶ choose MHs, rank MCs, try up to `attempts` MCs (refusal or timeout
+                           → next), activate the row on the MC that accepted; none → release
+                           the claim and raise NoControllerAvailable
+
+The claim makes concurrent joins — within one GC or across GC processes sharing PostgreSQL —
+call at most one MC at a time for a meeting and all answer the same MC.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from darktower.gc.errors import InvalidArgument, NoControllerAvailable, NoMediaHandlerAvailable
+from darktower.gc.mc_client import McClient, MhTargetSpec
+from darktower.gc.placement.mc_choice import McCandidate, rank_mcs, why_none
+from darktower.gc.placement.metrics import MC_CALL_LATENCY, MC_CALLS, PLACEMENTS
+from darktower.gc.placement.mh_choice import MhCandidate, choose_mhs
+from darktower.gc.store import Assignment, AssignmentState, ClaimLost, Controller, GcStore
+from darktower.gc.store import MediaHandler as MhRow
+from darktower.mc.errors import InvalidArgument as McInvalidArgument
+from darktower.mc.validation import validate_meeting_id
+from darktower.wire.dark_tower import internal_pb2 as pb
+
+__all__ = ["JoinResult", "MhInfo", "PlacementEvent", "PlacementService"]
+
+log = logging.getLogger(__name__)
+
+PLACEABLE = frozenset({"healthy", "degraded"})
+MAX_ROUNDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class MhInfo:
+    mh_id: str
+    webtransport_endpoint: str
+    role: str  # "primary" | "backup"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    meeting_id: str
+    region: str
+    mc_id: str
+    mc_grpc_endpoint: str
+    mc_client_endpoint: str | None
+    media_handlers: tuple[MhInfo, ...]
+    reused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementEvent:
+    """One line of the recent-placements log (for operators and the dashboard)."""
+
+    at: datetime
+    meeting_id: str
+    mc_id: str | None
+    outcome: str  # "accepted", "reused", or the refusal / failure reason
+    detail: str = ""
+
+
+@dataclass
+class _Clock:
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+class PlacementService:
+    def __init__(
+        self,
+        store: GcStore,
+        mc_client: McClient,
+        *,
+        gc_id: str,
+        region: str,
+        staleness_s: float,
+        attempts: int = 3,
+        claim_stale_s: float = 30.0,
+        wait_for_winner_s: float = 35.0,
+        rng: random.Random | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._store = store
+        self._mcs = mc_client
+        self._gc_id = gc_id
+        self._region = region
+        self._staleness_s = staleness_s
+        self._attempts = attempts
+        self._claim_stale = timedelta(seconds=claim_stale_s)
+        self._wait_for_winner_s = wait_for_winner_s
+        self._rng = rng or random.Random()  # noqa: S311 - load spreading, not cryptography
+        self._now = now or _Clock().now
+        self.recent: deque[PlacementEvent] = deque(maxlen=200)
+
+    async def join(self, meeting_id: str) -> JoinResult:
+        try:
+            validate_meeting_id(meeting_id)
+        except McInvalidArgument as exc:
+            raise InvalidArgument(exc.field, exc.reason) from None
+        for _ in range(MAX_ROUNDS):
+            live = await self._store.active_assignment(meeting_id, self._region)
+            if live is not None and live.state == AssignmentState.ACTIVE:
+                result = await self._reuse(live)
+                if result is not None:
+                    return result
+                continue
+            if live is not None:
+                # Someone is placing it right now: wait for its answer — but no longer than
+                # until its claim goes stale (its GC died), when claim_meeting takes it over.
+                left = self._claim_stale - (self._now() - live.claimed_at)
+                if left.total_seconds() > 0:
+                    await self._store.wait_for_activation(
+                        meeting_id,
+                        self._region,
+                        timeout=min(left.total_seconds(), self._wait_for_winner_s),
+                    )
+                    continue
+            claim = await self._store.claim_meeting(
+                meeting_id,
+                self._region,
+                self._gc_id,
+                self._now(),
+                stale_claim_after=self._claim_stale,
+            )
+            if not claim.won:
+                continue
+            if claim.taken_over is not None:
+                log.warning("meeting %s: took over a stale claim", meeting_id)
+            return await self._place(meeting_id)
+        raise NoControllerAvailable("contended", "the meeting kept changing hands; try again")
+
+    # -- reuse -----------------------------------------------------------------------------
+
+    async def _reuse(self, live: Assignment) -> JoinResult | None:
+        assert live.mc_id is not None
+        controller = await self._store.get_controller(live.mc_id)
+        if controller is not None and self._usable(controller):
+            PLACEMENTS.labels("reused", "").inc()
+            return await self._result(live.meeting_id, controller, live.mh_ids, reused=True)
+        reason = "gone" if controller is None else controller.health.value
+        log.info(
+            "meeting %s: its MC %s is %s, placing it anew", live.meeting_id, live.mc_id, reason
+        )
+        self._event(live.meeting_id, live.mc_id, "moved", f"previous MC {reason}")
+        await self._store.end_assignment_if(live.meeting_id, self._region, live.mc_id, self._now())
+        return None
+
+    def _usable(self, c: Controller) -> bool:
+        if c.health.value not in PLACEABLE or c.last_heartbeat_at is None:
+            return False
+        return (self._now() - c.last_heartbeat_at).total_seconds() <= self._staleness_s
+
+    # -- placement -------------------------------------------------------------------------
+
+    async def _place(self, meeting_id: str) -> JoinResult:
+        try:
+            return await self._try_mcs(meeting_id)
+        except BaseException:
+            await self._store.release_claim(meeting_id, self._region, self._gc_id)
+            raise
+
+    async def _try_mcs(self, meeting_id: str) -> JoinResult:
+        now = self._now()
+        controllers = await self._store.list_controllers(self._region)
+        handlers = await self._store.list_media_handlers(self._region)
+        mhs = choose_mhs(
+            [_mh_candidate(h, now) for h in handlers],
+            region=self._region,
+            staleness_s=self._staleness_s,
+        )
+        if not mhs:
+            PLACEMENTS.labels("failed", "no_media_handler").inc()
+            self._event(meeting_id, None, "no_media_handler")
+            raise NoMediaHandlerAvailable("no healthy media handler with free capacity")
+        candidates = [_mc_candidate(c, now) for c in controllers]
+        ranked = rank_mcs(
+            candidates, region=self._region, staleness_s=self._staleness_s, rng=self._rng
+        )
+        if not ranked:
+            reason = why_none(candidates, region=self._region, staleness_s=self._staleness_s)
+            PLACEMENTS.labels("failed", reason.value).inc()
+            self._event(meeting_id, None, reason.value)
+            raise NoControllerAvailable(reason.value, _REASON_TEXT[reason.value])
+        by_id = {c.id: c for c in controllers}
+        targets = [
+            MhTargetSpec(
+                m.id, m.webtransport_endpoint, pb.MH_ROLE_PRIMARY if i == 0 else pb.MH_ROLE_BACKUP
+            )
+            for i, m in enumerate(mhs)
+        ]
+        refusals: list[str] = []
+        for candidate in ranked[: self._attempts]:
+            controller = by_id[candidate.id]
+            started = time.perf_counter()
+            outcome = await self._mcs.assign(controller.grpc_endpoint, meeting_id, targets)
+            MC_CALL_LATENCY.observe(time.perf_counter() - started)
+            MC_CALLS.labels("accepted" if outcome.accepted else outcome.reason).inc()
+            if not outcome.accepted:
+                refusals.append(f"{controller.id}: {outcome.reason}")
+                self._event(meeting_id, controller.id, outcome.reason)
+                continue
+            try:
+                await self._store.activate_assignment(
+                    meeting_id,
+                    self._region,
+                    self._gc_id,
+                    controller.id,
+                    [m.id for m in mhs],
+                    self._now(),
+                )
+            except ClaimLost:
+                # Our claim was ended under us (taken over as stale): the other placement wins.
+                log.warning("meeting %s: claim lost after %s accepted", meeting_id, controller.id)
+                PLACEMENTS.labels("failed", "claim_lost").inc()
+                raise NoControllerAvailable(
+                    "contended", "another placement won; try again"
+                ) from None
+            PLACEMENTS.labels("placed", "").inc()
+            self._event(meeting_id, controller.id, "accepted")
+            return await self._result(
+                meeting_id, controller, tuple(m.id for m in mhs), reused=False
+            )
+        PLACEMENTS.labels("failed", "all_refused").inc()
+        raise NoControllerAvailable("all_refused", "every MC tried refused: " + "; ".join(refusals))
+
+    async def _result(
+        self, meeting_id: str, controller: Controller, mh_ids: tuple[str, ...], *, reused: bool
+    ) -> JoinResult:
+        handlers = {h.id: h for h in await self._store.list_media_handlers(self._region)}
+        infos = tuple(
+            MhInfo(mh_id, handlers[mh_id].webtransport_endpoint, "primary" if i == 0 else "backup")
+            for i, mh_id in enumerate(mh_ids)
+            if mh_id in handlers
+        )
+        return JoinResult(
+            meeting_id=meeting_id,
+            region=self._region,
+            mc_id=controller.id,
+            mc_grpc_endpoint=controller.grpc_endpoint,
+            mc_client_endpoint=controller.webtransport_endpoint,
+            media_handlers=infos,
+            reused=reused,
+        )
+
+    def _event(self, meeting_id: str, mc_id: str | None, outcome: str, detail: str = "") -> None:
+        self.recent.append(PlacementEvent(self._now(), meeting_id, mc_id, outcome, detail))
+
+
+_REASON_TEXT = {
+    "none_registered": "no meeting controller is registered in this region",
+    "all_draining": "every meeting controller is draining",
+    "all_at_capacity": "every meeting controller is at capacity",
+    "none_healthy": "no healthy meeting controller is available",
+}
+
+
+def _age(then: datetime | None, now: datetime) -> float | None:
+    return None if then is None else max(0.0, (now - then).total_seconds())
+
+
+def _mc_candidate(c: Controller, now: datetime) -> McCandidate:
+    return McCandidate(
+        id=c.id,
+        region=c.region,
+        health=c.health.value,
+        max_meetings=c.max_meetings,
+        current_meetings=c.current_meetings,
+        max_participants=c.max_participants,
+        current_participants=c.current_participants,
+        last_heartbeat_age_s=_age(c.last_heartbeat_at, now),
+        assignments_since_heartbeat=c.assignments_since_heartbeat,
+    )
+
+
+def _mh_candidate(h: MhRow, now: datetime) -> MhCandidate:
+    return MhCandidate(
+        id=h.id,
+        region=h.region,
+        zone=h.zone,
+        health=h.health.value,
+        max_streams=h.max_streams,
+        current_streams=h.current_streams,
+        last_report_age_s=_age(h.last_report_at, now),
+        webtransport_endpoint=h.webtransport_endpoint,
+    )

@@ -1,0 +1,164 @@
+"""Running a GC: `GcApp` wires the parts, `serve()` owns start, wait and a graceful stop.
+
+Start: database (migrated to head), gRPC (GlobalControllerService for MCs,
+MediaHandlerRegistryService for MHs, each with its own token rules), the staleness sweeper,
+then HTTP (placement, read API, health, metrics). Stop on SIGTERM/SIGINT: HTTP and gRPC stop
+taking calls, the sweeper stops, channels and the database close; exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+import uvicorn
+from sqlalchemy import text
+
+from darktower.auth.client import ServiceTokenProvider
+from darktower.auth.interceptor import GRPC_SERVER_OPTIONS
+from darktower.auth.keys import load_private_key, load_public_keys
+from darktower.auth.tokens import SCOPE_MC, ServiceType
+from darktower.gc.grpc_services import add_gc_services, auth_interceptor
+from darktower.gc.http import create_app
+from darktower.gc.mc_client import McClient
+from darktower.gc.placement.service import PlacementService
+from darktower.gc.settings import GcSettings
+from darktower.gc.store import GcStore, StoreError
+from darktower.gc.sweeper import StalenessSweeper
+from darktower.serving import EmbeddedUvicorn, StartupError, parse_bind
+
+__all__ = ["GcApp", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+class GcApp:
+    def __init__(self, settings: GcSettings) -> None:
+        if settings.service_key_file is None:
+            raise StartupError("GC_SERVICE_KEY_FILE is needed to sign calls to MCs")
+        if not settings.trusted_mc_key_files:
+            raise StartupError("GC_TRUSTED_MC_KEY_FILES is empty: no MC could register")
+        self.settings = settings
+        self._mc_keys = load_public_keys(settings.trusted_mc_key_files)
+        self._mh_keys = load_public_keys(settings.trusted_mh_key_files)
+        self._tokens = ServiceTokenProvider(
+            load_private_key(settings.service_key_file),
+            service_type=ServiceType.GLOBAL_CONTROLLER,
+            scope=SCOPE_MC,
+            issuer=settings.id,
+        )
+        self.store: GcStore | None = None
+        self.grpc_server: grpc.aio.Server | None = None
+        self.grpc_port = 0
+        self.http_port = 0
+        self.sweeper: StalenessSweeper | None = None
+        self.mc_client: McClient | None = None
+        self.placement: PlacementService | None = None
+        self._http: EmbeddedUvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+
+    async def ready(self) -> tuple[bool, str]:
+        if self.store is None:
+            return False, "starting"
+        try:
+            async with self.store.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False, "database unreachable"
+        return True, ""
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            self.store = await GcStore.open(s.database_url.get_secret_value())
+        except StoreError as exc:
+            raise StartupError(f"cannot open the database: {exc}") from None
+        self.grpc_server = grpc.aio.server(
+            interceptors=[auth_interceptor(self._mc_keys, self._mh_keys)],
+            options=GRPC_SERVER_OPTIONS,
+        )
+        add_gc_services(
+            self.grpc_server,
+            self.store,
+            region=s.region,
+            fast_heartbeat_ms=s.fast_heartbeat_ms,
+            comprehensive_heartbeat_ms=s.comprehensive_heartbeat_ms,
+            load_report_ms=s.mh_load_report_ms,
+        )
+        host, port = parse_bind(s.grpc_bind)
+        self.grpc_port = self.grpc_server.add_insecure_port(f"{host}:{port}")
+        if self.grpc_port == 0:
+            raise StartupError(f"cannot bind the gRPC port {s.grpc_bind}")
+        await self.grpc_server.start()
+        self.sweeper = StalenessSweeper(
+            self.store,
+            staleness_s=s.staleness_seconds,
+            interval_s=s.sweep_interval_seconds,
+            retention_s=s.assignment_retention_hours * 3600,
+        )
+        self.sweeper.start()
+        self.mc_client = McClient(self._tokens, gc_id=s.id, timeout=s.mc_call_timeout_seconds)
+        self.placement = PlacementService(
+            self.store,
+            self.mc_client,
+            gc_id=s.id,
+            region=s.region,
+            staleness_s=s.staleness_seconds,
+            attempts=s.placement_attempts,
+            claim_stale_s=s.claim_stale_seconds,
+        )
+        http_host, http_port = parse_bind(s.http_bind)
+        config = uvicorn.Config(
+            create_app(self.store, self.placement, region=s.region, is_ready=self.ready),
+            host=http_host,
+            port=http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        self._http = EmbeddedUvicorn(config)
+        self._http_task = asyncio.get_running_loop().create_task(self._http.serve())
+        while not self._http.started:
+            if self._http_task.done():
+                raise StartupError(f"cannot serve HTTP on {s.http_bind}")
+            await asyncio.sleep(0.01)
+        self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+        log.info(
+            "GC %s serving gRPC on %s:%d and HTTP on %s:%d (region %s)",
+            s.id,
+            host,
+            self.grpc_port,
+            http_host,
+            self.http_port,
+            s.region,
+        )
+
+    async def stop(self) -> None:
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            await asyncio.gather(self._http_task, return_exceptions=True)
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=2.0)
+        if self.sweeper is not None:
+            await self.sweeper.stop()
+        if self.mc_client is not None:
+            await self.mc_client.aclose()
+        if self.store is not None:
+            await self.store.aclose()
+        log.info("GC %s stopped", self.settings.id)
+
+
+async def serve(settings: GcSettings) -> None:
+    """Run until SIGTERM or SIGINT, then stop."""
+    app = GcApp(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+        await stop.wait()
+    finally:
+        await app.stop()

@@ -1,0 +1,71 @@
+"""Errors of the GC store, one tree; each carries a stable `code`.
+
+    StoreError                 STORE_ERROR            base; also an unexpected database error
+    ├── UnknownController      UNKNOWN_CONTROLLER     no controller registered under that id
+    ├── UnknownMediaHandler    UNKNOWN_MEDIA_HANDLER  no media handler registered under that id
+    ├── ClaimLost              CLAIM_LOST             the live assignment is no longer our claim
+    └── StoreUnavailable       STORE_UNAVAILABLE      database unreachable, timed out, locked
+
+Messages never contain the database URL, credentials or SQL text: a database failure is named
+only by the class of the underlying exception, which stays reachable as `__cause__`. The
+repository raises them `from` the SQLAlchemy / driver exception.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ClaimLost",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownController",
+    "UnknownMediaHandler",
+]
+
+
+class StoreError(Exception):
+    """Base of every GC store error."""
+
+    code: ClassVar[str] = "STORE_ERROR"
+
+
+class UnknownController(StoreError):
+    """No meeting controller is registered under `controller_id`."""
+
+    code: ClassVar[str] = "UNKNOWN_CONTROLLER"
+
+    def __init__(self, controller_id: str) -> None:
+        super().__init__(f"unknown meeting controller {controller_id!r}")
+        self.controller_id = controller_id
+
+
+class UnknownMediaHandler(StoreError):
+    """No media handler is registered under `handler_id`."""
+
+    code: ClassVar[str] = "UNKNOWN_MEDIA_HANDLER"
+
+    def __init__(self, handler_id: str) -> None:
+        super().__init__(f"unknown media handler {handler_id!r}")
+        self.handler_id = handler_id
+
+
+class ClaimLost(StoreError):
+    """The live assignment of the meeting is no longer the caller's claim.
+
+    It was taken over as stale, ended, released, or never existed; nothing was written.
+    """
+
+    code: ClassVar[str] = "CLAIM_LOST"
+
+    def __init__(self, meeting_id: str, region: str, gc_id: str) -> None:
+        super().__init__(f"meeting {meeting_id!r} in {region!r}: claim of {gc_id!r} lost")
+        self.meeting_id = meeting_id
+        self.region = region
+        self.gc_id = gc_id
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached or did not answer; the outcome is unknown."""
+
+    code: ClassVar[str] = "STORE_UNAVAILABLE"

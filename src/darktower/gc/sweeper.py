@@ -1,0 +1,140 @@
+"""The staleness sweeper: marks silent MCs and MHs UNHEALTHY, purges old ended assignments.
+
+SPEC §4 "Staleness". Every `interval_s` one sweep, in this order:
+
+1. MCs whose last heartbeat (or registration, if they never beat) is more than `staleness_s`
+   old are marked UNHEALTHY — DRAINING and already-UNHEALTHY ones are left alone (the store's
+   rule); each marked id is logged at WARNING and counted (`gc_sweeper_marks_total`);
+2. the same for MHs, by their last load report;
+3. assignments that ended more than `retention_s` ago are deleted;
+4. the fleet gauges `gc_controllers{health}` / `gc_media_handlers{health}` are refreshed.
+
+Every GC process sharing a database may run one: each step is a single idempotent statement.
+A failing sweep (the database is down) raises out of `sweep_once`, is counted
+(`gc_sweeps_total{result="failed"}`) and logged by the loop, which carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from darktower.gc.metrics import (
+    CONTROLLERS,
+    MEDIA_HANDLERS,
+    SWEEPER_MARKS,
+    SWEEPS,
+    set_health_gauge,
+)
+from darktower.gc.store import GcStore, StoreError
+
+__all__ = ["StalenessSweeper", "SweepResult"]
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """What one sweep did: the ids it marked UNHEALTHY (sorted) and how many rows it purged."""
+
+    stale_controllers: tuple[str, ...]
+    stale_media_handlers: tuple[str, ...]
+    purged_assignments: int
+
+
+class StalenessSweeper:
+    """Runs `sweep_once` every `interval_s` seconds between `start()` and `stop()`."""
+
+    def __init__(
+        self,
+        store: GcStore,
+        *,
+        staleness_s: float,
+        interval_s: float,
+        retention_s: float,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        for name, value in (
+            ("staleness_s", staleness_s),
+            ("interval_s", interval_s),
+            ("retention_s", retention_s),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        self._store = store
+        self._staleness = timedelta(seconds=staleness_s)
+        self._interval = interval_s
+        self._retention = timedelta(seconds=retention_s)
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep_once(self) -> SweepResult:
+        """One sweep (see the module docstring). Raises `StoreError` if the database fails;
+        marks made before the failure stay made, logged and counted."""
+        try:
+            now = self._clock()
+            older_than = now - self._staleness
+            controllers = await self._store.mark_stale_controllers(older_than)
+            self._marked("mc", "meeting controller", controllers)
+            handlers = await self._store.mark_stale_media_handlers(older_than)
+            self._marked("mh", "media handler", handlers)
+            purged = await self._store.purge_ended(now - self._retention)
+            if purged:
+                log.info("purged %d ended meeting assignments", purged)
+            set_health_gauge(CONTROLLERS, (c.health for c in await self._store.list_controllers()))
+            set_health_gauge(
+                MEDIA_HANDLERS, (m.health for m in await self._store.list_media_handlers())
+            )
+        except Exception:
+            SWEEPS.labels("failed").inc()
+            raise
+        SWEEPS.labels("ok").inc()
+        return SweepResult(tuple(controllers), tuple(handlers), purged)
+
+    def _marked(self, kind: str, noun: str, ids: list[str]) -> None:
+        SWEEPER_MARKS.labels(kind).inc(len(ids))
+        for marked in ids:
+            log.warning(
+                "%s %s marked unhealthy: silent for more than %.1f s",
+                noun,
+                marked,
+                self._staleness.total_seconds(),
+            )
+
+    def start(self) -> None:
+        """Start sweeping now and every `interval_s` after, on the running loop."""
+        if self._task is not None:
+            raise RuntimeError("the sweeper is already running")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-sweeper")
+
+    async def stop(self) -> None:
+        """Cancel the loop and wait for it (a sweep in flight is abandoned). Idempotent."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except StoreError as exc:
+                log.warning("staleness sweep failed: %s", exc)
+            except Exception as exc:
+                # A bug must not stop staleness detection; the redaction filter guards the log.
+                log.error("staleness sweep failed: %s", type(exc).__name__, exc_info=True)
+            await asyncio.sleep(self._interval)

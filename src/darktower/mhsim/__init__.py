@@ -1,0 +1,1 @@
+"""A simulated media handler: registers with a GC and reports a plausible, moving load."""

@@ -1,0 +1,63 @@
+"""`darktower mh-sim`: run one simulated media handler against a GC."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from darktower.auth.client import ServiceTokenProvider
+from darktower.auth.errors import AuthError
+from darktower.auth.keys import load_private_key
+from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.logs import configure_logging
+from darktower.mhsim.simulator import MhConfig, MhSimulator
+
+__all__ = ["mh_sim"]
+
+log = logging.getLogger(__name__)
+
+
+def mh_sim(
+    key: Annotated[Path, typer.Option(help="The MH private key (darktower keys generate).")],
+    gc: Annotated[str, typer.Option(help="The GC's gRPC endpoint.")] = "http://127.0.0.1:50051",
+    id: Annotated[str, typer.Option("--id", help="Handler id.")] = "mh-sim-1",
+    region: Annotated[str, typer.Option(help="Region.")] = "local",
+    zone: Annotated[str, typer.Option(help="Failure zone.")] = "zone-a",
+    max_streams: Annotated[int, typer.Option(min=1)] = 1000,
+    target_load: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
+) -> None:
+    """Register a simulated MH with a GC and send periodic load reports until stopped."""
+    configure_logging("INFO")
+    service_type, scope = SERVICE_PROFILES["mh"]
+    try:
+        tokens = ServiceTokenProvider(
+            load_private_key(key), service_type=service_type, scope=scope, issuer=id
+        )
+    except AuthError as exc:
+        typer.echo(f"darktower mh-sim: {exc}", err=True)
+        raise typer.Exit(2) from None
+    config = MhConfig(
+        handler_id=id,
+        region=region,
+        zone=zone,
+        webtransport_endpoint=f"https://{id}.{zone}.local:4433",
+        grpc_endpoint=f"http://{id}.{zone}.local:50053",
+        max_streams=max_streams,
+        target_load=target_load,
+    )
+
+    async def main() -> None:
+        simulator = MhSimulator(gc, config, tokens)
+        try:
+            await simulator.run()
+        finally:
+            await simulator.aclose()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        log.info("MH %s stopped", id)

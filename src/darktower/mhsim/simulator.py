@@ -1,0 +1,120 @@
+"""`MhSimulator`: what a media handler does towards the GC, without any media.
+
+Registration is retried with the MC's backoff schedule (tenacity) for as long as it runs; load
+reports follow at the interval the GC answers. The load is a bounded random walk around a
+target share of `max_streams`, so dashboards and placement see something that moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+import grpc
+from tenacity import AsyncRetrying
+
+from darktower.auth.client import ServiceTokenProvider
+from darktower.grpc_channels import channel_for
+from darktower.mc.backoff import RegistrationBackoff
+from darktower.wire.dark_tower import internal_pb2 as pb
+from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+
+__all__ = ["MhConfig", "MhSimulator", "next_load"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MhConfig:
+    handler_id: str
+    region: str
+    zone: str
+    webtransport_endpoint: str
+    grpc_endpoint: str
+    max_streams: int = 1000
+    target_load: float = 0.3  # share of max_streams the walk drifts toward
+
+
+def next_load(current: int, config: MhConfig, rng: random.Random) -> int:
+    """One step of the walk: drift toward the target, a little noise, within [0, max]."""
+    target = config.target_load * config.max_streams
+    step = 0.2 * (target - current) + rng.gauss(0, 0.03 * config.max_streams)
+    return max(0, min(config.max_streams, round(current + step)))
+
+
+class MhSimulator:
+    def __init__(
+        self,
+        gc_endpoint: str,
+        config: MhConfig,
+        tokens: ServiceTokenProvider,
+        *,
+        rng: random.Random | None = None,
+        backoff: RegistrationBackoff | None = None,
+    ) -> None:
+        self.config = config
+        self._tokens = tokens
+        self._channel = channel_for(gc_endpoint)
+        self._stub = pb_grpc.MediaHandlerRegistryServiceStub(self._channel)
+        self._rng = rng or random.Random()  # noqa: S311 - simulated load, not cryptography
+        self._backoff = backoff or RegistrationBackoff()
+        self.streams = 0
+        self.report_interval = 10.0
+        self.registered = False
+
+    async def register(self) -> None:
+        c = self.config
+        request = pb.RegisterMHRequest(
+            handler_id=c.handler_id,
+            region=c.region,
+            webtransport_endpoint=c.webtransport_endpoint,
+            grpc_endpoint=c.grpc_endpoint,
+            max_streams=c.max_streams,
+            zone=c.zone,
+        )
+        async for attempt in AsyncRetrying(wait=self._backoff, reraise=True):
+            with attempt:
+                answer = await self._stub.RegisterMH(
+                    request, metadata=self._tokens.metadata(), timeout=10
+                )
+                if not answer.accepted:
+                    raise RuntimeError(f"registration refused: {answer.message}")
+        self.report_interval = (answer.load_report_interval_ms or 10_000) / 1000
+        self.registered = True
+        log.info("MH %s registered (reports every %.1fs)", c.handler_id, self.report_interval)
+
+    async def report(self) -> None:
+        self.streams = next_load(self.streams, self.config, self._rng)
+        load = self.streams / max(1, self.config.max_streams)
+        await self._stub.SendLoadReport(
+            pb.MHLoadReportRequest(
+                handler_id=self.config.handler_id,
+                current_streams=self.streams,
+                health=pb.DEGRADED if load >= 0.8 else pb.HEALTHY,
+                cpu_usage_percent=min(100.0, 10 + 80 * load),
+                memory_usage_percent=min(100.0, 20 + 50 * load),
+                bandwidth_usage_percent=min(100.0, 100 * load),
+            ),
+            metadata=self._tokens.metadata(),
+            timeout=10,
+        )
+
+    async def run(self) -> None:
+        """Register, then report forever; a GC that forgot us (NOT_FOUND) gets a new
+        registration, any other failure is logged and the reports go on."""
+        while True:
+            await self.register()
+            while self.registered:
+                try:
+                    await self.report()
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.NOT_FOUND:
+                        self.registered = False
+                        break
+                    log.warning("load report failed: %s", exc.code().name)
+                await asyncio.sleep(self.report_interval)
+
+    async def aclose(self) -> None:
+        await self._channel.close(None)

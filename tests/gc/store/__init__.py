@@ -1,0 +1,1 @@
+"""Tests of the GC store, on whichever database `tests/gc/conftest.py` provides."""

@@ -1,0 +1,137 @@
+"""URLs, SQLite connection settings, and a database that is down."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from darktower.gc.store import (
+    GcStore,
+    Health,
+    StoreUnavailable,
+    create_engine,
+    migrate,
+    redacted_url,
+    sqlite_url,
+)
+from darktower.gc.store.engine import normalize_url
+
+PASSWORD = "s3cr3t-Pa55word"
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgres://u:p@db:5432/gc", "postgresql+asyncpg"),
+        ("postgresql://u:p@db/gc", "postgresql+asyncpg"),
+        ("postgresql+psycopg2://u@db/gc", "postgresql+asyncpg"),
+        ("postgresql+asyncpg://u@db/gc", "postgresql+asyncpg"),
+        ("sqlite:///gc.db", "sqlite+aiosqlite"),
+        ("sqlite+aiosqlite:///gc.db", "sqlite+aiosqlite"),
+    ],
+)
+def test_normalize_url_pins_the_async_driver(url: str, driver: str) -> None:
+    assert normalize_url(url).drivername == driver
+
+
+@pytest.mark.parametrize("url", [f"mysql://root:{PASSWORD}@db/gc", f"::{PASSWORD}::"])
+def test_unusable_url_is_refused_without_quoting_it(url: str) -> None:
+    with pytest.raises(ValueError, match="database") as caught:
+        create_engine(url)
+    assert PASSWORD not in str(caught.value)
+
+
+def test_redacted_url_hides_the_password() -> None:
+    redacted = redacted_url(f"postgresql://gc:{PASSWORD}@db:5432/gc")
+    assert PASSWORD not in redacted and redacted == "postgresql://gc:***@db:5432/gc"
+    assert PASSWORD not in redacted_url(f"not a url {PASSWORD}")
+
+
+async def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'nested' / 'gc.db'}")
+    try:
+        async with engine.connect() as connection:
+            pragmas = [
+                await connection.scalar(text(f"PRAGMA {name}"))
+                for name in ("journal_mode", "busy_timeout", "foreign_keys")
+            ]
+    finally:
+        await engine.dispose()
+    assert pragmas == ["wal", 10_000, 1]
+    assert (tmp_path / "nested" / "gc.db").exists()
+
+
+async def test_foreign_keys_are_enforced(store: GcStore) -> None:
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    await store.claim_meeting("m", "eu", "gc", now, stale_claim_after=timedelta(seconds=30))
+    with pytest.raises(IntegrityError):
+        async with store.engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE meeting_assignments SET state = 'active', mc_id = 'ghost'")
+            )
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_database_down_is_unavailable_without_the_password() -> None:
+    url = f"postgresql://gc:{PASSWORD}@127.0.0.1:{_closed_port()}/gc"
+
+    with pytest.raises(StoreUnavailable) as opening:
+        await GcStore.open(url)
+    with pytest.raises(StoreUnavailable) as migrating:
+        await migrate(url)
+
+    store = GcStore(create_engine(url))
+    try:
+        with pytest.raises(StoreUnavailable) as beating:
+            await store.record_heartbeat(
+                "mc-1",
+                current_meetings=0,
+                current_participants=0,
+                max_meetings=1,
+                max_participants=1,
+                health=Health.HEALTHY,
+                now=datetime.now(UTC),
+            )
+    finally:
+        await store.aclose()
+
+    for caught in (opening, migrating, beating):
+        error = caught.value
+        assert error.code == "STORE_UNAVAILABLE"
+        assert PASSWORD not in str(error) and PASSWORD not in repr(error)
+        assert "127.0.0.1" not in str(error)
+        assert error.__cause__ is not None and PASSWORD not in str(error.__cause__)
+
+
+async def test_unreachable_sqlite_file_is_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreUnavailable):
+        await migrate(sqlite_url(blocker / "gc.db"))
+
+
+async def test_reads_are_not_blocked_by_an_open_write(store: GcStore) -> None:
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    await store.upsert_controller("mc-1", "eu", "http://mc-1:1", None, 1, 1, now)
+    async with store.engine.begin() as writer:
+        await writer.execute(text("UPDATE controllers SET current_meetings = 1"))
+        controllers = await asyncio.wait_for(store.list_controllers(), timeout=2)
+        assert [mc.current_meetings for mc in controllers] == [0]
+
+
+async def test_naive_datetime_is_refused(store: GcStore) -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        await store.upsert_controller("mc-1", "eu", "http://mc-1:1", None, 1, 1, datetime.now())
+    assert await store.list_controllers() == []
