@@ -10,23 +10,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from darktower.dev.fleet import Fleet, PortInUse
+from darktower.dev.fleet import Fleet, FleetPorts, PortInUse
 
 __all__ = ["dev"]
 
 
 def dev(
     mcs: Annotated[int, typer.Option(min=1, max=50, help="How many MCs to start.")] = 3,
+    mhs: Annotated[int, typer.Option(min=0, max=50, help="How many simulated MHs.")] = 4,
     redis_url: Annotated[
         str | None, typer.Option(help="Use this Redis instead of an embedded one.")
     ] = None,
-    base_port: Annotated[
-        int, typer.Option(help="First MC gRPC port (health ports start at +1000); 0 = any free.")
-    ] = 50052,
+    db_url: Annotated[
+        str | None, typer.Option(help="Use this database for the GC instead of SQLite.")
+    ] = None,
+    any_port: Annotated[
+        bool, typer.Option(help="Use free ports instead of the defaults (GC HTTP 8080, …).")
+    ] = False,
 ) -> None:
-    """Run a local fleet: an embedded Redis and N Meeting Controllers, in the foreground."""
+    """Run a local fleet in the foreground: Redis, a GC, MCs and simulated MHs."""
     fleet = Fleet(
-        mcs, redis_url, base_grpc=base_port, base_health=base_port + 1000 if base_port else 0
+        mcs=mcs, mhs=mhs, redis_url=redis_url, db_url=db_url, ports=FleetPorts(any_free=any_port)
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -39,26 +43,18 @@ def dev(
         typer.echo(f"darktower dev: {exc}", err=True)
         raise typer.Exit(2) from None
     table = Table(title="darktower local fleet")
-    for column in ("service", "id", "gRPC", "health"):
+    for column in ("service", "id", "gRPC", "HTTP"):
         table.add_column(column)
-    table.add_row(
-        "redis", "embedded" if fleet.redis else "given", fleet.redis_url.split("@")[-1], ""
-    )
-    for mc in fleet.mcs:
-        table.add_row(
-            "mc",
-            mc.mc_id,
-            f"127.0.0.1:{mc.grpc_port}",
-            f"http://127.0.0.1:{mc.health_port}/health/ready",
-        )
+    redis_where = fleet.effective_redis_url.rsplit("@", 1)[-1]  # never print a password
+    table.add_row("redis", "embedded" if fleet.redis else "given", redis_where, "")
+    for s in fleet.services:
+        table.add_row(s.kind, s.name, s.grpc, s.http)
     console.print(table)
-    console.print(
-        f"keys: {fleet.key_dir}  —  try: darktower assign demo --key {fleet.key_dir}/gc.key "
-        f"--mc 127.0.0.1:{fleet.mcs[0].grpc_port}"
-    )
+    console.print(f"dashboard / API: {fleet.gc_url}   logs: {fleet.workdir}")
+    console.print(f"try: darktower join standup --gc-url {fleet.gc_url}")
     console.print("Ctrl-C stops everything.")
     while not stop.wait(0.5):
         if gone := fleet.exited():
-            typer.echo(f"darktower dev: {gone[0].mc_id} exited; stopping the fleet", err=True)
+            typer.echo(f"darktower dev: {gone[0].name} exited; stopping the fleet", err=True)
             break
     fleet.stop()

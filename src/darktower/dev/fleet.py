@@ -1,8 +1,8 @@
-"""The local fleet: a real Redis (embedded unless a URL is given), fresh keys, N real MCs.
+"""The local fleet: a real Redis (embedded unless a URL is given), a GC (SQLite unless a database
+URL is given), N MCs registered with it and M simulated MHs in two zones, with fresh keys.
 
-Every service is a child process of this one; SIGINT/SIGTERM stop them all (SIGTERM, then
-SIGKILL after a grace) and nothing is left behind. The GC, simulated media handlers and the
-dashboard join the fleet in later issues; until then the MCs run standalone.
+Every service is a child process of this one, each in its own process group; `stop()` sends
+SIGTERM to all, waits, then SIGKILLs what is left, so nothing outlives the fleet.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -22,108 +23,198 @@ import httpx
 from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import EmbeddedRedis, free_port
 
-__all__ = ["Fleet", "McProcess"]
+__all__ = ["Fleet", "FleetPorts", "PortInUse", "Service"]
 
-STOP_GRACE_SECONDS = 10.0
-
-
-@dataclass
-class McProcess:
-    mc_id: str
-    grpc_port: int
-    health_port: int
-    process: subprocess.Popen[bytes]
+STOP_GRACE_SECONDS = 15.0
+ZONES = ("zone-a", "zone-b")
 
 
 class PortInUse(RuntimeError):
-    pass
+    """A port the fleet wants is taken (the message names it)."""
 
 
+@dataclass
+class Service:
+    kind: str  # "gc" | "mc" | "mh"
+    name: str
+    process: subprocess.Popen[bytes]
+    grpc: str = ""
+    http: str = ""
+    ready_url: str = ""
+
+
+@dataclass(frozen=True)
+class FleetPorts:
+    """Fixed ports (SPEC §7 defaults) or, with `any_free`, whatever is free."""
+
+    gc_grpc: int = 50051
+    gc_http: int = 8080
+    mc_grpc_base: int = 50052
+    mc_health_base: int = 8081
+    any_free: bool = False
+
+
+def _claim(port: int, what: str) -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortInUse(
+                f"port {port} ({what}) is in use; stop what holds it or use --any-port"
+            ) from None
+    return port
+
+
+@dataclass
 class Fleet:
-    def __init__(
-        self, mcs: int, redis_url: str | None, *, base_grpc: int, base_health: int
-    ) -> None:
-        self.count = mcs
-        self._redis_url = redis_url
-        self._base_grpc = base_grpc
-        self._base_health = base_health
+    mcs: int = 3
+    mhs: int = 4
+    redis_url: str | None = None
+    db_url: str | None = None
+    ports: FleetPorts = field(default_factory=FleetPorts)
+    services: list[Service] = field(default_factory=list)
+    redis: EmbeddedRedis | None = None
+
+    def __post_init__(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="darktower-dev-")
-        self.key_dir = Path(self._tmp.name) / "keys"
-        self.redis: EmbeddedRedis | None = None
-        self.mcs: list[McProcess] = []
+        self.workdir = Path(self._tmp.name)
+        self.key_dir = self.workdir / "keys"
+
+    def _port(self, fixed: int, what: str) -> int:
+        return free_port() if self.ports.any_free else _claim(fixed, what)
 
     @property
-    def redis_url(self) -> str:
-        if self._redis_url:
-            return self._redis_url
+    def gc(self) -> Service:
+        return next(s for s in self.services if s.kind == "gc")
+
+    @property
+    def gc_url(self) -> str:
+        return self.gc.http
+
+    @property
+    def effective_redis_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
         assert self.redis is not None
         return self.redis.url
 
-    def _port(self, base: int, index: int) -> int:
-        if base == 0:
-            return free_port()
-        port = base + index
-        with contextlib.closing(__import__("socket").socket()) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                raise PortInUse(
-                    f"port {port} is in use (pick other ports with --base-port)"
-                ) from None
-        return port
-
     def start(self) -> None:
+        # Check every fixed port before starting anything, so a conflict leaves nothing behind.
+        gc_grpc = self._port(self.ports.gc_grpc, "GC gRPC")
+        gc_http = self._port(self.ports.gc_http, "GC HTTP")
+        mc_ports = [
+            (
+                self._port(self.ports.mc_grpc_base + i, f"mc-{i + 1} gRPC"),
+                self._port(self.ports.mc_health_base + i, f"mc-{i + 1} health"),
+            )
+            for i in range(self.mcs)
+        ]
         generate_key_files(self.key_dir)
-        if not self._redis_url:
+        if not self.redis_url:
             self.redis = EmbeddedRedis().start()
-        for i in range(self.count):
-            mc_id = f"mc-{i + 1}"
-            grpc_port = self._port(self._base_grpc, i)
-            health_port = self._port(self._base_health, i)
+        keys = self.key_dir
+        self._spawn(
+            Service("gc", "gc-1", self._launch("gc", "gc-1", {
+                "GC_ID": "gc-1",
+                "GC_GRPC_BIND": f"127.0.0.1:{gc_grpc}",
+                "GC_HTTP_BIND": f"127.0.0.1:{gc_http}",
+                "GC_DATABASE_URL": self.db_url or f"sqlite+aiosqlite:///{self.workdir / 'gc.db'}",
+                "GC_SERVICE_KEY_FILE": str(keys / "gc.key"),
+                "GC_TRUSTED_MC_KEY_FILES": str(keys / "mc.pub"),
+                "GC_TRUSTED_MH_KEY_FILES": str(keys / "mh.pub"),
+                "GC_FAST_HEARTBEAT_MS": "2000",
+                "GC_COMPREHENSIVE_HEARTBEAT_MS": "10000",
+                "GC_MH_LOAD_REPORT_MS": "2000",
+                "GC_STALENESS_SECONDS": "6",
+                "GC_SWEEP_INTERVAL_SECONDS": "1",
+            }), grpc=f"http://127.0.0.1:{gc_grpc}", http=f"http://127.0.0.1:{gc_http}",
+                ready_url=f"http://127.0.0.1:{gc_http}/health/ready"),
+        )  # fmt: skip
+        self._wait_ready(self.gc)
+        for i, (grpc_port, health_port) in enumerate(mc_ports):
+            name = f"mc-{i + 1}"
             env = {
-                **os.environ,
-                "MC_ID": mc_id,
-                "MC_REGION": "local",
+                "MC_ID": name,
                 "MC_GRPC_BIND": f"127.0.0.1:{grpc_port}",
                 "MC_HEALTH_BIND": f"127.0.0.1:{health_port}",
-                "MC_REDIS_URL": self.redis_url,
-                "MC_GC_ENDPOINT": "",
-                "MC_SERVICE_KEY_FILE": str(self.key_dir / "mc.key"),
-                "MC_TRUSTED_GC_KEY_FILES": str(self.key_dir / "gc.pub"),
+                "MC_REDIS_URL": self.effective_redis_url,
+                "MC_GC_ENDPOINT": self.gc.grpc,
+                "MC_SERVICE_KEY_FILE": str(keys / "mc.key"),
+                "MC_TRUSTED_GC_KEY_FILES": str(keys / "gc.pub"),
+                "MC_DRAIN_SECONDS": "5",
             }
-            process = subprocess.Popen(
-                [sys.executable, "-m", "darktower", "mc"], env=env, stdin=subprocess.DEVNULL
+            self._spawn(
+                Service(
+                    "mc",
+                    name,
+                    self._launch("mc", name, env),
+                    grpc=f"http://127.0.0.1:{grpc_port}",
+                    http=f"http://127.0.0.1:{health_port}",
+                    ready_url=f"http://127.0.0.1:{health_port}/health/ready",
+                )
             )
-            self.mcs.append(McProcess(mc_id, grpc_port, health_port, process))
-        self._wait_live()
+        for i in range(self.mhs):
+            name = f"mh-{i + 1}"
+            argv = ["mh-sim", "--key", str(keys / "mh.key"), "--gc", self.gc.grpc, "--id", name]
+            argv += ["--zone", ZONES[i % len(ZONES)]]
+            self._spawn(Service("mh", name, self._launch(None, name, {}, argv)))
+        for service in self.services:
+            if service.ready_url:
+                self._wait_ready(service)
 
-    def _wait_live(self, timeout: float = 30.0) -> None:
+    def _launch(
+        self, command: str | None, name: str, env: dict[str, str], argv: list[str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("ab")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_"))}
+        full_env.update(env)
+        args = argv if argv is not None else [command or ""]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "darktower", *args],
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return process
+
+    def _spawn(self, service: Service) -> None:
+        self.services.append(service)
+
+    def _wait_ready(self, service: Service, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        for mc in self.mcs:
-            while True:
-                if mc.process.poll() is not None:
-                    raise RuntimeError(f"{mc.mc_id} exited with code {mc.process.returncode}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{mc.health_port}/health/live").is_success:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{mc.mc_id} did not come up in {timeout:.0f}s")
-                time.sleep(0.1)
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise RuntimeError(
+                    f"{service.name} exited with code {service.process.returncode}; "
+                    f"see {self.workdir / (service.name + '.log')}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(service.ready_url, timeout=1).is_success:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{service.name} was not ready within {timeout:.0f}s")
 
-    def exited(self) -> list[McProcess]:
-        return [mc for mc in self.mcs if mc.process.poll() is not None]
+    def exited(self) -> list[Service]:
+        return [s for s in self.services if s.process.poll() is not None]
 
     def stop(self) -> None:
-        for mc in self.mcs:
-            if mc.process.poll() is None:
-                mc.process.send_signal(signal.SIGTERM)
+        """SIGTERM every child (MCs drain), wait, SIGKILL the rest, stop Redis, clean up."""
+        for service in reversed(self.services):
+            if service.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(service.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for mc in self.mcs:
+        for service in self.services:
             try:
-                mc.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                mc.process.kill()
-                mc.process.wait()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(service.process.pid, signal.SIGKILL)
+                service.process.wait()
         if self.redis is not None:
             self.redis.stop()
         self._tmp.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -52,12 +53,15 @@ def mh_sim(
 
     async def main() -> None:
         simulator = MhSimulator(gc, config, tokens)
+        runner = asyncio.ensure_future(simulator.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.cancel)
         try:
-            await simulator.run()
+            await runner
+        except asyncio.CancelledError:
+            log.info("MH %s stopped", id)
         finally:
             await simulator.aclose()
 
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        log.info("MH %s stopped", id)
+    asyncio.run(main())
