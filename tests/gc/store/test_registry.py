@@ -91,6 +91,23 @@ async def test_heartbeat_updates_load_and_health(store: GcStore) -> None:
     assert await store.get_controller("mc-1") == mc
 
 
+async def test_fast_heartbeat_keeps_the_last_cpu_and_memory(store: GcStore) -> None:
+    await _register_mc(store, "mc-1")
+    beat = {
+        "current_meetings": 1,
+        "current_participants": 0,
+        "max_meetings": 10,
+        "max_participants": 100,
+        "health": Health.HEALTHY,
+    }
+    await store.record_heartbeat(
+        "mc-1", **beat, cpu_percent=12.5, memory_percent=3.0, now=T0 + timedelta(seconds=1)
+    )
+    fast = await store.record_heartbeat("mc-1", **beat, now=T0 + timedelta(seconds=2))
+    assert (fast.cpu_percent, fast.memory_percent) == (12.5, 3.0)
+    assert fast.last_heartbeat_at == T0 + timedelta(seconds=2)
+
+
 async def test_heartbeat_of_unknown_controller(store: GcStore) -> None:
     with pytest.raises(UnknownController) as caught:
         await _beat(store, "ghost", T0)

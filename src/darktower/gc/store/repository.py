@@ -16,7 +16,8 @@ must place a meeting on one MC):
    the assignment on the MC), on failure `release_claim` deletes it.
 3. Losers `wait_for_activation` and answer the winner's MC.
 
-On SQLite every transaction is `BEGIN IMMEDIATE` (see `engine`), so they are serialised.
+On SQLite every writing transaction is `BEGIN IMMEDIATE` (see `engine`), so writes are
+serialised; reads start deferred and, in WAL mode, never wait for a writer.
 """
 
 from __future__ import annotations
@@ -135,22 +136,27 @@ class GcStore:
     ) -> Controller:
         """Store an MC's reported load and health; resets `assignments_since_heartbeat`.
 
-        Raises `UnknownController` if `id` is not registered.
+        CPU and memory come only with comprehensive heartbeats: None keeps the last values
+        (a fast heartbeat must not erase them). Raises `UnknownController` if `id` is not
+        registered.
         """
+        values: dict[str, Any] = {
+            "current_meetings": current_meetings,
+            "current_participants": current_participants,
+            "max_meetings": max_meetings,
+            "max_participants": max_participants,
+            "health": Health(health).value,
+            "last_heartbeat_at": now,
+            "assignments_since_heartbeat": 0,
+        }
+        if cpu_percent is not None:
+            values["cpu_percent"] = cpu_percent
+        if memory_percent is not None:
+            values["memory_percent"] = memory_percent
         statement = (
             update(ControllerRow)
             .where(ControllerRow.id == id)
-            .values(
-                current_meetings=current_meetings,
-                current_participants=current_participants,
-                max_meetings=max_meetings,
-                max_participants=max_participants,
-                health=Health(health).value,
-                cpu_percent=cpu_percent,
-                memory_percent=memory_percent,
-                last_heartbeat_at=now,
-                assignments_since_heartbeat=0,
-            )
+            .values(**values)
             .returning(ControllerRow)
         )
         async with self._transaction() as session:
