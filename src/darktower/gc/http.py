@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from darktower.gc.dashboard import mount_dashboard
 from darktower.gc.errors import (
     GcError,
     InvalidArgument,
@@ -236,4 +237,5 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    mount_dashboard(app)
     return app
