@@ -8,7 +8,8 @@ One supervising task runs, for as long as the process does:
       → a beat answered NOT_FOUND (the GC forgot us) → back to register, same backoff
       any other beat failure is logged and counted; the loops go on.
 
-`beat_now()` sends a fast heartbeat right away (drain uses it to report DRAINING at once).
+`beat_now()` wakes the fast loop for a heartbeat right away; `send_fast_beat(timeout)` sends one
+and waits for its answer (drain uses it, so that DRAINING reaches the GC before the MC stops).
 `meeting_ended(id)` reports a meeting end (a few tries, then a log line); `flush(timeout)` waits
 for the reports still in flight (drain does that before exiting).
 """
@@ -110,6 +111,17 @@ class GcLink:
     def beat_now(self) -> None:
         self._beat_now.set()
 
+    async def send_fast_beat(self, timeout: float) -> None:
+        """Send one fast heartbeat now and wait up to `timeout` seconds for its answer (drain:
+        the GC must hear DRAINING before this MC stops). Nothing is sent while unregistered;
+        a failure is counted and logged like any beat's."""
+        if not self.registered:
+            return
+        with contextlib.suppress(TimeoutError, ForgottenByGc):
+            await asyncio.wait_for(
+                self._beat("fast", self._client.fast_heartbeat(self._fast_request())), timeout
+            )
+
     # -- registration ----------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -181,15 +193,17 @@ class GcLink:
             current_participants=c.current_participants,
         )
 
+    def _fast_request(self) -> pb.FastHeartbeatRequest:
+        return pb.FastHeartbeatRequest(
+            controller_id=self._registration.mc_id,
+            capacity=self._capacity_message(),
+            health=self._health(),
+        )
+
     async def _fast_loop(self) -> None:
         while True:
             self._beat_now.clear()
-            request = pb.FastHeartbeatRequest(
-                controller_id=self._registration.mc_id,
-                capacity=self._capacity_message(),
-                health=self._health(),
-            )
-            await self._beat("fast", self._client.fast_heartbeat(request))
+            await self._beat("fast", self._client.fast_heartbeat(self._fast_request()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._beat_now.wait(), self.fast_interval)
 

@@ -8,14 +8,15 @@ short grace, stop the actors within the deadline (`MC_DRAIN_SECONDS`), close Red
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
 
 import grpc
-import redis.asyncio as aioredis
 import uvicorn
 
+from darktower.actors import ActorStopped
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.interceptor import GRPC_SERVER_OPTIONS, ServiceAuthInterceptor
 from darktower.auth.keys import load_private_key, load_public_keys
@@ -32,6 +33,7 @@ from darktower.mc.http import health_app
 from darktower.mc.metrics import READY
 from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.settings import McSettings
+from darktower.redis_connect import connect
 from darktower.serving import EmbeddedUvicorn, StartupError, parse_bind
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 GRPC_STOP_GRACE_SECONDS = 2.0
 # Part of the drain deadline kept for ending the remaining meetings and reporting them.
 DRAIN_END_MARGIN_SECONDS = 2.0
+# Longest the drain waits for the GC to answer its DRAINING heartbeat.
+DRAIN_BEAT_TIMEOUT_SECONDS = 1.0
 
 
 class McApp:
@@ -56,11 +60,8 @@ class McApp:
             required_scope=SCOPE_MC,
             allowed_callers={ServiceType.GLOBAL_CONTROLLER},
         )
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url.get_secret_value(),
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
-            retry_on_timeout=False,
+        self.redis = connect(
+            settings.redis_url.get_secret_value(), socket_timeout=2.0, connect_timeout=2.0
         )
         self.store: FencedStore = store or RedisFencedStore(
             self.redis, replica_wait=settings.redis_replica_wait
@@ -189,9 +190,13 @@ class McApp:
         budget = self.settings.drain_seconds if deadline_seconds is None else deadline_seconds
         deadline = time.monotonic() + budget
         if self.controller.running:
-            self.controller.send(SetDraining())
+            # Handled before the beat below reads the health, so that beat says DRAINING.
+            with contextlib.suppress(TimeoutError, ActorStopped):
+                await asyncio.wait_for(self.controller.ask(SetDraining()), budget / 4)
         if self.link is not None:
-            self.link.beat_now()
+            # Awaited: with nothing hosted, the drain would otherwise stop the link (cancelling
+            # that beat) before the GC heard DRAINING.
+            await self.link.send_fast_beat(timeout=min(DRAIN_BEAT_TIMEOUT_SECONDS, budget / 4))
         margin = min(DRAIN_END_MARGIN_SECONDS, budget / 2)
         ended = await self.controller.wait_empty(deadline - margin - time.monotonic())
         if not ended and self.controller.running:
