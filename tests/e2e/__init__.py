@@ -1,0 +1,1 @@
+"""End-to-end tests: a real GC process, real MC processes, simulated MHs and real Redis."""

@@ -1,0 +1,516 @@
+"""Real processes for the end-to-end tests: a GC, MCs and simulated MHs on loopback.
+
+Every process runs in a session of its own (a SIGKILL of its process group takes anything it
+started), writes stderr (and stdout) to a file under the test's `tmp_path`, and is killed by
+`Fleet.close()`, which the `fleet` fixture calls in a `finally`: no process outlives its test,
+failed or not. On Linux each is also bound to the thread that started it (`PR_SET_PDEATHSIG`),
+so even a pytest killed with SIGKILL leaves no orphan. Every wait is bounded and names what it
+waited for.
+
+* `darktower gc` and `darktower mc` run through the real entry point (`python -m darktower`).
+* MHs run either through `darktower mh-sim` (one process per MH), or — cheaper, since every
+  `darktower` process pays ~3 s of imports on a small machine — several `MhSimulator`s in one
+  light process (`start_mh_group`); both register and report over real gRPC with MH tokens.
+
+All services live in region `REGION`; GC timings are shortened (`FAST_GC_ENV`) so that
+staleness and failover take seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from darktower.embedded.redis import free_port
+from darktower.gc.store import create_engine, sqlite_url
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "FAST_GC_ENV",
+    "REGION",
+    "STALENESS_S",
+    "SWEEP_S",
+    "Fleet",
+    "GcProc",
+    "McProc",
+    "Proc",
+    "fresh_database",
+    "metric",
+    "postgres_base_url",
+    "run_cli",
+    "sql_rows",
+    "wait_until",
+]
+
+DATABASE_URL_ENV = "DARKTOWER_TEST_DATABASE_URL"
+REGION = "e2e"
+STALENESS_S = 2.0
+SWEEP_S = 0.3
+FAST_GC_ENV = {
+    "GC_REGION": REGION,
+    "GC_STALENESS_SECONDS": str(STALENESS_S),
+    "GC_SWEEP_INTERVAL_SECONDS": str(SWEEP_S),
+    "GC_FAST_HEARTBEAT_MS": "300",
+    "GC_COMPREHENSIVE_HEARTBEAT_MS": "1000",
+    "GC_MH_LOAD_REPORT_MS": "500",
+    "GC_MC_CALL_TIMEOUT_SECONDS": "5",
+}
+FAST_MC_ENV = {
+    "MC_REGION": REGION,
+    "MC_DRAIN_SECONDS": "2",
+    "MC_REDIS_CHECK_SECONDS": "0.2",
+    "MC_REGISTRATION_BACKOFF_BASE": "0.1",
+    "MC_REGISTRATION_BACKOFF_CAP": "0.5",
+}
+# Two CPUs and several interpreters importing at once: starting is the slow part.
+START_TIMEOUT_S = 40.0
+HTTP_TIMEOUT_S = 30.0
+KILL_WAIT_S = 10.0
+
+# Several simulated MHs in one process: argv = key file, GC endpoint, region, id=zone...
+_MH_GROUP_SCRIPT = """
+import asyncio, logging, sys
+from pathlib import Path
+from darktower.auth.client import ServiceTokenProvider
+from darktower.auth.keys import load_private_key
+from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.mc.backoff import RegistrationBackoff
+from darktower.mhsim.simulator import MhConfig, MhSimulator
+
+async def main(key, gc, region, specs):
+    service_type, scope = SERVICE_PROFILES["mh"]
+    sims = []
+    for spec in specs:
+        handler_id, zone = spec.split("=")
+        tokens = ServiceTokenProvider(
+            load_private_key(Path(key)), service_type=service_type, scope=scope, issuer=handler_id
+        )
+        config = MhConfig(
+            handler_id=handler_id,
+            region=region,
+            zone=zone,
+            webtransport_endpoint=f"https://{handler_id}.{zone}.e2e:4433",
+            grpc_endpoint=f"http://{handler_id}.{zone}.e2e:50053",
+        )
+        sims.append(MhSimulator(gc, config, tokens, backoff=RegistrationBackoff(base=0.1, cap=0.5)))
+    await asyncio.gather(*(sim.run() for sim in sims))
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]))
+"""
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL me when the thread that started me ends."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> float:
+    """Poll `condition` every 50 ms; return the seconds it took, AssertionError naming
+    `what` after `timeout` seconds."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not {what} within {timeout}s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def metric(exposition: str, name: str, **labels: str) -> float | None:
+    """The value of the sample `name{labels}` (labels matched exactly) in a Prometheus text
+    exposition; None if there is no such sample."""
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
+def _clean_env(values: Mapping[str, str]) -> dict[str, str]:
+    """This environment without inherited service settings, plus `values`."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_", "DARKTOWER_GC_URL"))
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(values)
+    return env
+
+
+def darktower_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "darktower", *args]
+
+
+def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run `darktower ARGS` to completion (own session, wide terminal for tables)."""
+    return subprocess.run(
+        darktower_command(*args),
+        env=_clean_env({"COLUMNS": "200"}),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,  # only a prctl syscall between fork and exec
+        check=False,
+    )
+
+
+def sql_rows(url: str, statement: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+    """Run one SQL statement on `url` (the GC store's URL form) and return its rows.
+
+    Runs its own event loop in a worker thread, so it works from sync and async tests alike.
+    """
+
+    async def run() -> list[Any]:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                result = await connection.execute(text(statement), dict(params or {}))
+                return list(result.fetchall()) if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run()).result(timeout=30)
+
+
+def postgres_base_url() -> str | None:
+    """The PostgreSQL the tests may use (`DARKTOWER_TEST_DATABASE_URL`), None for SQLite."""
+    return os.environ.get(DATABASE_URL_ENV) or None
+
+
+@contextlib.contextmanager
+def fresh_database(tmp_dir: Path) -> Iterator[str]:
+    """The URL of an empty database for one fleet: a SQLite file in `tmp_dir`, or a schema
+    `e2e_<hex>` of the test PostgreSQL (named in the URL's `search_path`), dropped on exit."""
+    base = postgres_base_url()
+    if base is None:
+        yield sqlite_url(tmp_dir / "gc.sqlite3")
+        return
+    schema = f"e2e_{secrets.token_hex(6)}"
+    sql_rows(base, f'CREATE SCHEMA "{schema}"')
+    try:
+        url = make_url(base).update_query_dict({"search_path": schema})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        sql_rows(base, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@dataclass
+class Proc:
+    """One started process and the file its output goes to."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        self.popen.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole session (the process and anything it started) and reap it."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=KILL_WAIT_S)
+
+    def check_running(self) -> None:
+        if self.popen.poll() is not None:
+            raise AssertionError(
+                f"{self.name} exited with {self.popen.returncode}:\n{self.log()[-4000:]}"
+            )
+
+
+@dataclass
+class McProc(Proc):
+    mc_id: str = ""
+    grpc_endpoint: str = ""
+    health_url: str = ""
+
+    def metrics(self) -> str:
+        """The MC's own /metrics exposition."""
+        response = httpx.get(f"{self.health_url}/metrics", timeout=HTTP_TIMEOUT_S)
+        assert response.status_code == 200, response.text
+        return response.text
+
+
+@dataclass
+class GcProc(Proc):
+    """A GC process and an HTTP client for its API."""
+
+    gc_id: str = ""
+    grpc_endpoint: str = ""
+    http_url: str = ""
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=HTTP_TIMEOUT_S))
+
+    def get(self, path: str) -> httpx.Response:
+        return self.client.get(f"{self.http_url}{path}")
+
+    def join(self, meeting_path: str) -> httpx.Response:
+        """POST /v1/meetings/{meeting_path}/join (`meeting_path` as it goes in the URL)."""
+        return self.client.post(f"{self.http_url}/v1/meetings/{meeting_path}/join")
+
+    def json(self, path: str) -> Any:
+        response = self.get(path)
+        assert response.status_code == 200, (path, response.status_code, response.text)
+        return response.json()
+
+    def metrics(self) -> str:
+        response = self.get("/metrics")
+        assert response.status_code == 200, response.text
+        return response.text
+
+    def controllers(self) -> dict[str, dict[str, Any]]:
+        return {c["id"]: c for c in self.json("/v1/controllers")}
+
+    def media_handlers(self) -> dict[str, dict[str, Any]]:
+        return {h["id"]: h for h in self.json("/v1/media-handlers")}
+
+    def events(self, meeting_id: str) -> list[dict[str, Any]]:
+        """The GC's recent placement events of one meeting, oldest first."""
+        recent = self.json("/v1/placements/recent")
+        return [e for e in reversed(recent) if e["meeting_id"] == meeting_id]
+
+    def status(self, path: str) -> int | None:
+        """HTTP status of GET `path`, None while nothing answers."""
+        try:
+            return self.get(path).status_code
+        except httpx.TransportError:
+            return None
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        def ready() -> bool:
+            self.check_running()
+            return self.status("/health/ready") == 200
+
+        wait_until(ready, timeout=timeout, what=f"{self.name} ready")
+
+    def wait_controllers(
+        self, health: Mapping[str, str], *, timeout: float = START_TIMEOUT_S
+    ) -> float:
+        """Wait until every MC id in `health` has that health in GET /v1/controllers."""
+
+        def reached() -> bool:
+            seen = self.controllers()
+            return all(seen.get(mc, {}).get("health") == h for mc, h in health.items())
+
+        return wait_until(reached, timeout=timeout, what=f"controllers {dict(health)}")
+
+
+@dataclass
+class Fleet:
+    """Starts GCs, MCs and MHs for one test; `close()` kills every one of them."""
+
+    tmp_path: Path
+    key_dir: Path
+    redis_url: str
+    procs: list[Proc] = field(default_factory=list)
+    mcs: dict[str, McProc] = field(default_factory=dict)
+
+    def _popen(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        log_path = self.tmp_path / f"{name}.log"
+        with log_path.open("wb") as out:
+            popen = subprocess.Popen(
+                list(argv),
+                env=_clean_env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # only a prctl syscall between fork and exec
+            )
+        return popen, log_path
+
+    def _spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> Proc:
+        proc = Proc(name, *self._popen(name, argv, env))
+        self.procs.append(proc)
+        return proc
+
+    # -- GC ----------------------------------------------------------------------------------
+
+    def start_gc(
+        self, database_url: str, *, gc_id: str = "gc-1", wait: bool = True, **env: str
+    ) -> GcProc:
+        """A GC on free loopback ports; `env` are extra or overriding GC_* values by full
+        name. With `wait`, returns once /health/ready answers 200."""
+        grpc_port, http_port = free_port(), free_port()
+        values = {
+            **FAST_GC_ENV,
+            "GC_ID": gc_id,
+            "GC_GRPC_BIND": f"127.0.0.1:{grpc_port}",
+            "GC_HTTP_BIND": f"127.0.0.1:{http_port}",
+            "GC_DATABASE_URL": database_url,
+            "GC_SERVICE_KEY_FILE": str(self.key_dir / "gc.key"),
+            "GC_TRUSTED_MC_KEY_FILES": str(self.key_dir / "mc.pub"),
+            "GC_TRUSTED_MH_KEY_FILES": str(self.key_dir / "mh.pub"),
+            **env,
+        }
+        gc = GcProc(
+            gc_id,
+            *self._popen(gc_id, darktower_command("gc"), values),
+            gc_id=gc_id,
+            grpc_endpoint=f"http://127.0.0.1:{grpc_port}",
+            http_url=f"http://127.0.0.1:{http_port}",
+        )
+        self.procs.append(gc)
+        if wait:
+            gc.wait_ready()
+        return gc
+
+    # -- MCs ---------------------------------------------------------------------------------
+
+    def start_mc(self, gc: GcProc, mc_id: str, **settings: str) -> McProc:
+        """An MC registering with `gc` (not waited for: see `GcProc.wait_controllers`);
+        `settings` are extra MC_* values by lower-case field name (`max_meetings="1"`)."""
+        grpc_port, health_port = free_port(), free_port()
+        values = {
+            **FAST_MC_ENV,
+            "MC_ID": mc_id,
+            "MC_GRPC_BIND": f"127.0.0.1:{grpc_port}",
+            "MC_HEALTH_BIND": f"127.0.0.1:{health_port}",
+            "MC_REDIS_URL": self.redis_url,
+            "MC_GC_ENDPOINT": gc.grpc_endpoint,
+            "MC_SERVICE_KEY_FILE": str(self.key_dir / "mc.key"),
+            "MC_TRUSTED_GC_KEY_FILES": str(self.key_dir / "gc.pub"),
+        }
+        values.update({f"MC_{k.upper()}": v for k, v in settings.items()})
+        mc = McProc(
+            mc_id,
+            *self._popen(mc_id, darktower_command("mc"), values),
+            mc_id=mc_id,
+            grpc_endpoint=f"http://127.0.0.1:{grpc_port}",
+            health_url=f"http://127.0.0.1:{health_port}",
+        )
+        self.procs.append(mc)
+        self.mcs[mc_id] = mc
+        return mc
+
+    # -- MHs ---------------------------------------------------------------------------------
+
+    def start_mh_group(self, gc: GcProc, zones: Mapping[str, str]) -> Proc:
+        """One light process running a simulated MH per `id -> zone` of `zones`."""
+        specs = [f"{mh_id}={zone}" for mh_id, zone in zones.items()]
+        argv = [
+            sys.executable,
+            "-c",
+            _MH_GROUP_SCRIPT,
+            str(self.key_dir / "mh.key"),
+            gc.grpc_endpoint,
+            REGION,
+            *specs,
+        ]
+        return self._spawn("mh-group-" + "-".join(zones), argv, {})
+
+    def start_mh_sim(self, gc: GcProc, mh_id: str, zone: str) -> Proc:
+        """One MH through the real `darktower mh-sim` command."""
+        argv = darktower_command(
+            "mh-sim",
+            "--key",
+            str(self.key_dir / "mh.key"),
+            "--gc",
+            gc.grpc_endpoint,
+            "--id",
+            mh_id,
+            "--zone",
+            zone,
+            "--region",
+            REGION,
+        )
+        return self._spawn(mh_id, argv, {})
+
+    # -- a whole fleet -----------------------------------------------------------------------
+
+    def up(
+        self,
+        database_url: str,
+        *,
+        mcs: Mapping[str, Mapping[str, str]] = {},
+        mhs: Mapping[str, str] = {},
+    ) -> GcProc:
+        """A GC, the MCs `mcs` (id -> MC settings) and MHs `mhs` (id -> zone), all started at
+        once; returns when the GC is ready, every MC healthy and every MH reporting."""
+        gc = self.start_gc(database_url, wait=False)
+        for mc_id, settings in mcs.items():
+            self.start_mc(gc, mc_id, **settings)
+        if mhs:
+            self.start_mh_group(gc, mhs)
+        gc.wait_ready()
+        self.wait_fleet(gc, mcs=mcs, mhs=mhs)
+        return gc
+
+    def wait_fleet(self, gc: GcProc, *, mcs: Iterable[str], mhs: Iterable[str]) -> None:
+        """Wait until `gc` sees every MC of `mcs` healthy and every MH of `mhs` reporting,
+        failing at once if any process of the fleet died."""
+
+        def all_running() -> None:
+            for proc in self.procs:
+                proc.check_running()
+
+        mc_ids, mh_ids = list(mcs), list(mhs)
+
+        def healthy() -> bool:
+            all_running()
+            seen = gc.controllers()
+            handlers = gc.media_handlers()
+            return all(seen.get(m, {}).get("health") == "healthy" for m in mc_ids) and all(
+                handlers.get(h, {}).get("health") == "healthy" for h in mh_ids
+            )
+
+        wait_until(healthy, timeout=START_TIMEOUT_S, what=f"fleet up: MCs {mc_ids}, MHs {mh_ids}")
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+        print(self.logs())  # pytest shows it for a failed test
+
+    def close(self) -> None:
+        """Kill every process started (SIGKILL to its session) and close HTTP clients."""
+        for proc in self.procs:
+            proc.kill()
+            if isinstance(proc, GcProc):
+                proc.client.close()
+
+    def logs(self, tail: int = 40) -> str:
+        """The last `tail` lines of every process's log, for a failure report."""
+        parts = []
+        for proc in self.procs:
+            lines = proc.log().splitlines()[-tail:]
+            parts.append(f"----- {proc.name} (rc={proc.popen.poll()}) -----\n" + "\n".join(lines))
+        return "\n".join(parts)
