@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from darktower.fencing.errors import FencedOut, FencingError, MalformedState
+from darktower.redis_connect import RedisLike
 
 __all__ = [
     "MAX_GENERATION",
@@ -55,8 +55,13 @@ class FencingScripts:
     fenced_check: AsyncScript
 
     @classmethod
-    def register(cls, client: aioredis.Redis) -> FencingScripts:
-        """Register every script on `client`; no round trip until the first call."""
+    def register(cls, client: RedisLike) -> FencingScripts:
+        """Register every script on `client`; no round trip until the first call.
+
+        Works for a cluster client too: a call is routed to the node owning the meeting's
+        slot, and a NOSCRIPT answer makes redis-py load the script (on every primary) and
+        call again.
+        """
         return cls(
             acquire=client.register_script(load_source("acquire")),
             fenced_set=client.register_script(load_source("fenced_set")),

@@ -30,6 +30,27 @@ Errors (see `errors.py`): FencedOut, MalformedState (a stored value breaks the k
 nothing written), StoreUnavailable (any Redis connection, timeout or failover error; the
 message never holds the URL or password), ReplicationTimeout. Every call is timed in
 `mc_redis_latency_seconds` and failures are counted in `mc_redis_errors_total`.
+
+Deployments. The client may be a standalone Redis, a Sentinel-managed master or a Redis
+Cluster (`darktower.redis_connect.connect` builds any of them from a URL). Every script's KEYS
+are the keys of one meeting, which share a hash slot, so each script runs on the one node that
+owns the meeting. On a cluster:
+
+* `fenced_set_many` queues the EVALSHAs in a redis-py cluster pipeline, which groups them by
+  node and sends each node its share in one round trip, all nodes in parallel. The pipeline
+  cannot load scripts by itself (redis-py's script object does not support cluster
+  pipelines), so the items answered NOSCRIPT are run once more after a SCRIPT LOAD on every
+  primary.
+* `read` is a MULTI/EXEC of the meeting's four keys (one slot, so one node, one round trip).
+* With `replica_wait`, the WAIT is routed to the node owning the meeting's slot, in the same
+  per-node pipeline as the script, so it counts that node's replicas for that write. If the
+  slot moves between the script and the WAIT (MOVED, resharding), redis-py resends the script
+  alone and the WAIT answers for the old node: the confirmation is then only best effort.
+* `ping` pings every node; a cluster that cannot serve all slots is not available.
+
+Cluster errors (CLUSTERDOWN, TRYAGAIN, MOVED/ASK left over after redis-py's retries, no
+reachable node) and Sentinel failover errors (no master found, READONLY from a demoted master)
+are StoreUnavailable like any other connection error.
 """
 
 from __future__ import annotations
@@ -38,14 +59,20 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeAlias, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
+    AskError,
     ClusterDownError,
+    CrossSlotTransactionError,
+    InvalidPipelineStack,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TryAgainError,
@@ -67,6 +94,7 @@ from darktower.fencing.scripts import (
     parse_generation,
     text,
 )
+from darktower.redis_connect import RedisLike
 
 __all__ = [
     "SETTABLE_NAMES",
@@ -81,7 +109,21 @@ __all__ = [
 SETTABLE_NAMES: Final = frozenset({"mh"})
 
 # Server answers that mean "not now" rather than "never": they surface as StoreUnavailable.
-_UNAVAILABLE_REPLIES = (ReadOnlyError, ClusterDownError, TryAgainError, OutOfMemoryError)
+# AskError covers MovedError: a slot that kept moving after redis-py's own redirections.
+_UNAVAILABLE_REPLIES = (
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+    OutOfMemoryError,
+    AskError,
+)
+# Errors of redis-py's cluster client that are not RedisErrors. Those two are our bugs (a
+# pipeline spanning slots), every other one means "no node can serve this now".
+_CLUSTER_BUGS = (CrossSlotTransactionError, InvalidPipelineStack)
+_REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
+
+# One script call: the script, the meeting's keys, its ARGV.
+_Call: TypeAlias = tuple[AsyncScript, MeetingKeys, tuple[str | int, ...]]
 
 
 @dataclass(frozen=True)
@@ -171,7 +213,7 @@ class FencedStore(Protocol):
 
 
 class RedisFencedStore:
-    """`FencedStore` on a standalone Redis (or a Sentinel-managed primary).
+    """`FencedStore` on a standalone Redis, a Sentinel-managed primary or a Redis Cluster.
 
     `audit` appends every acquire and applied write to the meeting's audit stream.
     `replica_wait` > 0 makes acquire and fenced_delete wait (WAIT) for that many replicas,
@@ -181,7 +223,7 @@ class RedisFencedStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisLike,
         *,
         audit: bool = False,
         replica_wait: int = 0,
@@ -190,6 +232,7 @@ class RedisFencedStore:
         if replica_wait < 0 or replica_wait_timeout_ms < 0:
             raise ValueError("replica_wait and replica_wait_timeout_ms must be >= 0")
         self._client = client
+        self._cluster: RedisCluster | None = client if isinstance(client, RedisCluster) else None
         self._scripts = FencingScripts.register(client)
         self._audit = audit
         self._audit_flag = "1" if audit else "0"
@@ -208,6 +251,9 @@ class RedisFencedStore:
         **client_options: Any,
     ) -> RedisFencedStore:
         """A store on a client of its own, built by `redis.asyncio.Redis.from_url`.
+
+        For a standalone `redis://` URL only; for Sentinel and Cluster URLs build the client
+        with `darktower.redis_connect.connect` and pass it to the constructor.
 
         `client_options` go to redis-py (e.g. `socket_timeout`, `retry`); `aclose()` closes
         the client. The URL is not kept on the store and never shown by its repr.
@@ -260,10 +306,14 @@ class RedisFencedStore:
         if not calls:
             return []
         with _observed("set"):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    await self._scripts.fenced_set(keys=keys.all, args=args, client=pipe)
-                replies = await pipe.execute(raise_on_error=False)
+            if self._cluster is not None:
+                script_calls = [(self._scripts.fenced_set, keys, args) for keys, args in calls]
+                replies = [r[0] for r in await self._cluster_batch(self._cluster, script_calls)]
+            else:
+                async with cast(aioredis.Redis, self._client).pipeline(transaction=False) as pipe:
+                    for keys, args in calls:
+                        await self._scripts.fenced_set(keys=keys.all, args=args, client=pipe)
+                    replies = await pipe.execute(raise_on_error=False)
         return [
             _outcome(item.meeting_id, reply) for item, reply in zip(items, replies, strict=True)
         ]
@@ -315,7 +365,8 @@ class RedisFencedStore:
     async def read(self, meeting_id: str) -> MeetingRecord:
         keys = MeetingKeys.for_meeting(meeting_id)
         with _observed("read"):
-            # MULTI/EXEC: one round trip and a consistent view of the four keys.
+            # MULTI/EXEC: one round trip and a consistent view of the four keys (one slot, so
+            # redis-py's cluster pipeline accepts it as a transaction too).
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.get(keys.gen)
                 pipe.get(keys.owner)
@@ -361,10 +412,15 @@ class RedisFencedStore:
         if self._replica_wait == 0:
             return decode_reply(keys.meeting_id, await script(keys=keys.all, args=args))
         # WAIT counts the writes made on its own connection: a pipeline keeps both on one.
-        async with self._client.pipeline(transaction=False) as pipe:
-            await script(keys=keys.all, args=args, client=pipe)
-            pipe.wait(self._replica_wait, self._replica_wait_timeout_ms)
-            reply, acknowledged = await pipe.execute(raise_on_error=False)
+        if self._cluster is not None:
+            [(reply, acknowledged)] = await self._cluster_batch(
+                self._cluster, [(script, keys, args)], wait=True
+            )
+        else:
+            async with cast(aioredis.Redis, self._client).pipeline(transaction=False) as pipe:
+                await script(keys=keys.all, args=args, client=pipe)
+                pipe.wait(self._replica_wait, self._replica_wait_timeout_ms)
+                reply, acknowledged = await pipe.execute(raise_on_error=False)
         for result in (reply, acknowledged):
             if isinstance(result, Exception):
                 raise result
@@ -377,6 +433,46 @@ class RedisFencedStore:
                 self._replica_wait_timeout_ms,
             )
         return generation
+
+    async def _cluster_batch(
+        self, cluster: RedisCluster, calls: Sequence[_Call], *, wait: bool = False
+    ) -> list[list[Any]]:
+        """Run script calls in one cluster pipeline; per call its replies, errors included.
+
+        redis-py sends each node its commands in one round trip, all nodes in parallel. With
+        `wait`, each script is followed by a WAIT on the node owning its slot, and the call's
+        replies are [script reply, acknowledged replicas]; otherwise [script reply]. Calls
+        answered NOSCRIPT (a node that never saw the script, or lost its cache in a restart
+        or failover) run once more after the script is loaded on every primary.
+        """
+        width = 2 if wait else 1
+        results: list[list[Any]] = [[] for _ in calls]
+        pending = list(range(len(calls)))
+        for attempt in range(2):
+            async with cluster.pipeline(transaction=False) as pipe:
+                for i in pending:
+                    script, keys, args = calls[i]
+                    pipe.execute_command("EVALSHA", script.sha, len(keys.all), *keys.all, *args)
+                    if wait:
+                        node = cluster.get_node_from_key(keys.gen)
+                        pipe.execute_command(
+                            "WAIT",
+                            self._replica_wait,
+                            self._replica_wait_timeout_ms,
+                            target_nodes=node,
+                        )
+                replies = await pipe.execute(raise_on_error=False)
+            unknown = []
+            for n, i in enumerate(pending):
+                results[i] = list(replies[n * width : (n + 1) * width])
+                if isinstance(results[i][0], NoScriptError):
+                    unknown.append(i)
+            if not unknown or attempt:
+                break
+            for script in {calls[i][0] for i in unknown}:
+                await cluster.script_load(script.script)
+            pending = unknown
+        return results
 
 
 def _check_owner(owner: str) -> None:
@@ -391,6 +487,10 @@ def _check_generation(generation: int) -> None:
 
 def _stored(meeting_id: str, key: str, raw: object) -> object:
     """A pipeline result, with a per-command error (WRONGTYPE) turned into MalformedState."""
+    if isinstance(raw, _UNAVAILABLE_REPLIES) or (
+        isinstance(raw, Exception) and not isinstance(raw, ResponseError)
+    ):
+        raise raw
     if isinstance(raw, ResponseError):
         raise MalformedState(meeting_id, key) from raw
     return raw
@@ -454,7 +554,7 @@ def _outcome(meeting_id: str, reply: object) -> FencingError | None:
     except FencingError as exc:
         REDIS_ERRORS.labels(op="set").inc()
         return exc
-    except (RedisError, OSError) as exc:
+    except _REDIS_ERRORS as exc:
         REDIS_ERRORS.labels(op="set").inc()
         error = _translate(exc)
         error.__cause__ = exc
@@ -473,6 +573,8 @@ def _translate(exc: BaseException) -> FencingError:
         # A Lua error or a refused command: a bug or a misconfiguration, not an outage.
         first_line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         return FencingError(f"redis refused the command ({type(exc).__name__}): {first_line}")
+    if isinstance(exc, _CLUSTER_BUGS):
+        return FencingError(f"redis cluster refused the call ({type(exc).__name__})")
     return StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
 
 
@@ -487,7 +589,7 @@ def _observed(op: Op) -> Iterator[None]:
     except FencingError:
         REDIS_ERRORS.labels(op=op).inc()
         raise
-    except (RedisError, OSError) as exc:
+    except _REDIS_ERRORS as exc:
         REDIS_ERRORS.labels(op=op).inc()
         raise _translate(exc) from exc
     finally:

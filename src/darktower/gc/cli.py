@@ -14,8 +14,6 @@ from rich.console import Console
 from rich.table import Table
 
 from darktower.auth.errors import AuthError
-from darktower.gc.server import serve
-from darktower.gc.settings import GcSettings
 from darktower.logs import configure_logging
 from darktower.serving import StartupError
 
@@ -42,6 +40,10 @@ def settings_errors(exc: ValidationError) -> str:
 
 def gc() -> None:
     """Run a Global Controller configured from GC_* environment variables (SPEC §8)."""
+    # Imported here: every `darktower` command loads this module, only `gc` needs the GC stack.
+    from darktower.gc.server import serve
+    from darktower.gc.settings import GcSettings
+
     try:
         settings = GcSettings()
     except ValidationError as exc:

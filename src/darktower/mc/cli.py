@@ -9,8 +9,6 @@ from pydantic import ValidationError
 
 from darktower.auth.errors import AuthError
 from darktower.logs import configure_logging
-from darktower.mc.server import serve
-from darktower.mc.settings import McSettings
 from darktower.serving import StartupError
 
 __all__ = ["mc"]
@@ -25,6 +23,10 @@ def settings_errors(exc: ValidationError) -> str:
 
 def mc() -> None:
     """Run a Meeting Controller configured from MC_* environment variables (SPEC §8)."""
+    # Imported here: every `darktower` command loads this module, only `mc` needs the MC stack.
+    from darktower.mc.server import serve
+    from darktower.mc.settings import McSettings
+
     try:
         settings = McSettings()
     except ValidationError as exc:

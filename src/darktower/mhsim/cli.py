@@ -15,7 +15,6 @@ from darktower.auth.errors import AuthError
 from darktower.auth.keys import load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.logs import configure_logging
-from darktower.mhsim.simulator import MhConfig, MhSimulator
 
 __all__ = ["mh_sim"]
 
@@ -32,6 +31,8 @@ def mh_sim(
     target_load: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
 ) -> None:
     """Register a simulated MH with a GC and send periodic load reports until stopped."""
+    from darktower.mhsim.simulator import MhConfig, MhSimulator
+
     configure_logging("INFO")
     service_type, scope = SERVICE_PROFILES["mh"]
     try:
