@@ -24,14 +24,14 @@ def dev(
     db_url: Annotated[
         str | None, typer.Option(help="Use this database for the GC instead of SQLite.")
     ] = None,
+    gc_http_port: Annotated[int, typer.Option(help="The GC's HTTP port.")] = 8080,
     any_port: Annotated[
         bool, typer.Option(help="Use free ports instead of the defaults (GC HTTP 8080, …).")
     ] = False,
 ) -> None:
     """Run a local fleet in the foreground: Redis, a GC, MCs and simulated MHs."""
-    fleet = Fleet(
-        mcs=mcs, mhs=mhs, redis_url=redis_url, db_url=db_url, ports=FleetPorts(any_free=any_port)
-    )
+    ports = FleetPorts(gc_http=gc_http_port, any_free=any_port)
+    fleet = Fleet(mcs=mcs, mhs=mhs, redis_url=redis_url, db_url=db_url, ports=ports)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -51,7 +51,7 @@ def dev(
         table.add_row(s.kind, s.name, s.grpc, s.http)
     console.print(table)
     console.print(f"dashboard / API: {fleet.gc_url}   logs: {fleet.workdir}")
-    console.print(f"try: darktower join standup --gc-url {fleet.gc_url}")
+    console.print("try: darktower join standup   (join and status find this fleet by themselves)")
     console.print("Ctrl-C stops everything.")
     while not stop.wait(0.5):
         if gone := fleet.exited():

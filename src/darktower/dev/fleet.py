@@ -8,6 +8,7 @@ SIGTERM to all, waits, then SIGKILLs what is left, so nothing outlives the fleet
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -23,9 +24,32 @@ import httpx
 from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import EmbeddedRedis, free_port
 
-__all__ = ["Fleet", "FleetPorts", "PortInUse", "Service"]
+__all__ = ["Fleet", "FleetPorts", "PortInUse", "Service", "dev_state_path", "running_dev_gc_url"]
 
 STOP_GRACE_SECONDS = 15.0
+STATE_ENV = "DARKTOWER_DEV_STATE"
+
+
+def dev_state_path() -> Path:
+    """Where a running `darktower dev` writes its GC URL, so `darktower join` / `status` find it
+    without flags (`DARKTOWER_DEV_STATE` overrides the place)."""
+    override = os.environ.get(STATE_ENV)
+    if override:
+        return Path(override)
+    return Path(tempfile.gettempdir()) / f"darktower-dev-{os.getuid()}.json"
+
+
+def running_dev_gc_url() -> str | None:
+    """The GC URL of a `darktower dev` that is still running, if any."""
+    try:
+        state = json.loads(dev_state_path().read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    url = state.get("gc_url")
+    return url if isinstance(url, str) else None
+
+
 ZONES = ("zone-a", "zone-b")
 
 
@@ -101,8 +125,8 @@ class Fleet:
 
     def start(self) -> None:
         # Check every fixed port before starting anything, so a conflict leaves nothing behind.
-        gc_grpc = self._port(self.ports.gc_grpc, "GC gRPC")
         gc_http = self._port(self.ports.gc_http, "GC HTTP")
+        gc_grpc = self._port(self.ports.gc_grpc, "GC gRPC")
         mc_ports = [
             (
                 self._port(self.ports.mc_grpc_base + i, f"mc-{i + 1} gRPC"),
@@ -162,6 +186,7 @@ class Fleet:
         for service in self.services:
             if service.ready_url:
                 self._wait_ready(service)
+        dev_state_path().write_text(json.dumps({"pid": os.getpid(), "gc_url": self.gc_url}))
 
     def _launch(
         self, command: str | None, name: str, env: dict[str, str], argv: list[str] | None = None
@@ -217,4 +242,8 @@ class Fleet:
                 service.process.wait()
         if self.redis is not None:
             self.redis.stop()
+        with contextlib.suppress(OSError):
+            state = dev_state_path()
+            if json.loads(state.read_text()).get("pid") == os.getpid():
+                state.unlink()
         self._tmp.cleanup()

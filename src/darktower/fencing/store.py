@@ -46,7 +46,7 @@ owns the meeting. On a cluster:
   per-node pipeline as the script, so it counts that node's replicas for that write. If the
   slot moves between the script and the WAIT (MOVED, resharding), redis-py resends the script
   alone and the WAIT answers for the old node: the confirmation is then only best effort.
-* `ping` pings every node; a cluster that cannot serve all slots is not available.
+* `ping` pings every primary; a cluster that cannot serve all slots is not available.
 
 Cluster errors (CLUSTERDOWN, TRYAGAIN, MOVED/ASK left over after redis-py's retries, no
 reachable node) and Sentinel failover errors (no master found, READONLY from a demoted master)
@@ -394,7 +394,11 @@ class RedisFencedStore:
 
     async def ping(self) -> None:
         with _observed("ping"):
-            await self._client.ping()
+            if self._cluster is not None:
+                # Every primary: a node that is gone takes its share of the meetings with it.
+                await self._cluster.ping(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                await self._client.ping()
 
     def _set_call(self, item: FencedWrite) -> tuple[MeetingKeys, tuple[str | int, ...]]:
         keys = MeetingKeys.for_meeting(item.meeting_id)

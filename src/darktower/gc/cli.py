@@ -19,7 +19,7 @@ from darktower.serving import StartupError
 
 __all__ = ["DEFAULT_GC_URL", "gc", "join", "status"]
 
-# The dev fleet's GC; DARKTOWER_GC_URL overrides it for both commands.
+# Without --gc-url: DARKTOWER_GC_URL, else a running `darktower dev`, else the dev default.
 DEFAULT_GC_URL = "http://127.0.0.1:8080"
 
 GcUrl = Annotated[
@@ -28,7 +28,10 @@ GcUrl = Annotated[
 
 
 def _gc_url(value: str | None) -> str:
-    return (value or os.environ.get("DARKTOWER_GC_URL") or DEFAULT_GC_URL).rstrip("/")
+    from darktower.dev.fleet import running_dev_gc_url
+
+    url = value or os.environ.get("DARKTOWER_GC_URL") or running_dev_gc_url() or DEFAULT_GC_URL
+    return url.rstrip("/")
 
 
 def settings_errors(exc: ValidationError) -> str:
