@@ -43,12 +43,13 @@ def dev(
         typer.echo(f"darktower dev: {exc}", err=True)
         raise typer.Exit(2) from None
     table = Table(title="darktower local fleet")
-    for column in ("service", "id", "gRPC", "HTTP"):
+    for column in ("service", "id", "pid", "gRPC", "HTTP"):
         table.add_column(column)
     redis_where = fleet.effective_redis_url.rsplit("@", 1)[-1]  # never print a password
-    table.add_row("redis", "embedded" if fleet.redis else "given", redis_where, "")
+    redis_pid = str(fleet.redis.pid) if fleet.redis else ""
+    table.add_row("redis", "embedded" if fleet.redis else "given", redis_pid, redis_where, "")
     for s in fleet.services:
-        table.add_row(s.kind, s.name, s.grpc, s.http)
+        table.add_row(s.kind, s.name, str(s.process.pid), s.grpc, s.http)
     console.print(table)
     console.print(f"dashboard / API: {fleet.gc_url}   logs: {fleet.workdir}")
     console.print("try: darktower join standup   (join and status find this fleet by themselves)")
