@@ -1,0 +1,1 @@
+"""Client signaling between participants and their meeting's MC (WebSocket, JSON, versioned)."""

@@ -1,0 +1,256 @@
+"""The client signaling protocol, version 1: JSON text frames over a WebSocket.
+
+Every frame is one JSON object with `"v": 1` and a `"type"`. A client that sends another
+version gets an `error` with code `unsupported_version` and the connection is closed; a later
+version adds types or optional fields, never changes the meaning of an existing one.
+
+Client → MC:
+
+    join        {token, correlation_id?, binding_token?}   first frame; the last two on reconnect
+    self_mute   {muted}                                     informational, relayed to the others
+    host_mute   {participant_id, muted}                     enforced; only the meeting's host
+    leave       {}                                          voluntary leave; the MC closes after
+    ping        {nonce?}
+
+MC → client:
+
+    join_answer         {participant_id, correlation_id, binding_token, roster, host_id,
+                         reconnected}
+    participant_joined  {participant}
+    participant_left    {participant_id, reason}   reason: voluntary | timeout | removed |
+                                                   meeting_ended | moved
+    participant_updated {participant}              mute or connection state changed
+    muted               {participant_id, muted, by}   a host mute (the target must honour it)
+    pong                {nonce?}
+    error               {code, message}            codes in ErrorCode; fatal ones close the socket
+
+`roster` is a list of participants: {participant_id, user_id, display_name, muted,
+host_muted, connected}. `correlation_id` is a UUIDv7 naming one participant session across
+reconnects; `binding_token` proves the reconnecting client is the one that held the session
+(see `darktower.mc.binding`).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION",
+    "ClientMessage",
+    "ErrorCode",
+    "ErrorMsg",
+    "HostMute",
+    "Join",
+    "JoinAnswer",
+    "Leave",
+    "LeaveReason",
+    "Muted",
+    "Participant",
+    "ParticipantJoined",
+    "ParticipantLeft",
+    "ParticipantUpdated",
+    "Ping",
+    "Pong",
+    "ProtocolError",
+    "SelfMute",
+    "ServerMessage",
+    "encode",
+    "parse_client",
+    "parse_server",
+]
+
+PROTOCOL_VERSION = 1
+# Larger frames are refused by the WebSocket server itself (a join token is at most 8 KiB).
+MAX_FRAME_BYTES = 16 * 1024
+
+_ID = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class ErrorCode(StrEnum):
+    BAD_MESSAGE = "bad_message"  # not JSON, unknown type, missing/invalid field
+    UNSUPPORTED_VERSION = "unsupported_version"
+    NOT_JOINED = "not_joined"  # a message before a successful join
+    INVALID_JOIN_TOKEN = "invalid_join_token"  # noqa: S105 - bad signature, expired, malformed
+    WRONG_MEETING = "wrong_meeting"  # join token for another meeting
+    INVALID_BINDING = "invalid_binding"  # forged, expired, replayed, other user's
+    SESSION_EXPIRED = "session_expired"  # reconnect after the grace period
+    NOT_HOST = "not_host"  # host_mute from a participant who is not the host
+    UNKNOWN_PARTICIPANT = "unknown_participant"
+    MEETING_UNAVAILABLE = "meeting_unavailable"  # not hosted here, full, or Redis down
+
+
+class LeaveReason(StrEnum):
+    VOLUNTARY = "voluntary"
+    TIMEOUT = "timeout"
+    REMOVED = "removed"
+    MEETING_ENDED = "meeting_ended"
+    MOVED = "moved"
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    v: Literal[1] = 1
+
+
+# -- client → MC ---------------------------------------------------------------------------
+
+
+class Join(_Frame):
+    type: Literal["join"] = "join"
+    token: Annotated[str, Field(min_length=1, max_length=8192)]
+    correlation_id: Annotated[str, Field(max_length=64)] | None = None
+    binding_token: Annotated[str, Field(max_length=512)] | None = None
+
+
+class SelfMute(_Frame):
+    type: Literal["self_mute"] = "self_mute"
+    muted: bool
+
+
+class HostMute(_Frame):
+    type: Literal["host_mute"] = "host_mute"
+    participant_id: _ID
+    muted: bool
+
+
+class Leave(_Frame):
+    type: Literal["leave"] = "leave"
+
+
+class Ping(_Frame):
+    type: Literal["ping"] = "ping"
+    nonce: Annotated[str, Field(max_length=64)] | None = None
+
+
+ClientMessage = Annotated[Join | SelfMute | HostMute | Leave | Ping, Field(discriminator="type")]
+
+# -- MC → client ---------------------------------------------------------------------------
+
+
+class Participant(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    participant_id: str
+    user_id: str
+    display_name: str
+    muted: bool = False
+    host_muted: bool = False
+    connected: bool = True
+
+
+class JoinAnswer(_Frame):
+    type: Literal["join_answer"] = "join_answer"
+    participant_id: str
+    correlation_id: str
+    binding_token: str
+    roster: list[Participant]
+    host_id: str | None
+    reconnected: bool = False
+
+
+class ParticipantJoined(_Frame):
+    type: Literal["participant_joined"] = "participant_joined"
+    participant: Participant
+
+
+class ParticipantLeft(_Frame):
+    type: Literal["participant_left"] = "participant_left"
+    participant_id: str
+    reason: LeaveReason
+
+
+class ParticipantUpdated(_Frame):
+    type: Literal["participant_updated"] = "participant_updated"
+    participant: Participant
+
+
+class Muted(_Frame):
+    type: Literal["muted"] = "muted"
+    participant_id: str
+    muted: bool
+    by: str
+
+
+class Pong(_Frame):
+    type: Literal["pong"] = "pong"
+    nonce: str | None = None
+
+
+class ErrorMsg(_Frame):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+
+
+ServerMessage = Annotated[
+    JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg,
+    Field(discriminator="type"),
+]
+
+_client: TypeAdapter[Join | SelfMute | HostMute | Leave | Ping] = TypeAdapter(ClientMessage)
+_server: TypeAdapter[
+    JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg
+] = TypeAdapter(ServerMessage)
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid message; `code` says which kind, `message` is safe to send."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _load(frame: str | bytes) -> dict[str, Any]:
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "frame too large")
+    try:
+        data = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "frame is not JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "frame is not a JSON object")
+    if data.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION, f"protocol version {PROTOCOL_VERSION} only"
+        )
+    return data
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    # The first location is the message type (the discriminator); the field follows it.
+    where = ".".join(str(p) for p in err["loc"][1:]) or "type"
+    return f"{where}: {err['msg']}"  # never echoes the input (a token, say)
+
+
+def parse_client(frame: str | bytes) -> Join | SelfMute | HostMute | Leave | Ping:
+    """A client frame → its message; ProtocolError on anything else."""
+    data = _load(frame)
+    try:
+        return _client.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, _first_error(exc)) from None
+
+
+def parse_server(
+    frame: str | bytes,
+) -> (
+    JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg
+):
+    """An MC frame → its message (for clients); ProtocolError on anything else."""
+    data = _load(frame)
+    try:
+        return _server.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, _first_error(exc)) from None
+
+
+def encode(message: BaseModel) -> str:
+    """One compact JSON text frame."""
+    return message.model_dump_json(exclude_none=False)
