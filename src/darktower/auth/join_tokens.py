@@ -1,0 +1,122 @@
+"""Meeting join tokens: short-lived Ed25519 JWTs the GC hands to a client with its join answer,
+which the meeting's MC checks when the client connects.
+
+Claims: `iss` (GC id), `iat`, `exp`, `aud` = "darktower-meeting-join", `sub` (user id),
+`mid` (meeting id), `name` (display name). Distinct from service tokens: another audience, and
+no `scope` / `service_type`, so neither kind can stand in for the other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from darktower.auth.keys import key_id
+from darktower.auth.tokens import ALGORITHM, DEFAULT_LEEWAY_SECONDS, MAX_TOKEN_BYTES
+
+__all__ = [
+    "JOIN_AUDIENCE",
+    "JOIN_TOKEN_TTL_SECONDS",
+    "InvalidJoinToken",
+    "JoinClaims",
+    "JoinTokenVerifier",
+    "WrongMeeting",
+    "mint_join_token",
+]
+
+JOIN_AUDIENCE = "darktower-meeting-join"
+JOIN_TOKEN_TTL_SECONDS = 120
+MAX_DISPLAY_NAME_CHARS = 100
+
+
+class InvalidJoinToken(Exception):
+    """Bad signature, unknown key, expired, malformed or missing claims. The message is generic."""
+
+
+class WrongMeeting(InvalidJoinToken):
+    """A valid join token, but for another meeting."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinClaims:
+    meeting_id: str
+    user_id: str
+    display_name: str
+    issuer: str
+    expires_at: int
+
+
+def mint_join_token(
+    private_key: Ed25519PrivateKey,
+    *,
+    meeting_id: str,
+    user_id: str,
+    display_name: str,
+    issuer: str,
+    ttl_seconds: int = JOIN_TOKEN_TTL_SECONDS,
+    now: float | None = None,
+) -> str:
+    issued = int(time.time() if now is None else now)
+    payload = {
+        "iss": issuer,
+        "iat": issued,
+        "exp": issued + ttl_seconds,
+        "aud": JOIN_AUDIENCE,
+        "sub": user_id,
+        "mid": meeting_id,
+        "name": display_name[:MAX_DISPLAY_NAME_CHARS],
+    }
+    headers = {"kid": key_id(private_key.public_key())}
+    return jwt.encode(payload, private_key, algorithm=ALGORITHM, headers=headers)
+
+
+class JoinTokenVerifier:
+    """Checks join tokens against the trusted GC keys (the MC's `MC_TRUSTED_GC_KEY_FILES`)."""
+
+    def __init__(
+        self,
+        trusted_gc_keys: Sequence[Ed25519PublicKey],
+        *,
+        leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+    ) -> None:
+        if not trusted_gc_keys:
+            raise ValueError("a JoinTokenVerifier needs at least one trusted GC key")
+        self._keys = {key_id(k): k for k in trusted_gc_keys}
+        self._leeway = leeway_seconds
+
+    def verify(self, token: str, *, meeting_id: str | None = None) -> JoinClaims:
+        """The claims of a valid token; `meeting_id`, when given, must be the token's."""
+        if not token or len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
+            raise InvalidJoinToken("invalid join token")
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._keys.get(header.get("kid", ""))
+            if key is None or header.get("alg") != ALGORITHM:
+                raise InvalidJoinToken("invalid join token")
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=JOIN_AUDIENCE,
+                leeway=self._leeway,
+                options={"require": ["iss", "iat", "exp", "aud", "sub", "mid"]},
+            )
+        except jwt.InvalidTokenError:
+            raise InvalidJoinToken("invalid join token") from None
+        claims = (payload.get("mid"), payload.get("sub"), payload.get("name", ""))
+        if not all(isinstance(c, str) for c in claims) or not claims[0] or not claims[1]:
+            raise InvalidJoinToken("invalid join token")
+        mid, sub, name = (str(c) for c in claims)
+        if meeting_id is not None and mid != meeting_id:
+            raise WrongMeeting("join token is for another meeting")
+        return JoinClaims(
+            meeting_id=mid,
+            user_id=sub,
+            display_name=name,
+            issuer=str(payload["iss"]),
+            expires_at=int(payload["exp"]),
+        )
