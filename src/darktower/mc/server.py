@@ -64,7 +64,7 @@ class McApp:
             settings.redis_url.get_secret_value(), socket_timeout=2.0, connect_timeout=2.0
         )
         self.store: FencedStore = store or RedisFencedStore(
-            self.redis, replica_wait=settings.redis_replica_wait
+            self.redis, replica_wait=settings.redis_replica_wait, audit=settings.redis_audit
         )
         self.monitor = RedisMonitor(self.store.ping, interval=settings.redis_check_seconds)
         self.controller = MeetingControllerActor(

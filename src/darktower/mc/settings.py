@@ -50,6 +50,9 @@ class McSettings(BaseSettings):
     meeting_touch_seconds: float = Field(default=5.0, gt=0)
     redis_check_seconds: float = Field(default=1.0, gt=0)
     redis_replica_wait: int = Field(default=0, ge=0)
+    # Append every applied fenced write's (generation, owner) to a per-meeting Redis stream —
+    # for fault-injection audits; off in production (the streams are never trimmed).
+    redis_audit: bool = False
     # Registration retry schedule (SPEC §7: 1 s base, doubling, 30 s cap, jitter, no limit).
     registration_backoff_base: float = Field(default=1.0, gt=0)
     registration_backoff_cap: float = Field(default=30.0, gt=0)
