@@ -13,7 +13,8 @@ URL forms (the password may be percent-encoded; a `user:password@` pair is accep
 
     redis+cluster://[[user]:password@]host1:6379,host2:6379[/]
         Redis Cluster: any reachable node bootstraps the slot map; db must be 0 (or absent).
-        Port defaults to 6379.
+        Port defaults to 6379. A failed command is retried 3 times (50 ms backoff doubling
+        up to 500 ms) after a slot map refresh, then raised.
 
 `connect()` builds the client (no I/O until the first command); `describe()` gives a text for
 logs without credentials: the host:port list, plus the service name for Sentinel. A malformed
@@ -29,7 +30,9 @@ from urllib.parse import unquote
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff
 
 __all__ = ["RedisLike", "RedisUrlError", "connect", "describe"]
 
@@ -39,6 +42,11 @@ RedisLike: TypeAlias = aioredis.Redis | RedisCluster
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEME = "redis+cluster"
 _PLAIN_SCHEMES = ("redis", "rediss")
+# The cluster client retries a failed command after refreshing its slot map (that is how it
+# follows a replica promotion or a MOVED slot). redis-py's default backoff (1 s base, 10 s
+# cap) would hold a call for seconds; an outage should surface as fast as the socket timeout.
+CLUSTER_RETRY_BASE = 0.05
+CLUSTER_RETRY_CAP = 0.5
 _DEFAULT_PORTS = {SENTINEL_SCHEME: 26379, CLUSTER_SCHEME: 6379}
 _SERVICE = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+")
@@ -103,6 +111,7 @@ def connect(url: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2
         password=parsed.password,
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
+        retry=Retry(ExponentialBackoff(cap=CLUSTER_RETRY_CAP, base=CLUSTER_RETRY_BASE), 3),
     )
 
 

@@ -7,7 +7,7 @@ form `darktower.redis_connect` understands. `kill_master()` SIGKILLs the current
 
 `ClusterSetup`: three masters with `cluster-enabled yes`, the 16384 slots split in three with
 CLUSTER ADDSLOTSRANGE and joined with CLUSTER MEET (no `redis-cli` needed); `.url` is the
-`redis+cluster://` form.
+`redis+cluster://` form. `kill_node()` SIGKILLs one master.
 
 Every server runs on a free loopback port, in a temporary directory, with `--save ""` and no
 AOF, in a session of its own (`start_new_session=True`, so a Ctrl-C of the test run does not
@@ -337,6 +337,12 @@ class ClusterSetup(_Topology):
             for node in self.nodes[1:]:
                 c.execute_command("CLUSTER", "MEET", HOST, node.port)
         _wait_for("cluster state ok on every node", self._cluster_ok, timeout)
+
+    def kill_node(self, index: int) -> int:
+        """SIGKILL master `index` (its slots have no replica to fail over to); return its port."""
+        node = self.nodes[index]
+        node.kill()
+        return node.port
 
     def _cluster_ok(self) -> bool:
         for node in self.nodes:

@@ -14,13 +14,19 @@ Cluster they live in one slot and a single Lua script may touch all of them.
     meeting:{<id>}:audit  stream of {gen, owner, op}; one entry per acquire and per applied
                           write, only when the store runs with `audit=True`. Never trimmed
                           or deleted by the store (a diagnostic and test aid, off by default).
+    meeting:{<id>}:nonce:<hex>
+                          string "1" with an expiry (SET NX EX); a session-binding token's
+                          nonce (32 hex digits) that has been used once (`darktower.mc.binding`).
+                          Written by any MC (not fenced: the secret is shared and a nonce is
+                          spent wherever it is shown); gone when the token could no longer be
+                          valid anyway. Not among the KEYS the fencing scripts receive.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MeetingKeys"]
+__all__ = ["MeetingKeys", "binding_nonce_key"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,23 @@ class MeetingKeys:
             audit=f"{prefix}:audit",
         )
 
+    def nonce(self, nonce_hex: str) -> str:
+        """The used-nonce key of one session-binding token (see `binding_nonce_key`)."""
+        return binding_nonce_key(self.meeting_id, nonce_hex)
+
     @property
     def all(self) -> tuple[str, str, str, str, str]:
         """The KEYS every fencing script receives, in this order: gen, owner, mh, state, audit."""
         return (self.gen, self.owner, self.mh, self.state, self.audit)
+
+
+def binding_nonce_key(meeting_id: str, nonce_hex: str) -> str:
+    """`meeting:{<id>}:nonce:<hex>`: in the meeting's slot, so it lives where the meeting does.
+
+    Raises ValueError for a bad meeting id (as `MeetingKeys.for_meeting`) or a nonce that is
+    not lower-case hex.
+    """
+    if not nonce_hex or any(c not in "0123456789abcdef" for c in nonce_hex):
+        raise ValueError("nonce must be lower-case hex")
+    MeetingKeys.for_meeting(meeting_id)  # the same checks on the id
+    return f"meeting:{{{meeting_id}}}:nonce:{nonce_hex}"
