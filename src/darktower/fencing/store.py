@@ -566,6 +566,17 @@ def _outcome(meeting_id: str, reply: object) -> FencingError | None:
     return None
 
 
+_TRANSIENT_REPLY_CODES = ("READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "OOM")
+
+
+def _is_transient_reply(message: str) -> bool:
+    """True for an error reply that means "not now" (a failover, a loading server), also when
+    Redis < 7 reports it inside a script error as `-READONLY ...`."""
+    return any(
+        f"-{code} " in message or message.startswith(code) for code in _TRANSIENT_REPLY_CODES
+    )
+
+
 def _translate(exc: BaseException) -> FencingError:
     """The store error for a redis-py exception.
 
@@ -573,6 +584,9 @@ def _translate(exc: BaseException) -> FencingError:
     redis-py messages carry host and port. An error reply (Lua error, NOPERM, ...) is the
     server's own text, which holds no connection details, and becomes a plain FencingError.
     """
+    if isinstance(exc, ResponseError) and _is_transient_reply(str(exc)):
+        # Redis before 7 wraps a replica's READONLY (and the like) inside the script error.
+        return StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
     if isinstance(exc, ResponseError) and not isinstance(exc, _UNAVAILABLE_REPLIES):
         # A Lua error or a refused command: a bug or a misconfiguration, not an outage.
         first_line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
