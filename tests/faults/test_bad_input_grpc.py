@@ -1,0 +1,444 @@
+"""Scenario 10 (gRPC): every RPC of the three services, fed random, huge and malformed
+requests with valid tokens, answers normally or with one of its defined status codes — never
+INTERNAL, UNKNOWN or UNAVAILABLE — changes no state when it refuses, and keeps serving.
+
+One MC (real Redis) and one GC (SQLite, or PostgreSQL with `DARKTOWER_TEST_DATABASE_URL`) run
+in-process for the whole module, on an event loop in a background thread (`BackgroundLoop`):
+hypothesis drives sync test functions, which call the servers with the blocking gRPC client and
+read their state through the loop. The RPC list comes from the proto's service descriptors, so
+a new RPC fails `test_every_rpc_has_a_contract` until it is given its codes and a valid call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+import redis
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
+from hypothesis import HealthCheck, given, settings
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from darktower.auth.client import ServiceTokenProvider
+from darktower.auth.keys import generate_key_files, load_private_key
+from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.embedded.redis import free_port
+from darktower.gc.server import GcApp
+from darktower.gc.settings import GcSettings
+from darktower.gc.store import Controller, MediaHandler, create_engine, sqlite_url
+from darktower.mc.server import McApp
+from darktower.mc.settings import McSettings
+from darktower.wire.dark_tower import internal_pb2 as pb
+from tests.faults.strategies import (
+    SERVICES,
+    message_class,
+    oversized_request,
+    request_strategy,
+)
+
+DATABASE_URL_ENV = "DARKTOWER_TEST_DATABASE_URL"
+MC_ID = "mc-fuzz"
+KNOWN_MC = "mc-known"
+KNOWN_MH = "mh-known"
+CALL_TIMEOUT_SECONDS = 10.0
+
+Code = grpc.StatusCode
+_T = TypeVar("_T")
+McState = tuple[frozenset[bytes], frozenset[str]]
+Registry = tuple[list[Controller], list[MediaHandler]]
+
+FUZZ = settings(
+    max_examples=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+
+_MC = "dark_tower.internal.MeetingControllerService"
+_GC = "dark_tower.internal.GlobalControllerService"
+_MH = "dark_tower.internal.MediaHandlerRegistryService"
+
+# Beyond OK: what each RPC may answer to a request it cannot use. RESOURCE_EXHAUSTED is gRPC's
+# own answer to a message over the receive limit, before any of our code runs.
+ALLOWED_CODES: dict[str, frozenset[Code]] = {
+    f"{_MC}.AssignMeetingWithMh": frozenset({Code.INVALID_ARGUMENT, Code.RESOURCE_EXHAUSTED}),
+    f"{_MC}.RegisterController": frozenset({Code.RESOURCE_EXHAUSTED}),
+    f"{_MC}.SendHeartbeat": frozenset({Code.RESOURCE_EXHAUSTED}),
+    f"{_MC}.Assign": frozenset({Code.RESOURCE_EXHAUSTED}),
+    f"{_GC}.RegisterMC": frozenset({Code.INVALID_ARGUMENT, Code.RESOURCE_EXHAUSTED}),
+    f"{_GC}.FastHeartbeat": frozenset(
+        {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.RESOURCE_EXHAUSTED}
+    ),
+    f"{_GC}.ComprehensiveHeartbeat": frozenset(
+        {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.RESOURCE_EXHAUSTED}
+    ),
+    f"{_GC}.NotifyMeetingEnded": frozenset({Code.INVALID_ARGUMENT, Code.RESOURCE_EXHAUSTED}),
+    f"{_MH}.RegisterMH": frozenset({Code.INVALID_ARGUMENT, Code.RESOURCE_EXHAUSTED}),
+    f"{_MH}.SendLoadReport": frozenset(
+        {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.RESOURCE_EXHAUSTED}
+    ),
+}
+
+_CAPACITY = pb.ControllerCapacity(
+    max_meetings=10, current_meetings=1, max_participants=100, current_participants=5
+)
+
+# A request each RPC must answer with OK, before and after the fuzz.
+VALID_REQUESTS: dict[str, Message] = {
+    f"{_MC}.AssignMeetingWithMh": pb.AssignMeetingWithMhRequest(
+        meeting_id="valid-after-fuzz",
+        mh_assignments=[
+            pb.MhAssignment(mh_id="mh-1", webtransport_endpoint="https://mh-1.example:4433", role=1)
+        ],
+        requesting_gc_id="gc-fuzz",
+    ),
+    f"{_MC}.RegisterController": pb.RegisterMeetingController(
+        controller_id="legacy", region="test", endpoint="http://legacy:1", capacity=_CAPACITY
+    ),
+    f"{_MC}.SendHeartbeat": pb.Heartbeat(controller_id="legacy", capacity=_CAPACITY, health=1),
+    f"{_MC}.Assign": pb.AssignMeeting(
+        meeting_id="legacy", config=pb.MeetingConfig(display_name="x")
+    ),
+    f"{_GC}.RegisterMC": pb.RegisterMCRequest(
+        id=KNOWN_MC,
+        region="test",
+        grpc_endpoint="http://127.0.0.1:1",
+        max_meetings=10,
+        max_participants=100,
+    ),
+    f"{_GC}.FastHeartbeat": pb.FastHeartbeatRequest(
+        controller_id=KNOWN_MC, capacity=_CAPACITY, health=pb.HEALTHY
+    ),
+    f"{_GC}.ComprehensiveHeartbeat": pb.ComprehensiveHeartbeatRequest(
+        controller_id=KNOWN_MC,
+        capacity=_CAPACITY,
+        health=pb.HEALTHY,
+        cpu_usage_percent=12.5,
+        memory_usage_percent=40,
+    ),
+    f"{_GC}.NotifyMeetingEnded": pb.NotifyMeetingEndedRequest(
+        meeting_id="never-placed", region="test"
+    ),
+    f"{_MH}.RegisterMH": pb.RegisterMHRequest(
+        handler_id=KNOWN_MH,
+        region="test",
+        webtransport_endpoint="https://mh-known.example:4433",
+        grpc_endpoint="http://127.0.0.1:2",
+        max_streams=100,
+        zone="z1",
+    ),
+    f"{_MH}.SendLoadReport": pb.MHLoadReportRequest(
+        handler_id=KNOWN_MH,
+        current_streams=3,
+        health=pb.HEALTHY,
+        cpu_usage_percent=1,
+        memory_usage_percent=2,
+        bandwidth_usage_percent=3,
+    ),
+}
+
+METHODS: list[MethodDescriptor] = [m for service in SERVICES for m in service.methods]
+_LEGACY = {f"{_MC}.RegisterController", f"{_MC}.SendHeartbeat", f"{_MC}.Assign"}
+
+
+class BackgroundLoop:
+    """An asyncio loop in a daemon thread, for servers that must outlive a sync test call."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> BackgroundLoop:
+        self._thread.start()
+        return self
+
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float = 30.0) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __exit__(self, *exc: object) -> None:
+        async def drain() -> None:
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.loop.shutdown_asyncgens()
+
+        self.run(drain(), timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+def _method_name(method: MethodDescriptor) -> str:
+    return f"{method.containing_service.full_name}.{method.name}"
+
+
+@dataclass
+class Servers:
+    loop: BackgroundLoop
+    mc: McApp
+    gc: GcApp
+    redis: redis.Redis
+    channels: dict[str, grpc.Channel]
+    tokens: dict[str, ServiceTokenProvider]
+    last_registry: Registry | None = None
+
+    def call(self, method: MethodDescriptor, request: Message) -> tuple[Code, Message | None]:
+        """The status code and, on OK, the answer of one call with the caller's valid token."""
+        service = method.containing_service.full_name
+        rpc = self.channels[service].unary_unary(
+            f"/{service}/{method.name}",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=message_class(method.output_type).FromString,
+        )
+        try:
+            answer = rpc(
+                request, metadata=self.tokens[service].metadata(), timeout=CALL_TIMEOUT_SECONDS
+            )
+        except grpc.RpcError as exc:
+            return exc.code(), None
+        return Code.OK, answer
+
+    def mc_state(self) -> McState:
+        """Every Redis key and every hosted meeting."""
+        return frozenset(self.redis.keys("*")), frozenset(self.mc.controller.meetings)
+
+    def registry(self) -> Registry:
+        store = self.gc.store
+        assert store is not None
+
+        async def read() -> Registry:
+            return await store.list_controllers(), await store.list_media_handlers()
+
+        return self.loop.run(read())
+
+
+def _token_provider(key_dir: Path, service: str) -> ServiceTokenProvider:
+    service_type, scope = SERVICE_PROFILES[service]
+    return ServiceTokenProvider(
+        load_private_key(key_dir / f"{service}.key"),
+        service_type=service_type,
+        scope=scope,
+        issuer=f"fuzz-{service}",
+    )
+
+
+@dataclass
+class _Database:
+    url: str
+    schema: str | None
+
+
+async def _create_database(tmp_path: Path) -> _Database:
+    base = os.environ.get(DATABASE_URL_ENV)
+    if not base:
+        return _Database(sqlite_url(tmp_path / "gc.sqlite3"), None)
+    schema = f"t_{secrets.token_hex(8)}"
+    await _admin(base, f'CREATE SCHEMA "{schema}"')
+    url = make_url(base).update_query_dict({"search_path": schema})
+    return _Database(url.render_as_string(hide_password=False), schema)
+
+
+async def _admin(base: str, statement: str) -> None:
+    engine = create_engine(base)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def _make_mc(settings: McSettings) -> McApp:
+    return McApp(settings)
+
+
+@pytest.fixture(scope="module")
+def servers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    tmp = tmp_path_factory.mktemp("faults-grpc")
+    key_dir = tmp / "keys"
+    generate_key_files(key_dir)
+    sync_redis = redis.Redis.from_url(redis_url)
+    sync_redis.flushdb()
+    with BackgroundLoop() as loop:
+        database = loop.run(_create_database(tmp))
+        gc = GcApp(
+            GcSettings(
+                id="gc-fuzz",
+                region="test",
+                grpc_bind="127.0.0.1:0",
+                http_bind="127.0.0.1:0",
+                database_url=database.url,
+                service_key_file=key_dir / "gc.key",
+                trusted_mc_key_files=[key_dir / "mc.pub"],
+                trusted_mh_key_files=[key_dir / "mh.pub"],
+                # Nothing here is stale during the run: the registry changes only by our calls.
+                staleness_seconds=3600,
+                sweep_interval_seconds=3600,
+            )
+        )
+        mc_settings = McSettings(
+            id=MC_ID,
+            region="test",
+            grpc_bind="127.0.0.1:0",
+            health_bind=f"127.0.0.1:{free_port()}",
+            redis_url=redis_url,
+            client_enabled=False,  # client signaling is not what this fuzzes
+            gc_endpoint="",
+            trusted_gc_key_files=[key_dir / "gc.pub"],
+            max_meetings=100_000,
+            max_participants=10_000_000,
+            drain_seconds=5,
+            redis_check_seconds=0.5,
+            meeting_touch_seconds=60,
+        )
+        # Built on the loop: grpc.aio binds its server to the loop current at construction.
+        mc = loop.run(_make_mc(mc_settings))
+        channels: dict[str, grpc.Channel] = {}
+        try:
+            loop.run(gc.start())
+            loop.run(mc.start())
+            channels[_MC] = grpc.insecure_channel(f"127.0.0.1:{mc.grpc_port}")
+            channels[_GC] = channels[_MH] = grpc.insecure_channel(f"127.0.0.1:{gc.grpc_port}")
+            tokens = {
+                _MC: _token_provider(key_dir, "gc"),
+                _GC: _token_provider(key_dir, "mc"),
+                _MH: _token_provider(key_dir, "mh"),
+            }
+            running = Servers(loop, mc, gc, sync_redis, channels, tokens)
+            # The known MC and MH exist, so heartbeats and load reports can reach them.
+            for name in (f"{_GC}.RegisterMC", f"{_MH}.RegisterMH"):
+                assert running.call(_method_by_name(name), VALID_REQUESTS[name])[0] == Code.OK
+            yield running
+        finally:
+            for channel in set(channels.values()):
+                channel.close()
+            loop.run(mc.stop(deadline_seconds=3))
+            loop.run(gc.stop())
+            if database.schema is not None:
+                base = os.environ[DATABASE_URL_ENV]
+                loop.run(_admin(base, f'DROP SCHEMA IF EXISTS "{database.schema}" CASCADE'))
+            sync_redis.flushdb()
+            sync_redis.close()
+
+
+def _method_by_name(name: str) -> MethodDescriptor:
+    return next(m for m in METHODS if _method_name(m) == name)
+
+
+def _accepted(answer: Message | None) -> bool:
+    """The answer's `accepted` (or `acknowledged`) flag; False for no answer."""
+    if answer is None:
+        return False
+    fields = answer.DESCRIPTOR.fields_by_name
+    flag = "accepted" if "accepted" in fields else "acknowledged"
+    return bool(getattr(answer, flag))
+
+
+def _check_mc(
+    servers: Servers,
+    name: str,
+    request: Message,
+    code: Code,
+    answer: Message | None,
+    before: McState,
+) -> None:
+    """Unchanged by a refusal (and by every legacy call); an accepted meeting is hosted and
+    owned in Redis."""
+    after = servers.mc_state()
+    if name in _LEGACY:
+        assert not _accepted(answer), f"legacy {name} must answer 'not accepted'"
+    if code != Code.OK or name in _LEGACY or not _accepted(answer):
+        assert after == before, f"{name} refused ({code.name}) but changed the MC's state"
+        return
+    assert isinstance(request, pb.AssignMeetingWithMhRequest)
+    assert request.meeting_id in after[1]
+    assert servers.redis.get(f"meeting:{{{request.meeting_id}}}:owner") == MC_ID.encode()
+
+
+def _check_gc(name: str, request: Message, code: Code, before: Registry, after: Registry) -> None:
+    """Unchanged by a refusal; a registration is in the registry; a heartbeat or report that
+    was acknowledged came from a registered peer."""
+    if code != Code.OK:
+        assert after == before, f"{name} refused ({code.name}) but changed the registry"
+        return
+    controllers, handlers = after
+    if isinstance(request, pb.RegisterMCRequest):
+        assert any(
+            c.id == request.id and c.grpc_endpoint == request.grpc_endpoint for c in controllers
+        )
+    elif isinstance(request, pb.RegisterMHRequest):
+        assert any(h.id == request.handler_id for h in handlers)
+    elif isinstance(request, pb.FastHeartbeatRequest | pb.ComprehensiveHeartbeatRequest):
+        assert request.controller_id in {c.id for c in before[0]}, "heartbeat of an unknown MC"
+    elif isinstance(request, pb.MHLoadReportRequest):
+        assert request.handler_id in {h.id for h in before[1]}, "report of an unknown MH"
+
+
+def _call_and_check(servers: Servers, method: MethodDescriptor, request: Message) -> Code:
+    """One call; its code, after checking what it did to the server's state."""
+    name = _method_name(method)
+    if method.containing_service.full_name == _MC:
+        mc_before = servers.mc_state()
+        code, answer = servers.call(method, request)
+        _check_mc(servers, name, request, code, answer, mc_before)
+    else:
+        # Only our calls change the registry (the sweeper is idle): the state after one call
+        # is the state before the next.
+        gc_before = servers.last_registry or servers.registry()
+        code, _ = servers.call(method, request)
+        servers.last_registry = servers.registry()
+        _check_gc(name, request, code, gc_before, servers.last_registry)
+    return code
+
+
+def test_every_rpc_has_a_contract() -> None:
+    names = {_method_name(m) for m in METHODS}
+    assert names == set(ALLOWED_CODES), "give each RPC its allowed codes"
+    assert names == set(VALID_REQUESTS), "give each RPC a valid request"
+
+
+@pytest.mark.parametrize("method", METHODS, ids=_method_name)
+def test_bad_input_gets_a_defined_answer(servers: Servers, method: MethodDescriptor) -> None:
+    name = _method_name(method)
+    allowed = ALLOWED_CODES[name] | {Code.OK}
+    servers.last_registry = None
+    seen: set[Code] = set()
+
+    @FUZZ
+    @given(request=request_strategy(method.input_type, known_ids=(KNOWN_MC, KNOWN_MH)))
+    def fuzz(request: Message) -> None:
+        code = _call_and_check(servers, method, request)
+        seen.add(code)
+        assert code in allowed, f"{name} answered {code.name}"
+
+    fuzz()
+    assert seen  # the fuzz ran
+    code, answer = servers.call(method, VALID_REQUESTS[name])
+    assert code == Code.OK, f"{name} no longer serves a valid call"
+    if name in _LEGACY:
+        assert not _accepted(answer), f"legacy {name} must answer 'not accepted'"
+
+
+@pytest.mark.parametrize("method", METHODS, ids=_method_name)
+def test_a_message_over_the_limit_is_resource_exhausted(
+    servers: Servers, method: MethodDescriptor
+) -> None:
+    servers.last_registry = None
+    code = _call_and_check(servers, method, oversized_request(method.input_type))
+    assert code == Code.RESOURCE_EXHAUSTED
+    assert servers.call(method, VALID_REQUESTS[_method_name(method)])[0] == Code.OK

@@ -1,0 +1,411 @@
+"""Scenario 10 (HTTP): schemathesis fuzzes every operation of the GC's OpenAPI document.
+
+A real GC runs in-process (SQLite, or PostgreSQL with `DARKTOWER_TEST_DATABASE_URL`) on an
+event loop in a background thread, and schemathesis calls its live HTTP port with `requests`
+from the test thread: that keeps schemathesis's sync pytest integration away from
+pytest-asyncio's loops, and the servers' tasks away from the test's. The document is built at
+import (`_document`), not fetched from a fixture: see there why, and
+`test_the_live_document_is_the_one_fuzzed` for the check that it is the one the GC serves.
+
+Two fleets, each fuzzed whole:
+
+* `fleet`: one in-process MC (real Redis) registered with the GC and heartbeating, and one MH
+  registered and reporting, so a join with a valid id is placed (200);
+* `empty`: a GC with nobody registered, so a join with a valid id is the documented 503.
+
+Checks (`CHECKS`): no 5xx, except a 503 from `POST /v1/meetings/{meeting_id}/join` that carries
+the JSON error body `{error, reason, message}`; every response's status code and body conform to
+the document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import grpc
+import httpx
+import pytest
+import redis
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from darktower.auth.client import ServiceTokenProvider
+from darktower.auth.keys import generate_key_files, load_private_key
+from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.embedded.redis import free_port
+from darktower.gc.http import create_app
+from darktower.gc.placement.service import PlacementService
+from darktower.gc.server import GcApp
+from darktower.gc.settings import GcSettings
+from darktower.gc.store import GcStore, create_engine, sqlite_url
+from darktower.mc.server import McApp
+from darktower.mc.settings import McSettings
+from darktower.wire.dark_tower import internal_pb2 as pb
+from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+
+DATABASE_URL_ENV = "DARKTOWER_TEST_DATABASE_URL"
+JOIN_OPERATION = ("POST", "/v1/meetings/{meeting_id}/join")
+ERROR_FIELDS = {"error", "reason", "message"}
+READY_TIMEOUT_SECONDS = 15.0
+
+_T = TypeVar("_T")
+
+
+def no_server_error_but_documented_503(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
+) -> bool | None:
+    """No 5xx, except the join's 503 (no MC or MH available) with its JSON error body."""
+    status = response.status_code
+    if status < 500:
+        return None
+    operation = (case.operation.method.upper(), case.operation.path)
+    assert status == 503 and operation == JOIN_OPERATION, (
+        f"{case.operation.label} answered {status}: {response.content[:300]!r}"
+    )
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == ERROR_FIELDS, body
+    assert all(isinstance(body[k], str) and body[k] for k in ERROR_FIELDS), body
+    assert body["error"] == "unavailable", body
+    return None
+
+
+# Known product bugs, reported. Each is let through here in its exact shape only, and each
+# has a strict xfail test at the end of this module, which fails once the bug is fixed so that
+# its exception here is removed too. Fixes go in src/darktower/gc/http.py:
+# * `/metrics` is documented as application/json but answers the Prometheus text format:
+#   `response_class=PlainTextResponse` on the route (or a `text/plain` 200 in `responses`);
+# * a join body that is not UTF-8 (`Content-Type: application/json`, body b"\xff") gets
+#   FastAPI's own `{"detail": "There was an error parsing the body"}`, not the documented 400
+#   body: a handler for starlette's HTTPException rendering 400s as `ErrorOut` fixes it.
+METRICS_OPERATION = ("GET", "/metrics")
+UNPARSEABLE_BODY_ANSWER = {"detail": "There was an error parsing the body"}
+
+
+def _operation(case: schemathesis.Case[Any]) -> tuple[str, str]:
+    return case.operation.method.upper(), case.operation.path
+
+
+def documented_content_type(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
+) -> bool | None:
+    """schemathesis's content type conformance, but for the known `/metrics` gap."""
+    if _operation(case) == METRICS_OPERATION and response.status_code == 200:
+        assert response.headers.get("content-type", [""])[0].startswith("text/plain")
+        return None
+    return content_type_conformance(ctx, response, case)
+
+
+def documented_body(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
+) -> bool | None:
+    """schemathesis's response schema conformance, but for the known unparseable-body gap."""
+    if (
+        _operation(case) == JOIN_OPERATION
+        and response.status_code == 400
+        and response.json() == UNPARSEABLE_BODY_ANSWER
+    ):
+        return None
+    return response_schema_conformance(ctx, response, case)
+
+
+CHECKS = [
+    no_server_error_but_documented_503,
+    status_code_conformance,
+    documented_content_type,
+    documented_body,
+]
+
+
+class BackgroundLoop:
+    """An asyncio loop in a daemon thread, for servers that must outlive a sync test call."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> BackgroundLoop:
+        self._thread.start()
+        return self
+
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float = 30.0) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __exit__(self, *exc: object) -> None:
+        async def drain() -> None:
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.loop.shutdown_asyncgens()
+
+        self.run(drain(), timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+@dataclass
+class _Database:
+    url: str
+    schema: str | None
+
+
+async def _admin(base: str, statement: str) -> None:
+    engine = create_engine(base)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def _create_database(tmp_path: Path) -> _Database:
+    base = os.environ.get(DATABASE_URL_ENV)
+    if not base:
+        return _Database(sqlite_url(tmp_path / "gc.sqlite3"), None)
+    schema = f"t_{secrets.token_hex(8)}"
+    await _admin(base, f'CREATE SCHEMA "{schema}"')
+    url = make_url(base).update_query_dict({"search_path": schema})
+    return _Database(url.render_as_string(hide_password=False), schema)
+
+
+async def _make_mc(settings: McSettings) -> McApp:
+    return McApp(settings)  # built on the loop: grpc.aio binds its server to it
+
+
+def _tokens(key_dir: Path, service: str) -> ServiceTokenProvider:
+    service_type, scope = SERVICE_PROFILES[service]
+    return ServiceTokenProvider(
+        load_private_key(key_dir / f"{service}.key"),
+        service_type=service_type,
+        scope=scope,
+        issuer=f"fuzz-{service}",
+    )
+
+
+def _register_mh(gc_grpc_port: int, key_dir: Path) -> None:
+    """One MH in the GC's region, registered and reporting HEALTHY (as the MH simulator would)."""
+    metadata = _tokens(key_dir, "mh").metadata()
+    with grpc.insecure_channel(f"127.0.0.1:{gc_grpc_port}") as channel:
+        stub = pb_grpc.MediaHandlerRegistryServiceStub(channel)
+        stub.RegisterMH(
+            pb.RegisterMHRequest(
+                handler_id="mh-fuzz",
+                region="test",
+                webtransport_endpoint="https://mh-fuzz.example:4433",
+                grpc_endpoint="http://127.0.0.1:1",
+                max_streams=1_000_000,
+                zone="z1",
+            ),
+            metadata=metadata,
+            timeout=10,
+        )
+        stub.SendLoadReport(
+            pb.MHLoadReportRequest(handler_id="mh-fuzz", current_streams=0, health=pb.HEALTHY),
+            metadata=metadata,
+            timeout=10,
+        )
+
+
+def _wait_for_healthy_mc(http_url: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        controllers = httpx.get(f"{http_url}/v1/controllers", timeout=5).json()
+        if any(c["health"] == "healthy" for c in controllers):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no healthy MC within {READY_TIMEOUT_SECONDS}s")
+
+
+@dataclass
+class RunningGc:
+    http_url: str
+    grpc_port: int
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[BackgroundLoop]:
+    with BackgroundLoop() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("faults-openapi-keys")
+    generate_key_files(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def start_gc(
+    loop: BackgroundLoop, key_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], RunningGc]]:
+    """Start GCs on fresh databases; all stopped (and their schemas dropped) afterwards."""
+    started: list[tuple[GcApp, _Database]] = []
+
+    def start(name: str) -> RunningGc:
+        database = loop.run(_create_database(tmp_path_factory.mktemp(f"gc-{name}")))
+        gc = GcApp(
+            GcSettings(
+                id=f"gc-{name}",
+                region="test",
+                grpc_bind="127.0.0.1:0",
+                http_bind="127.0.0.1:0",
+                database_url=database.url,
+                service_key_file=key_dir / "gc.key",
+                trusted_mc_key_files=[key_dir / "mc.pub"],
+                trusted_mh_key_files=[key_dir / "mh.pub"],
+                fast_heartbeat_ms=200,
+                mc_call_timeout_seconds=5,
+            )
+        )
+        started.append((gc, database))
+        loop.run(gc.start())
+        return RunningGc(f"http://127.0.0.1:{gc.http_port}", gc.grpc_port)
+
+    yield start
+    for gc, database in started:
+        loop.run(gc.stop())
+        if database.schema is not None:
+            base = os.environ[DATABASE_URL_ENV]
+            loop.run(_admin(base, f'DROP SCHEMA IF EXISTS "{database.schema}" CASCADE'))
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    loop: BackgroundLoop,
+    start_gc: Callable[[str], RunningGc],
+    key_dir: Path,
+    redis_url: str,
+) -> Iterator[RunningGc]:
+    """A GC with one healthy MC and one healthy MH: valid joins are placed."""
+    gc = start_gc("fleet")
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushdb()
+    mc = loop.run(
+        _make_mc(
+            McSettings(
+                id="mc-fuzz",
+                region="test",
+                grpc_bind="127.0.0.1:0",
+                health_bind=f"127.0.0.1:{free_port()}",
+                redis_url=redis_url,
+                client_enabled=False,  # client signaling is not what this fuzzes
+                gc_endpoint=f"http://127.0.0.1:{gc.grpc_port}",
+                service_key_file=key_dir / "mc.key",
+                trusted_gc_key_files=[key_dir / "gc.pub"],
+                max_meetings=100_000,
+                max_participants=10_000_000,
+                drain_seconds=3,
+                meeting_touch_seconds=60,
+            )
+        )
+    )
+    loop.run(mc.start())
+    try:
+        _register_mh(gc.grpc_port, key_dir)
+        _wait_for_healthy_mc(gc.http_url)
+        yield gc
+    finally:
+        loop.run(mc.stop(deadline_seconds=3))
+        with redis.Redis.from_url(redis_url) as client:
+            client.flushdb()
+
+
+@pytest.fixture(scope="module")
+def empty(start_gc: Callable[[str], RunningGc]) -> RunningGc:
+    """A GC nobody registered with: valid joins get the documented 503."""
+    return start_gc("empty")
+
+
+@pytest.fixture(scope="module", params=["fleet", "empty"])
+def gc_under_test(request: pytest.FixtureRequest) -> RunningGc:
+    running: RunningGc = request.getfixturevalue(request.param)
+    return running
+
+
+def _document() -> dict[str, Any]:
+    """The GC's OpenAPI document, built as the GC builds it.
+
+    schemathesis needs the document when the module is imported, before any GC runs: its lazy
+    loader (`schemathesis.pytest.from_fixture`) fails on pytest 9.2 (it writes `Node._nodeid`,
+    which pytest no longer has). Only the routes make the document, no handler runs, so the
+    app is built without a store or placement; `test_the_live_document_is_the_one_fuzzed`
+    checks that a running GC serves exactly this document.
+    """
+    app = create_app(
+        cast(GcStore, None), cast(PlacementService, None), region="test", is_ready=_never_ready
+    )
+    return app.openapi()
+
+
+async def _never_ready() -> tuple[bool, str]:
+    return False, "not running"
+
+
+DOCUMENT = _document()
+schema = schemathesis.openapi.from_dict(DOCUMENT)
+
+FUZZ = settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@schema.parametrize()
+@FUZZ
+def test_gc_http_api(case: schemathesis.Case[Any], gc_under_test: RunningGc) -> None:
+    case.call_and_validate(base_url=gc_under_test.http_url, checks=CHECKS, timeout=15)
+
+
+def test_the_live_document_is_the_one_fuzzed(gc_under_test: RunningGc) -> None:
+    live = httpx.get(f"{gc_under_test.http_url}/openapi.json", timeout=5)
+    assert live.status_code == 200
+    assert live.json() == DOCUMENT
+
+
+def test_both_join_outcomes_happen(fleet: RunningGc, empty: RunningGc) -> None:
+    """The two join outcomes the checks tell apart really happen: a valid join is placed on
+    the fleet, and answered 503 with the error body by the empty GC."""
+    placed = httpx.post(f"{fleet.http_url}/v1/meetings/checks-ok/join", timeout=15)
+    assert placed.status_code == 200, placed.text
+    assert placed.json()["mc_id"] == "mc-fuzz"
+    refused = httpx.post(f"{empty.http_url}/v1/meetings/checks-503/join", timeout=15)
+    assert refused.status_code == 503
+    assert set(refused.json()) == ERROR_FIELDS
+
+
+@pytest.mark.xfail(strict=True, reason="known bug: /metrics documented as application/json")
+def test_metrics_are_documented_as_text() -> None:
+    content = DOCUMENT["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert any(kind.startswith("text/plain") for kind in content)
+
+
+@pytest.mark.xfail(strict=True, reason="known bug: FastAPI's own 400 body for a non-UTF-8 body")
+def test_an_unparseable_join_body_gets_the_documented_error(empty: RunningGc) -> None:
+    answer = httpx.post(
+        f"{empty.http_url}/v1/meetings/m-1/join",
+        content=b"\xff",
+        headers={"Content-Type": "application/json"},
+        timeout=15,
+    )
+    assert answer.status_code == 400
+    assert set(answer.json()) == ERROR_FIELDS
