@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from darktower.auth.cli import keys_app, token
+from darktower.client.cli import client
 from darktower.dev.cli import dev
 from darktower.gc.cli import gc, join, status
 from darktower.mc.call import assign
@@ -31,6 +32,7 @@ app.command("gc")(gc)
 app.command("join")(join)
 app.command("status")(status)
 app.command("mh-sim")(mh_sim)
+app.command("client")(client)
 # Next: `gc`, `dev`, `join`, `status`.
 
 

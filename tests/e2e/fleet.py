@@ -78,6 +78,8 @@ FAST_MC_ENV = {
     "MC_REDIS_CHECK_SECONDS": "0.2",
     "MC_REGISTRATION_BACKOFF_BASE": "0.1",
     "MC_REGISTRATION_BACKOFF_CAP": "0.5",
+    # Shared by every MC of a fleet, so a client session survives a failover; tests only.
+    "MC_BINDING_TOKEN_SECRET": "e2e-binding-secret-0123456789abcdef",
 }
 # Two CPUs and several interpreters importing at once: starting is the slow part.
 START_TIMEOUT_S = 40.0
@@ -403,6 +405,7 @@ class Fleet:
             "MC_ID": mc_id,
             "MC_GRPC_BIND": f"127.0.0.1:{grpc_port}",
             "MC_HEALTH_BIND": f"127.0.0.1:{health_port}",
+            "MC_CLIENT_BIND": f"127.0.0.1:{free_port()}",
             "MC_REDIS_URL": self.redis_url,
             "MC_GC_ENDPOINT": gc.grpc_endpoint,
             "MC_SERVICE_KEY_FILE": str(self.key_dir / "mc.key"),

@@ -393,13 +393,11 @@ def test_both_join_outcomes_happen(fleet: RunningGc, empty: RunningGc) -> None:
     assert set(refused.json()) == ERROR_FIELDS
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: /metrics documented as application/json")
 def test_metrics_are_documented_as_text() -> None:
     content = DOCUMENT["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert any(kind.startswith("text/plain") for kind in content)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: FastAPI's own 400 body for a non-UTF-8 body")
 def test_an_unparseable_join_body_gets_the_documented_error(empty: RunningGc) -> None:
     answer = httpx.post(
         f"{empty.http_url}/v1/meetings/m-1/join",

@@ -337,6 +337,7 @@ async def test_an_mc_on_sentinel_keeps_its_meeting_through_a_failover(
         drain_seconds=2,
         redis_check_seconds=0.2,
         meeting_touch_seconds=0.2,
+        client_enabled=False,
     )
     app = McApp(settings)
     await app.start()

@@ -93,7 +93,12 @@ def test_no_asset_refers_to_another_origin(name: str) -> None:
 def test_the_script_fetches_only_the_gc_api_with_relative_urls() -> None:
     script = _asset("dashboard.js")
     paths = set(re.findall(r'"(v1/[^"]*)"', script))
-    assert paths == {"v1/controllers", "v1/media-handlers", "v1/placements/recent"}
+    assert paths == {
+        "v1/controllers",
+        "v1/media-handlers",
+        "v1/meetings?limit=100",
+        "v1/placements/recent",
+    }
     assert "fetch(path" in script and script.count("fetch(") == 1
 
 

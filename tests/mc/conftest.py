@@ -19,6 +19,8 @@ from darktower.mc.settings import McSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
+TEST_BINDING_SECRET = "test-binding-secret-3f9a1c"
+
 
 @pytest.fixture(scope="session")
 def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -50,6 +52,8 @@ def mc_settings(redis_url: str, key_dir: Path) -> Callable[..., McSettings]:
             "region": "test",
             "grpc_bind": f"127.0.0.1:{free_port()}",
             "health_bind": f"127.0.0.1:{free_port()}",
+            "client_bind": f"127.0.0.1:{free_port()}",
+            "binding_token_secret": TEST_BINDING_SECRET,
             "redis_url": redis_url,
             "gc_endpoint": "",
             "trusted_gc_key_files": [key_dir / "gc.pub"],

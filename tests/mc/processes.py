@@ -100,6 +100,8 @@ class McProcesses:
             "MC_REGION": "test",
             "MC_GRPC_BIND": f"127.0.0.1:{grpc_port}",
             "MC_HEALTH_BIND": f"127.0.0.1:{health_port}",
+            "MC_CLIENT_BIND": f"127.0.0.1:{free_port()}",
+            "MC_BINDING_TOKEN_SECRET": "test-binding-secret-3f9a1c",
             "MC_REDIS_URL": redis_url,
             "MC_GC_ENDPOINT": "",
             "MC_TRUSTED_GC_KEY_FILES": str(self.trusted_key_file),

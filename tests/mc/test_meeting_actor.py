@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
@@ -12,16 +9,17 @@ from darktower.fencing import FencedOut, RedisFencedStore, StoreUnavailable
 from darktower.mc.connection import ConnectionActor
 from darktower.mc.meeting import AttachConnection, EndMeeting, MeetingActor, Touch
 from darktower.mc.validation import MhRole, MhTarget
+from darktower.signaling.protocol import LeaveReason, ParticipantLeft, parse_server
 
 MHS = (MhTarget("mh-1", "https://mh-1.example", MhRole.PRIMARY),)
 
 
 class Inbox:
     def __init__(self) -> None:
-        self.events: list[Mapping[str, Any]] = []
+        self.frames: list[str] = []
 
-    async def __call__(self, event: Mapping[str, Any]) -> None:
-        self.events.append(event)
+    async def __call__(self, frame: str) -> None:
+        self.frames.append(frame)
 
 
 async def hosted(store: RedisFencedStore, meeting_id: str) -> MeetingActor:
@@ -40,7 +38,7 @@ async def test_fenced_out_meeting_tells_connections_it_moved_and_stops_them(
     connections = [ConnectionActor(f"c{i}", f"p{i}", box) for i, box in enumerate(inboxes)]
     for connection in connections:
         await meeting.ask(AttachConnection(connection))
-    assert meeting.participant_count == 2
+    assert len(meeting.children) == 2
     assert await meeting.ask(Touch()) is None
     before = REGISTRY.get_sample_value("mc_fenced_out_total") or 0.0
 
@@ -51,7 +49,11 @@ async def test_fenced_out_meeting_tells_connections_it_moved_and_stops_them(
     await meeting.wait(2)
     assert not meeting.running and meeting.end_reason == "fenced_out"
     assert all(not c.running and c.close_reason == "moved" for c in connections)
-    assert all(box.events == [{"type": "closed", "reason": "moved"}] for box in inboxes)
+    # Each client is told it left the meeting, for itself, because the meeting moved.
+    for i, box in enumerate(inboxes):
+        assert [parse_server(f) for f in box.frames] == [
+            ParticipantLeft(participant_id=f"p{i}", reason=LeaveReason.MOVED)
+        ]
     assert REGISTRY.get_sample_value("mc_fenced_out_total") == before + 1
     # The refused write changed nothing of the new owner's.
     assert await redis_client.hget("meeting:{room}:state", "touched_at_ms") is not None

@@ -51,7 +51,8 @@ def dev(
     for s in fleet.services:
         table.add_row(s.kind, s.name, str(s.process.pid), s.grpc, s.http)
     console.print(table)
-    console.print(f"dashboard / API: {fleet.gc_url}   logs: {fleet.workdir}")
+    console.print(f"dashboard / API: {fleet.gc_url}   join page: {fleet.gc_url}/join")
+    console.print(f"logs: {fleet.workdir}")
     console.print("try: darktower join standup   (join and status find this fleet by themselves)")
     console.print("Ctrl-C stops everything.")
     while not stop.wait(0.5):

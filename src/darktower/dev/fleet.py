@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -75,6 +76,7 @@ class FleetPorts:
     gc_http: int = 8080
     mc_grpc_base: int = 50052
     mc_health_base: int = 8081
+    mc_client_base: int = 9081  # client signaling (WebSocket); clear of the health ports
     any_free: bool = False
 
 
@@ -131,9 +133,13 @@ class Fleet:
             (
                 self._port(self.ports.mc_grpc_base + i, f"mc-{i + 1} gRPC"),
                 self._port(self.ports.mc_health_base + i, f"mc-{i + 1} health"),
+                self._port(self.ports.mc_client_base + i, f"mc-{i + 1} client"),
             )
             for i in range(self.mcs)
         ]
+        # One binding secret for the whole fleet: a client's session survives its meeting
+        # moving to another MC. Generated here, handed over in the environment, never printed.
+        binding_secret = secrets.token_urlsafe(32)
         generate_key_files(self.key_dir)
         if not self.redis_url:
             self.redis = EmbeddedRedis().start()
@@ -148,7 +154,7 @@ class Fleet:
                 "GC_TRUSTED_MC_KEY_FILES": str(keys / "mc.pub"),
                 "GC_TRUSTED_MH_KEY_FILES": str(keys / "mh.pub"),
                 "GC_FAST_HEARTBEAT_MS": "2000",
-                "GC_COMPREHENSIVE_HEARTBEAT_MS": "10000",
+                "GC_COMPREHENSIVE_HEARTBEAT_MS": "4000",
                 "GC_MH_LOAD_REPORT_MS": "2000",
                 "GC_STALENESS_SECONDS": "6",
                 "GC_SWEEP_INTERVAL_SECONDS": "1",
@@ -156,12 +162,14 @@ class Fleet:
                 ready_url=f"http://127.0.0.1:{gc_http}/health/ready"),
         )  # fmt: skip
         self._wait_ready(self.gc)
-        for i, (grpc_port, health_port) in enumerate(mc_ports):
+        for i, (grpc_port, health_port, client_port) in enumerate(mc_ports):
             name = f"mc-{i + 1}"
             env = {
                 "MC_ID": name,
                 "MC_GRPC_BIND": f"127.0.0.1:{grpc_port}",
                 "MC_HEALTH_BIND": f"127.0.0.1:{health_port}",
+                "MC_CLIENT_BIND": f"127.0.0.1:{client_port}",
+                "MC_BINDING_TOKEN_SECRET": binding_secret,
                 "MC_REDIS_URL": self.effective_redis_url,
                 "MC_GC_ENDPOINT": self.gc.grpc,
                 "MC_SERVICE_KEY_FILE": str(keys / "mc.key"),

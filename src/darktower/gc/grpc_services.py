@@ -195,7 +195,8 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
     async def ComprehensiveHeartbeat(
         self, request: pb.ComprehensiveHeartbeatRequest, context: Context
     ) -> pb.HeartbeatResponse:
-        """As `FastHeartbeat`, with cpu and memory usage."""
+        """As `FastHeartbeat`, with cpu and memory usage and the participants per meeting
+        (stored on this MC's live assignments only)."""
         return await self._record(validate_comprehensive_heartbeat(request))
 
     async def _record(self, beat: McHeartbeat) -> pb.HeartbeatResponse:
@@ -209,6 +210,7 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
             health=beat.health,
             cpu_percent=beat.cpu_percent,
             memory_percent=beat.memory_percent,
+            meeting_loads=beat.meeting_loads,
             now=now,
         )
         return pb.HeartbeatResponse(acknowledged=True, timestamp=_ms(now))

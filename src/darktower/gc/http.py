@@ -1,7 +1,10 @@
-"""The GC's HTTP API (FastAPI): placement, the read API, health and metrics.
+"""The GC's HTTP API (FastAPI): placement and join answers, the read API, the join page,
+the dashboard, health and metrics.
 
-Errors map here and only here: InvalidArgument → 400, NoControllerAvailable /
-NoMediaHandlerAvailable / a database outage → 503, each as `{"error", "reason", "message"}`.
+Errors map here and only here: InvalidArgument and a malformed request (body, query) → 400
+with the offending field as `reason`, NoControllerAvailable / NoMediaHandlerAvailable / a
+database outage → 503, each as `{"error", "reason", "message"}`. Messages never echo the
+input.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from darktower.gc.dashboard import mount_dashboard
 from darktower.gc.errors import (
@@ -22,10 +28,35 @@ from darktower.gc.errors import (
     NoControllerAvailable,
     NoMediaHandlerAvailable,
 )
-from darktower.gc.placement.service import JoinResult, PlacementService
-from darktower.gc.store import Controller, GcStore, MediaHandler, StoreError
+from darktower.gc.join_page import mount_join_page
+from darktower.gc.placement.service import (
+    MAX_DISPLAY_NAME_CHARS,
+    USER_ID_PATTERN,
+    JoinResult,
+    PlacementService,
+)
+from darktower.gc.store import Assignment, Controller, GcStore, MediaHandler, StoreError
 
-__all__ = ["create_app"]
+__all__ = ["MAX_MEETINGS_LIMIT", "create_app"]
+
+MAX_MEETINGS_LIMIT = 1000
+
+
+class JoinIn(BaseModel):
+    """Who joins; both optional. The same `user_id` again (with a fresh token) is how a client
+    reconnects as the same participant."""
+
+    user_id: str | None = Field(
+        default=None,
+        pattern=USER_ID_PATTERN,
+        description="1-64 of A-Z a-z 0-9 . _ - @; absent: a random `u-<hex>` id",
+    )
+    display_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_DISPLAY_NAME_CHARS,
+        description='1-100 characters (trimmed), no control characters; absent: "Guest"',
+    )
 
 
 class MhOut(BaseModel):
@@ -42,6 +73,16 @@ class JoinOut(BaseModel):
     mc_client_endpoint: str | None
     media_handlers: list[MhOut]
     reused: bool
+    user_id: str = Field(description="the joiner's user id (given, or generated)")
+    display_name: str
+    join_token: str = Field(
+        description="short-lived Ed25519 JWT signed by this GC for this meeting and user; "
+        "sent as the first signaling frame (`join`)"
+    )
+    signaling_url: str | None = Field(
+        description="the MC's client signaling WebSocket (`ws(s)://<client endpoint>"
+        "/v1/signaling`); null when the MC registered no client endpoint"
+    )
 
 
 class ControllerOut(BaseModel):
@@ -78,6 +119,22 @@ class MeetingOut(BaseModel):
     mc_id: str | None
     mh_ids: list[str]
     assigned_at: datetime | None
+    participants: int = Field(description="as last reported by the hosting MC")
+
+
+class MeetingLoadOut(BaseModel):
+    meeting_id: str
+    region: str
+    mc_id: str
+    participants: int
+    assigned_at: datetime | None
+
+
+class MeetingsOut(BaseModel):
+    total: int = Field(description="live meetings in all, of which `meetings` is the top")
+    meetings: list[MeetingLoadOut] = Field(
+        description="most participants first, then by meeting id; at most `limit`"
+    )
 
 
 class PlacementEventOut(BaseModel):
@@ -141,7 +198,35 @@ def _join(r: JoinResult) -> JoinOut:
             for m in r.media_handlers
         ],
         reused=r.reused,
+        user_id=r.user_id,
+        display_name=r.display_name,
+        join_token=r.join_token,
+        signaling_url=r.signaling_url,
     )
+
+
+def _meeting_load(a: Assignment) -> MeetingLoadOut:
+    assert a.mc_id is not None  # ACTIVE rows only
+    return MeetingLoadOut(
+        meeting_id=a.meeting_id,
+        region=a.region,
+        mc_id=a.mc_id,
+        participants=a.participants,
+        assigned_at=a.assigned_at,
+    )
+
+
+def _invalid_request(exc: RequestValidationError) -> tuple[str, str]:
+    """The field a malformed request got wrong and pydantic's message (never the input)."""
+    errors = exc.errors()
+    if not errors:
+        return "body", "malformed request"
+    err = errors[0]
+    if err.get("type") == "json_invalid":
+        return "body", "body: not valid JSON"
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+    field = ".".join(loc) or str((err.get("loc") or ("body",))[0])
+    return field, f"{field}: {err.get('msg', 'invalid')}"
 
 
 def _error(
@@ -164,6 +249,19 @@ def create_app(
     )
     errors = {400: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers a body it cannot even parse (not UTF-8, say) with its own 400
+        # shape; ours is the documented one. Every other HTTP error keeps FastAPI's handling.
+        if exc.status_code == 400:
+            return _error(400, "invalid_argument", "body", "body: not valid JSON")
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        field, message = _invalid_request(exc)
+        return _error(400, "invalid_argument", field, message)
+
     @app.exception_handler(InvalidArgument)
     async def _invalid(request: Request, exc: InvalidArgument) -> JSONResponse:
         return _error(400, "invalid_argument", exc.field, str(exc))
@@ -185,9 +283,23 @@ def create_app(
         return _error(503, "unavailable", exc.code, "the global controller cannot answer now")
 
     @app.post("/v1/meetings/{meeting_id}/join", responses=errors)  # type: ignore[arg-type]
-    async def join(meeting_id: str) -> JoinOut:
-        """Place the meeting (or find where it is) and answer its MC and MHs."""
-        return _join(await placement.join(meeting_id))
+    async def join(meeting_id: str, body: JoinIn | None = None) -> JoinOut:
+        """Place the meeting (or find where it is) and answer its MC and MHs, with a fresh
+        join token for the joiner and the MC's signaling URL."""
+        joiner = body or JoinIn()
+        result = await placement.join(
+            meeting_id, user_id=joiner.user_id, display_name=joiner.display_name
+        )
+        return _join(result)
+
+    @app.get("/v1/meetings", responses={400: {"model": ErrorOut}})
+    async def meetings(
+        limit: int = Query(default=100, ge=1, le=MAX_MEETINGS_LIMIT),
+    ) -> MeetingsOut:
+        """The placed meetings of this GC's region with their MC and participants, most
+        participants first; `total` counts them all."""
+        rows, total = await store.list_live_meetings(region, limit=limit)
+        return MeetingsOut(total=total, meetings=[_meeting_load(a) for a in rows])
 
     @app.get("/v1/meetings/{meeting_id}", responses={404: {"description": "not placed"}})
     async def meeting(meeting_id: str) -> MeetingOut:
@@ -202,6 +314,7 @@ def create_app(
             mc_id=live.mc_id,
             mh_ids=list(live.mh_ids),
             assigned_at=live.assigned_at,
+            participants=live.participants,
         )
 
     @app.get("/v1/controllers")
@@ -233,9 +346,15 @@ def create_app(
             return {"status": "not ready", "reason": why}
         return {"status": "ready"}
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus"}},
+    )
     async def metrics() -> Response:
+        """Prometheus metrics in the text exposition format."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    mount_join_page(app)
     mount_dashboard(app)
     return app

@@ -2,8 +2,9 @@
 
 Start: database (migrated to head), gRPC (GlobalControllerService for MCs,
 MediaHandlerRegistryService for MHs, each with its own token rules), the staleness sweeper,
-then HTTP (placement, read API, health, metrics). Stop on SIGTERM/SIGINT: HTTP and gRPC stop
-taking calls, the sweeper stops, channels and the database close; exit 0.
+then HTTP (placement with join tokens, read API, join page, dashboard, health, metrics).
+Stop on SIGTERM/SIGINT: HTTP and gRPC stop taking calls, the sweeper stops, channels and the
+database close; exit 0.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from darktower.auth.tokens import SCOPE_MC, ServiceType
 from darktower.gc.grpc_services import add_gc_services, auth_interceptor
 from darktower.gc.http import create_app
 from darktower.gc.mc_client import McClient
-from darktower.gc.placement.service import PlacementService
+from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
@@ -43,11 +44,17 @@ class GcApp:
         self.settings = settings
         self._mc_keys = load_public_keys(settings.trusted_mc_key_files)
         self._mh_keys = load_public_keys(settings.trusted_mh_key_files)
+        private_key = load_private_key(settings.service_key_file)
         self._tokens = ServiceTokenProvider(
-            load_private_key(settings.service_key_file),
+            private_key,
             service_type=ServiceType.GLOBAL_CONTROLLER,
             scope=SCOPE_MC,
             issuer=settings.id,
+        )
+        # The same key signs clients' meeting join tokens, which the MCs check against the
+        # GC public keys they already trust (MC_TRUSTED_GC_KEY_FILES).
+        self.join_tokens = JoinTokenIssuer(
+            private_key, issuer=settings.id, ttl_seconds=settings.join_token_ttl_seconds
         )
         self.store: GcStore | None = None
         self.grpc_server: grpc.aio.Server | None = None
@@ -103,6 +110,7 @@ class GcApp:
         self.placement = PlacementService(
             self.store,
             self.mc_client,
+            join_tokens=self.join_tokens,
             gc_id=s.id,
             region=s.region,
             staleness_s=s.staleness_seconds,

@@ -53,6 +53,9 @@ class GcSettings(BaseSettings):
     # A claim whose GC never finished the placement (it died) is taken over after this.
     claim_stale_seconds: float = Field(default=30.0, gt=0)
     assignment_retention_hours: float = Field(default=24.0, gt=0)
+    # Lifetime of the meeting join tokens handed out with join answers: long enough to open
+    # the signaling connection, short enough that a leaked one is soon worthless.
+    join_token_ttl_seconds: int = Field(default=120, ge=10, le=3600)
     log_level: str = "INFO"
 
     _paths = field_validator("trusted_mc_key_files", "trusted_mh_key_files", mode="before")(

@@ -24,14 +24,18 @@ The rules:
 * percents: finite and within [0, 100]; NaN, ±inf and anything outside are refused, not
   clamped — a reporter that sends them is broken, and a clamped value would hide it;
 * a heartbeat without `capacity` is refused (`capacity: required`): zero counts from a
-  forgotten field would look like an empty MC.
+  forgotten field would look like an empty MC;
+* `meetings` (comprehensive heartbeats only): at most `MAX_MEETING_LOADS` entries, each
+  `meeting_id` by the id rule (field `meetings[i].meeting_id`), `participants` at most
+  `MAX_COUNT`, no meeting twice (`meetings[i].meeting_id: duplicate`) — a reporter that
+  repeats one is broken, and either count could be the wrong one.
 """
 
 from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -44,6 +48,7 @@ from darktower.wire.dark_tower import internal_pb2 as pb
 __all__ = [
     "HEALTH_FROM_PROTO",
     "MAX_COUNT",
+    "MAX_MEETING_LOADS",
     "MAX_REGION_BYTES",
     "McHeartbeat",
     "McRegistration",
@@ -64,6 +69,8 @@ __all__ = [
 MAX_REGION_BYTES = 50
 MAX_COUNT = 2**31 - 1
 """The largest count or capacity accepted: what a signed 32-bit INTEGER column holds."""
+MAX_MEETING_LOADS = 10_000
+"""The most per-meeting entries one comprehensive heartbeat may carry."""
 
 HEALTH_FROM_PROTO: dict[int, Health] = {
     pb.PENDING: Health.PENDING,
@@ -88,7 +95,8 @@ class McRegistration:
 
 @dataclass(frozen=True, slots=True)
 class McHeartbeat:
-    """A validated fast or comprehensive heartbeat; a fast one has no cpu/memory (None)."""
+    """A validated fast or comprehensive heartbeat; a fast one has no cpu/memory and no
+    per-meeting participants (None: nothing to update)."""
 
     controller_id: str
     max_meetings: int
@@ -98,6 +106,8 @@ class McHeartbeat:
     health: Health
     cpu_percent: float | None = None
     memory_percent: float | None = None
+    # meeting id → participants, every meeting the MC hosts (comprehensive beats only).
+    meeting_loads: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,12 +261,26 @@ def validate_fast_heartbeat(request: pb.FastHeartbeatRequest) -> McHeartbeat:
     return _heartbeat(request)
 
 
+def _validate_meeting_loads(loads: Sequence[pb.MeetingLoad]) -> Mapping[str, int]:
+    if len(loads) > MAX_MEETING_LOADS:
+        raise InvalidArgument("meetings", f"must have at most {MAX_MEETING_LOADS} entries")
+    result: dict[str, int] = {}
+    for i, load in enumerate(loads):
+        meeting_id = validate_id(load.meeting_id, f"meetings[{i}].meeting_id")
+        if meeting_id in result:
+            raise InvalidArgument(f"meetings[{i}].meeting_id", "duplicate")
+        result[meeting_id] = _validate_count(load.participants, f"meetings[{i}].participants")
+    return result
+
+
 def validate_comprehensive_heartbeat(request: pb.ComprehensiveHeartbeatRequest) -> McHeartbeat:
-    """As `validate_fast_heartbeat`, then `cpu_usage_percent`, `memory_usage_percent`."""
+    """As `validate_fast_heartbeat`, then `cpu_usage_percent`, `memory_usage_percent`,
+    `meetings`."""
     return replace(
         _heartbeat(request),
         cpu_percent=_validate_percent(request.cpu_usage_percent, "cpu_usage_percent"),
         memory_percent=_validate_percent(request.memory_usage_percent, "memory_usage_percent"),
+        meeting_loads=_validate_meeting_loads(request.meetings),
     )
 
 

@@ -1,35 +1,46 @@
 """ConnectionActor: one per client connection, child of its MeetingActor.
 
-Client signaling arrives in a later issue; the actor already has its place in the tree and its
-lifecycle: it forwards events to the client through `outbox` (the transport's send), and on
-`Close` it tells the client why and stops. When its meeting is stopped, it is stopped with it.
+It is the only writer to its client: every frame for the client (the join answer first, then
+the meeting's events, error replies) goes through its mailbox, so frames reach the client in
+the order the meeting produced them. `outbox` sends one encoded text frame (the transport's
+send; it must swallow a closed transport rather than raise); `hangup` closes the transport.
+
+`Close(reason)` tells the client it is out of the meeting — a `participant_left` with the
+client's own participant id and `reason` (moved, meeting_ended, voluntary, ...) — then hangs up
+and stops; `Close(None)` hangs up without a word (a reconnect replaced this connection). When
+its meeting stops, the actor is stopped with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from darktower.actors import Actor
+from darktower.signaling.protocol import LeaveReason, ParticipantLeft, encode
 
-__all__ = ["Close", "ConnectionActor", "Deliver", "Outbox"]
+__all__ = ["Close", "ConnectionActor", "Deliver", "Hangup", "Outbox"]
 
-Outbox = Callable[[Mapping[str, Any]], Awaitable[None]]
+Outbox = Callable[[str], Awaitable[None]]
+Hangup = Callable[[], Awaitable[None]]
+
+
+async def _no_hangup() -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
-    """Forward one event to the client."""
+    """Send one encoded frame to the client."""
 
-    event: Mapping[str, Any]
+    frame: str
 
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    """Tell the client the connection ends and why (e.g. "moved", "meeting_ended"), then stop."""
+    """Tell the client it left the meeting and why (None: say nothing), hang up, stop."""
 
-    reason: str
+    reason: LeaveReason | None
 
 
 ConnectionMessage = Deliver | Close
@@ -40,16 +51,28 @@ class ConnectionActor(Actor[ConnectionMessage]):
     mailbox_warning = 50
     mailbox_critical = 200
 
-    def __init__(self, connection_id: str, participant_id: str, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        connection_id: str,
+        participant_id: str,
+        outbox: Outbox,
+        *,
+        hangup: Hangup = _no_hangup,
+    ) -> None:
         super().__init__(connection_id)
+        # Set by the meeting when it admits the connection (unknown before the join).
         self.participant_id = participant_id
         self._outbox = outbox
-        self.close_reason: str | None = None
+        self._hangup = hangup
+        self.close_reason: LeaveReason | None = None
 
     async def handle(self, message: ConnectionMessage) -> None:
         if isinstance(message, Deliver):
-            await self._outbox(message.event)
-        else:
-            self.close_reason = message.reason
-            await self._outbox({"type": "closed", "reason": message.reason})
-            self.request_stop()
+            await self._outbox(message.frame)
+            return
+        self.close_reason = message.reason
+        if message.reason is not None:
+            left = ParticipantLeft(participant_id=self.participant_id, reason=message.reason)
+            await self._outbox(encode(left))
+        self.request_stop()
+        await self._hangup()

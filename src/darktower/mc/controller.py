@@ -24,8 +24,9 @@ from typing import Any
 from darktower.actors import Actor, ActorStopped
 from darktower.fencing import FencedStore
 from darktower.mc.admission import AdmissionState, Rejection, decide_admission
+from darktower.mc.binding import SessionBinder
 from darktower.mc.meeting import EndMeeting, MeetingActor, Touch
-from darktower.mc.metrics import MEETINGS_ACTIVE, MEETINGS_ADMITTING
+from darktower.mc.metrics import MEETINGS_ACTIVE, MEETINGS_ADMITTING, PARTICIPANTS_ACTIVE
 from darktower.mc.validation import MhTarget
 
 __all__ = [
@@ -136,7 +137,10 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         is_ready: Callable[[], bool],
         touch_interval: float = 5.0,
         on_meeting_ended: Callable[[str, str], None] | None = None,
+        binder: SessionBinder | None = None,
+        disconnect_grace_seconds: float = 30.0,
     ) -> None:
+        """`binder` None: the meetings admit no clients (client signaling disabled)."""
         super().__init__(mc_id)
         self.mc_id = mc_id
         self._store = store
@@ -144,6 +148,8 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._is_ready = is_ready
         self._touch_interval = touch_interval
         self._on_meeting_ended = on_meeting_ended
+        self._binder = binder
+        self._grace_seconds = disconnect_grace_seconds
         self._meetings: dict[str, MeetingActor] = {}
         self._admitting = _Admitting()
         self._draining = False
@@ -169,14 +175,27 @@ class MeetingControllerActor(Actor[ControllerMessage]):
             return False
         return True
 
+    def meeting_loads(self) -> list[tuple[str, int]]:
+        """(meeting id, participants) of every hosted meeting, for comprehensive heartbeats."""
+        return [(m.meeting_id, m.participant_count) for m in self._meetings.values()]
+
     def capacity(self) -> Capacity:
         return Capacity(
             max_meetings=self._limits.max_meetings,
             current_meetings=len(self._meetings),
             max_participants=self._limits.max_participants,
-            current_participants=sum(m.participant_count for m in self._meetings.values()),
+            current_participants=self.participant_count(),
             draining=self._draining,
         )
+
+    def participant_count(self) -> int:
+        """Participants in the hosted meetings' rosters (connected or within their grace)."""
+        return sum(m.participant_count for m in self._meetings.values())
+
+    def can_admit_participant(self) -> bool:
+        """Whether one more participant fits under max_participants. Meetings call it
+        synchronously right before taking the seat, so concurrent joins cannot overshoot."""
+        return self.participant_count() < self._limits.max_participants
 
     # -- messages --------------------------------------------------------------------------
 
@@ -234,6 +253,9 @@ class MeetingControllerActor(Actor[ControllerMessage]):
             generation=message.generation,
             store=self._store,
             mhs=message.mhs,
+            binder=self._binder,
+            grace_seconds=self._grace_seconds,
+            admit=self.can_admit_participant,
         )
         self.spawn(meeting)
         self._meetings[message.meeting_id] = meeting
@@ -256,7 +278,11 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._forget(child)
         reason = "crashed" if exc is not None else child.end_reason or "stopped"
         log.info("meeting %s left this MC (%s)", child.meeting_id, reason)
-        if self._on_meeting_ended is not None and reason not in ("stopped", "fenced_out"):
+        # A fenced-out meeting is reported too: after a real takeover the GC ignores the notice
+        # (its live assignment names the new MC), but when Redis lost the meeting's state the
+        # GC must forget the assignment so that the next join places the meeting anew. Only a
+        # process stop ("stopped") is silent: those meetings move when the GC sees us go stale.
+        if self._on_meeting_ended is not None and reason != "stopped":
             self._on_meeting_ended(child.meeting_id, reason)
 
     def _forget(self, meeting: MeetingActor) -> None:
@@ -269,6 +295,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
     # -- periodic ownership check ----------------------------------------------------------
 
     async def on_start(self) -> None:
+        PARTICIPANTS_ACTIVE.set_function(lambda: float(self.participant_count()))
         self._ticker = asyncio.get_running_loop().create_task(self._touch_loop())
 
     async def on_stop(self) -> None:

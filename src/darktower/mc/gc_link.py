@@ -12,6 +12,10 @@ One supervising task runs, for as long as the process does:
 and waits for its answer (drain uses it, so that DRAINING reaches the GC before the MC stops).
 `meeting_ended(id)` reports a meeting end (a few tries, then a log line); `flush(timeout)` waits
 for the reports still in flight (drain does that before exiting).
+
+Comprehensive beats carry the participants of every hosted meeting when a `meeting_loads`
+callable is given (at most `MAX_MEETING_LOADS` entries; a longer list is cut, most
+participants first, and the cut logged — the GC refuses longer lists).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -40,13 +44,25 @@ from darktower.mc.metrics import (
 )
 from darktower.wire.dark_tower import internal_pb2 as pb
 
-__all__ = ["DEFAULT_COMPREHENSIVE_S", "DEFAULT_FAST_S", "GcLink", "Registration"]
+__all__ = [
+    "DEFAULT_COMPREHENSIVE_S",
+    "DEFAULT_FAST_S",
+    "MAX_MEETING_LOADS",
+    "GcLink",
+    "MeetingLoads",
+    "Registration",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FAST_S = 10.0
 DEFAULT_COMPREHENSIVE_S = 30.0
 NOTICE_ATTEMPTS = 4
+# The GC refuses a comprehensive heartbeat listing more meetings (gc.validation).
+MAX_MEETING_LOADS = 10_000
+
+MeetingLoads = Callable[[], Sequence[tuple[str, int]]]
+"""(meeting id, participants) of every meeting the MC hosts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +94,10 @@ class GcLink:
         capacity: Callable[[], Capacity],
         health: Callable[[], pb.HealthStatus.ValueType],
         backoff: RegistrationBackoff | None = None,
+        meeting_loads: MeetingLoads | None = None,
     ) -> None:
         self._client = client
+        self._meeting_loads = meeting_loads
         self._registration = registration
         self._capacity = capacity
         self._health = health
@@ -215,9 +233,26 @@ class GcLink:
                 health=self._health(),
                 cpu_usage_percent=self._process.cpu_percent(None),
                 memory_usage_percent=self._process.memory_percent(),
+                meetings=self._meeting_load_messages(),
             )
             await self._beat("comprehensive", self._client.comprehensive_heartbeat(request))
             await asyncio.sleep(self.comprehensive_interval)
+
+    def _meeting_load_messages(self) -> list[pb.MeetingLoad]:
+        if self._meeting_loads is None:
+            return []
+        loads = list(self._meeting_loads())
+        if len(loads) > MAX_MEETING_LOADS:
+            log.warning(
+                "reporting %d of %d meetings to the GC (the most participants first)",
+                MAX_MEETING_LOADS,
+                len(loads),
+            )
+            loads = sorted(loads, key=lambda load: -load[1])[:MAX_MEETING_LOADS]
+        return [
+            pb.MeetingLoad(meeting_id=meeting_id, participants=max(0, participants))
+            for meeting_id, participants in loads
+        ]
 
     async def _beat(self, kind: str, call: object) -> None:
         started = time.perf_counter()

@@ -11,9 +11,11 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "ASSIGNMENTS",
     "ASSIGN_LATENCY",
+    "BINDING_REFUSALS",
     "FENCED_OUT",
     "HEARTBEATS",
     "HEARTBEAT_LATENCY",
+    "JOIN_REFUSALS",
     "MEETINGS_ACTIVE",
     "MEETINGS_ADMITTING",
     "MEETING_END_NOTICES",
@@ -21,11 +23,16 @@ __all__ = [
     "READY",
     "REGISTERED",
     "REGISTRATION_ATTEMPTS",
+    "SIGNALING_CONNECTIONS",
+    "SIGNALING_MESSAGES",
 ]
 
 MEETINGS_ACTIVE = Gauge("mc_meetings_active", "Meetings hosted by this MC.")
 MEETINGS_ADMITTING = Gauge("mc_meetings_admitting", "Admissions in flight.")
-PARTICIPANTS_ACTIVE = Gauge("mc_participants_active", "Participants connected to this MC.")
+PARTICIPANTS_ACTIVE = Gauge(
+    "mc_participants_active",
+    "Participants in the rosters of this MC's meetings (connected or within their grace period).",
+)
 ASSIGNMENTS = Counter(
     "mc_assignments_total",
     "AssignMeetingWithMh answers by result (accepted/rejected/invalid/error) and reason.",
@@ -58,4 +65,24 @@ REGISTRATION_ATTEMPTS = Counter(
 REGISTERED = Gauge("mc_registered", "1 while the GC has accepted this MC's registration.")
 MEETING_END_NOTICES = Counter(
     "mc_meeting_end_notices_total", "NotifyMeetingEnded reports by result (ok/failed).", ["result"]
+)
+
+SIGNALING_CONNECTIONS = Gauge(
+    "mc_signaling_connections", "Open client signaling WebSocket connections."
+)
+SIGNALING_MESSAGES = Counter(
+    "mc_signaling_messages_total",
+    "Client signaling frames received, by message type (`invalid` for unparseable ones).",
+    ["type"],
+)
+BINDING_REFUSALS = Counter(
+    "mc_binding_refusals_total",
+    "Reconnects refused for their binding token, by reason "
+    "(malformed/forged/expired/replayed/other_user).",
+    ["reason"],
+)
+JOIN_REFUSALS = Counter(
+    "mc_join_refusals_total",
+    "Client joins refused, by reason (the error code sent, or at_capacity).",
+    ["reason"],
 )

@@ -1,7 +1,9 @@
 """Running an MC: `McApp` wires the parts, `serve()` owns start, wait and a graceful stop.
 
 Start order: Redis client and monitor, controller actor, gRPC server (auth interceptor on every
-RPC), health HTTP. Stop (SIGTERM/SIGINT): stop admitting (draining), stop the gRPC server with a
+RPC), client signaling (WebSocket, unless MC_CLIENT_ENABLED=false), health HTTP. Stop
+(SIGTERM/SIGINT): stop admitting (draining), close the client sockets (their participants turn
+disconnected, so they can reconnect wherever the meeting goes), stop the gRPC server with a
 short grace, stop the actors within the deadline (`MC_DRAIN_SECONDS`), close Redis; exit 0.
 """
 
@@ -19,11 +21,13 @@ import uvicorn
 from darktower.actors import ActorStopped
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.interceptor import GRPC_SERVER_OPTIONS, ServiceAuthInterceptor
+from darktower.auth.join_tokens import JoinTokenVerifier
 from darktower.auth.keys import load_private_key, load_public_keys
 from darktower.auth.tokens import SCOPE_GC, SCOPE_MC, ServiceType, TokenVerifier
 from darktower.fencing import FencedStore, RedisFencedStore
 from darktower.mc.assign import Assigner
 from darktower.mc.backoff import RegistrationBackoff
+from darktower.mc.binding import RedisNonceLedger, SessionBinder
 from darktower.mc.controller import EndAll, MeetingControllerActor, SetDraining
 from darktower.mc.gc_client import GcClient
 from darktower.mc.gc_link import GcLink, Registration
@@ -33,6 +37,7 @@ from darktower.mc.http import health_app
 from darktower.mc.metrics import READY
 from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.settings import McSettings
+from darktower.mc.signaling_server import SignalingServer
 from darktower.redis_connect import connect
 from darktower.serving import EmbeddedUvicorn, StartupError, parse_bind
 from darktower.wire.dark_tower import internal_pb2 as pb
@@ -47,6 +52,26 @@ GRPC_STOP_GRACE_SECONDS = 2.0
 DRAIN_END_MARGIN_SECONDS = 2.0
 # Longest the drain waits for the GC to answer its DRAINING heartbeat.
 DRAIN_BEAT_TIMEOUT_SECONDS = 1.0
+# Longest a stop waits for client sockets to close.
+SIGNALING_STOP_SECONDS = 2.0
+# A shorter binding-token secret is refused at start (HKDF input; 32 random bytes advised).
+MIN_BINDING_SECRET_CHARS = 16
+
+
+def _binding_secret(settings: McSettings) -> bytes | None:
+    """The master secret for session binding; None with client signaling off."""
+    if not settings.client_enabled:
+        return None
+    if settings.binding_token_secret is None:
+        raise StartupError(
+            "MC_BINDING_TOKEN_SECRET is needed to serve clients (or set MC_CLIENT_ENABLED=false)"
+        )
+    secret = settings.binding_token_secret.get_secret_value()
+    if len(secret) < MIN_BINDING_SECRET_CHARS:
+        raise StartupError(
+            f"MC_BINDING_TOKEN_SECRET must be at least {MIN_BINDING_SECRET_CHARS} characters"
+        )
+    return secret.encode("utf-8")
 
 
 class McApp:
@@ -55,8 +80,10 @@ class McApp:
         if not settings.trusted_gc_key_files:
             raise StartupError("MC_TRUSTED_GC_KEY_FILES is empty: no GC could call this MC")
         self.settings = settings
+        secret = _binding_secret(settings)
+        gc_keys = load_public_keys(settings.trusted_gc_key_files)
         verifier = TokenVerifier(
-            load_public_keys(settings.trusted_gc_key_files),
+            gc_keys,
             required_scope=SCOPE_MC,
             allowed_callers={ServiceType.GLOBAL_CONTROLLER},
         )
@@ -67,6 +94,13 @@ class McApp:
             self.redis, replica_wait=settings.redis_replica_wait, audit=settings.redis_audit
         )
         self.monitor = RedisMonitor(self.store.ping, interval=settings.redis_check_seconds)
+        binder = None
+        if secret is not None:
+            binder = SessionBinder(
+                secret,
+                RedisNonceLedger(self.redis),
+                ttl_seconds=settings.binding_token_ttl_seconds,
+            )
         self.controller = MeetingControllerActor(
             settings.id,
             store=self.store,
@@ -76,7 +110,16 @@ class McApp:
             is_ready=lambda: self.ready()[0],
             touch_interval=settings.meeting_touch_seconds,
             on_meeting_ended=self._meeting_ended,
+            binder=binder,
+            disconnect_grace_seconds=settings.disconnect_grace_seconds,
         )
+        self.signaling: SignalingServer | None = None
+        if binder is not None:
+            self.signaling = SignalingServer(
+                settings.client_bind,
+                controller=self.controller,
+                verifier=JoinTokenVerifier(gc_keys),
+            )
         self.link: GcLink | None = None
         if settings.gc_endpoint:
             if settings.service_key_file is None:
@@ -126,6 +169,18 @@ class McApp:
             max_participants=capacity.max_participants,
         )
 
+    @property
+    def client_port(self) -> int:
+        """The bound client signaling port (0 before start or with signaling off)."""
+        return self.signaling.port if self.signaling is not None else 0
+
+    @property
+    def client_endpoint(self) -> str:
+        """The client URL registered with the GC ("" with signaling off and no override)."""
+        if self.signaling is None:
+            return self.settings.client_advertise
+        return self.settings.advertised_client_endpoint(self.signaling.port)
+
     def _meeting_ended(self, meeting_id: str, reason: str) -> None:
         if self.link is not None:
             self.link.meeting_ended(meeting_id)
@@ -139,6 +194,13 @@ class McApp:
         if self.grpc_port == 0:
             raise StartupError(f"cannot bind the gRPC port {self.settings.grpc_bind}")
         await self.grpc_server.start()
+        if self.signaling is not None:
+            try:
+                await self.signaling.start()
+            except OSError:
+                raise StartupError(
+                    f"cannot serve client signaling on {self.settings.client_bind}"
+                ) from None
         http_host, http_port = parse_bind(self.settings.health_bind)
         config = uvicorn.Config(
             health_app(self.ready),
@@ -163,12 +225,13 @@ class McApp:
                     mc_id=self.settings.id,
                     region=self.settings.region,
                     grpc_endpoint=self.settings.advertised_grpc_endpoint(self.grpc_port),
-                    client_endpoint=self.settings.client_advertise,
+                    client_endpoint=self.client_endpoint,
                     max_meetings=self.settings.max_meetings,
                     max_participants=self.settings.max_participants,
                 ),
                 capacity=self.controller.capacity,
                 health=self.health,
+                meeting_loads=self.controller.meeting_loads,
                 backoff=RegistrationBackoff(
                     base=self.settings.registration_backoff_base,
                     cap=self.settings.registration_backoff_cap,
@@ -176,10 +239,11 @@ class McApp:
             )
             self.link.start()
         log.info(
-            "MC %s serving gRPC on %s:%d, health on %s (redis %s)",
+            "MC %s serving gRPC on %s:%d, clients on %s, health on %s (redis %s)",
             self.settings.id,
             host,
             self.grpc_port,
+            self.client_endpoint or "(off)",
             self.settings.health_bind,
             "reachable" if self.monitor.healthy else "unreachable",
         )
@@ -213,6 +277,8 @@ class McApp:
         deadline = time.monotonic() + budget
         if self.controller.running:
             self.controller.send(SetDraining())
+        if self.signaling is not None:
+            await self.signaling.stop(timeout=min(SIGNALING_STOP_SECONDS, budget / 4))
         await self.grpc_server.stop(grace=min(GRPC_STOP_GRACE_SECONDS, budget))
         await self.controller.stop(timeout=max(0.0, deadline - time.monotonic()))
         if self.link is not None:

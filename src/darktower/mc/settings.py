@@ -33,8 +33,16 @@ class McSettings(BaseSettings):
     grpc_bind: str = "0.0.0.0:50052"
     # What the GC is told to dial; empty = derived from the bind address (never 0.0.0.0).
     grpc_advertise: str = ""
-    # The client (WebTransport / signaling) endpoint registered with the GC; empty = none yet.
+    # Client signaling (WebSocket, `/v1/signaling`): served when enabled, which needs
+    # MC_BINDING_TOKEN_SECRET (the same on every MC of a fleet, so sessions survive a failover).
+    client_enabled: bool = True
+    client_bind: str = "0.0.0.0:8090"
+    # The client endpoint registered with the GC (as its webtransport endpoint); empty =
+    # derived from MC_CLIENT_BIND like the gRPC one (never 0.0.0.0). Clients open
+    # ws(s)://<its host:port>/v1/signaling.
     client_advertise: str = ""
+    disconnect_grace_seconds: float = Field(default=30.0, gt=0)
+    binding_token_ttl_seconds: int = Field(default=30, gt=0)
     health_bind: str = "0.0.0.0:8081"
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     gc_endpoint: str = "http://localhost:50051"
@@ -65,7 +73,7 @@ class McSettings(BaseSettings):
             return [Path(p.strip()) for p in value.split(",") if p.strip()]
         return value
 
-    @field_validator("grpc_bind", "health_bind")
+    @field_validator("grpc_bind", "health_bind", "client_bind")
     @classmethod
     def _valid_bind(cls, value: str) -> str:
         parse_bind(value)
@@ -74,15 +82,14 @@ class McSettings(BaseSettings):
     def advertised_grpc_endpoint(self, bound_port: int) -> str:
         """The URL the GC should dial: MC_GRPC_ADVERTISE, or the bind address with a wildcard
         host replaced by this machine's name (a GC cannot dial 0.0.0.0)."""
-        if self.grpc_advertise:
-            url = self.grpc_advertise
-            return url if "://" in url else f"http://{url}"
-        host, _ = parse_bind(self.grpc_bind)
-        if host in ("0.0.0.0", "::", ""):
-            host = socket.getfqdn()
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{bound_port}"
+        return _advertised(self.grpc_advertise, self.grpc_bind, bound_port)
+
+    def advertised_client_endpoint(self, bound_port: int) -> str:
+        """The client URL registered with the GC: MC_CLIENT_ADVERTISE, or derived from
+        MC_CLIENT_BIND the same way as the gRPC one; "" while client signaling is off."""
+        if not self.client_enabled:
+            return self.client_advertise
+        return _advertised(self.client_advertise, self.client_bind, bound_port)
 
     def secret_values(self) -> list[str]:
         """Every secret string, for the log redaction filter (passwords inside URLs too)."""
@@ -95,3 +102,14 @@ class McSettings(BaseSettings):
         if self.binding_token_secret is not None:
             values.append(self.binding_token_secret.get_secret_value())
         return [v for v in values if v]
+
+
+def _advertised(explicit: str, bind: str, bound_port: int) -> str:
+    if explicit:
+        return explicit if "://" in explicit else f"http://{explicit}"
+    host, _ = parse_bind(bind)
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{bound_port}"

@@ -6,22 +6,28 @@ version adds types or optional fields, never changes the meaning of an existing 
 
 Client → MC:
 
-    join        {token, correlation_id?, binding_token?}   first frame; the last two on reconnect
+    join        {token, correlation_id?, binding_token?, meeting_id?}
+                                                first frame; correlation_id and binding_token
+                                                on reconnect (both or neither); meeting_id, when
+                                                given, must be the join token's meeting (else
+                                                wrong_meeting)
     self_mute   {muted}                                     informational, relayed to the others
     host_mute   {participant_id, muted}                     enforced; only the meeting's host
     leave       {}                                          voluntary leave; the MC closes after
-    ping        {nonce?}
+    ping        {nonce?}                                    keepalive; every ~10 s
 
 MC → client:
 
     join_answer         {participant_id, correlation_id, binding_token, roster, host_id,
                          reconnected}
     participant_joined  {participant}
-    participant_left    {participant_id, reason}   reason: voluntary | timeout | removed |
-                                                   meeting_ended | moved
+    participant_left    {participant_id, reason, host_id?}
+                                               reason: voluntary | timeout | removed |
+                                               meeting_ended | moved; host_id: the meeting's
+                                               host after this departure (set when others stay)
     participant_updated {participant}              mute or connection state changed
     muted               {participant_id, muted, by}   a host mute (the target must honour it)
-    pong                {nonce?}
+    pong                {nonce?, binding_token?}   a fresh binding token with each pong
     error               {code, message}            codes in ErrorCode; fatal ones close the socket
 
 `roster` is a list of participants: {participant_id, user_id, display_name, muted,
@@ -40,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "MAX_SERVER_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "ClientMessage",
     "ErrorCode",
@@ -67,6 +74,9 @@ __all__ = [
 PROTOCOL_VERSION = 1
 # Larger frames are refused by the WebSocket server itself (a join token is at most 8 KiB).
 MAX_FRAME_BYTES = 16 * 1024
+# Frames from the MC may be larger: a join answer carries the whole roster (~120 bytes per
+# participant). Clients should accept frames up to this size (websockets' default max_size).
+MAX_SERVER_FRAME_BYTES = 1024 * 1024
 
 _ID = Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -105,6 +115,8 @@ class Join(_Frame):
     token: Annotated[str, Field(min_length=1, max_length=8192)]
     correlation_id: Annotated[str, Field(max_length=64)] | None = None
     binding_token: Annotated[str, Field(max_length=512)] | None = None
+    # Added in v1 (optional): the meeting the client means to join.
+    meeting_id: _ID | None = None
 
 
 class SelfMute(_Frame):
@@ -161,6 +173,8 @@ class ParticipantLeft(_Frame):
     type: Literal["participant_left"] = "participant_left"
     participant_id: str
     reason: LeaveReason
+    # Added in v1 (optional): the host after this departure (it changes when the host left).
+    host_id: str | None = None
 
 
 class ParticipantUpdated(_Frame):
@@ -178,6 +192,9 @@ class Muted(_Frame):
 class Pong(_Frame):
     type: Literal["pong"] = "pong"
     nonce: str | None = None
+    # A fresh binding token: a binding token lives 30 s, so a client that pings (every 10 s)
+    # always holds one it can resume with after its connection drops.
+    binding_token: str | None = None
 
 
 class ErrorMsg(_Frame):
@@ -206,8 +223,8 @@ class ProtocolError(ValueError):
         self.message = message
 
 
-def _load(frame: str | bytes) -> dict[str, Any]:
-    if len(frame) > MAX_FRAME_BYTES:
+def _load(frame: str | bytes, limit: int = MAX_FRAME_BYTES) -> dict[str, Any]:
+    if len(frame) > limit:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "frame too large")
     try:
         data = json.loads(frame)
@@ -244,7 +261,7 @@ def parse_server(
     JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg
 ):
     """An MC frame → its message (for clients); ProtocolError on anything else."""
-    data = _load(frame)
+    data = _load(frame, MAX_SERVER_FRAME_BYTES)
     try:
         return _server.validate_python(data)
     except ValidationError as exc:

@@ -14,7 +14,7 @@ from alembic.config import Config
 
 __all__ = ["HEAD", "VERSION_TABLE", "alembic_config"]
 
-HEAD = "0001"
+HEAD = "0002"
 """The newest revision."""
 
 VERSION_TABLE = "gc_alembic_version"

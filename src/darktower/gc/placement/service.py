@@ -10,18 +10,31 @@
 
 The claim makes concurrent joins — within one GC or across GC processes sharing PostgreSQL —
 call at most one MC at a time for a meeting and all answer the same MC.
+
+Every answer, placed or reused, also carries what the client needs to enter the meeting: a
+fresh join token (Ed25519 JWT signed by this GC, `darktower.auth.join_tokens`) for the joining
+user and the MC's signaling URL. Who joins (`Joiner`) is the caller's claim, checked for form
+only (`validate_joiner`): the GC authenticates no end user, the token only binds the user id
+and display name it was given to one meeting for a short while.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
+import secrets
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from darktower.auth.join_tokens import JOIN_TOKEN_TTL_SECONDS, mint_join_token
 from darktower.gc.errors import InvalidArgument, NoControllerAvailable, NoMediaHandlerAvailable
 from darktower.gc.mc_client import McClient, MhTargetSpec
 from darktower.gc.placement.mc_choice import McCandidate, rank_mcs, why_none
@@ -33,12 +46,114 @@ from darktower.mc.errors import InvalidArgument as McInvalidArgument
 from darktower.mc.validation import validate_meeting_id
 from darktower.wire.dark_tower import internal_pb2 as pb
 
-__all__ = ["JoinResult", "MhInfo", "PlacementEvent", "PlacementService"]
+__all__ = [
+    "DEFAULT_DISPLAY_NAME",
+    "MAX_DISPLAY_NAME_CHARS",
+    "SIGNALING_PATH",
+    "USER_ID_PATTERN",
+    "JoinResult",
+    "JoinTokenIssuer",
+    "Joiner",
+    "MhInfo",
+    "PlacementEvent",
+    "PlacementService",
+    "new_user_id",
+    "signaling_url",
+    "validate_joiner",
+]
 
 log = logging.getLogger(__name__)
 
 PLACEABLE = frozenset({"healthy", "degraded"})
 MAX_ROUNDS = 4
+
+SIGNALING_PATH = "/v1/signaling"
+DEFAULT_DISPLAY_NAME = "Guest"
+MAX_DISPLAY_NAME_CHARS = 100
+# ASCII letters, digits and `.`, `_`, `-`, `@` (e-mail-like ids): safe in logs, URLs and
+# JSON without escaping, and nothing that could pose as another user's id through Unicode.
+USER_ID_PATTERN = r"^[A-Za-z0-9._@-]{1,64}$"
+_USER_ID = re.compile(USER_ID_PATTERN)
+# Unicode categories refused in display names: control characters, surrogates, line and
+# paragraph separators; and the bidirectional overrides and isolates, which would let a name
+# reorder the text shown after it on other participants' screens.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+@dataclass(frozen=True, slots=True)
+class Joiner:
+    """Who joins: a user id (stable across reconnects) and the name others see."""
+
+    user_id: str
+    display_name: str
+
+
+def new_user_id() -> str:
+    """A random user id for a joiner who gave none: `u-` and 16 hex digits."""
+    return "u-" + secrets.token_hex(8)
+
+
+def validate_joiner(user_id: str | None, display_name: str | None) -> Joiner:
+    """The joiner a request names, defaults filled in; `InvalidArgument` naming the field.
+
+    `user_id`: absent → `new_user_id()`; else 1 to 64 of `USER_ID_PATTERN`'s characters.
+    `display_name`: absent → "Guest"; else trimmed of surrounding white space, then 1 to 100
+    characters, none of them a control character, a surrogate, a line or paragraph separator
+    or a bidirectional control.
+    """
+    if user_id is None:
+        user_id = new_user_id()
+    elif not _USER_ID.fullmatch(user_id):
+        raise InvalidArgument("user_id", "must be 1 to 64 of A-Z a-z 0-9 . _ - @")
+    if display_name is None:
+        display_name = DEFAULT_DISPLAY_NAME
+    else:
+        display_name = display_name.strip()
+        if not display_name:
+            raise InvalidArgument("display_name", "must not be empty")
+        if len(display_name) > MAX_DISPLAY_NAME_CHARS:
+            raise InvalidArgument(
+                "display_name", f"must be at most {MAX_DISPLAY_NAME_CHARS} characters"
+            )
+        if any(
+            unicodedata.category(ch) in _REFUSED_CATEGORIES or ch in _BIDI_CONTROLS
+            for ch in display_name
+        ):
+            raise InvalidArgument("display_name", "must not contain control characters")
+    return Joiner(user_id=user_id, display_name=display_name)
+
+
+def signaling_url(client_endpoint: str | None) -> str | None:
+    """The WebSocket URL of an MC's client signaling, from the client endpoint it registered:
+    `http://h:p[/base]` → `ws://h:p[/base]/v1/signaling`, `https` → `wss`. None when the MC
+    registered none (or something that is not an http(s) URL with a host)."""
+    if not client_endpoint:
+        return None
+    parts = urlsplit(client_endpoint)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower())
+    if scheme is None or not parts.netloc:
+        return None
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + SIGNALING_PATH, "", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class JoinTokenIssuer:
+    """Mints the meeting join tokens of this GC (`issuer` = the GC's id)."""
+
+    private_key: Ed25519PrivateKey = field(repr=False)
+    issuer: str
+    ttl_seconds: int = JOIN_TOKEN_TTL_SECONDS
+
+    def mint(self, meeting_id: str, joiner: Joiner) -> str:
+        return mint_join_token(
+            self.private_key,
+            meeting_id=meeting_id,
+            user_id=joiner.user_id,
+            display_name=joiner.display_name,
+            issuer=self.issuer,
+            ttl_seconds=self.ttl_seconds,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +172,10 @@ class JoinResult:
     mc_client_endpoint: str | None
     media_handlers: tuple[MhInfo, ...]
     reused: bool
+    user_id: str
+    display_name: str
+    join_token: str
+    signaling_url: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +200,7 @@ class PlacementService:
         store: GcStore,
         mc_client: McClient,
         *,
+        join_tokens: JoinTokenIssuer,
         gc_id: str,
         region: str,
         staleness_s: float,
@@ -92,6 +212,7 @@ class PlacementService:
     ) -> None:
         self._store = store
         self._mcs = mc_client
+        self._join_tokens = join_tokens
         self._gc_id = gc_id
         self._region = region
         self._staleness_s = staleness_s
@@ -102,15 +223,20 @@ class PlacementService:
         self._now = now or _Clock().now
         self.recent: deque[PlacementEvent] = deque(maxlen=200)
 
-    async def join(self, meeting_id: str) -> JoinResult:
+    async def join(
+        self, meeting_id: str, *, user_id: str | None = None, display_name: str | None = None
+    ) -> JoinResult:
+        """Where the meeting is (placed now if needed), with a fresh join token for the
+        joiner (`validate_joiner`). InvalidArgument for a bad meeting id, user id or name."""
         try:
             validate_meeting_id(meeting_id)
         except McInvalidArgument as exc:
             raise InvalidArgument(exc.field, exc.reason) from None
+        joiner = validate_joiner(user_id, display_name)
         for _ in range(MAX_ROUNDS):
             live = await self._store.active_assignment(meeting_id, self._region)
             if live is not None and live.state == AssignmentState.ACTIVE:
-                result = await self._reuse(live)
+                result = await self._reuse(live, joiner)
                 if result is not None:
                     return result
                 continue
@@ -136,18 +262,27 @@ class PlacementService:
                 continue
             if claim.taken_over is not None:
                 log.warning("meeting %s: took over a stale claim", meeting_id)
-            return await self._place(meeting_id)
+            return await self._place(meeting_id, joiner)
         raise NoControllerAvailable("contended", "the meeting kept changing hands; try again")
 
     # -- reuse -----------------------------------------------------------------------------
 
-    async def _reuse(self, live: Assignment) -> JoinResult | None:
+    async def _reuse(self, live: Assignment, joiner: Joiner) -> JoinResult | None:
         assert live.mc_id is not None
         controller = await self._store.get_controller(live.mc_id)
-        if controller is not None and self._usable(controller):
+        if (
+            controller is not None
+            and self._usable(controller)
+            and not _restarted_since(controller, live)
+        ):
             PLACEMENTS.labels("reused", "").inc()
-            return await self._result(live.meeting_id, controller, live.mh_ids, reused=True)
-        reason = "gone" if controller is None else controller.health.value
+            return await self._result(live.meeting_id, controller, live.mh_ids, joiner, reused=True)
+        if controller is None:
+            reason = "gone"
+        elif _restarted_since(controller, live):
+            reason = "restarted"  # registered again since: it no longer hosts the meeting
+        else:
+            reason = controller.health.value
         log.info(
             "meeting %s: its MC %s is %s, placing it anew", live.meeting_id, live.mc_id, reason
         )
@@ -156,20 +291,21 @@ class PlacementService:
         return None
 
     def _usable(self, c: Controller) -> bool:
+        """Healthy or degraded, and heard from within the staleness threshold."""
         if c.health.value not in PLACEABLE or c.last_heartbeat_at is None:
             return False
         return (self._now() - c.last_heartbeat_at).total_seconds() <= self._staleness_s
 
     # -- placement -------------------------------------------------------------------------
 
-    async def _place(self, meeting_id: str) -> JoinResult:
+    async def _place(self, meeting_id: str, joiner: Joiner) -> JoinResult:
         try:
-            return await self._try_mcs(meeting_id)
+            return await self._try_mcs(meeting_id, joiner)
         except BaseException:
             await self._store.release_claim(meeting_id, self._region, self._gc_id)
             raise
 
-    async def _try_mcs(self, meeting_id: str) -> JoinResult:
+    async def _try_mcs(self, meeting_id: str, joiner: Joiner) -> JoinResult:
         now = self._now()
         controllers = await self._store.list_controllers(self._region)
         handlers = await self._store.list_media_handlers(self._region)
@@ -228,13 +364,19 @@ class PlacementService:
             PLACEMENTS.labels("placed", "").inc()
             self._event(meeting_id, controller.id, "accepted")
             return await self._result(
-                meeting_id, controller, tuple(m.id for m in mhs), reused=False
+                meeting_id, controller, tuple(m.id for m in mhs), joiner, reused=False
             )
         PLACEMENTS.labels("failed", "all_refused").inc()
         raise NoControllerAvailable("all_refused", "every MC tried refused: " + "; ".join(refusals))
 
     async def _result(
-        self, meeting_id: str, controller: Controller, mh_ids: tuple[str, ...], *, reused: bool
+        self,
+        meeting_id: str,
+        controller: Controller,
+        mh_ids: tuple[str, ...],
+        joiner: Joiner,
+        *,
+        reused: bool,
     ) -> JoinResult:
         handlers = {h.id: h for h in await self._store.list_media_handlers(self._region)}
         infos = tuple(
@@ -250,6 +392,10 @@ class PlacementService:
             mc_client_endpoint=controller.webtransport_endpoint,
             media_handlers=infos,
             reused=reused,
+            user_id=joiner.user_id,
+            display_name=joiner.display_name,
+            join_token=self._join_tokens.mint(meeting_id, joiner),
+            signaling_url=signaling_url(controller.webtransport_endpoint),
         )
 
     def _event(self, meeting_id: str, mc_id: str | None, outcome: str, detail: str = "") -> None:
@@ -262,6 +408,13 @@ _REASON_TEXT = {
     "all_at_capacity": "every meeting controller is at capacity",
     "none_healthy": "no healthy meeting controller is available",
 }
+
+
+def _restarted_since(controller: Controller, live: Assignment) -> bool:
+    """The MC registered after the meeting was placed on it: a restarted process (same id)
+    that holds none of its predecessor's meetings, so the assignment must not be reused."""
+    assigned = live.assigned_at or live.claimed_at
+    return controller.registered_at > assigned
 
 
 def _age(then: datetime | None, now: datetime) -> float | None:

@@ -2,7 +2,7 @@
 
 Domain values (`Controller`, `MediaHandler`, `Assignment`, `Claim`) are frozen dataclasses;
 callers never see ORM objects. The `*Row` classes are the SQLAlchemy declarative schema that
-migration 0001 creates; `tests/gc/store/test_migrations.py` checks the two agree.
+migrations 0001 and 0002 create; `tests/gc/store/test_migrations.py` checks the two agree.
 
 Every timestamp is an aware UTC `datetime`. SQLite has no time zone type, so `UtcDateTime`
 stores naive UTC there and hands back aware values on both databases.
@@ -122,6 +122,9 @@ class Assignment:
     claimed_at: datetime
     assigned_at: datetime | None
     ended_at: datetime | None
+    # Participants the hosting MC last reported for the meeting (comprehensive heartbeats);
+    # 0 until the first report, and for a CLAIMED row.
+    participants: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +276,8 @@ class AssignmentRow(Base):
     claimed_at: Mapped[datetime] = mapped_column(UtcDateTime)
     assigned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    # Added by migration 0002.
+    participants: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
 
     def to_domain(self) -> Assignment:
         return Assignment(
@@ -285,4 +290,5 @@ class AssignmentRow(Base):
             claimed_at=self.claimed_at,
             assigned_at=self.assigned_at,
             ended_at=self.ended_at,
+            participants=self.participants,
         )

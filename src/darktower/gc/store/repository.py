@@ -132,12 +132,17 @@ class GcStore:
         health: Health,
         cpu_percent: float | None = None,
         memory_percent: float | None = None,
+        meeting_loads: Mapping[str, int] | None = None,
         now: datetime,
     ) -> Controller:
         """Store an MC's reported load and health; resets `assignments_since_heartbeat`.
 
         CPU and memory come only with comprehensive heartbeats: None keeps the last values
-        (a fast heartbeat must not erase them). Raises `UnknownController` if `id` is not
+        (a fast heartbeat must not erase them). `meeting_loads` (meeting id → participants,
+        comprehensive heartbeats) is the MC's whole list: in the same transaction every live
+        ACTIVE assignment on this MC takes its reported count, or 0 if the MC did not list it;
+        rows on other MCs are never touched, so a late report from an MC that lost a meeting
+        cannot overwrite the new host's count. Raises `UnknownController` if `id` is not
         registered.
         """
         values: dict[str, Any] = {
@@ -163,7 +168,28 @@ class GcStore:
             row = await session.scalar(statement, execution_options=_ORM_BULK)
             if row is None:
                 raise UnknownController(id)
+            if meeting_loads is not None:
+                await self._store_meeting_loads(session, id, meeting_loads)
             return row.to_domain()
+
+    async def _store_meeting_loads(
+        self, session: AsyncSession, mc_id: str, loads: Mapping[str, int]
+    ) -> None:
+        hosted = await session.execute(
+            select(AssignmentRow.id, AssignmentRow.meeting_id, AssignmentRow.participants).where(
+                AssignmentRow.mc_id == mc_id,
+                AssignmentRow.state == AssignmentState.ACTIVE.value,
+                AssignmentRow.ended_at.is_(None),
+            )
+        )
+        changes = [
+            {"id": row_id, "participants": loads.get(meeting_id, 0)}
+            for row_id, meeting_id, participants in hosted
+            if loads.get(meeting_id, 0) != participants
+        ]
+        if changes:
+            # An UPDATE by primary key per changed row, sent as one executemany.
+            await session.execute(update(AssignmentRow), changes)
 
     async def get_controller(self, id: str) -> Controller | None:
         async with self._transaction(read_only=True) as session:
@@ -275,6 +301,28 @@ class GcStore:
         async with self._transaction(read_only=True) as session:
             row = await session.scalar(select(AssignmentRow).where(*_live(meeting_id, region)))
             return None if row is None else row.to_domain()
+
+    async def list_live_meetings(
+        self, region: str | None = None, *, limit: int
+    ) -> tuple[list[Assignment], int]:
+        """The ACTIVE live assignments (of `region`, if given), most participants first then
+        by meeting id, at most `limit` of them; and how many there are in all."""
+        where = [
+            AssignmentRow.ended_at.is_(None),
+            AssignmentRow.state == AssignmentState.ACTIVE.value,
+        ]
+        if region is not None:
+            where.append(AssignmentRow.region == region)
+        rows = (
+            select(AssignmentRow)
+            .where(*where)
+            .order_by(AssignmentRow.participants.desc(), AssignmentRow.meeting_id)
+            .limit(limit)
+        )
+        count = select(func.count()).select_from(AssignmentRow).where(*where)
+        async with self._transaction(read_only=True) as session:
+            total = await session.scalar(count)
+            return [row.to_domain() for row in await session.scalars(rows)], int(total or 0)
 
     async def claim_meeting(
         self,

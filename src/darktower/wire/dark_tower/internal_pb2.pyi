@@ -205,12 +205,19 @@ class ComprehensiveHeartbeatRequest(_message.Message):
     HEALTH_FIELD_NUMBER: _builtins.int
     CPU_USAGE_PERCENT_FIELD_NUMBER: _builtins.int
     MEMORY_USAGE_PERCENT_FIELD_NUMBER: _builtins.int
+    MEETINGS_FIELD_NUMBER: _builtins.int
     controller_id: _builtins.str
     health: Global___HealthStatus.ValueType
     cpu_usage_percent: _builtins.float
     memory_usage_percent: _builtins.float
     @_builtins.property
     def capacity(self) -> Global___ControllerCapacity: ...
+    @_builtins.property
+    def meetings(self) -> _containers.RepeatedCompositeFieldContainer[Global___MeetingLoad]:
+        """Participants per hosted meeting (added with client signaling): the GC shows them per
+        meeting. Every meeting the MC hosts, at most 10 000 entries.
+        """
+
     def __init__(
         self,
         *,
@@ -219,14 +226,39 @@ class ComprehensiveHeartbeatRequest(_message.Message):
         health: Global___HealthStatus.ValueType = ...,
         cpu_usage_percent: _builtins.float = ...,
         memory_usage_percent: _builtins.float = ...,
+        meetings: _abc.Iterable[Global___MeetingLoad] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "controller_id", b"controller_id", "cpu_usage_percent", b"cpu_usage_percent", "health", b"health", "memory_usage_percent", b"memory_usage_percent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "controller_id", b"controller_id", "cpu_usage_percent", b"cpu_usage_percent", "health", b"health", "meetings", b"meetings", "memory_usage_percent", b"memory_usage_percent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ComprehensiveHeartbeatRequest: _TypeAlias = ComprehensiveHeartbeatRequest  # noqa: Y015
+
+@_typing.final
+class MeetingLoad(_message.Message):
+    """One hosted meeting and its participant count, in a comprehensive heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEETING_ID_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    meeting_id: _builtins.str
+    participants: _builtins.int
+    def __init__(
+        self,
+        *,
+        meeting_id: _builtins.str = ...,
+        participants: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meeting_id", b"meeting_id", "participants", b"participants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MeetingLoad: _TypeAlias = MeetingLoad  # noqa: Y015
 
 @_typing.final
 class HeartbeatResponse(_message.Message):

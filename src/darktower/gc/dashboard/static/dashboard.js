@@ -6,6 +6,9 @@
 //   pending, healthy), then by id; rows are kept and updated in place, not rebuilt;
 // * every MH is a `tr[data-mh-id]` in `#mh-rows` with `data-health`;
 // * placements are `#placements li[data-meeting-id]` with `data-outcome`, newest first;
+// * meetings are `#meeting-rows tr[data-meeting-id]` with `data-mc-id` and
+//   `data-participants`, the top MAX_MEETINGS by participants (the GC sorts them);
+//   `#meetings-more` counts the rest;
 // * `#summary` reads "N MCs: x healthy, y degraded, z unhealthy, w draining; meetings a/b; ...";
 // * `#last-refresh` carries the time of the last good refresh, `#error-banner` is shown while
 //   the GC does not answer, and `body[data-refreshes]` counts good refreshes.
@@ -17,9 +20,11 @@
   const REFRESH_MS = 1500;
   const FETCH_TIMEOUT_MS = 4000;
   const MAX_PLACEMENTS = 100;
+  const MAX_MEETINGS = 100;
   const ENDPOINTS = {
     controllers: "v1/controllers",
     handlers: "v1/media-handlers",
+    meetings: "v1/meetings?limit=100",
     placements: "v1/placements/recent",
   };
   // Lower sorts first: what needs an operator's eyes is at the top.
@@ -33,6 +38,7 @@
   const state = {
     mcRows: new Map(),
     mhRows: new Map(),
+    meetingRows: new Map(),
     placementsKey: "",
     lastOk: null,
     refreshes: 0,
@@ -325,6 +331,55 @@
     setText($("mh-count"), handlers.length ? "(" + handlers.length + ")" : "");
   }
 
+  // --- meetings -----------------------------------------------------------------------
+
+  function meetingRow(id) {
+    const row = el("tr");
+    row.dataset.meetingId = id;
+    const idCell = cell("id");
+    idCell.textContent = id;
+    const mc = cell("mc");
+    const participants = cell("num");
+    participants.dataset.field = "participants";
+    row.append(idCell, mc, participants);
+    return { row, mc, participants };
+  }
+
+  function renderMeetings(answer) {
+    $("meeting-section").hidden = answer === null;
+    if (answer === null) return;
+    const list = Array.isArray(answer.meetings) ? answer.meetings.slice(0, MAX_MEETINGS) : [];
+    const total = Math.max(num(answer.total), list.length);
+    const seen = new Set();
+    const ids = [];
+    for (const m of list) {
+      const id = str(m.meeting_id, "?");
+      if (seen.has(id)) continue;
+      seen.add(id);
+      ids.push(id);
+      let entry = state.meetingRows.get(id);
+      if (!entry) {
+        entry = meetingRow(id);
+        state.meetingRows.set(id, entry);
+      }
+      const mcId = str(m.mc_id, "–");
+      const participants = num(m.participants);
+      setData(entry.row, "mcId", mcId);
+      setData(entry.row, "participants", participants);
+      setText(entry.mc, mcId);
+      setText(entry.participants, numbers.format(participants));
+    }
+    dropMissing(state.meetingRows, seen);
+    order($("meeting-rows"), state.meetingRows, ids);
+    const rest = total - ids.length;
+    const more = $("meetings-more");
+    more.hidden = rest <= 0;
+    setData(more, "count", Math.max(0, rest));
+    setText(more, rest > 0 ? "and " + plural(rest, "more meeting") + " with fewer participants" : "");
+    $("meetings-empty").hidden = total > 0;
+    setText($("meeting-count"), total ? "(" + numbers.format(total) + ")" : "");
+  }
+
   // --- placements ---------------------------------------------------------------------
 
   function renderPlacements(events) {
@@ -369,15 +424,20 @@
 
   // --- the refresh loop ---------------------------------------------------------------
 
-  async function fetchJson(path, signal) {
+  // `optional`: a 404 answers null (an API without that endpoint), not an error.
+  async function fetchJson(path, signal, wantList = true, optional = false) {
     const response = await fetch(path, {
       signal,
       cache: "no-store",
       headers: { Accept: "application/json" },
     });
+    if (optional && response.status === 404) return null;
     if (!response.ok) throw new Error(path + " answered HTTP " + response.status);
     const body = await response.json();
-    if (!Array.isArray(body)) throw new Error(path + " did not answer a list");
+    if (wantList && !Array.isArray(body)) throw new Error(path + " did not answer a list");
+    if (!wantList && (body === null || typeof body !== "object" || Array.isArray(body))) {
+      throw new Error(path + " did not answer an object");
+    }
     return body;
   }
 
@@ -420,14 +480,16 @@
       controller.abort();
     }, FETCH_TIMEOUT_MS);
     try {
-      const [controllers, handlers, placements] = await Promise.all([
+      const [controllers, handlers, meetings, placements] = await Promise.all([
         fetchJson(ENDPOINTS.controllers, controller.signal),
         fetchJson(ENDPOINTS.handlers, controller.signal),
+        fetchJson(ENDPOINTS.meetings, controller.signal, false, true),
         fetchJson(ENDPOINTS.placements, controller.signal),
       ]);
       const now = Date.now();
       renderControllers(controllers);
       renderHandlers(handlers, now);
+      renderMeetings(meetings);
       renderPlacements(placements);
       showOk(now);
     } catch (error) {

@@ -1,0 +1,187 @@
+"""A meeting's participants: the roster as plain data, its Redis encoding, the host rule.
+
+Stored in the meeting's state hash (`meeting:{<id>}:state`, see `darktower.fencing.keys`),
+written only by the meeting's owner through fenced writes:
+
+    p:<participant_id>  JSON {user_id, display_name, correlation_id, muted, host_muted,
+                        connected, joined_at_ms, disconnected_at_ms}   one per participant
+    host                the host's participant id (absent while the roster is empty)
+
+A participant is in the roster while connected and, after its connection drops, for the
+disconnect grace period; it is removed (field deleted) when it leaves or the grace runs out.
+
+Host rule (`next_host`): the first participant of a meeting is its host. The host stays host
+through a disconnect within the grace period. When the host leaves for good, the participant
+present longest (earliest `joined_at_ms`, ties by participant id) among the connected ones
+becomes host; if none is connected, the longest present among those within their grace.
+
+The decisions here are pure; `MeetingActor` does the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+from darktower.signaling.protocol import Participant
+
+__all__ = [
+    "HOST_FIELD",
+    "PARTICIPANT_PREFIX",
+    "Member",
+    "Roster",
+    "new_participant_id",
+    "next_host",
+    "participant_field",
+    "uuid7",
+]
+
+PARTICIPANT_PREFIX = "p:"
+HOST_FIELD = "host"
+
+
+def uuid7(now_ms: int | None = None) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, version 7, 74 random bits."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    rand = secrets.randbits(74)
+    value = (
+        (ms & (2**48 - 1)) << 80
+        | 0x7 << 76
+        | (rand >> 62) << 64  # rand_a: 12 bits
+        | 0b10 << 62  # the RFC 4122 / 9562 variant
+        | (rand & (2**62 - 1))  # rand_b: 62 bits
+    )
+    return uuid.UUID(int=value)
+
+
+def new_participant_id() -> str:
+    """A short random id (12 hex digits), unique within a meeting in practice; callers
+    still check for a collision."""
+    return secrets.token_hex(6)
+
+
+def participant_field(participant_id: str) -> str:
+    return f"{PARTICIPANT_PREFIX}{participant_id}"
+
+
+@dataclass(slots=True)
+class Member:
+    """One participant as the MC keeps it (`Participant` is what clients see)."""
+
+    participant_id: str
+    user_id: str
+    display_name: str
+    correlation_id: str
+    joined_at_ms: int
+    muted: bool = False
+    host_muted: bool = False
+    connected: bool = True
+    disconnected_at_ms: int | None = None
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        del data["participant_id"]  # the field name carries it
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, participant_id: str, raw: str) -> Member:
+        """ValueError when `raw` is not a member's JSON."""
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        if not all(isinstance(data.get(k), str) and data[k] for k in ("user_id", "correlation_id")):
+            raise ValueError("missing ids")
+        if not isinstance(data.get("display_name", ""), str):
+            raise ValueError("display_name")
+        flags = ("muted", "host_muted", "connected")
+        if not all(isinstance(data.get(k, False), bool) for k in flags):
+            raise ValueError("flags")
+        joined, gone = data.get("joined_at_ms"), data.get("disconnected_at_ms")
+        if not isinstance(joined, int) or not (gone is None or isinstance(gone, int)):
+            raise ValueError("times")
+        return cls(
+            participant_id=participant_id,
+            user_id=data["user_id"],
+            display_name=data.get("display_name", ""),
+            correlation_id=data["correlation_id"],
+            joined_at_ms=joined,
+            muted=data.get("muted", False),
+            host_muted=data.get("host_muted", False),
+            connected=data.get("connected", False),
+            disconnected_at_ms=gone,
+        )
+
+    def public(self) -> Participant:
+        return Participant(
+            participant_id=self.participant_id,
+            user_id=self.user_id,
+            display_name=self.display_name,
+            muted=self.muted,
+            host_muted=self.host_muted,
+            connected=self.connected,
+        )
+
+
+def next_host(members: Iterable[Member]) -> str | None:
+    """The host after the current one left for good (see the module docstring)."""
+    ranked = sorted(members, key=lambda m: (not m.connected, m.joined_at_ms, m.participant_id))
+    return ranked[0].participant_id if ranked else None
+
+
+@dataclass(slots=True)
+class Roster:
+    members: dict[str, Member] = field(default_factory=dict)
+    host_id: str | None = None
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, str]) -> tuple[Roster, list[str]]:
+        """The roster in a meeting's state hash, and the fields that could not be read."""
+        roster, bad = cls(), []
+        for name, raw in state.items():
+            if not name.startswith(PARTICIPANT_PREFIX):
+                continue
+            participant_id = name[len(PARTICIPANT_PREFIX) :]
+            try:
+                roster.members[participant_id] = Member.from_json(participant_id, raw)
+            except ValueError:
+                bad.append(name)
+        host = state.get(HOST_FIELD)
+        roster.host_id = host if host in roster.members else next_host(roster.members.values())
+        return roster, bad
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def get(self, participant_id: str) -> Member | None:
+        return self.members.get(participant_id)
+
+    def by_correlation(self, correlation_id: str) -> Member | None:
+        for member in self.members.values():
+            if member.correlation_id == correlation_id:
+                return member
+        return None
+
+    def add(self, member: Member) -> None:
+        """Add a member; the first one (no host yet) becomes host."""
+        self.members[member.participant_id] = member
+        if self.host_id is None:
+            self.host_id = member.participant_id
+
+    def remove(self, participant_id: str) -> bool:
+        """Remove a member for good; True when the host changed (see `next_host`)."""
+        self.members.pop(participant_id, None)
+        if self.host_id != participant_id:
+            return False
+        self.host_id = next_host(self.members.values())
+        return True
+
+    def participants(self) -> list[Participant]:
+        ordered = sorted(self.members.values(), key=lambda m: (m.joined_at_ms, m.participant_id))
+        return [m.public() for m in ordered]
+
+    def connected_count(self) -> int:
+        return sum(1 for m in self.members.values() if m.connected)
