@@ -17,6 +17,7 @@ Two liveness assertions guard product bugs this suite found (each failure messag
 meeting" (a restarted MC was answered as the host of its predecessor's meetings) and scenario
 6's "old meetings are re-acquired after Redis lost its data" (fenced-out meetings were never
 reported to the GC).
+"""
 
 from __future__ import annotations
 
