@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Annotated, Any
 
 import httpx
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from darktower.auth.errors import AuthError
-from darktower.logs import configure_logging
-from darktower.serving import StartupError
+from darktower.service_cli import run_service
 
 __all__ = ["DEFAULT_GC_URL", "gc", "join", "status"]
 
@@ -34,30 +30,13 @@ def _gc_url(value: str | None) -> str:
     return url.rstrip("/")
 
 
-def settings_errors(exc: ValidationError) -> str:
-    """Field and problem only: pydantic's own text would echo the input (a secret URL, say)."""
-    return "; ".join(
-        f"GC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-    )
-
-
 def gc() -> None:
     """Run a Global Controller configured from GC_* environment variables (SPEC §8)."""
     # Imported here: every `darktower` command loads this module, only `gc` needs the GC stack.
     from darktower.gc.server import serve
     from darktower.gc.settings import GcSettings
 
-    try:
-        settings = GcSettings()
-    except ValidationError as exc:
-        typer.echo(f"darktower gc: bad settings: {settings_errors(exc)}", err=True)
-        raise typer.Exit(2) from None
-    configure_logging(settings.log_level, secrets=settings.secret_values())
-    try:
-        asyncio.run(serve(settings))
-    except (StartupError, AuthError, OSError) as exc:
-        typer.echo(f"darktower gc: {exc}", err=True)
-        raise typer.Exit(2) from None
+    run_service("gc", "GC_", GcSettings, serve)
 
 
 def _request(method: str, url: str) -> Any:

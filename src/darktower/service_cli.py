@@ -1,0 +1,58 @@
+"""What `darktower mc` and `darktower gc` share: settings errors without secrets, logging with
+redaction, and one exit code (2) for a service that cannot start."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from darktower.auth.errors import AuthError
+from darktower.logs import configure_logging
+from darktower.serving import StartupError
+
+__all__ = ["run_service", "settings_errors"]
+
+
+class ServiceSettings(Protocol):
+    @property
+    def log_level(self) -> str: ...
+
+    def secret_values(self) -> list[str]: ...
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def settings_errors(exc: ValidationError, env_prefix: str) -> str:
+    """Variable and problem only: pydantic's own text would echo the input (a secret URL)."""
+    return "; ".join(
+        f"{env_prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+        for err in exc.errors()
+    )
+
+
+def run_service(
+    command: str,
+    env_prefix: str,
+    load: Callable[[], S],
+    serve: Callable[[S], Coroutine[Any, Any, None]],
+) -> None:
+    """Load the settings, set up logging with every secret redacted, serve until stopped;
+    a bad setting or a failed start is one line on stderr and exit code 2."""
+    try:
+        settings = load()
+    except ValidationError as exc:
+        typer.echo(
+            f"darktower {command}: bad settings: {settings_errors(exc, env_prefix)}", err=True
+        )
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, secrets=settings.secret_values())
+    try:
+        asyncio.run(serve(settings))
+    except (StartupError, AuthError, OSError) as exc:
+        typer.echo(f"darktower {command}: {exc}", err=True)
+        raise typer.Exit(2) from None
