@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from darktower.auth.keys import generate_key_files
+from tests.e2e.browser import browser, page, viewport  # noqa: F401 - shared fixtures
 from tests.e2e.fleet import Fleet, fresh_database
 
 

@@ -31,25 +31,14 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, HTTPException
-from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Locator, Page, expect
 
 from darktower.dev.fleet import Fleet, FleetPorts
 from darktower.embedded.redis import free_port
 from darktower.gc.dashboard import mount_dashboard
 from darktower.serving import EmbeddedUvicorn
+from tests.e2e.browser import requires_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT: ViewportSize = {"width": 1400, "height": 900}
 # The fleet's GC marks an MC unhealthy 6 s after its last heartbeat, sweeping every second;
 # the page polls every 1.5 s. 15 s leaves room for a slow machine and stays bounded.
 UNHEALTHY_WITHIN_MS = 15_000
@@ -58,36 +47,8 @@ PAGE_WAIT_MS = 15_000
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="/usr/bin/chromium is absent: run scripts/install-browser.sh (CI does)",
-    ),
+    requires_chromium,
 ]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport=VIEWPORT)
-    opened = await context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield opened
-    finally:
-        await context.close()
-    assert errors == [], f"the page raised: {errors}"
 
 
 @pytest.fixture

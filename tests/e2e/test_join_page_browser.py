@@ -26,7 +26,7 @@ import pytest
 import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Page, ViewportSize, expect
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import generate_key_files, load_private_key
@@ -40,45 +40,21 @@ from darktower.gc.store import GcStore, Health, sqlite_url
 from darktower.serving import EmbeddedUvicorn
 from darktower.signaling.protocol import LeaveReason, Muted, ParticipantLeft, ParticipantUpdated
 from tests.client import InProcessFleet, Watcher, in_process_fleet
-from tests.e2e.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.browser import requires_chromium
 
-VIEWPORT: ViewportSize = {"width": 1200, "height": 900}
 PAGE_WAIT_MS = 15_000
 HOSTILE_NAME = '<img src=x onerror="window.pwned=1">'
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="/usr/bin/chromium is absent: run scripts/install-browser.sh (CI does)",
-    ),
+    requires_chromium,
 ]
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport=VIEWPORT)
-    opened = await context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield opened
-    finally:
-        await context.close()
-    assert errors == [], f"the page raised: {errors}"
+def viewport() -> ViewportSize:
+    return {"width": 1200, "height": 900}
 
 
 @pytest.fixture
