@@ -11,14 +11,12 @@ a new RPC fails `test_every_rpc_has_a_contract` until it is given its codes and 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -39,6 +37,7 @@ from darktower.gc.store import Controller, MediaHandler, create_engine, sqlite_u
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
+from tests.faults.inprocess import BackgroundLoop
 from tests.faults.strategies import (
     SERVICES,
     message_class,
@@ -153,35 +152,6 @@ VALID_REQUESTS: dict[str, Message] = {
 
 METHODS: list[MethodDescriptor] = [m for service in SERVICES for m in service.methods]
 _LEGACY = {f"{_MC}.RegisterController", f"{_MC}.SendHeartbeat", f"{_MC}.Assign"}
-
-
-class BackgroundLoop:
-    """An asyncio loop in a daemon thread, for servers that must outlive a sync test call."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> BackgroundLoop:
-        self._thread.start()
-        return self
-
-    def run(self, coro: Coroutine[Any, Any, _T], timeout: float = 30.0) -> _T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def __exit__(self, *exc: object) -> None:
-        async def drain() -> None:
-            current = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not current]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.loop.shutdown_asyncgens()
-
-        self.run(drain(), timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
 
 
 def _method_name(method: MethodDescriptor) -> str:

@@ -20,12 +20,10 @@ the document.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -57,6 +55,7 @@ from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+from tests.faults.inprocess import BackgroundLoop
 
 DATABASE_URL_ENV = "DARKTOWER_TEST_DATABASE_URL"
 JOIN_OPERATION = ("POST", "/v1/meetings/{meeting_id}/join")
@@ -84,80 +83,12 @@ def no_server_error_but_documented_503(
     return None
 
 
-# Known product bugs, reported. Each is let through here in its exact shape only, and each
-# has a strict xfail test at the end of this module, which fails once the bug is fixed so that
-# its exception here is removed too. Fixes go in src/darktower/gc/http.py:
-# * `/metrics` is documented as application/json but answers the Prometheus text format:
-#   `response_class=PlainTextResponse` on the route (or a `text/plain` 200 in `responses`);
-# * a join body that is not UTF-8 (`Content-Type: application/json`, body b"\xff") gets
-#   FastAPI's own `{"detail": "There was an error parsing the body"}`, not the documented 400
-#   body: a handler for starlette's HTTPException rendering 400s as `ErrorOut` fixes it.
-METRICS_OPERATION = ("GET", "/metrics")
-UNPARSEABLE_BODY_ANSWER = {"detail": "There was an error parsing the body"}
-
-
-def _operation(case: schemathesis.Case[Any]) -> tuple[str, str]:
-    return case.operation.method.upper(), case.operation.path
-
-
-def documented_content_type(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
-) -> bool | None:
-    """schemathesis's content type conformance, but for the known `/metrics` gap."""
-    if _operation(case) == METRICS_OPERATION and response.status_code == 200:
-        assert response.headers.get("content-type", [""])[0].startswith("text/plain")
-        return None
-    return content_type_conformance(ctx, response, case)
-
-
-def documented_body(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
-) -> bool | None:
-    """schemathesis's response schema conformance, but for the known unparseable-body gap."""
-    if (
-        _operation(case) == JOIN_OPERATION
-        and response.status_code == 400
-        and response.json() == UNPARSEABLE_BODY_ANSWER
-    ):
-        return None
-    return response_schema_conformance(ctx, response, case)
-
-
 CHECKS = [
     no_server_error_but_documented_503,
     status_code_conformance,
-    documented_content_type,
-    documented_body,
+    content_type_conformance,
+    response_schema_conformance,
 ]
-
-
-class BackgroundLoop:
-    """An asyncio loop in a daemon thread, for servers that must outlive a sync test call."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> BackgroundLoop:
-        self._thread.start()
-        return self
-
-    def run(self, coro: Coroutine[Any, Any, _T], timeout: float = 30.0) -> _T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def __exit__(self, *exc: object) -> None:
-        async def drain() -> None:
-            current = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not current]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.loop.shutdown_asyncgens()
-
-        self.run(drain(), timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
 
 
 @dataclass
