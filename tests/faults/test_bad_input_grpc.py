@@ -193,6 +193,8 @@ class Servers:
         assert store is not None
 
         async def read() -> Registry:
+            # Heartbeats are written behind: settle the accepted ones before comparing.
+            await store.flush_heartbeats()
             return await store.list_controllers(), await store.list_media_handlers()
 
         return self.loop.run(read())

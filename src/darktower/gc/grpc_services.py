@@ -15,6 +15,11 @@ Decisions at this edge:
 
 * An MC registering from a region other than this GC's is accepted: the registry is shared,
   placement filters by region.
+* Heartbeats are written behind when the servicer has a `HeartbeatBatcher` (the GC app gives
+  it one unless `GC_HEARTBEAT_FLUSH_MS=0`): the beat is answered at once — NOT_FOUND from the
+  batcher's set of known MC ids — and reaches the database with the next flush, within the
+  flush interval (the consistency window, see `darktower.gc.store.repository`). Without one,
+  each beat is one transaction before it is answered.
 * `NotifyMeetingEnded` ends the meeting's live assignment only if it is on the calling MC (the
   token's issuer, which an MC sets to its id), so a late notice from an MC that lost the
   meeting cannot end the assignment of its new host. It is acknowledged either way:
@@ -39,6 +44,7 @@ from darktower.auth.tokens import SCOPE_GC, ServiceType, TokenVerifier
 from darktower.gc.errors import GcUnavailable, InvalidArgument
 from darktower.gc.metrics import HEARTBEATS, MEETING_END_NOTICES, REGISTRATIONS
 from darktower.gc.store import GcStore, StoreError, UnknownController, UnknownMediaHandler
+from darktower.gc.store.repository import HeartbeatBatcher, HeartbeatUpdate
 from darktower.gc.validation import (
     McHeartbeat,
     validate_comprehensive_heartbeat,
@@ -146,8 +152,10 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
         fast_heartbeat_ms: int,
         comprehensive_heartbeat_ms: int,
         clock: Clock = _utcnow,
+        heartbeats: HeartbeatBatcher | None = None,
     ) -> None:
         self._store = store
+        self._heartbeats = heartbeats
         self._region = region
         self._fast_ms = fast_heartbeat_ms
         self._comprehensive_ms = comprehensive_heartbeat_ms
@@ -201,6 +209,22 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
 
     async def _record(self, beat: McHeartbeat) -> pb.HeartbeatResponse:
         now = self._clock()
+        if self._heartbeats is not None:
+            await self._heartbeats.submit(
+                HeartbeatUpdate(
+                    beat.controller_id,
+                    current_meetings=beat.current_meetings,
+                    current_participants=beat.current_participants,
+                    max_meetings=beat.max_meetings,
+                    max_participants=beat.max_participants,
+                    health=beat.health,
+                    at=now,
+                    cpu_percent=beat.cpu_percent,
+                    memory_percent=beat.memory_percent,
+                    meeting_loads=beat.meeting_loads,
+                )
+            )
+            return pb.HeartbeatResponse(acknowledged=True, timestamp=_ms(now))
         await self._store.record_heartbeat(
             beat.controller_id,
             current_meetings=beat.current_meetings,
@@ -338,8 +362,10 @@ def add_gc_services(
     comprehensive_heartbeat_ms: int,
     load_report_ms: int,
     clock: Clock = _utcnow,
+    heartbeats: HeartbeatBatcher | None = None,
 ) -> None:
-    """Register both GC servicers on `server` (which should carry `auth_interceptor(...)`)."""
+    """Register both GC servicers on `server` (which should carry `auth_interceptor(...)`);
+    MC heartbeats go through `heartbeats` when given (written behind)."""
     pb_grpc.add_GlobalControllerServiceServicer_to_server(
         GlobalControllerServicer(
             store,
@@ -347,6 +373,7 @@ def add_gc_services(
             fast_heartbeat_ms=fast_heartbeat_ms,
             comprehensive_heartbeat_ms=comprehensive_heartbeat_ms,
             clock=clock,
+            heartbeats=heartbeats,
         ),
         server,
     )

@@ -3,8 +3,9 @@
 Start: database (migrated to head), gRPC (GlobalControllerService for MCs,
 MediaHandlerRegistryService for MHs, each with its own token rules), the staleness sweeper,
 then HTTP (placement with join tokens, read API, join page, dashboard, health, metrics).
-Stop on SIGTERM/SIGINT: HTTP and gRPC stop taking calls, the sweeper stops, channels and the
-database close; exit 0.
+Stop on SIGTERM/SIGINT: HTTP and gRPC stop taking calls, the sweeper stops, channels close,
+pending heartbeats are flushed (they are written behind, `GC_HEARTBEAT_FLUSH_MS`) and the
+database closes; exit 0.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ class GcApp:
             self.store = await GcStore.open(s.database_url.get_secret_value())
         except StoreError as exc:
             raise StartupError(f"cannot open the database: {exc}") from None
+        heartbeats = None
+        if s.heartbeat_flush_ms > 0:
+            heartbeats = await self.store.start_heartbeat_batching(
+                interval_s=s.heartbeat_flush_ms / 1000,
+                max_pending=s.heartbeat_flush_max_pending,
+            )
         self.grpc_server = grpc.aio.server(
             interceptors=[auth_interceptor(self._mc_keys, self._mh_keys)],
             options=GRPC_SERVER_OPTIONS,
@@ -93,6 +100,7 @@ class GcApp:
             fast_heartbeat_ms=s.fast_heartbeat_ms,
             comprehensive_heartbeat_ms=s.comprehensive_heartbeat_ms,
             load_report_ms=s.mh_load_report_ms,
+            heartbeats=heartbeats,
         )
         host, port = parse_bind(s.grpc_bind)
         self.grpc_port = self.grpc_server.add_insecure_port(f"{host}:{port}")

@@ -48,6 +48,10 @@ class GcSettings(BaseSettings):
     fast_heartbeat_ms: int = Field(default=10_000, gt=0)
     comprehensive_heartbeat_ms: int = Field(default=30_000, gt=0)
     mh_load_report_ms: int = Field(default=10_000, gt=0)
+    # Heartbeats are written behind: the latest per MC, all in one transaction every this
+    # many ms, or as soon as this many MCs have one pending. 0 ms writes each beat at once.
+    heartbeat_flush_ms: int = Field(default=150, ge=0)
+    heartbeat_flush_max_pending: int = Field(default=500, ge=1)
     mc_call_timeout_seconds: float = Field(default=10.0, gt=0)
     placement_attempts: int = Field(default=3, ge=1)
     # A claim whose GC never finished the placement (it died) is taken over after this.

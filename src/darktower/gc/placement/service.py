@@ -27,7 +27,7 @@ import secrets
 import time
 import unicodedata
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
@@ -42,6 +42,7 @@ from darktower.gc.placement.metrics import MC_CALL_LATENCY, MC_CALLS, PLACEMENTS
 from darktower.gc.placement.mh_choice import MhCandidate, choose_mhs
 from darktower.gc.store import Assignment, AssignmentState, ClaimLost, Controller, GcStore
 from darktower.gc.store import MediaHandler as MhRow
+from darktower.gc.store.repository import LivePlacement, Registry
 from darktower.mc.errors import InvalidArgument as McInvalidArgument
 from darktower.mc.validation import validate_meeting_id
 from darktower.wire.dark_tower import internal_pb2 as pb
@@ -234,13 +235,14 @@ class PlacementService:
             raise InvalidArgument(exc.field, exc.reason) from None
         joiner = validate_joiner(user_id, display_name)
         for _ in range(MAX_ROUNDS):
-            live = await self._store.active_assignment(meeting_id, self._region)
-            if live is not None and live.state == AssignmentState.ACTIVE:
-                result = await self._reuse(live, joiner)
+            placement = await self._store.live_placement(meeting_id, self._region)
+            if placement is not None and placement.assignment.state == AssignmentState.ACTIVE:
+                result = await self._reuse(placement, joiner)
                 if result is not None:
                     return result
                 continue
-            if live is not None:
+            if placement is not None:
+                live = placement.assignment
                 # Someone is placing it right now: wait for its answer — but no longer than
                 # until its claim goes stale (its GC died), when claim_meeting takes it over.
                 left = self._claim_stale - (self._now() - live.claimed_at)
@@ -251,7 +253,7 @@ class PlacementService:
                         timeout=min(left.total_seconds(), self._wait_for_winner_s),
                     )
                     continue
-            claim = await self._store.claim_meeting(
+            claim, registry = await self._store.claim_and_read_registry(
                 meeting_id,
                 self._region,
                 self._gc_id,
@@ -260,23 +262,31 @@ class PlacementService:
             )
             if not claim.won:
                 continue
+            assert registry is not None
             if claim.taken_over is not None:
                 log.warning("meeting %s: took over a stale claim", meeting_id)
-            return await self._place(meeting_id, joiner)
+            return await self._place(meeting_id, joiner, registry)
         raise NoControllerAvailable("contended", "the meeting kept changing hands; try again")
 
     # -- reuse -----------------------------------------------------------------------------
 
-    async def _reuse(self, live: Assignment, joiner: Joiner) -> JoinResult | None:
+    async def _reuse(self, placement: LivePlacement, joiner: Joiner) -> JoinResult | None:
+        live, controller = placement.assignment, placement.controller
         assert live.mc_id is not None
-        controller = await self._store.get_controller(live.mc_id)
         if (
             controller is not None
             and self._usable(controller)
             and not _restarted_since(controller, live)
         ):
             PLACEMENTS.labels("reused", "").inc()
-            return await self._result(live.meeting_id, controller, live.mh_ids, joiner, reused=True)
+            return self._result(
+                live.meeting_id,
+                controller,
+                live.mh_ids,
+                placement.media_handlers,
+                joiner,
+                reused=True,
+            )
         if controller is None:
             reason = "gone"
         elif _restarted_since(controller, live):
@@ -298,17 +308,16 @@ class PlacementService:
 
     # -- placement -------------------------------------------------------------------------
 
-    async def _place(self, meeting_id: str, joiner: Joiner) -> JoinResult:
+    async def _place(self, meeting_id: str, joiner: Joiner, registry: Registry) -> JoinResult:
         try:
-            return await self._try_mcs(meeting_id, joiner)
+            return await self._try_mcs(meeting_id, joiner, registry)
         except BaseException:
             await self._store.release_claim(meeting_id, self._region, self._gc_id)
             raise
 
-    async def _try_mcs(self, meeting_id: str, joiner: Joiner) -> JoinResult:
+    async def _try_mcs(self, meeting_id: str, joiner: Joiner, registry: Registry) -> JoinResult:
         now = self._now()
-        controllers = await self._store.list_controllers(self._region)
-        handlers = await self._store.list_media_handlers(self._region)
+        controllers, handlers = registry.controllers, registry.media_handlers
         mhs = choose_mhs(
             [_mh_candidate(h, now) for h in handlers],
             region=self._region,
@@ -363,22 +372,27 @@ class PlacementService:
                 ) from None
             PLACEMENTS.labels("placed", "").inc()
             self._event(meeting_id, controller.id, "accepted")
-            return await self._result(
-                meeting_id, controller, tuple(m.id for m in mhs), joiner, reused=False
+            return self._result(
+                meeting_id,
+                controller,
+                tuple(m.id for m in mhs),
+                {h.id: h for h in handlers},
+                joiner,
+                reused=False,
             )
         PLACEMENTS.labels("failed", "all_refused").inc()
         raise NoControllerAvailable("all_refused", "every MC tried refused: " + "; ".join(refusals))
 
-    async def _result(
+    def _result(
         self,
         meeting_id: str,
         controller: Controller,
         mh_ids: tuple[str, ...],
+        handlers: Mapping[str, MhRow],
         joiner: Joiner,
         *,
         reused: bool,
     ) -> JoinResult:
-        handlers = {h.id: h for h in await self._store.list_media_handlers(self._region)}
         infos = tuple(
             MhInfo(mh_id, handlers[mh_id].webtransport_endpoint, "primary" if i == 0 else "backup")
             for i, mh_id in enumerate(mh_ids)

@@ -1,7 +1,11 @@
 """`GcStore`: the GC's registry of MCs and MHs and its meeting assignments, in SQL.
 
-Every method is one short transaction and returns frozen domain values (`models`), never ORM
-objects. Database failures surface as `StoreUnavailable` / `StoreError` (see `errors`), with
+Every method is one short transaction and returns frozen domain values (`models`, and the
+read views `LivePlacement` / `Registry` here), never ORM objects. The join path is built to
+take few round trips: `live_placement` answers a re-join in one read transaction of at most
+two statements, `claim_and_read_registry` claims and reads the placement candidates in one.
+
+Database failures surface as `StoreUnavailable` / `StoreError` (see `errors`), with
 messages free of SQL, parameters and the URL.
 
 The claim protocol (several joins, possibly on several GC processes sharing one database,
@@ -18,17 +22,38 @@ must place a meeting on one MC):
 
 On SQLite every writing transaction is `BEGIN IMMEDIATE` (see `engine`), so writes are
 serialised; reads start deferred and, in WAL mode, never wait for a writer.
+
+Heartbeats may be written behind (`start_heartbeat_batching` → `HeartbeatBatcher`): the latest
+beat per MC is kept in memory and all pending beats are written every `interval_s` (and as
+soon as `max_pending` MCs have one) in ONE transaction. The consistency window: what readers
+of the database see of an MC's load, health and `last_heartbeat_at` is at most one flush
+interval (plus one write) behind what it reported. Staleness is never judged on old data:
+`mark_stale_controllers` flushes first. A registration flushes first too (so a beat of the
+MC's previous life cannot land after it), and `aclose()` flushes what is pending. Beats that
+could not be written (database down) stay pending, under any newer beat, for the next flush.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Table,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -51,13 +76,49 @@ from darktower.gc.store.models import (
     MediaHandlerRow,
 )
 
-__all__ = ["GcStore"]
+__all__ = ["GcStore", "HeartbeatBatcher", "HeartbeatUpdate", "LivePlacement", "Registry"]
+
+log = logging.getLogger(__name__)
 
 # A claim attempt restarts when the live row it conflicted with vanished before it could be
 # read (ended or released meanwhile); a handful of rounds settles any real race.
 _CLAIM_ROUNDS = 5
 _NOT_STALE = (Health.UNHEALTHY.value, Health.DRAINING.value)
 _R = TypeVar("_R", ControllerRow, MediaHandlerRow)
+
+
+@dataclass(frozen=True, slots=True)
+class LivePlacement:
+    """A meeting's live row with what answering a re-join needs, read in one transaction:
+    its MC (None if the row is CLAIMED or the MC is gone) and its MHs that still exist."""
+
+    assignment: Assignment
+    controller: Controller | None
+    media_handlers: Mapping[str, MediaHandler]
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The MCs and MHs of a region (each ordered by id), read in one transaction."""
+
+    controllers: list[Controller]
+    media_handlers: list[MediaHandler]
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatUpdate:
+    """One MC heartbeat as `record_heartbeat` takes it, for `record_heartbeats`."""
+
+    controller_id: str
+    current_meetings: int
+    current_participants: int
+    max_meetings: int
+    max_participants: int
+    health: Health
+    at: datetime
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    meeting_loads: Mapping[str, int] | None = None
 
 
 class GcStore:
@@ -69,6 +130,7 @@ class GcStore:
         self._read_sessions = async_sessionmaker(
             engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
+        self._batcher: HeartbeatBatcher | None = None
 
     @classmethod
     async def open(cls, url: str, *, connect_args: Mapping[str, Any] | None = None) -> GcStore:
@@ -86,8 +148,31 @@ class GcStore:
         return self._engine
 
     async def aclose(self) -> None:
-        """Close every pooled connection; the store is unusable afterwards."""
-        await self._engine.dispose()
+        """Flush pending heartbeats (if batching), close every pooled connection; the store
+        is unusable afterwards."""
+        batcher, self._batcher = self._batcher, None
+        try:
+            if batcher is not None:
+                await batcher.stop()
+        finally:
+            await self._engine.dispose()
+
+    async def start_heartbeat_batching(
+        self, *, interval_s: float, max_pending: int
+    ) -> HeartbeatBatcher:
+        """Start writing heartbeats behind (see the module docstring) and return the batcher
+        to submit them to. Raises `StoreError` if the registered MC ids cannot be read."""
+        if self._batcher is not None:
+            raise RuntimeError("heartbeat batching is already running")
+        batcher = HeartbeatBatcher(self, interval_s=interval_s, max_pending=max_pending)
+        await batcher.start()
+        self._batcher = batcher
+        return batcher
+
+    async def flush_heartbeats(self) -> None:
+        """Write the heartbeats still pending in the batcher, if batching is on."""
+        if self._batcher is not None:
+            await self._batcher.flush()
 
     # --- meeting controllers ---------------------------------------------------------------
 
@@ -117,9 +202,12 @@ class GcStore:
             "last_heartbeat_at": None,
             "assignments_since_heartbeat": 0,
         }
+        await self.flush_heartbeats()
         async with self._transaction() as session:
             row = await self._upsert(session, ControllerRow, id, values)
-            return row.to_domain()
+        if self._batcher is not None:
+            self._batcher.registered(id)
+        return row.to_domain()
 
     async def record_heartbeat(
         self,
@@ -145,19 +233,19 @@ class GcStore:
         cannot overwrite the new host's count. Raises `UnknownController` if `id` is not
         registered.
         """
-        values: dict[str, Any] = {
-            "current_meetings": current_meetings,
-            "current_participants": current_participants,
-            "max_meetings": max_meetings,
-            "max_participants": max_participants,
-            "health": Health(health).value,
-            "last_heartbeat_at": now,
-            "assignments_since_heartbeat": 0,
-        }
-        if cpu_percent is not None:
-            values["cpu_percent"] = cpu_percent
-        if memory_percent is not None:
-            values["memory_percent"] = memory_percent
+        values = _heartbeat_values(
+            HeartbeatUpdate(
+                id,
+                current_meetings=current_meetings,
+                current_participants=current_participants,
+                max_meetings=max_meetings,
+                max_participants=max_participants,
+                health=health,
+                at=now,
+                cpu_percent=cpu_percent,
+                memory_percent=memory_percent,
+            )
+        )
         statement = (
             update(ControllerRow)
             .where(ControllerRow.id == id)
@@ -191,6 +279,30 @@ class GcStore:
             # An UPDATE by primary key per changed row, sent as one executemany.
             await session.execute(update(AssignmentRow), changes)
 
+    async def record_heartbeats(self, beats: Sequence[HeartbeatUpdate]) -> None:
+        """Store many MCs' heartbeats in one transaction, as `record_heartbeat` would one by
+        one (at most one beat per MC: pass the latest). Beats of MCs that are not registered
+        are skipped. The UPDATEs go out as one executemany per set of columns (CPU and memory
+        come with comprehensive heartbeats only)."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for beat in beats:
+            values = _heartbeat_values(beat)
+            values["b_id"] = beat.controller_id
+            groups.setdefault(tuple(sorted(values)), []).append(values)
+        table = ControllerRow.__table__
+        assert isinstance(table, Table)
+        async with self._transaction() as session:
+            for rows in groups.values():
+                await session.execute(update(table).where(table.c.id == bindparam("b_id")), rows)
+            for beat in beats:
+                if beat.meeting_loads is not None:
+                    await self._store_meeting_loads(session, beat.controller_id, beat.meeting_loads)
+
+    async def controller_ids(self) -> set[str]:
+        """The ids of every registered MC."""
+        async with self._transaction(read_only=True) as session:
+            return set(await session.scalars(select(ControllerRow.id)))
+
     async def get_controller(self, id: str) -> Controller | None:
         async with self._transaction(read_only=True) as session:
             row = await session.get(ControllerRow, id)
@@ -210,6 +322,7 @@ class GcStore:
         Silent = last heartbeat (or registration, if it never beat) older than the threshold.
         DRAINING and already UNHEALTHY MCs are left alone and not returned.
         """
+        await self.flush_heartbeats()
         last_seen = func.coalesce(ControllerRow.last_heartbeat_at, ControllerRow.registered_at)
         return await self._mark_stale(ControllerRow, last_seen, older_than)
 
@@ -296,6 +409,35 @@ class GcStore:
 
     # --- assignments -----------------------------------------------------------------------
 
+    async def read_registry(self, region: str) -> Registry:
+        """`list_controllers(region)` and `list_media_handlers(region)` in one transaction."""
+        async with self._transaction(read_only=True) as session:
+            return await _read_registry(session, region)
+
+    async def live_placement(self, meeting_id: str, region: str) -> LivePlacement | None:
+        """The live row of the meeting (CLAIMED or ACTIVE) joined with its MC, and the MHs it
+        names; None if there is no live row. One read transaction: one statement, plus one
+        for the MHs when the row names any."""
+        statement = (
+            select(AssignmentRow, ControllerRow)
+            .outerjoin(ControllerRow, ControllerRow.id == AssignmentRow.mc_id)
+            .where(*_live(meeting_id, region))
+        )
+        async with self._transaction(read_only=True) as session:
+            found = (await session.execute(statement)).first()
+            if found is None:
+                return None
+            row, controller = found
+            handlers: dict[str, MediaHandler] = {}
+            if row.mh_ids:
+                mh_rows = await session.scalars(
+                    select(MediaHandlerRow).where(MediaHandlerRow.id.in_(list(row.mh_ids)))
+                )
+                handlers = {h.id: h.to_domain() for h in mh_rows}
+            return LivePlacement(
+                row.to_domain(), None if controller is None else controller.to_domain(), handlers
+            )
+
     async def active_assignment(self, meeting_id: str, region: str) -> Assignment | None:
         """The live row of the meeting (CLAIMED or ACTIVE), or None."""
         async with self._transaction(read_only=True) as session:
@@ -339,27 +481,71 @@ class GcStore:
         `release_claim`. `won=False`: `existing` is the live row someone holds — possibly the
         caller's own gc_id from a concurrent join, which must wait all the same.
         """
+        claim, _ = await self._claim(
+            meeting_id, region, gc_id, now, stale_claim_after=stale_claim_after, read=False
+        )
+        return claim
+
+    async def claim_and_read_registry(
+        self,
+        meeting_id: str,
+        region: str,
+        gc_id: str,
+        now: datetime,
+        *,
+        stale_claim_after: timedelta,
+    ) -> tuple[Claim, Registry | None]:
+        """`claim_meeting`, and when the claim is won `read_registry(region)` in the same
+        transaction (one round trip fewer for a placement); the registry is None otherwise."""
+        return await self._claim(
+            meeting_id, region, gc_id, now, stale_claim_after=stale_claim_after, read=True
+        )
+
+    async def _claim(
+        self,
+        meeting_id: str,
+        region: str,
+        gc_id: str,
+        now: datetime,
+        *,
+        stale_claim_after: timedelta,
+        read: bool,
+    ) -> tuple[Claim, Registry | None]:
         for _ in range(_CLAIM_ROUNDS):
             async with self._transaction() as session:
-                inserted = await session.scalar(
-                    self._insert_live_claim(meeting_id, region, gc_id, now)
+                claim = await self._claim_in(
+                    session, meeting_id, region, gc_id, now, stale_claim_after
                 )
-                if inserted is not None:
-                    return Claim(won=True)
-                live = await session.scalar(
-                    select(AssignmentRow).where(*_live(meeting_id, region)).with_for_update()
-                )
-                if live is None:
+                if claim is None:
                     continue  # ended or released since our insert saw it: try again
-                if live.state == AssignmentState.CLAIMED and now - live.claimed_at > (
-                    stale_claim_after
-                ):
-                    live.ended_at = now
-                    await session.flush()
-                    session.add(_claim_row(meeting_id, region, gc_id, now))
-                    return Claim(won=True, taken_over=live.to_domain())
-                return Claim(won=False, existing=live.to_domain())
+                if claim.won and read:
+                    return claim, await _read_registry(session, region)
+                return claim, None
         raise StoreError(f"meeting {meeting_id!r}: claim kept racing with ended rows")
+
+    async def _claim_in(
+        self,
+        session: AsyncSession,
+        meeting_id: str,
+        region: str,
+        gc_id: str,
+        now: datetime,
+        stale_claim_after: timedelta,
+    ) -> Claim | None:
+        inserted = await session.scalar(self._insert_live_claim(meeting_id, region, gc_id, now))
+        if inserted is not None:
+            return Claim(won=True)
+        live = await session.scalar(
+            select(AssignmentRow).where(*_live(meeting_id, region)).with_for_update()
+        )
+        if live is None:
+            return None
+        if live.state == AssignmentState.CLAIMED and now - live.claimed_at > stale_claim_after:
+            live.ended_at = now
+            await session.flush()
+            session.add(_claim_row(meeting_id, region, gc_id, now))
+            return Claim(won=True, taken_over=live.to_domain())
+        return Claim(won=False, existing=live.to_domain())
 
     async def activate_assignment(
         self,
@@ -376,12 +562,9 @@ class GcStore:
         `ClaimLost` if the live row is not (any more) a CLAIMED row of `gc_id`, and
         `UnknownController` if `mc_id` is not registered; either way nothing is written.
         """
+        # Two UPDATEs, no SELECT: the MC's count first (an unknown MC would otherwise trip the
+        # foreign key), then the claim, conditional on still being ours; raising rolls back both.
         async with self._transaction() as session:
-            live = await session.scalar(
-                select(AssignmentRow).where(*_live(meeting_id, region)).with_for_update()
-            )
-            if live is None or live.state != AssignmentState.CLAIMED or live.claimed_by != gc_id:
-                raise ClaimLost(meeting_id, region, gc_id)
             counted = await session.scalar(
                 update(ControllerRow)
                 .where(ControllerRow.id == mc_id)
@@ -391,12 +574,25 @@ class GcStore:
             )
             if counted is None:
                 raise UnknownController(mc_id)
-            live.state = AssignmentState.ACTIVE.value
-            live.mc_id = mc_id
-            live.mh_ids = list(mh_ids)
-            live.assigned_at = now
-            await session.flush()
-            return live.to_domain()
+            activated: AssignmentRow | None = await session.scalar(
+                update(AssignmentRow)
+                .where(
+                    *_live(meeting_id, region),
+                    AssignmentRow.state == AssignmentState.CLAIMED.value,
+                    AssignmentRow.claimed_by == gc_id,
+                )
+                .values(
+                    state=AssignmentState.ACTIVE.value,
+                    mc_id=mc_id,
+                    mh_ids=list(mh_ids),
+                    assigned_at=now,
+                )
+                .returning(AssignmentRow),
+                execution_options=_ORM_BULK,
+            )
+            if activated is None:
+                raise ClaimLost(meeting_id, region, gc_id)
+            return activated.to_domain()
 
     async def release_claim(self, meeting_id: str, region: str, gc_id: str) -> bool:
         """Delete the caller's CLAIMED live row (placement failed); False if it was not there."""
@@ -518,8 +714,139 @@ class GcStore:
             return await session.scalar(statement, execution_options=_ORM_BULK) is not None
 
 
+class HeartbeatBatcher:
+    """Write-behind for MC heartbeats (see the module docstring for the consistency window).
+
+    `submit` answers at once: NOT_FOUND-worthy ids are told from an in-memory set of known MC
+    ids (loaded at `start`, grown by registrations; an id missing from it is looked up in the
+    database once, for MCs registered through another GC). A background task flushes every
+    `interval_s`, or early once `max_pending` MCs have a beat pending; `stop` flushes the rest.
+    """
+
+    def __init__(self, store: GcStore, *, interval_s: float, max_pending: int) -> None:
+        if not interval_s > 0 or max_pending < 1:
+            raise ValueError("interval_s must be positive and max_pending at least 1")
+        self._store = store
+        self._interval = interval_s
+        self._max_pending = max_pending
+        self._pending: dict[str, HeartbeatUpdate] = {}
+        self._known: set[str] = set()
+        # One flush at a time: two concurrent ones could commit an older batch last.
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> None:
+        self._known |= await self._store.controller_ids()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-heartbeats")
+
+    def registered(self, controller_id: str) -> None:
+        self._known.add(controller_id)
+
+    async def submit(self, beat: HeartbeatUpdate) -> None:
+        """Keep `beat` as its MC's latest (CPU, memory and meeting loads it lacks are kept
+        from a pending older beat). Raises `UnknownController` for an unregistered MC."""
+        mc_id = beat.controller_id
+        if mc_id not in self._known:
+            if await self._store.get_controller(mc_id) is None:
+                raise UnknownController(mc_id)
+            self._known.add(mc_id)
+        older = self._pending.get(mc_id)
+        self._pending[mc_id] = beat if older is None else _merged(older, beat)
+        if len(self._pending) >= self._max_pending:
+            self._wake.set()
+
+    async def flush(self) -> int:
+        """Write every pending beat in one transaction; return how many. On failure they stay
+        pending (under any newer beat) and the `StoreError` is raised."""
+        async with self._lock:
+            batch, self._pending = self._pending, {}
+            if not batch:
+                return 0
+            try:
+                await self._store.record_heartbeats(list(batch.values()))
+            except BaseException:
+                for mc_id, beat in batch.items():
+                    newer = self._pending.get(mc_id)
+                    self._pending[mc_id] = beat if newer is None else _merged(beat, newer)
+                raise
+            return len(batch)
+
+    async def stop(self) -> None:
+        """Stop the background flushes, then flush what is pending. Idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except StoreError as exc:
+                log.warning("heartbeat flush failed, kept for the next one: %s", exc)
+            except Exception as exc:
+                log.error("heartbeat flush failed: %s", type(exc).__name__, exc_info=True)
+
+
+def _merged(older: HeartbeatUpdate, newer: HeartbeatUpdate) -> HeartbeatUpdate:
+    """`newer`, with what only comprehensive beats carry taken from `older` where it lacks it."""
+    return HeartbeatUpdate(
+        newer.controller_id,
+        current_meetings=newer.current_meetings,
+        current_participants=newer.current_participants,
+        max_meetings=newer.max_meetings,
+        max_participants=newer.max_participants,
+        health=newer.health,
+        at=newer.at,
+        cpu_percent=older.cpu_percent if newer.cpu_percent is None else newer.cpu_percent,
+        memory_percent=(
+            older.memory_percent if newer.memory_percent is None else newer.memory_percent
+        ),
+        meeting_loads=older.meeting_loads if newer.meeting_loads is None else newer.meeting_loads,
+    )
+
+
 # Bulk UPDATE/DELETE in one fresh session each: there is no identity map to synchronise.
 _ORM_BULK: Mapping[str, Any] = {"synchronize_session": False}
+
+
+def _heartbeat_values(beat: HeartbeatUpdate) -> dict[str, Any]:
+    """The controller columns a heartbeat sets; CPU and memory only when reported."""
+    values: dict[str, Any] = {
+        "current_meetings": beat.current_meetings,
+        "current_participants": beat.current_participants,
+        "max_meetings": beat.max_meetings,
+        "max_participants": beat.max_participants,
+        "health": Health(beat.health).value,
+        "last_heartbeat_at": beat.at,
+        "assignments_since_heartbeat": 0,
+    }
+    if beat.cpu_percent is not None:
+        values["cpu_percent"] = beat.cpu_percent
+    if beat.memory_percent is not None:
+        values["memory_percent"] = beat.memory_percent
+    return values
+
+
+async def _read_registry(session: AsyncSession, region: str) -> Registry:
+    controllers = await session.scalars(
+        select(ControllerRow).where(ControllerRow.region == region).order_by(ControllerRow.id)
+    )
+    controller_list = [row.to_domain() for row in controllers]
+    handlers = await session.scalars(
+        select(MediaHandlerRow).where(MediaHandlerRow.region == region).order_by(MediaHandlerRow.id)
+    )
+    return Registry(controller_list, [row.to_domain() for row in handlers])
 
 
 def _live(meeting_id: str, region: str) -> tuple[ColumnElement[bool], ...]:

@@ -1,0 +1,85 @@
+"""SQL statements per join, counted on the real store with an engine event listener."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import event
+
+from darktower.gc.mc_client import AssignOutcome, MhTargetSpec
+from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
+from darktower.gc.store import GcStore, Health
+
+REGION = "eu"
+NOW = datetime.now(UTC)
+
+
+class Statements:
+    def __init__(self, store: GcStore) -> None:
+        self.seen: list[str] = []
+        event.listen(store.engine.sync_engine, "before_cursor_execute", self._on)
+
+    def _on(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # BEGIN is sent as a statement on SQLite (see engine): count only real work.
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            self.seen.append(statement)
+
+
+class AcceptingMcs:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def assign(
+        self, endpoint: str, meeting_id: str, targets: Sequence[MhTargetSpec]
+    ) -> AssignOutcome:
+        self.calls += 1
+        return AssignOutcome(accepted=True, reason="")
+
+
+async def _fleet(store: GcStore) -> None:
+    for i in range(3):
+        await store.upsert_controller(f"mc-{i}", REGION, f"http://mc-{i}:1", None, 100, 1000, NOW)
+        await store.record_heartbeat(
+            f"mc-{i}",
+            current_meetings=0,
+            current_participants=0,
+            max_meetings=100,
+            max_participants=1000,
+            health=Health.HEALTHY,
+            now=NOW,
+        )
+    for i in range(2):
+        await store.upsert_media_handler(
+            f"mh-{i}", REGION, f"https://mh-{i}:443", f"http://mh-{i}:1", 100, NOW, zone=f"z{i}"
+        )
+        await store.record_load_report(f"mh-{i}", current_streams=0, health=Health.HEALTHY, now=NOW)
+
+
+async def test_a_new_join_and_a_rejoin_take_few_statements(store: GcStore) -> None:
+    await _fleet(store)
+    service = PlacementService(
+        store,
+        AcceptingMcs(),
+        join_tokens=JoinTokenIssuer(Ed25519PrivateKey.generate(), issuer="gc-1"),
+        gc_id="gc-1",
+        region=REGION,
+        staleness_s=60,
+    )
+    statements = Statements(store)
+
+    placed = await service.join("standup")
+    new_join = len(statements.seen)
+    statements.seen.clear()
+    again = await service.join("standup")
+    rejoin = len(statements.seen)
+
+    assert not placed.reused and again.reused and again.mc_id == placed.mc_id
+    assert [m.mh_id for m in again.media_handlers] == [m.mh_id for m in placed.media_handlers]
+    assert len(placed.media_handlers) == 2
+    # New (3 transactions): the live row; claim + MCs + MHs; MC count + activation.
+    assert new_join <= 6, statements.seen
+    # Re-join: the live row joined with its MC, and its MHs.
+    assert rejoin <= 2, statements.seen

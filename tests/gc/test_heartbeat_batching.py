@@ -1,0 +1,124 @@
+"""Heartbeats written behind: one transaction per burst, last values win, NOT_FOUND for
+unknown MCs, pending beats flushed before a sweep and on close."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from darktower.gc.store import GcStore, Health, UnknownController
+from darktower.gc.store.repository import HeartbeatBatcher, HeartbeatUpdate
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+REGION = "eu"
+
+
+def beat(mc_id: str, meetings: int, at: datetime = T0, **extra: Any) -> HeartbeatUpdate:
+    return HeartbeatUpdate(
+        mc_id,
+        current_meetings=meetings,
+        current_participants=meetings * 10,
+        max_meetings=100,
+        max_participants=1000,
+        health=Health.HEALTHY,
+        at=at,
+        **extra,
+    )
+
+
+class Writes:
+    """Counts write transactions (COMMITs of a begun transaction) on the store's engine."""
+
+    def __init__(self, store: GcStore) -> None:
+        self.commits = 0
+        event.listen(store.engine.sync_engine, "commit", self._commit)
+
+    def _commit(self, _connection: Any) -> None:
+        self.commits += 1
+
+
+@pytest.fixture
+async def batcher(store: GcStore) -> HeartbeatBatcher:
+    for i in range(100):
+        await store.upsert_controller(f"mc-{i}", REGION, f"http://mc-{i}:1", None, 100, 1000, T0)
+    # A long interval: the tests flush by hand or through the store.
+    return await store.start_heartbeat_batching(interval_s=3600, max_pending=500)
+
+
+async def test_a_burst_from_100_mcs_is_one_transaction_and_last_values_win(
+    store: GcStore, batcher: HeartbeatBatcher
+) -> None:
+    writes = Writes(store)
+    for round_ in range(3):
+        for i in range(100):
+            await batcher.submit(beat(f"mc-{i}", round_ + i, T0 + timedelta(seconds=round_)))
+    assert writes.commits == 0 and batcher.pending == 100
+
+    assert await batcher.flush() == 100
+    assert writes.commits == 1 and batcher.pending == 0
+    mc = await store.get_controller("mc-7")
+    assert mc is not None
+    assert mc.current_meetings == 2 + 7 and mc.health is Health.HEALTHY
+    assert mc.last_heartbeat_at == T0 + timedelta(seconds=2)
+
+
+async def test_older_cpu_and_memory_survive_a_newer_fast_beat(
+    store: GcStore, batcher: HeartbeatBatcher
+) -> None:
+    await batcher.submit(beat("mc-1", 1, cpu_percent=40.0, memory_percent=50.0))
+    await batcher.submit(beat("mc-1", 2, T0 + timedelta(seconds=1)))
+    await batcher.flush()
+    mc = await store.get_controller("mc-1")
+    assert mc is not None and (mc.current_meetings, mc.cpu_percent) == (2, 40.0)
+
+
+async def test_unknown_mc_is_refused_and_a_registration_makes_it_known(
+    store: GcStore, batcher: HeartbeatBatcher
+) -> None:
+    with pytest.raises(UnknownController):
+        await batcher.submit(beat("mc-new", 1))
+    assert batcher.pending == 0
+    await store.upsert_controller("mc-new", REGION, "http://n:1", None, 100, 1000, T0)
+    await batcher.submit(beat("mc-new", 1))
+    assert batcher.pending == 1
+
+
+async def test_the_sweep_sees_pending_beats(store: GcStore, batcher: HeartbeatBatcher) -> None:
+    late = T0 + timedelta(seconds=60)
+    for i in range(100):
+        if i != 3:
+            await batcher.submit(beat(f"mc-{i}", 1, late))
+    stale = await store.mark_stale_controllers(late - timedelta(seconds=30))
+    assert stale == ["mc-3"]
+
+
+async def test_close_flushes_pending_beats(database_url: str) -> None:
+    store = await GcStore.open(database_url)
+    await store.upsert_controller("mc-1", REGION, "http://m:1", None, 100, 1000, T0)
+    batcher = await store.start_heartbeat_batching(interval_s=3600, max_pending=500)
+    await batcher.submit(beat("mc-1", 5))
+    await store.aclose()
+
+    reopened = await GcStore.open(database_url)
+    try:
+        mc = await reopened.get_controller("mc-1")
+        assert mc is not None and mc.current_meetings == 5 and mc.last_heartbeat_at == T0
+    finally:
+        await reopened.aclose()
+
+
+async def test_the_background_task_flushes_within_the_interval(store: GcStore) -> None:
+    await store.upsert_controller("mc-1", REGION, "http://m:1", None, 100, 1000, T0)
+    batcher = await store.start_heartbeat_batching(interval_s=0.05, max_pending=500)
+    await batcher.submit(beat("mc-1", 4))
+    for _ in range(100):
+        mc = await store.get_controller("mc-1")
+        assert mc is not None
+        if mc.current_meetings == 4:
+            break
+        await asyncio.sleep(0.02)
+    assert mc.current_meetings == 4 and batcher.pending == 0
