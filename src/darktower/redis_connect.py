@@ -16,6 +16,11 @@ URL forms (the password may be percent-encoded; a `user:password@` pair is accep
         Port defaults to 6379. A failed command is retried 3 times (50 ms backoff doubling
         up to 500 ms) after a slot map refresh, then raised.
 
+Connections are bounded: the standalone and Sentinel clients use a blocking pool of at most
+`max_connections` (a burst of commands queues for a free connection for up to `pool_timeout`
+seconds, then fails with a ConnectionError) instead of opening one connection per concurrent
+command; the Cluster client keeps at most `max_connections` per node.
+
 `connect()` builds the client (no I/O until the first command); `describe()` gives a text for
 logs without credentials: the host:port list, plus the service name for Sentinel. A malformed
 URL raises `RedisUrlError`, whose message names what is wrong but never the URL or password.
@@ -50,6 +55,10 @@ CLUSTER_RETRY_CAP = 0.5
 _DEFAULT_PORTS = {SENTINEL_SCHEME: 26379, CLUSTER_SCHEME: 6379}
 _SERVICE = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+")
+# Enough for an MC's concurrent admissions and touches; a burst beyond it waits for a connection
+# rather than opening hundreds (each one a connect that may pass the socket timeout under load).
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_POOL_TIMEOUT = 5.0
 
 
 class RedisUrlError(ValueError):
@@ -74,12 +83,21 @@ class _Parsed:
         return f"{self.scheme} {hosts} db {self.db}"
 
 
-def connect(url: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2.0) -> RedisLike:
+def connect(
+    url: str,
+    *,
+    socket_timeout: float = 2.0,
+    connect_timeout: float = 2.0,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+) -> RedisLike:
     """The asyncio client for `url` (forms in the module docstring); raises RedisUrlError.
 
     The caller owns the client and closes it with `aclose()`; for Sentinel that also closes
     the connections to the sentinels.
     """
+    if max_connections < 1 or pool_timeout <= 0:
+        raise ValueError("max_connections must be >= 1 and pool_timeout > 0")
     parsed = _parse(url)
     timeouts: dict[str, Any] = {
         "socket_timeout": socket_timeout,
@@ -87,10 +105,17 @@ def connect(url: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2
     }
     if parsed.scheme in _PLAIN_SCHEMES:
         try:
-            return aioredis.Redis.from_url(url, retry_on_timeout=False, **timeouts)
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=pool_timeout,
+                retry_on_timeout=False,
+                **timeouts,
+            )
         except ValueError:
             # redis-py's message may quote a piece of the URL, password included.
             raise RedisUrlError(f"malformed {parsed.scheme}:// URL") from None
+        return aioredis.Redis.from_pool(pool)  # the client owns (and closes) the pool
     if parsed.scheme == SENTINEL_SCHEME:
         assert parsed.service is not None
         # redis-py's Sentinel has no type hints.
@@ -103,7 +128,13 @@ def connect(url: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2
             retry_on_timeout=False,
             **timeouts,
         )
-        master: _SentinelMaster = sentinel.master_for(parsed.service, redis_class=_SentinelMaster)
+        master: _SentinelMaster = sentinel.master_for(
+            parsed.service,
+            redis_class=_SentinelMaster,
+            connection_pool_class=_BlockingSentinelPool,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+        )
         return master
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.hosts],
@@ -111,6 +142,7 @@ def connect(url: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2
         password=parsed.password,
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
+        max_connections=max_connections,
         retry=Retry(ExponentialBackoff(cap=CLUSTER_RETRY_CAP, base=CLUSTER_RETRY_BASE), 3),
     )
 
@@ -124,6 +156,11 @@ def describe(url: str) -> str:
         return _parse(url).describe()
     except RedisUrlError as exc:
         return f"<invalid redis URL: {exc}>"
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """Sentinel's master discovery with the blocking pool's bound (`max_connections`,
+    `timeout`): SentinelConnectionPool passes its other arguments on to BlockingConnectionPool."""
 
 
 class _SentinelMaster(aioredis.Redis):

@@ -32,9 +32,14 @@ class FaultyStore(RedisFencedStore):
             self.failures += 1
             raise StoreUnavailable("redis unavailable: ConnectionError")
 
-    async def acquire(self, meeting_id: str, owner: str, *, min_generation: int = 0) -> int:
+    async def acquire(
+        self, meeting_id: str, owner: str, *, min_generation: int = 0, mh: str | None = None
+    ) -> int:
         self._maybe_fail("acquire")
-        return await super().acquire(meeting_id, owner, min_generation=min_generation)
+        if mh is not None:
+            # An admission stores the MH list in the same script as the acquire.
+            self._maybe_fail("set")
+        return await super().acquire(meeting_id, owner, min_generation=min_generation, mh=mh)
 
     async def fenced_set(self, *args: Any, **kwargs: Any) -> None:
         self._maybe_fail("set")

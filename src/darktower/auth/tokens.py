@@ -13,6 +13,7 @@ aside) so that the gRPC edge (`darktower.auth.interceptor`) stays thin.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +32,7 @@ __all__ = [
     "ALGORITHM",
     "AUTHORIZATION_HEADER",
     "BEARER_PREFIX",
+    "DEFAULT_CACHE_SIZE",
     "DEFAULT_LEEWAY_SECONDS",
     "DEFAULT_TTL_SECONDS",
     "MAX_TOKEN_BYTES",
@@ -72,6 +74,10 @@ DEFAULT_TTL_SECONDS = 300
 DEFAULT_LEEWAY_SECONDS = 30
 # SPEC §7. Enforced before any parsing, so that a huge header costs nothing but a length check.
 MAX_TOKEN_BYTES = 8192
+
+# Verified tokens remembered per verifier. A caller reuses its token for minutes
+# (ServiceTokenProvider), so nearly every call presents a string already verified.
+DEFAULT_CACHE_SIZE = 4096
 
 _REQUIRED_CLAIMS = ["iss", "iat", "exp"]
 _KNOWN_TYPES = frozenset(t.value for t in ServiceType)
@@ -125,6 +131,10 @@ class TokenVerifier:
     size (`empty`, `too_large`) → header (`malformed`) → key (`unknown_key`) → signature
     (`bad_signature`) → expiry and required claims (`expired`, `bad_claims`) → scope
     (`wrong_scope`) → `service_type` (`bad_claims`) → caller (`CallerNotAllowed`).
+
+    A token that passed every check is remembered (up to `cache_size` tokens, least recently
+    used evicted first); presented again, only its expiry (with the leeway) and the caller
+    type are checked, so a cached token still expires on time. Failures are never remembered.
     """
 
     def __init__(
@@ -134,6 +144,7 @@ class TokenVerifier:
         required_scope: str,
         allowed_callers: Collection[ServiceType],
         leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         # An empty trust list or caller set would reject every call; that is a
         # misconfiguration to surface at start, not a stream of UNAUTHENTICATED later.
@@ -150,6 +161,10 @@ class TokenVerifier:
         self._required_scope = required_scope
         self._allowed_callers = frozenset(ServiceType(c) for c in allowed_callers)
         self._leeway = leeway_seconds
+        if cache_size < 0:
+            raise ValueError(f"cache_size must not be negative, got {cache_size}")
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, ServiceClaims] = OrderedDict()
 
     @classmethod
     def from_key_sets(
@@ -159,6 +174,7 @@ class TokenVerifier:
         required_scope: str,
         allowed_callers: Collection[ServiceType],
         leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> TokenVerifier:
         """A verifier that trusts each key only for its own service type.
 
@@ -171,6 +187,7 @@ class TokenVerifier:
             required_scope=required_scope,
             allowed_callers=allowed_callers,
             leeway_seconds=leeway_seconds,
+            cache_size=cache_size,
         )
         for service_type, keys in key_sets.items():
             for key in keys:
@@ -194,6 +211,28 @@ class TokenVerifier:
         Raises `AuthenticationFailed(reason)` for an invalid token and `CallerNotAllowed` for a
         valid one whose `service_type` is not among `allowed_callers`.
         """
+        cached = self._cache.get(token)
+        if cached is not None:
+            return self._recheck(token, cached)
+        claims = self._verify(token)
+        if self._cache_size:
+            self._cache[token] = claims
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return claims
+
+    def _recheck(self, token: str, claims: ServiceClaims) -> ServiceClaims:
+        """A remembered token: still unexpired (PyJWT's rule: exp + leeway > now) and of an
+        allowed caller; the signature, key and other claims were checked when it was stored."""
+        if claims.expires_at + self._leeway <= time.time():
+            del self._cache[token]
+            raise AuthenticationFailed("expired")
+        if claims.service_type not in self._allowed_callers:
+            raise CallerNotAllowed(claims.service_type)
+        self._cache.move_to_end(token)
+        return claims
+
+    def _verify(self, token: str) -> ServiceClaims:
         if not token:
             raise AuthenticationFailed("empty")
         if len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
@@ -217,7 +256,7 @@ class TokenVerifier:
 
         payload, key = self._decode(token, candidates)
         claims = self._claims(payload)
-        signer_type = self._key_types.get(key_id(key))
+        signer_type = self._key_types.get(kid if kid is not None else key_id(key))
         if signer_type is not None and signer_type != claims.service_type:
             raise AuthenticationFailed("bad_claims")
         if claims.service_type not in self._allowed_callers:

@@ -67,7 +67,9 @@ class MeetingKeys:
 
     @property
     def all(self) -> tuple[str, str, str, str, str]:
-        """The KEYS every fencing script receives, in this order: gen, owner, mh, state, audit."""
+        """Every key of the meeting: gen, owner, mh, state, audit. Each script receives only
+        the ones its contract header names (see `lua/`), the audit stream last and only when
+        auditing."""
         return (self.gen, self.owner, self.mh, self.state, self.audit)
 
 

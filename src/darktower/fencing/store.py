@@ -122,8 +122,8 @@ _UNAVAILABLE_REPLIES = (
 _CLUSTER_BUGS = (CrossSlotTransactionError, InvalidPipelineStack)
 _REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 
-# One script call: the script, the meeting's keys, its ARGV.
-_Call: TypeAlias = tuple[AsyncScript, MeetingKeys, tuple[str | int, ...]]
+# One script call: the script, the meeting's keys, the KEYS it is sent, its ARGV.
+_Call: TypeAlias = tuple[AsyncScript, MeetingKeys, tuple[str, ...], tuple[str | int, ...]]
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,13 @@ class FencedWrite:
 class FencedStore(Protocol):
     """Meeting ownership and state behind fencing tokens (owner id + generation)."""
 
-    async def acquire(self, meeting_id: str, owner: str, *, min_generation: int = 0) -> int:
-        """Make `owner` the owner under a new generation, higher than any before; return it."""
+    async def acquire(
+        self, meeting_id: str, owner: str, *, min_generation: int = 0, mh: str | None = None
+    ) -> int:
+        """Make `owner` the owner under a new generation, higher than any before; return it.
+
+        With `mh`, also store it as the MH list under that generation, atomically (one round
+        trip instead of acquire + fenced_set; audited as an 'acquire' then a 'set' entry)."""
         ...
 
     async def fenced_set(
@@ -279,21 +284,28 @@ class RedisFencedStore:
         if self._owns_client:
             await self._client.aclose()
 
-    async def acquire(self, meeting_id: str, owner: str, *, min_generation: int = 0) -> int:
+    async def acquire(
+        self, meeting_id: str, owner: str, *, min_generation: int = 0, mh: str | None = None
+    ) -> int:
         keys = MeetingKeys.for_meeting(meeting_id)
         _check_owner(owner)
         if not 0 <= min_generation < MAX_GENERATION:
             raise ValueError(f"min_generation must be in [0, {MAX_GENERATION})")
-        args = (self._audit_flag, owner, min_generation)
+        args: tuple[str | int, ...] = (self._audit_flag, owner, min_generation)
+        if mh is None:
+            script_keys = self._audited(keys, keys.gen, keys.owner)
+        else:
+            script_keys = self._audited(keys, keys.gen, keys.owner, keys.mh)
+            args = (*args, mh)
         with _observed("acquire"):
-            return await self._replicated(self._scripts.acquire, keys, args)
+            return await self._replicated(self._scripts.acquire, keys, script_keys, args)
 
     async def fenced_set(
         self, meeting_id: str, owner: str, generation: int, name: str, value: str
     ) -> None:
         keys, args = self._set_call(FencedWrite(meeting_id, owner, generation, name, value))
         with _observed("set"):
-            reply = await self._scripts.fenced_set(keys=keys.all, args=args)
+            reply = await self._scripts.fenced_set(keys=keys, args=args)
             decode_reply(meeting_id, reply)
 
     async def fenced_set_many(self, items: Sequence[FencedWrite]) -> list[FencingError | None]:
@@ -307,12 +319,15 @@ class RedisFencedStore:
             return []
         with _observed("set"):
             if self._cluster is not None:
-                script_calls = [(self._scripts.fenced_set, keys, args) for keys, args in calls]
+                script_calls = [
+                    (self._scripts.fenced_set, MeetingKeys.for_meeting(item.meeting_id), keys, args)
+                    for item, (keys, args) in zip(items, calls, strict=True)
+                ]
                 replies = [r[0] for r in await self._cluster_batch(self._cluster, script_calls)]
             else:
                 async with cast(aioredis.Redis, self._client).pipeline(transaction=False) as pipe:
                     for keys, args in calls:
-                        await self._scripts.fenced_set(keys=keys.all, args=args, client=pipe)
+                        await self._scripts.fenced_set(keys=keys, args=args, client=pipe)
                     replies = await pipe.execute(raise_on_error=False)
         return [
             _outcome(item.meeting_id, reply) for item, reply in zip(items, replies, strict=True)
@@ -342,8 +357,9 @@ class RedisFencedStore:
             *pairs,
             *removed,
         )
+        script_keys = self._audited(keys, keys.gen, keys.owner, keys.state)
         with _observed("hset"):
-            reply = await self._scripts.fenced_hset(keys=keys.all, args=args)
+            reply = await self._scripts.fenced_hset(keys=script_keys, args=args)
             decode_reply(meeting_id, reply)
 
     async def fenced_delete(self, meeting_id: str, owner: str, generation: int) -> None:
@@ -351,15 +367,18 @@ class RedisFencedStore:
         _check_owner(owner)
         _check_generation(generation)
         args = (self._audit_flag, owner, generation)
+        script_keys = self._audited(keys, keys.gen, keys.owner, keys.mh, keys.state)
         with _observed("delete"):
-            await self._replicated(self._scripts.fenced_delete, keys, args)
+            await self._replicated(self._scripts.fenced_delete, keys, script_keys, args)
 
     async def fenced_check(self, meeting_id: str, owner: str, generation: int) -> None:
         keys = MeetingKeys.for_meeting(meeting_id)
         _check_owner(owner)
         _check_generation(generation)
         with _observed("check"):
-            reply = await self._scripts.fenced_check(keys=keys.all, args=("0", owner, generation))
+            reply = await self._scripts.fenced_check(
+                keys=(keys.gen, keys.owner), args=("0", owner, generation)
+            )
             decode_reply(meeting_id, reply)
 
     async def read(self, meeting_id: str) -> MeetingRecord:
@@ -400,29 +419,38 @@ class RedisFencedStore:
             else:
                 await self._client.ping()
 
-    def _set_call(self, item: FencedWrite) -> tuple[MeetingKeys, tuple[str | int, ...]]:
+    def _audited(self, keys: MeetingKeys, *used: str) -> tuple[str, ...]:
+        """A script's KEYS: the ones it uses, plus the audit stream (last) when auditing."""
+        return (*used, keys.audit) if self._audit else used
+
+    def _set_call(self, item: FencedWrite) -> tuple[tuple[str, ...], tuple[str | int, ...]]:
+        """fenced_set.lua's KEYS and ARGV for `item`, after checking its arguments."""
         keys = MeetingKeys.for_meeting(item.meeting_id)
         _check_owner(item.owner)
         _check_generation(item.generation)
         if item.name not in SETTABLE_NAMES:
             raise ValueError(f"fenced_set name must be one of {sorted(SETTABLE_NAMES)}")
         args = (self._audit_flag, item.owner, item.generation, item.name, item.value)
-        return keys, args
+        return self._audited(keys, keys.gen, keys.owner, keys.mh), args
 
     async def _replicated(
-        self, script: AsyncScript, keys: MeetingKeys, args: tuple[str | int, ...]
+        self,
+        script: AsyncScript,
+        keys: MeetingKeys,
+        script_keys: tuple[str, ...],
+        args: tuple[str | int, ...],
     ) -> int:
         """Run an ownership-changing script; with replica_wait, WAIT for the replicas too."""
         if self._replica_wait == 0:
-            return decode_reply(keys.meeting_id, await script(keys=keys.all, args=args))
+            return decode_reply(keys.meeting_id, await script(keys=script_keys, args=args))
         # WAIT counts the writes made on its own connection: a pipeline keeps both on one.
         if self._cluster is not None:
             [(reply, acknowledged)] = await self._cluster_batch(
-                self._cluster, [(script, keys, args)], wait=True
+                self._cluster, [(script, keys, script_keys, args)], wait=True
             )
         else:
             async with cast(aioredis.Redis, self._client).pipeline(transaction=False) as pipe:
-                await script(keys=keys.all, args=args, client=pipe)
+                await script(keys=script_keys, args=args, client=pipe)
                 pipe.wait(self._replica_wait, self._replica_wait_timeout_ms)
                 reply, acknowledged = await pipe.execute(raise_on_error=False)
         for result in (reply, acknowledged):
@@ -455,8 +483,10 @@ class RedisFencedStore:
         for attempt in range(2):
             async with cluster.pipeline(transaction=False) as pipe:
                 for i in pending:
-                    script, keys, args = calls[i]
-                    pipe.execute_command("EVALSHA", script.sha, len(keys.all), *keys.all, *args)
+                    script, keys, script_keys, args = calls[i]
+                    pipe.execute_command(
+                        "EVALSHA", script.sha, len(script_keys), *script_keys, *args
+                    )
                     if wait:
                         node = cluster.get_node_from_key(keys.gen)
                         pipe.execute_command(

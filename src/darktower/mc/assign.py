@@ -68,9 +68,9 @@ class Assigner:
         meeting_id, owner = request.meeting_id, self._controller.mc_id
         generation: int | None = None
         try:
-            generation = await self._store.acquire(meeting_id, owner)
             mh_json = mh_list_json(request.mhs, int(time.time() * 1000))
-            await self._store.fenced_set(meeting_id, owner, generation, "mh", mh_json)
+            # Ownership and the MH list in one script: one round trip, nothing half-written.
+            generation = await self._store.acquire(meeting_id, owner, mh=mh_json)
             await self._controller.ask(Commit(meeting_id, generation, request.mhs))
         except BaseException as exc:
             await self._undo(meeting_id, owner, generation)

@@ -10,7 +10,10 @@ Redis work runs outside the actor (in parallel for different meetings):
 3. `Commit(...)` starts the MeetingActor, or `Abort(meeting_id)` releases the reservation.
 
 The controller also touches every hosted meeting periodically (a fenced write per meeting), so a
-meeting taken over by another MC is noticed within `touch_interval` even when idle.
+meeting taken over by another MC is noticed even when idle. Each round of touches takes one
+`touch_interval` and sends them in batches of `TOUCH_BATCH` spread evenly over it, so that a
+thousand meetings never send a thousand Redis calls at the same instant: a hosted meeting is
+touched about once per interval, a newly committed one first within two intervals.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Meetings touched together; the batches of one round are spaced evenly over the interval.
+TOUCH_BATCH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +157,9 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._binder = binder
         self._grace_seconds = disconnect_grace_seconds
         self._meetings: dict[str, MeetingActor] = {}
+        # Sum of counted_participants over self._meetings, kept up to date by the meetings'
+        # on_participants reports and by commit/forget (admission reads it on every Reserve).
+        self._participants = 0
         self._admitting = _Admitting()
         self._draining = False
         self._ticker: asyncio.Task[None] | None = None
@@ -190,7 +199,11 @@ class MeetingControllerActor(Actor[ControllerMessage]):
 
     def participant_count(self) -> int:
         """Participants in the hosted meetings' rosters (connected or within their grace)."""
-        return sum(m.participant_count for m in self._meetings.values())
+        return self._participants
+
+    def _participants_changed(self, meeting: MeetingActor, delta: int) -> None:
+        if self._meetings.get(meeting.meeting_id) is meeting:
+            self._participants += delta
 
     def can_admit_participant(self) -> bool:
         """Whether one more participant fits under max_participants. Meetings call it
@@ -247,6 +260,9 @@ class MeetingControllerActor(Actor[ControllerMessage]):
     def _commit(self, message: Commit) -> MeetingActor:
         if message.meeting_id not in self._admitting.futures:
             raise RuntimeError(f"commit without a reservation for {message.meeting_id}")
+        previous = self._meetings.get(message.meeting_id)
+        if previous is not None:  # a lost actor still running: not counted any more
+            self._forget(previous)
         meeting = MeetingActor(
             message.meeting_id,
             owner=self.mc_id,
@@ -256,9 +272,11 @@ class MeetingControllerActor(Actor[ControllerMessage]):
             binder=self._binder,
             grace_seconds=self._grace_seconds,
             admit=self.can_admit_participant,
+            on_participants=self._participants_changed,
         )
         self.spawn(meeting)
         self._meetings[message.meeting_id] = meeting
+        self._participants += meeting.counted_participants
         self._empty.clear()
         MEETINGS_ACTIVE.set(len(self._meetings))
         self._release(message.meeting_id)
@@ -288,6 +306,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
     def _forget(self, meeting: MeetingActor) -> None:
         if self._meetings.get(meeting.meeting_id) is meeting:
             del self._meetings[meeting.meeting_id]
+            self._participants -= meeting.counted_participants
             MEETINGS_ACTIVE.set(len(self._meetings))
             if not self._meetings:
                 self._empty.set()
@@ -310,9 +329,19 @@ class MeetingControllerActor(Actor[ControllerMessage]):
 
     async def _touch_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._touch_interval)
-            for meeting in list(self._meetings.values()):
-                try:
-                    meeting.send(Touch())
-                except ActorStopped:
-                    continue
+            meetings = list(self._meetings.values())
+            batches = [meetings[i : i + TOUCH_BATCH] for i in range(0, len(meetings), TOUCH_BATCH)]
+            # One round per interval, whatever the number of meetings; meetings committed
+            # during a round wait for the next one.
+            gap = self._touch_interval / max(1, len(batches))
+            if not batches:
+                await asyncio.sleep(self._touch_interval)
+            for batch in batches:
+                await asyncio.sleep(gap)
+                for meeting in batch:
+                    if meeting.lost:
+                        continue
+                    try:
+                        meeting.send(Touch())
+                    except ActorStopped:
+                        continue

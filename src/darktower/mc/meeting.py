@@ -204,9 +204,11 @@ class MeetingActor(Actor[MeetingMessage]):
         binder: SessionBinder | None = None,
         grace_seconds: float = 30.0,
         admit: Callable[[], bool] = lambda: True,
+        on_participants: Callable[[MeetingActor, int], None] | None = None,
     ) -> None:
         """`binder` None: no clients are admitted. `admit()` says whether the MC can take
-        one more participant (read at each new join)."""
+        one more participant (read at each new join). `on_participants(self, delta)` is
+        called synchronously whenever the roster's size changes (the controller's totals)."""
         super().__init__(meeting_id)
         self.meeting_id = meeting_id
         self.owner = owner
@@ -216,7 +218,10 @@ class MeetingActor(Actor[MeetingMessage]):
         self._binder = binder
         self._grace_seconds = grace_seconds
         self._admit = admit
+        self._on_participants = on_participants
         self.roster = Roster()
+        # The roster size last reported through on_participants.
+        self.counted_participants = 0
         self._connections: dict[str, ConnectionActor] = {}  # participant id → its connection
         self._timers: dict[str, tuple[int, asyncio.TimerHandle]] = {}
         self._epochs = itertools.count(1)
@@ -261,6 +266,7 @@ class MeetingActor(Actor[MeetingMessage]):
         for member in roster.members.values():
             member.connected, member.disconnected_at_ms = False, now
         self.roster = roster
+        self._count()
         self._start_graces(roster.members)
         await self._write(self._roster_mapping())
         log.info(
@@ -349,6 +355,7 @@ class MeetingActor(Actor[MeetingMessage]):
         )
         # In the roster before the write: the seat counts for admission from now on.
         self.roster.add(member)
+        self._count()
         mapping = {participant_field(participant_id): member.to_json()}
         if self.roster.host_id == participant_id:
             mapping[HOST_FIELD] = participant_id
@@ -356,9 +363,11 @@ class MeetingActor(Actor[MeetingMessage]):
             written = await self._write(mapping)
         except FencingError:
             self.roster.remove(participant_id)
+            self._count()
             raise
         if not written:
             self.roster.remove(participant_id)
+            self._count()
             return _STORE_DOWN
         self._admit_connection(member, connection, reconnected=False)
         self._broadcast(ParticipantJoined(participant=member.public()), exclude=participant_id)
@@ -478,6 +487,7 @@ class MeetingActor(Actor[MeetingMessage]):
         if connection is not None:
             self._send(connection, Close(reason))
         host_changed = self.roster.remove(participant_id)
+        self._count()
         if not self.roster.members:
             await self._end(LAST_PARTICIPANT_LEFT)
             return
@@ -487,6 +497,14 @@ class MeetingActor(Actor[MeetingMessage]):
             participant_id=participant_id, reason=reason, host_id=self.roster.host_id
         )
         self._broadcast(left)
+
+    def _count(self) -> None:
+        """Report a change of the roster's size (call right after each add/remove)."""
+        delta = len(self.roster) - self.counted_participants
+        if delta:
+            self.counted_participants += delta
+            if self._on_participants is not None:
+                self._on_participants(self, delta)
 
     # -- grace timers ----------------------------------------------------------------------
 

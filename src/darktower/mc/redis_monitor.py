@@ -1,7 +1,9 @@
 """Watches Redis reachability: the MC is not ready (and refuses with UNHEALTHY) while it is down.
 
-A ping every `interval` seconds sets `healthy`; a failed store call reported through
-`mark_unhealthy` flips it at once, and the next successful ping restores it — no restart.
+A ping every `interval` seconds sets `healthy`: one failed ping makes the MC not ready, the
+next successful one makes it ready again — no restart. A failed store call reported through
+`mark_unhealthy` does not flip it by itself (one timeout under load must not make the GC move
+the MC's meetings): it starts a ping at once, and that ping decides.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class RedisMonitor:
         self._interval = interval
         self.healthy = False
         self._task: asyncio.Task[None] | None = None
+        self._confirming: asyncio.Task[bool] | None = None
 
     async def check(self) -> bool:
         try:
@@ -38,18 +41,22 @@ class RedisMonitor:
         return self.healthy
 
     def mark_unhealthy(self) -> None:
-        """A store call failed: not ready until the next successful ping."""
-        if self.healthy:
-            log.warning("redis unreachable (a store call failed): not ready")
-        self.healthy = False
+        """A store call failed: ping now (at most one such ping at a time); a failed ping
+        makes the MC not ready. Must be called from the event loop."""
+        if self._confirming is not None and not self._confirming.done():
+            return
+        self._confirming = asyncio.get_running_loop().create_task(
+            self.check(), name="redis-monitor-confirm"
+        )
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="redis-monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._confirming) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self) -> None:
         while True:

@@ -56,6 +56,8 @@ DRAIN_BEAT_TIMEOUT_SECONDS = 1.0
 SIGNALING_STOP_SECONDS = 2.0
 # A shorter binding-token secret is refused at start (HKDF input; 32 random bytes advised).
 MIN_BINDING_SECRET_CHARS = 16
+# The Redis monitor's own connections: the periodic ping and a confirming one may overlap.
+PING_CONNECTIONS = 2
 
 
 def _binding_secret(settings: McSettings) -> bytes | None:
@@ -87,13 +89,18 @@ class McApp:
             required_scope=SCOPE_MC,
             allowed_callers={ServiceType.GLOBAL_CONTROLLER},
         )
-        self.redis = connect(
-            settings.redis_url.get_secret_value(), socket_timeout=2.0, connect_timeout=2.0
-        )
+        redis_url = settings.redis_url.get_secret_value()
+        self.redis = connect(redis_url, socket_timeout=2.0, connect_timeout=2.0)
         self.store: FencedStore = store or RedisFencedStore(
             self.redis, replica_wait=settings.redis_replica_wait, audit=settings.redis_audit
         )
-        self.monitor = RedisMonitor(self.store.ping, interval=settings.redis_check_seconds)
+        # The reachability check pings on a connection of its own: a burst of store calls
+        # queued for the shared pool is load, not an outage, and must not make the MC unready.
+        self._ping_redis = connect(
+            redis_url, socket_timeout=2.0, connect_timeout=2.0, max_connections=PING_CONNECTIONS
+        )
+        ping_store = self.store if store is not None else RedisFencedStore(self._ping_redis)
+        self.monitor = RedisMonitor(ping_store.ping, interval=settings.redis_check_seconds)
         binder = None
         if secret is not None:
             binder = SessionBinder(
@@ -288,6 +295,7 @@ class McApp:
             self._http.should_exit = True
             await asyncio.gather(self._http_task, return_exceptions=True)
         await self.redis.aclose()
+        await self._ping_redis.aclose()
         log.info("MC %s stopped", self.settings.id)
 
 

@@ -1,7 +1,10 @@
 -- acquire.lua: take ownership of a meeting under a new, strictly higher generation.
 -- Prefixed with fence_lib.lua (KEYS, ARGV[1..2] and reply shapes are described there).
+--   KEYS: gen, owner [, mh] [, audit]    mh exactly when ARGV[4] is given
 --   ARGV[3] min_generation: decimal >= 0, the highest generation the caller has seen
--- Writes gen and owner (and an audit entry, op 'acquire').
+--   ARGV[4] optional: the MH list (JSON) to store under the new generation
+-- Writes gen and owner (and an audit entry, op 'acquire'); with ARGV[4] also mh (and a
+-- second audit entry, op 'set', as a separate fenced_set would have appended).
 -- Returns {'OK', new_gen} | {'MALFORMED', key}; error reply 'generation overflow' past 2^53.
 --
 -- new_gen = max(stored + 1, min_generation + 1, Redis TIME in microseconds). The clock term
@@ -23,4 +26,8 @@ local g = fmt(new_gen)
 redis.call('SET', KEYS[1], g)
 redis.call('SET', KEYS[2], ARGV[2])
 audit(g, ARGV[2], 'acquire')
+if ARGV[4] then
+  redis.call('SET', KEYS[3], ARGV[4])
+  audit(g, ARGV[2], 'set')
+end
 return {'OK', g}

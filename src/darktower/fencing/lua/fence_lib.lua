@@ -2,12 +2,14 @@
 -- darktower.fencing.scripts prepends this file to each script before registering it; it
 -- defines locals only (Redis 7 refuses globals).
 --
--- Every script receives the same KEYS, MeetingKeys.all:
+-- Every script receives only the KEYS it uses, always led by
 --   KEYS[1] meeting:{id}:gen     decimal integer string, < 2^53
 --   KEYS[2] meeting:{id}:owner   MC id string
---   KEYS[3] meeting:{id}:mh      JSON string (opaque here)
---   KEYS[4] meeting:{id}:state   hash
---   KEYS[5] meeting:{id}:audit   stream; written only when ARGV[1] == '1'
+-- then the script's own keys (named in its header) from
+--            meeting:{id}:mh      JSON string (opaque here)
+--            meeting:{id}:state   hash
+-- and, last (KEYS[#KEYS]) and only when ARGV[1] == '1',
+--            meeting:{id}:audit   stream
 -- and the same first ARGV:
 --   ARGV[1] audit flag, '1' or '0'
 --   ARGV[2] owner (MC id)
@@ -22,6 +24,8 @@
 -- Largest integer a Lua number (a double) holds exactly; generations stay below it.
 local MAX_GEN = 9007199254740991
 local AUDIT = ARGV[1] == '1'
+-- The audit stream's key: the last one, passed only when auditing.
+local AUDIT_KEY = AUDIT and KEYS[#KEYS] or nil
 
 -- Stored generation as a number (0 when absent), or nil when the value breaks the contract.
 local function load_gen()
@@ -45,8 +49,8 @@ end
 -- A MALFORMED reply when the audit stream key holds another type, else nil.
 local function audit_malformed()
   if not AUDIT then return nil end
-  local t = type_of(KEYS[5])
-  if t ~= 'stream' and t ~= 'none' then return {'MALFORMED', KEYS[5]} end
+  local t = type_of(AUDIT_KEY)
+  if t ~= 'stream' and t ~= 'none' then return {'MALFORMED', AUDIT_KEY} end
   return nil
 end
 
@@ -54,7 +58,7 @@ end
 -- the writer claimed, so a broken fence shows up as a stale generation in the stream.
 local function audit(gen_text, owner, op)
   if AUDIT then
-    redis.call('XADD', KEYS[5], '*', 'gen', gen_text, 'owner', owner, 'op', op)
+    redis.call('XADD', AUDIT_KEY, '*', 'gen', gen_text, 'owner', owner, 'op', op)
   end
 end
 

@@ -1,5 +1,6 @@
 -- fenced_set.lua: SET one of the meeting's string keys, only under the fence.
 -- Prefixed with fence_lib.lua (KEYS, ARGV[1..3] and reply shapes are described there).
+--   KEYS: gen, owner, mh [, audit]
 --   ARGV[4] name of the key to set: 'mh' (KEYS[3])
 --   ARGV[5] value
 -- Writes the named key (and an audit entry, op 'set').

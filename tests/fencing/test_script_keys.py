@@ -1,0 +1,117 @@
+"""Each fencing script is sent only the KEYS it uses (issue 7), audit stream last and only
+when auditing; and `acquire(mh=...)` takes a meeting and stores its MH list in one call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from darktower.fencing import FencedOut, FencedWrite, MeetingKeys, RedisFencedStore
+
+M = "meeting-k"
+K = MeetingKeys.for_meeting(M)
+
+
+@pytest.fixture
+def sent(redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The KEYS of every script call made on `redis_client`, in order (the calls still run)."""
+    calls: list[tuple[str, ...]] = []
+    real = redis_client.evalsha
+
+    def recording(sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        calls.append(tuple(str(k) for k in keys_and_args[:numkeys]))
+        return real(sha, numkeys, *keys_and_args)
+
+    monkeypatch.setattr(redis_client, "evalsha", recording)
+    return calls
+
+
+async def _load_scripts(store: RedisFencedStore) -> None:
+    """Run every script once on another meeting: a first call is sent twice (NOSCRIPT, load)."""
+    gen = await store.acquire("warm-up", "mc-a")
+    await store.fenced_set("warm-up", "mc-a", gen, "mh", "[]")
+    await store.fenced_hset("warm-up", "mc-a", gen, {"a": "1"})
+    await store.fenced_check("warm-up", "mc-a", gen)
+    await store.fenced_delete("warm-up", "mc-a", gen)
+
+
+@pytest.mark.parametrize("audit", [False, True])
+async def test_each_script_gets_only_its_keys(
+    redis_client: aioredis.Redis, sent: list[tuple[str, ...]], audit: bool
+) -> None:
+    store = RedisFencedStore(redis_client, audit=audit)
+    await _load_scripts(store)
+    sent.clear()
+    tail = (K.audit,) if audit else ()
+    gen = await store.acquire(M, "mc-a")
+    await store.fenced_set(M, "mc-a", gen, "mh", "[]")
+    await store.fenced_hset(M, "mc-a", gen, {"a": "1"})
+    await store.fenced_check(M, "mc-a", gen)
+    await store.fenced_delete(M, "mc-a", gen)
+    gen = await store.acquire(M, "mc-a", mh='{"mhs":[]}')
+    assert sent == [
+        (K.gen, K.owner, *tail),
+        (K.gen, K.owner, K.mh, *tail),
+        (K.gen, K.owner, K.state, *tail),
+        (K.gen, K.owner),  # a check is never audited
+        (K.gen, K.owner, K.mh, K.state, *tail),
+        (K.gen, K.owner, K.mh, *tail),
+    ]
+    assert await redis_client.get(K.mh) == b'{"mhs":[]}'
+    ops = [e.op for e in await store.audit_log(M)]
+    expected = ["acquire", "set", "hset", "delete", "acquire", "set"]
+    assert ops == (expected if audit else [])
+
+
+async def test_pipelined_sets_send_only_their_keys(
+    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    piped: list[tuple[str, ...]] = []
+    real = Pipeline.evalsha
+
+    def recording(pipe: Pipeline, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        piped.append(tuple(str(k) for k in keys_and_args[:numkeys]))
+        return real(pipe, sha, numkeys, *keys_and_args)
+
+    monkeypatch.setattr(Pipeline, "evalsha", recording)
+    store = RedisFencedStore(redis_client)
+    gen = await store.acquire(M, "mc-a")
+    outcomes = await store.fenced_set_many([FencedWrite(M, "mc-a", gen, "mh", "[1]")] * 2)
+    assert outcomes == [None, None]
+    assert piped == [(K.gen, K.owner, K.mh)] * 2
+    assert await redis_client.get(K.mh) == b"[1]"
+
+
+async def test_acquire_with_mh_stores_both_under_the_new_generation(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = RedisFencedStore(redis_client, audit=True)
+    first = await store.acquire(M, "mc-a", mh="[a]")
+    second = await store.acquire(M, "mc-b", mh="[b]")
+    assert second > first
+    record = await store.read(M)
+    assert (record.generation, record.owner, record.mh) == (second, "mc-b", "[b]")
+    # One 'acquire' and one 'set' entry per call, both under the generation it issued.
+    entries = [(e.op, e.owner, e.generation) for e in await store.audit_log(M)]
+    assert entries == [
+        ("acquire", "mc-a", first),
+        ("set", "mc-a", first),
+        ("acquire", "mc-b", second),
+        ("set", "mc-b", second),
+    ]
+    # The first owner is fenced out of its MH list like any other write.
+    with pytest.raises(FencedOut):
+        await store.fenced_set(M, "mc-a", first, "mh", "[stale]")
+    assert (await store.read(M)).mh == "[b]"
+
+
+async def test_acquire_without_mh_leaves_the_mh_list_alone(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = RedisFencedStore(redis_client)
+    gen = await store.acquire(M, "mc-a", mh="[a]")
+    assert await store.acquire(M, "mc-b", min_generation=gen) > gen
+    assert (await store.read(M)).mh == "[a]"
