@@ -14,7 +14,6 @@ from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
 from darktower.gc.store import GcStore, Health
 
 REGION = "eu"
-NOW = datetime.now(UTC)
 
 
 class Statements:
@@ -40,8 +39,10 @@ class AcceptingMcs:
 
 
 async def _fleet(store: GcStore) -> None:
+    # Taken when the test runs (not at import): placement compares it with the real clock.
+    now = datetime.now(UTC)
     for i in range(3):
-        await store.upsert_controller(f"mc-{i}", REGION, f"http://mc-{i}:1", None, 100, 1000, NOW)
+        await store.upsert_controller(f"mc-{i}", REGION, f"http://mc-{i}:1", None, 100, 1000, now)
         await store.record_heartbeat(
             f"mc-{i}",
             current_meetings=0,
@@ -49,13 +50,13 @@ async def _fleet(store: GcStore) -> None:
             max_meetings=100,
             max_participants=1000,
             health=Health.HEALTHY,
-            now=NOW,
+            now=now,
         )
     for i in range(2):
         await store.upsert_media_handler(
-            f"mh-{i}", REGION, f"https://mh-{i}:443", f"http://mh-{i}:1", 100, NOW, zone=f"z{i}"
+            f"mh-{i}", REGION, f"https://mh-{i}:443", f"http://mh-{i}:1", 100, now, zone=f"z{i}"
         )
-        await store.record_load_report(f"mh-{i}", current_streams=0, health=Health.HEALTHY, now=NOW)
+        await store.record_load_report(f"mh-{i}", current_streams=0, health=Health.HEALTHY, now=now)
 
 
 async def test_a_new_join_and_a_rejoin_take_few_statements(store: GcStore) -> None:

@@ -777,13 +777,18 @@ class HeartbeatBatcher:
             return len(batch)
 
     async def stop(self) -> None:
-        """Stop the background flushes, then flush what is pending. Idempotent."""
+        """Stop the background flushes, then flush what is pending; a database that is down by
+        then loses those beats (logged; the next heartbeats bring them back). Idempotent."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.flush()
+        try:
+            await self.flush()
+        except StoreError as exc:
+            log.warning("dropping %d pending heartbeats at stop: %s", len(self._pending), exc)
+            self._pending.clear()
 
     async def _run(self) -> None:
         while True:
