@@ -15,7 +15,6 @@ import logging
 import signal
 
 import grpc
-import uvicorn
 from sqlalchemy import text
 
 from darktower.auth.client import ServiceTokenProvider
@@ -29,7 +28,7 @@ from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
-from darktower.serving import EmbeddedUvicorn, StartupError, parse_bind
+from darktower.serving import HttpServer, StartupError, parse_bind
 
 __all__ = ["GcApp", "serve"]
 
@@ -64,8 +63,7 @@ class GcApp:
         self.sweeper: StalenessSweeper | None = None
         self.mc_client: McClient | None = None
         self.placement: PlacementService | None = None
-        self._http: EmbeddedUvicorn | None = None
-        self._http_task: asyncio.Task[None] | None = None
+        self._http: HttpServer | None = None
 
     async def ready(self) -> tuple[bool, str]:
         if self.store is None:
@@ -125,22 +123,13 @@ class GcApp:
             attempts=s.placement_attempts,
             claim_stale_s=s.claim_stale_seconds,
         )
-        http_host, http_port = parse_bind(s.http_bind)
-        config = uvicorn.Config(
+        http_host, _ = parse_bind(s.http_bind)
+        self._http = HttpServer(
             create_app(self.store, self.placement, region=s.region, is_ready=self.ready),
-            host=http_host,
-            port=http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
+            s.http_bind,
+            what="HTTP",
         )
-        self._http = EmbeddedUvicorn(config)
-        self._http_task = asyncio.get_running_loop().create_task(self._http.serve())
-        while not self._http.started:
-            if self._http_task.done():
-                raise StartupError(f"cannot serve HTTP on {s.http_bind}")
-            await asyncio.sleep(0.01)
-        self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+        self.http_port = await self._http.start()
         log.info(
             "GC %s serving gRPC on %s:%d and HTTP on %s:%d (region %s)",
             s.id,
@@ -152,9 +141,8 @@ class GcApp:
         )
 
     async def stop(self) -> None:
-        if self._http is not None and self._http_task is not None:
-            self._http.should_exit = True
-            await asyncio.gather(self._http_task, return_exceptions=True)
+        if self._http is not None:
+            await self._http.stop()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=2.0)
         if self.sweeper is not None:

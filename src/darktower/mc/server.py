@@ -16,7 +16,6 @@ import signal
 import time
 
 import grpc
-import uvicorn
 
 from darktower.actors import ActorStopped
 from darktower.auth.client import ServiceTokenProvider
@@ -39,7 +38,7 @@ from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.settings import McSettings
 from darktower.mc.signaling_server import SignalingServer
 from darktower.redis_connect import connect
-from darktower.serving import EmbeddedUvicorn, StartupError, parse_bind
+from darktower.serving import HttpServer, StartupError, parse_bind
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -153,8 +152,7 @@ class McApp:
             MeetingControllerServicer(self.assigner), self.grpc_server
         )
         self.grpc_port = 0
-        self._http: EmbeddedUvicorn | None = None
-        self._http_task: asyncio.Task[None] | None = None
+        self._http: HttpServer | None = None
 
     def ready(self) -> tuple[bool, str]:
         if self.controller.draining:
@@ -208,21 +206,10 @@ class McApp:
                 raise StartupError(
                     f"cannot serve client signaling on {self.settings.client_bind}"
                 ) from None
-        http_host, http_port = parse_bind(self.settings.health_bind)
-        config = uvicorn.Config(
-            health_app(self.ready),
-            host=http_host,
-            port=http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
+        self._http = HttpServer(
+            health_app(self.ready), self.settings.health_bind, what="health HTTP"
         )
-        self._http = EmbeddedUvicorn(config)
-        self._http_task = asyncio.get_running_loop().create_task(self._http.serve())
-        while not self._http.started:
-            if self._http_task.done():
-                raise StartupError(f"cannot serve health HTTP on {self.settings.health_bind}")
-            await asyncio.sleep(0.01)
+        await self._http.start()
         READY.set_function(lambda: 1.0 if self.ready()[0] else 0.0)
         if self.settings.gc_endpoint:
             # Registration starts once both servers answer, so the GC can call back at once.
@@ -291,9 +278,8 @@ class McApp:
         if self.link is not None:
             await self.link.stop()
         await self.monitor.stop()
-        if self._http is not None and self._http_task is not None:
-            self._http.should_exit = True
-            await asyncio.gather(self._http_task, return_exceptions=True)
+        if self._http is not None:
+            await self._http.stop()
         await self.redis.aclose()
         await self._ping_redis.aclose()
         log.info("MC %s stopped", self.settings.id)
