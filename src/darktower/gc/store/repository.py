@@ -304,17 +304,12 @@ class GcStore:
             return set(await session.scalars(select(ControllerRow.id)))
 
     async def get_controller(self, id: str) -> Controller | None:
-        async with self._transaction(read_only=True) as session:
-            row = await session.get(ControllerRow, id)
-            return None if row is None else row.to_domain()
+        row = await self._get(ControllerRow, id)
+        return None if row is None else row.to_domain()
 
     async def list_controllers(self, region: str | None = None) -> list[Controller]:
         """All MCs (of `region`, if given), ordered by id."""
-        statement = select(ControllerRow).order_by(ControllerRow.id)
-        if region is not None:
-            statement = statement.where(ControllerRow.region == region)
-        async with self._transaction(read_only=True) as session:
-            return [row.to_domain() for row in await session.scalars(statement)]
+        return [row.to_domain() for row in await self._list(ControllerRow, region)]
 
     async def mark_stale_controllers(self, older_than: datetime) -> list[str]:
         """Mark UNHEALTHY every MC silent since before `older_than`; return their ids, sorted.
@@ -390,17 +385,25 @@ class GcStore:
             return row.to_domain()
 
     async def get_media_handler(self, id: str) -> MediaHandler | None:
-        async with self._transaction(read_only=True) as session:
-            row = await session.get(MediaHandlerRow, id)
-            return None if row is None else row.to_domain()
+        row = await self._get(MediaHandlerRow, id)
+        return None if row is None else row.to_domain()
 
     async def list_media_handlers(self, region: str | None = None) -> list[MediaHandler]:
         """All MHs (of `region`, if given), ordered by id."""
-        statement = select(MediaHandlerRow).order_by(MediaHandlerRow.id)
-        if region is not None:
-            statement = statement.where(MediaHandlerRow.region == region)
+        return [row.to_domain() for row in await self._list(MediaHandlerRow, region)]
+
+    # --- registry rows, either table -------------------------------------------------------
+
+    async def _get(self, table: type[_R], id: str) -> _R | None:
         async with self._transaction(read_only=True) as session:
-            return [row.to_domain() for row in await session.scalars(statement)]
+            return await session.get(table, id)
+
+    async def _list(self, table: type[_R], region: str | None) -> list[_R]:
+        statement = select(table).order_by(table.id)
+        if region is not None:
+            statement = statement.where(table.region == region)
+        async with self._transaction(read_only=True) as session:
+            return list(await session.scalars(statement))
 
     async def mark_stale_media_handlers(self, older_than: datetime) -> list[str]:
         """As `mark_stale_controllers`, by last load report (or registration)."""
