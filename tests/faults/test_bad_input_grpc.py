@@ -11,11 +11,8 @@ a new RPC fails `test_every_rpc_has_a_contract` until it is given its codes and 
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -24,20 +21,23 @@ import redis
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from darktower.auth.client import ServiceTokenProvider
-from darktower.auth.keys import generate_key_files, load_private_key
-from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import free_port
 from darktower.gc.server import GcApp
 from darktower.gc.settings import GcSettings
-from darktower.gc.store import Controller, MediaHandler, create_engine, sqlite_url
+from darktower.gc.store import Controller, MediaHandler
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
-from tests.faults.inprocess import BackgroundLoop
+from tests.faults.inprocess import (
+    BackgroundLoop,
+    create_database,
+    drop_database,
+    make_mc,
+    token_provider,
+)
 from tests.faults.strategies import (
     SERVICES,
     message_class,
@@ -45,7 +45,6 @@ from tests.faults.strategies import (
     request_strategy,
 )
 
-DATABASE_URL_ENV = "DARKTOWER_TEST_DATABASE_URL"
 MC_ID = "mc-fuzz"
 KNOWN_MC = "mc-known"
 KNOWN_MH = "mh-known"
@@ -200,45 +199,6 @@ class Servers:
         return self.loop.run(read())
 
 
-def _token_provider(key_dir: Path, service: str) -> ServiceTokenProvider:
-    service_type, scope = SERVICE_PROFILES[service]
-    return ServiceTokenProvider(
-        load_private_key(key_dir / f"{service}.key"),
-        service_type=service_type,
-        scope=scope,
-        issuer=f"fuzz-{service}",
-    )
-
-
-@dataclass
-class _Database:
-    url: str
-    schema: str | None
-
-
-async def _create_database(tmp_path: Path) -> _Database:
-    base = os.environ.get(DATABASE_URL_ENV)
-    if not base:
-        return _Database(sqlite_url(tmp_path / "gc.sqlite3"), None)
-    schema = f"t_{secrets.token_hex(8)}"
-    await _admin(base, f'CREATE SCHEMA "{schema}"')
-    url = make_url(base).update_query_dict({"search_path": schema})
-    return _Database(url.render_as_string(hide_password=False), schema)
-
-
-async def _admin(base: str, statement: str) -> None:
-    engine = create_engine(base)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
-async def _make_mc(settings: McSettings) -> McApp:
-    return McApp(settings)
-
-
 @pytest.fixture(scope="module")
 def servers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     tmp = tmp_path_factory.mktemp("faults-grpc")
@@ -247,7 +207,7 @@ def servers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     sync_redis = redis.Redis.from_url(redis_url)
     sync_redis.flushdb()
     with BackgroundLoop() as loop:
-        database = loop.run(_create_database(tmp))
+        database = loop.run(create_database(tmp))
         gc = GcApp(
             GcSettings(
                 id="gc-fuzz",
@@ -279,7 +239,7 @@ def servers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             meeting_touch_seconds=60,
         )
         # Built on the loop: grpc.aio binds its server to the loop current at construction.
-        mc = loop.run(_make_mc(mc_settings))
+        mc = loop.run(make_mc(mc_settings))
         channels: dict[str, grpc.Channel] = {}
         try:
             loop.run(gc.start())
@@ -287,9 +247,9 @@ def servers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             channels[_MC] = grpc.insecure_channel(f"127.0.0.1:{mc.grpc_port}")
             channels[_GC] = channels[_MH] = grpc.insecure_channel(f"127.0.0.1:{gc.grpc_port}")
             tokens = {
-                _MC: _token_provider(key_dir, "gc"),
-                _GC: _token_provider(key_dir, "mc"),
-                _MH: _token_provider(key_dir, "mh"),
+                _MC: token_provider(key_dir, "gc"),
+                _GC: token_provider(key_dir, "mc"),
+                _MH: token_provider(key_dir, "mh"),
             }
             running = Servers(loop, mc, gc, sync_redis, channels, tokens)
             # The known MC and MH exist, so heartbeats and load reports can reach them.
@@ -301,9 +261,7 @@ def servers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 channel.close()
             loop.run(mc.stop(deadline_seconds=3))
             loop.run(gc.stop())
-            if database.schema is not None:
-                base = os.environ[DATABASE_URL_ENV]
-                loop.run(_admin(base, f'DROP SCHEMA IF EXISTS "{database.schema}" CASCADE'))
+            loop.run(drop_database(database))
             sync_redis.flushdb()
             sync_redis.close()
 

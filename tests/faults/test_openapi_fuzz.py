@@ -20,8 +20,6 @@ the document.
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,25 +37,26 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from darktower.auth.client import ServiceTokenProvider
-from darktower.auth.keys import generate_key_files, load_private_key
-from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import free_port
 from darktower.gc.http import create_app
 from darktower.gc.placement.service import PlacementService
 from darktower.gc.server import GcApp
 from darktower.gc.settings import GcSettings
-from darktower.gc.store import GcStore, create_engine, sqlite_url
-from darktower.mc.server import McApp
+from darktower.gc.store import GcStore
 from darktower.mc.settings import McSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
-from tests.faults.inprocess import BackgroundLoop
+from tests.faults.inprocess import (
+    BackgroundLoop,
+    Database,
+    create_database,
+    drop_database,
+    make_mc,
+    token_provider,
+)
 
-DATABASE_URL_ENV = "DARKTOWER_TEST_DATABASE_URL"
 JOIN_OPERATION = ("POST", "/v1/meetings/{meeting_id}/join")
 ERROR_FIELDS = {"error", "reason", "message"}
 READY_TIMEOUT_SECONDS = 15.0
@@ -91,48 +90,9 @@ CHECKS = [
 ]
 
 
-@dataclass
-class _Database:
-    url: str
-    schema: str | None
-
-
-async def _admin(base: str, statement: str) -> None:
-    engine = create_engine(base)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
-async def _create_database(tmp_path: Path) -> _Database:
-    base = os.environ.get(DATABASE_URL_ENV)
-    if not base:
-        return _Database(sqlite_url(tmp_path / "gc.sqlite3"), None)
-    schema = f"t_{secrets.token_hex(8)}"
-    await _admin(base, f'CREATE SCHEMA "{schema}"')
-    url = make_url(base).update_query_dict({"search_path": schema})
-    return _Database(url.render_as_string(hide_password=False), schema)
-
-
-async def _make_mc(settings: McSettings) -> McApp:
-    return McApp(settings)  # built on the loop: grpc.aio binds its server to it
-
-
-def _tokens(key_dir: Path, service: str) -> ServiceTokenProvider:
-    service_type, scope = SERVICE_PROFILES[service]
-    return ServiceTokenProvider(
-        load_private_key(key_dir / f"{service}.key"),
-        service_type=service_type,
-        scope=scope,
-        issuer=f"fuzz-{service}",
-    )
-
-
 def _register_mh(gc_grpc_port: int, key_dir: Path) -> None:
     """One MH in the GC's region, registered and reporting HEALTHY (as the MH simulator would)."""
-    metadata = _tokens(key_dir, "mh").metadata()
+    metadata = token_provider(key_dir, "mh").metadata()
     with grpc.insecure_channel(f"127.0.0.1:{gc_grpc_port}") as channel:
         stub = pb_grpc.MediaHandlerRegistryServiceStub(channel)
         stub.RegisterMH(
@@ -188,10 +148,10 @@ def start_gc(
     loop: BackgroundLoop, key_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[[str], RunningGc]]:
     """Start GCs on fresh databases; all stopped (and their schemas dropped) afterwards."""
-    started: list[tuple[GcApp, _Database]] = []
+    started: list[tuple[GcApp, Database]] = []
 
     def start(name: str) -> RunningGc:
-        database = loop.run(_create_database(tmp_path_factory.mktemp(f"gc-{name}")))
+        database = loop.run(create_database(tmp_path_factory.mktemp(f"gc-{name}")))
         gc = GcApp(
             GcSettings(
                 id=f"gc-{name}",
@@ -213,9 +173,7 @@ def start_gc(
     yield start
     for gc, database in started:
         loop.run(gc.stop())
-        if database.schema is not None:
-            base = os.environ[DATABASE_URL_ENV]
-            loop.run(_admin(base, f'DROP SCHEMA IF EXISTS "{database.schema}" CASCADE'))
+        loop.run(drop_database(database))
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +188,7 @@ def fleet(
     with redis.Redis.from_url(redis_url) as client:
         client.flushdb()
     mc = loop.run(
-        _make_mc(
+        make_mc(
             McSettings(
                 id="mc-fuzz",
                 region="test",
