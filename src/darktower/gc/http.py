@@ -140,9 +140,20 @@ class MeetingsOut(BaseModel):
 class PlacementEventOut(BaseModel):
     at: datetime
     meeting_id: str
-    mc_id: str | None
-    outcome: str
+    mc_id: str | None = Field(description='the MC placed on, refusing, or (on "moved") left')
+    outcome: str = Field(
+        description='"accepted", "reused", "moved" (taken off its MC), or why it failed'
+    )
     detail: str
+    previous_mc_id: str | None = Field(
+        default=None,
+        description='on "moved", and on the "accepted" that placed the meeting anew: the MC '
+        "it left",
+    )
+    move_reason: str | None = Field(
+        default=None,
+        description="why it left that MC: unhealthy, draining, stale, gone or restarted",
+    )
 
 
 class ErrorOut(BaseModel):
@@ -329,7 +340,13 @@ def create_app(
     async def recent() -> list[PlacementEventOut]:
         return [
             PlacementEventOut(
-                at=e.at, meeting_id=e.meeting_id, mc_id=e.mc_id, outcome=e.outcome, detail=e.detail
+                at=e.at,
+                meeting_id=e.meeting_id,
+                mc_id=e.mc_id,
+                outcome=e.outcome,
+                detail=e.detail,
+                previous_mc_id=e.previous_mc_id,
+                move_reason=e.move_reason,
             )
             for e in reversed(placement.recent)
         ]

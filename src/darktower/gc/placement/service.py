@@ -186,8 +186,20 @@ class PlacementEvent:
     at: datetime
     meeting_id: str
     mc_id: str | None
-    outcome: str  # "accepted", "reused", or the refusal / failure reason
+    outcome: str  # "accepted", "reused", "moved", or the refusal / failure reason
     detail: str = ""
+    # On "moved" (the meeting left `mc_id`) and on the "accepted" that placed it anew: the
+    # MC it left and why ("unhealthy", "draining", "stale", "gone", "restarted").
+    previous_mc_id: str | None = None
+    move_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Move:
+    """A meeting taken off its MC by this join, to be placed anew."""
+
+    previous_mc_id: str
+    reason: str
 
 
 @dataclass
@@ -234,12 +246,14 @@ class PlacementService:
         except McInvalidArgument as exc:
             raise InvalidArgument(exc.field, exc.reason) from None
         joiner = validate_joiner(user_id, display_name)
+        move: _Move | None = None
         for _ in range(MAX_ROUNDS):
             placement = await self._store.live_placement(meeting_id, self._region)
             if placement is not None and placement.assignment.state == AssignmentState.ACTIVE:
-                result = await self._reuse(placement, joiner)
-                if result is not None:
-                    return result
+                reused = await self._reuse(placement, joiner)
+                if isinstance(reused, JoinResult):
+                    return reused
+                move = reused
                 continue
             if placement is not None:
                 live = placement.assignment
@@ -265,12 +279,14 @@ class PlacementService:
             assert registry is not None
             if claim.taken_over is not None:
                 log.warning("meeting %s: took over a stale claim", meeting_id)
-            return await self._place(meeting_id, joiner, registry)
+            return await self._place(meeting_id, joiner, registry, move)
         raise NoControllerAvailable("contended", "the meeting kept changing hands; try again")
 
     # -- reuse -----------------------------------------------------------------------------
 
-    async def _reuse(self, placement: LivePlacement, joiner: Joiner) -> JoinResult | None:
+    async def _reuse(self, placement: LivePlacement, joiner: Joiner) -> JoinResult | _Move:
+        """The answer from the live assignment, or — its MC no longer fit to host — the
+        assignment ended and what the move away from that MC was."""
         live, controller = placement.assignment, placement.controller
         assert live.mc_id is not None
         if (
@@ -291,14 +307,23 @@ class PlacementService:
             reason = "gone"
         elif _restarted_since(controller, live):
             reason = "restarted"  # registered again since: it no longer hosts the meeting
+        elif controller.health.value in PLACEABLE:
+            reason = "stale"  # no heartbeat within the threshold, not yet swept
         else:
             reason = controller.health.value
         log.info(
             "meeting %s: its MC %s is %s, placing it anew", live.meeting_id, live.mc_id, reason
         )
-        self._event(live.meeting_id, live.mc_id, "moved", f"previous MC {reason}")
+        self._event(
+            live.meeting_id,
+            live.mc_id,
+            "moved",
+            f"previous MC {reason}",
+            previous_mc_id=live.mc_id,
+            move_reason=reason,
+        )
         await self._store.end_assignment_if(live.meeting_id, self._region, live.mc_id, self._now())
-        return None
+        return _Move(live.mc_id, reason)
 
     def _usable(self, c: Controller) -> bool:
         """Healthy or degraded, and heard from within the staleness threshold."""
@@ -308,14 +333,18 @@ class PlacementService:
 
     # -- placement -------------------------------------------------------------------------
 
-    async def _place(self, meeting_id: str, joiner: Joiner, registry: Registry) -> JoinResult:
+    async def _place(
+        self, meeting_id: str, joiner: Joiner, registry: Registry, move: _Move | None
+    ) -> JoinResult:
         try:
-            return await self._try_mcs(meeting_id, joiner, registry)
+            return await self._try_mcs(meeting_id, joiner, registry, move)
         except BaseException:
             await self._store.release_claim(meeting_id, self._region, self._gc_id)
             raise
 
-    async def _try_mcs(self, meeting_id: str, joiner: Joiner, registry: Registry) -> JoinResult:
+    async def _try_mcs(
+        self, meeting_id: str, joiner: Joiner, registry: Registry, move: _Move | None
+    ) -> JoinResult:
         now = self._now()
         controllers, handlers = registry.controllers, registry.media_handlers
         mhs = choose_mhs(
@@ -371,7 +400,13 @@ class PlacementService:
                     "contended", "another placement won; try again"
                 ) from None
             PLACEMENTS.labels("placed", "").inc()
-            self._event(meeting_id, controller.id, "accepted")
+            self._event(
+                meeting_id,
+                controller.id,
+                "accepted",
+                previous_mc_id=move.previous_mc_id if move else None,
+                move_reason=move.reason if move else None,
+            )
             return self._result(
                 meeting_id,
                 controller,
@@ -412,8 +447,21 @@ class PlacementService:
             signaling_url=signaling_url(controller.webtransport_endpoint),
         )
 
-    def _event(self, meeting_id: str, mc_id: str | None, outcome: str, detail: str = "") -> None:
-        self.recent.append(PlacementEvent(self._now(), meeting_id, mc_id, outcome, detail))
+    def _event(
+        self,
+        meeting_id: str,
+        mc_id: str | None,
+        outcome: str,
+        detail: str = "",
+        *,
+        previous_mc_id: str | None = None,
+        move_reason: str | None = None,
+    ) -> None:
+        self.recent.append(
+            PlacementEvent(
+                self._now(), meeting_id, mc_id, outcome, detail, previous_mc_id, move_reason
+            )
+        )
 
 
 _REASON_TEXT = {
