@@ -306,6 +306,145 @@ async def test_a_disconnected_last_participant_ends_the_meeting_after_the_grace(
     assert await redis_client.get("meeting:{standup}:owner") is None
 
 
+# -- a returning user takes its disconnected seat back -----------------------------------------
+
+
+def expired_binding(room: Room, answer: JoinAnswer) -> str:
+    """A binding token of `answer`'s session issued long enough ago to be past its life."""
+    return mint_binding_token(
+        TEST_BINDING_SECRET.encode(),
+        meeting_id=room.meeting_id,
+        correlation_id=answer.correlation_id,
+        participant_id=answer.participant_id,
+        now=time.time() - 36,
+    )
+
+
+async def roster_in_redis(redis_client: aioredis.Redis) -> tuple[str | None, dict[str, Any]]:
+    """The host field and the participant entries (id → JSON) of the meeting's state hash."""
+    state = {
+        k.decode(): v.decode()
+        for k, v in (await redis_client.hgetall("meeting:{standup}:state")).items()
+    }
+    entries = {k[2:]: json.loads(v) for k, v in state.items() if k.startswith("p:")}
+    return state.get("host"), entries
+
+
+async def test_a_rejoin_after_the_binding_expired_takes_the_hosts_seat_back(
+    open_room: Callable[..., Awaitable[Room]], redis_client: aioredis.Redis
+) -> None:
+    room = await open_room()
+    alice, a = await room.join("alice")
+    bob, _ = await room.join("bob")
+    carol, c = await room.join("carol")
+    await alice.close()  # the host drops, no leave
+    gone = await bob.expect(ParticipantUpdated)
+    assert gone.participant.participant_id == a.participant_id and not gone.participant.connected
+    # Carol drops after Alice: her grace ends after Alice's would, which the test waits for.
+    await carol.close()
+    await bob.expect(ParticipantUpdated)
+
+    # Alice's client tries to resume; its binding token has expired meanwhile.
+    error = await room.refused(
+        Join(
+            token=room.token("alice"),
+            correlation_id=a.correlation_id,
+            binding_token=expired_binding(room, a),
+        )
+    )
+    assert error.code is ErrorCode.INVALID_BINDING
+    # So it joins afresh, with a join token for the same user: its seat, not a second one.
+    back = await room.open()
+    answer = await back.join(room.token("alice", display_name="Alice Again"))
+    assert answer.reconnected
+    assert answer.participant_id == a.participant_id
+    assert answer.host_id == a.participant_id  # the host role followed the person
+    assert answer.correlation_id != a.correlation_id  # a new session
+    assert sorted(p.user_id for p in answer.roster) == ["alice", "bob", "carol"]
+    up = await bob.expect(ParticipantUpdated)
+    assert up.participant.participant_id == a.participant_id and up.participant.connected
+    assert up.participant.display_name == "Alice Again"
+    assert room.mc.app.controller.capacity().current_participants == 3
+
+    # Past Alice's old grace (Carol's, which began later, runs out): Alice is still there.
+    timeout = await bob.expect(ParticipantLeft, timeout=GRACE + 5)
+    assert (timeout.participant_id, timeout.reason) == (c.participant_id, LeaveReason.TIMEOUT)
+    await back.expect(ParticipantLeft, participant_id=c.participant_id)
+    for client in (bob, back):
+        departures = [m.participant_id for m in client.history if isinstance(m, ParticipantLeft)]
+        assert departures == [c.participant_id]
+    host, entries = await roster_in_redis(redis_client)
+    assert host == a.participant_id
+    assert sorted(e["user_id"] for e in entries.values()) == ["alice", "bob"]
+    assert entries[a.participant_id]["connected"] is True
+    assert entries[a.participant_id]["correlation_id"] == answer.correlation_id
+
+    # The old session's binding tokens resume nothing now, even a fresh one.
+    error = await room.refused(
+        Join(
+            token=room.token("alice"),
+            correlation_id=a.correlation_id,
+            binding_token=a.binding_token,
+        )
+    )
+    assert error.code is ErrorCode.SESSION_EXPIRED
+    await back.send(Ping(nonce="still-here"))
+    assert (await back.expect(Pong)).nonce == "still-here"
+
+
+async def test_a_second_live_session_of_a_user_is_a_second_participant(
+    open_room: Callable[..., Awaitable[Room]], redis_client: aioredis.Redis
+) -> None:
+    room = await open_room()
+    laptop, first = await room.join("alice")
+    _, second = await room.join("alice")  # a phone, while the laptop is connected
+    assert not second.reconnected
+    assert second.participant_id != first.participant_id
+    assert second.host_id == first.participant_id
+    joined = await laptop.expect(ParticipantJoined)
+    assert joined.participant.participant_id == second.participant_id
+    _, entries = await roster_in_redis(redis_client)
+    assert set(entries) == {first.participant_id, second.participant_id}
+    assert all(e["connected"] for e in entries.values())
+
+
+async def test_a_rejoin_after_a_failover_takes_back_the_carried_over_seat(
+    open_room: Callable[..., Awaitable[Room]], start_mc: Start, redis_client: aioredis.Redis
+) -> None:
+    old = await open_room(id="mc-old", meeting_touch_seconds=0.2)
+    alice, a = await old.join("alice")
+    bob, b = await old.join("bob")
+    new_mc = await start_mc(id="mc-new", disconnect_grace_seconds=GRACE)
+    new = await open_room(mc=new_mc)
+    for client in (alice, bob):
+        assert (await client.expect(ParticipantLeft, timeout=5)).reason is LeaveReason.MOVED
+    await wait_for(lambda: new.meeting is not None and len(new.meeting.roster) == 2)
+    # Carried over as disconnected: fresh joins of both users (no session to resume) take
+    # their seats back on the new MC; the host stays the host.
+    bob_back, bob_answer = await new.join("bob")
+    alice_back, alice_answer = await new.join("alice")
+    assert (bob_answer.participant_id, alice_answer.participant_id) == (
+        b.participant_id,
+        a.participant_id,
+    )
+    assert bob_answer.reconnected and alice_answer.reconnected
+    assert alice_answer.host_id == a.participant_id
+    assert all(p.connected for p in alice_answer.roster) and len(alice_answer.roster) == 2
+    # Past the carried-over grace, nobody has left.
+    carol, c = await new.join("carol")
+    await carol.close()
+    left = await bob_back.expect(ParticipantLeft, timeout=GRACE + 5)
+    assert (left.participant_id, left.reason) == (c.participant_id, LeaveReason.TIMEOUT)
+    await alice_back.expect(ParticipantLeft, participant_id=c.participant_id)
+    for client in (alice_back, bob_back):
+        departures = [m.participant_id for m in client.history if isinstance(m, ParticipantLeft)]
+        assert departures == [c.participant_id]
+    host, entries = await roster_in_redis(redis_client)
+    assert host == a.participant_id
+    assert set(entries) == {a.participant_id, b.participant_id}
+    assert new_mc.app.controller.capacity().current_participants == 2
+
+
 async def disconnected(room: Room) -> tuple[SignalingClient, JoinAnswer]:
     """alice stays; bob joins and drops; returns alice and bob's answer."""
     alice, _ = await room.join("alice")

@@ -13,10 +13,13 @@ The session survives the two ways a meeting can slip away without the participan
   at once, through the GC, which answers the meeting's new MC.
 
 When the MC refuses the resumption (binding expired or replayed, session over, participant
-unknown) the session joins afresh as a new participant (`Joined(kind="rejoined")`, another
-participant id). Attempts back off exponentially (`backoff_base`, doubling, `backoff_cap`) and
-stop after `max_attempts` in a row; then the session ends (`Ended`). `leave()` sends `leave`,
-waits (bounded) for the MC to close and ends the session with reason `voluntary`.
+unknown) the session joins afresh with the same user id. If the MC still has this user's
+entry, disconnected (an outage longer than the binding token's life), it gives that seat back:
+the same participant id, host role kept (`Joined(kind="reconnected")`, a new correlation id);
+otherwise the session is a new participant (`Joined(kind="rejoined")`). Attempts back off
+exponentially (`backoff_base`, doubling, `backoff_cap`) and stop after `max_attempts` in a row;
+then the session ends (`Ended`). `leave()` sends `leave`, waits (bounded) for the MC to close
+and ends the session with reason `voluntary`.
 
 The WebSocket is opened without a proxy: signaling goes straight to the MC the GC named.
 """

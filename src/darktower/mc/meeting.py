@@ -11,8 +11,11 @@ Participants (see `roster.py` for the Redis layout and the host rule):
 
 * `JoinRequest` admits a client: a new participant (refused when the MC is at its participant
   limit), or a reconnect (correlation id + binding token, checked by `SessionBinder`, and the
-  fresh join token's user must be the participant's). The actor starts the client's
-  ConnectionActor as its child and queues the `join_answer` on it before anything else.
+  fresh join token's user must be the participant's). A join without a resumable session by
+  a user whose entry is disconnected takes that entry back (`roster.seat_to_reclaim`): the
+  same participant id and host role, answered as a reconnect, no departure announced. The
+  actor starts the client's ConnectionActor as its child and queues the `join_answer` on it
+  before anything else.
 * A connection that drops without `leave` (`ConnectionLost`) marks its participant
   disconnected; the participant stays for the grace period (a timer here), then is removed
   (`participant_left`, reason `timeout`). `leave` removes at once (`voluntary`).
@@ -341,6 +344,10 @@ class MeetingActor(Actor[MeetingMessage]):
     async def _join_new(
         self, claims: JoinClaims, connection: ConnectionActor
     ) -> JoinRefused | None:
+        ghost = self.roster.seat_to_reclaim(claims.user_id)
+        if ghost is not None:
+            await self._reclaim(ghost, claims, connection)
+            return None
         if not self._admit():
             return _AT_CAPACITY
         participant_id = new_participant_id()
@@ -394,6 +401,30 @@ class MeetingActor(Actor[MeetingMessage]):
             BINDING_REFUSALS.labels("other_user").inc()
             log.info("meeting %s: reconnect refused (other_user)", self.meeting_id)
             return _BAD_BINDING
+        await self._resume(member, request.connection)
+        return None
+
+    async def _reclaim(
+        self, member: Member, claims: JoinClaims, connection: ConnectionActor
+    ) -> None:
+        """A fresh join by the user of the disconnected `member` takes its seat back (see
+        `roster.seat_to_reclaim`). It is a new session: a new correlation id, so binding tokens
+        of the old one resume nothing any more; the name is the join token's."""
+        log.info(
+            "meeting %s: a fresh join took back participant %s (binding not resumable)",
+            self.meeting_id,
+            member.participant_id,
+        )
+        member.correlation_id = str(uuid7())
+        member.display_name = claims.display_name
+        await self._resume(member, connection)
+
+    async def _resume(self, member: Member, connection: ConnectionActor) -> None:
+        """`member` is back on `connection`: its grace ends, a connection it still had is hung
+        up, it gets a `join_answer` with `reconnected` and the others a `participant_updated`.
+        A write that does not reach Redis (not fenced out) is carried over to the next touch:
+        the participant was in the roster already, so no seat is at stake."""
+        participant_id = member.participant_id
         replaced = self._connections.pop(participant_id, None)
         if replaced is not None:
             self._send(replaced, Close(None))
@@ -401,10 +432,9 @@ class MeetingActor(Actor[MeetingMessage]):
         was_connected = member.connected
         member.connected, member.disconnected_at_ms = True, None
         await self._write({participant_field(participant_id): member.to_json()})
-        self._admit_connection(member, request.connection, reconnected=True)
+        self._admit_connection(member, connection, reconnected=True)
         if not was_connected:
             self._broadcast(ParticipantUpdated(participant=member.public()), exclude=participant_id)
-        return None
 
     def _admit_connection(
         self, member: Member, connection: ConnectionActor, *, reconnected: bool

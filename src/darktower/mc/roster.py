@@ -15,6 +15,15 @@ through a disconnect within the grace period. When the host leaves for good, the
 present longest (earliest `joined_at_ms`, ties by participant id) among the connected ones
 becomes host; if none is connected, the longest present among those within their grace.
 
+Returning user rule (`seat_to_reclaim`): a fresh join (no resumable session) by a user who
+still has a disconnected entry in the roster takes that entry back instead of adding a second
+one: same participant id, same place in the meeting (host role included), grace cancelled.
+That is how a client whose binding token expired during an outage (a frozen MC, a failover
+taking longer than the token's life) comes back as itself rather than next to its own ghost.
+A connected entry of the same user is another live session (a second device or tab) and is
+never taken. Of several disconnected entries of the user, the host's goes first, then the
+longest present one.
+
 The decisions here are pure; `MeetingActor` does the I/O.
 """
 
@@ -37,6 +46,7 @@ __all__ = [
     "new_participant_id",
     "next_host",
     "participant_field",
+    "seat_to_reclaim",
     "uuid7",
 ]
 
@@ -132,6 +142,17 @@ def next_host(members: Iterable[Member]) -> str | None:
     return ranked[0].participant_id if ranked else None
 
 
+def seat_to_reclaim(members: Iterable[Member], user_id: str, host_id: str | None) -> Member | None:
+    """The disconnected entry of `user_id` that a fresh join by that user takes back, or None
+    for a new participant (see "Returning user rule" in the module docstring)."""
+    ghosts = [m for m in members if m.user_id == user_id and not m.connected]
+    if not ghosts:
+        return None
+    return min(
+        ghosts, key=lambda m: (m.participant_id != host_id, m.joined_at_ms, m.participant_id)
+    )
+
+
 @dataclass(slots=True)
 class Roster:
     members: dict[str, Member] = field(default_factory=dict)
@@ -164,6 +185,9 @@ class Roster:
             if member.correlation_id == correlation_id:
                 return member
         return None
+
+    def seat_to_reclaim(self, user_id: str) -> Member | None:
+        return seat_to_reclaim(self.members.values(), user_id, self.host_id)
 
     def add(self, member: Member) -> None:
         """Add a member; the first one (no host yet) becomes host."""
