@@ -1,80 +1,75 @@
-"""`darktower dev` as a user runs it: a real fleet in a subprocess, joins, status, Ctrl-C."""
+"""`darktower dev` as a user runs it: a real fleet in a subprocess, its table, joins, status,
+Ctrl-C."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
+import shlex
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-DARKTOWER = [sys.executable, "-m", "darktower"]
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*DARKTOWER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-@pytest.fixture
-def dev_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_", "DARKTOWER_GC"))}
-    env["DARKTOWER_DEV_STATE"] = str(tmp_path / "dev-state.json")
-    return env
-
-
-@pytest.fixture
-def dev_fleet(dev_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    out = (tmp_path / "dev.out").open("w")
-    proc = subprocess.Popen(
-        [*DARKTOWER, "dev", "--mcs", "2", "--mhs", "2", "--any-port"],
-        env=dev_env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not (tmp_path / "dev-state.json").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"darktower dev did not come up:\n{(tmp_path / 'dev.out').read_text()}")
-            time.sleep(0.2)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            # Whatever happened in the test, leave nothing behind.
-            for child in psutil.Process(proc.pid).children(recursive=True):
-                child.kill()
-            proc.kill()
-        proc.wait()
-        out.close()
+from tests.dev.support import StartFleet, cli
 
 
 @pytest.mark.timeout(180)
 def test_dev_fleet_places_spreads_and_stops_cleanly(
-    dev_fleet: subprocess.Popen[str], dev_env: dict[str, str], tmp_path: Path
+    start_fleet: StartFleet, env: dict[str, str], tmp_path: Path
 ) -> None:
-    children = psutil.Process(dev_fleet.pid).children(recursive=True)
+    fleet = start_fleet("--mcs", "2", "--mhs", "2")
+    children = psutil.Process(fleet.proc.pid).children(recursive=True)
     commands = [" ".join(c.cmdline()) for c in children]
     assert sum("darktower mc" in c for c in commands) == 2
     assert sum("darktower gc" in c for c in commands) == 1
     assert sum("darktower mh-sim" in c for c in commands) == 2
 
-    placed: Counter[str] = Counter()
+    # The table names every pid and every port a user needs, each MH's zone, the logs.
+    out = fleet.output()
+    pids = fleet.pids()
+    assert set(pids) == {"redis", "gc-1", "mc-1", "mc-2", "mh-1", "mh-2"}
+    for name, pid in pids.items():
+        assert re.search(rf"│ {name}\s+│ {pid}\s+│", out), (name, out)
+    gc_ports = re.search(r"│ gc-1 .*HTTP (\d+)\s+gRPC (\d+)", out)
+    assert gc_ports, out
+    assert fleet.state()["gc_url"] == f"http://127.0.0.1:{gc_ports.group(1)}"
+    for name, pid in pids.items():  # each process listens on the ports its row shows
+        row = re.search(rf"│ {name}\s+│ {pid}\s+│([^│]*)│", out)
+        assert row, out
+        shown = {int(p) for p in re.findall(r"\d+", row.group(1))}
+        listening = {
+            c.laddr.port
+            for c in psutil.Process(pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert shown <= listening, (name, shown, listening)
+        expected = {"redis": 1, "gc-1": 2, "mc-1": 3, "mc-2": 3}.get(name, 0)
+        assert len(shown) == expected, (name, row.group(1))
+    assert re.search(r"│ mh-1 .*│ zone-a", out) and re.search(r"│ mh-2 .*│ zone-b", out), out
+    logs = fleet.logs()
+    assert logs.parent == tmp_path / "state" and (logs / "gc-1.log").is_file()
+    assert all(len(line) <= 80 for line in out.splitlines() if line != f"logs: {logs}"), out
+
+    # The closing hint works as typed.
+    hint = re.search(r"^try: (.+)$", out, re.MULTILINE)
+    assert hint, out
+    tried = subprocess.run(
+        shlex.split(hint.group(1)), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert tried.returncode == 0, tried.stderr
+    assert json.loads(tried.stdout)["meeting_id"] == "standup"
+
+    placed: Counter[str] = Counter({json.loads(tried.stdout)["mc_id"]: 1})
     for i in range(20):
-        joined = cli(dev_env, "join", f"meeting-{i}")  # no --gc-url: finds the dev fleet
+        joined = cli(env, "join", f"meeting-{i}")  # no --gc-url: finds the dev fleet
         assert joined.returncode == 0, joined.stderr
+        assert f"using the dev fleet pid {fleet.proc.pid} at " in joined.stderr
+        assert "dev fleets are running" not in joined.stderr
         answer = json.loads(joined.stdout)
         assert answer["meeting_id"] == f"meeting-{i}"
         assert len(answer["media_handlers"]) == 2
@@ -84,7 +79,7 @@ def test_dev_fleet_places_spreads_and_stops_cleanly(
     # `status` shows both MCs with the meetings they reported in their heartbeats.
     deadline = time.monotonic() + 20
     while True:
-        status = cli(dev_env, "status")
+        status = cli(env, "status")
         assert status.returncode == 0, status.stderr
         counts = dict(re.findall(r"(mc-\d)\s.*?(\d+)/1000", status.stdout))
         if counts == {mc: str(n) for mc, n in placed.items()}:
@@ -93,20 +88,26 @@ def test_dev_fleet_places_spreads_and_stops_cleanly(
         time.sleep(0.5)
     assert "healthy" in status.stdout
 
-    dev_fleet.send_signal(signal.SIGINT)
-    assert dev_fleet.wait(timeout=60) == 0
+    assert fleet.interrupt() == 0
+    assert "stopped. Logs: " + str(logs) in fleet.output()
     time.sleep(0.5)
     alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [c.cmdline() for c in alive]
-    assert not (tmp_path / "dev-state.json").exists()
+    assert fleet.children_left() == []
+    assert not fleet.state_file.exists()
+    # Logs and the GC database are kept; the fleet's private keys are not.
+    assert (logs / "mc-1.log").is_file() and (logs / "gc.db").is_file()
+    assert not (logs / "keys").exists()
 
 
-def test_port_in_use_is_named(dev_env: dict[str, str]) -> None:
+def test_port_in_use_is_named(env: dict[str, str], tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        started = cli(dev_env, "dev", "--mcs", "1", "--gc-http-port", str(port))
+        started = cli(env, "dev", "--mcs", "1", "--gc-http-port", str(port))
     assert started.returncode == 2
     assert f"port {port}" in started.stderr
     assert "Traceback" not in started.stderr
+    # Nothing started, nothing kept: no state file, no empty log directory.
+    assert list((tmp_path / "state").iterdir()) == []

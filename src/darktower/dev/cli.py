@@ -1,18 +1,32 @@
-"""`darktower dev`: start the local fleet, print where everything runs, stop it all on Ctrl-C."""
+"""`darktower dev`: start the local fleet, print where everything runs, supervise it until
+Ctrl-C (or until its Redis or GC dies)."""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
+import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from darktower.dev.fleet import Fleet, FleetPorts, PortInUse
+from darktower.dev.report import closing_lines, darktower_command, fleet_table
+from darktower.dev.state import FleetRecord, StateDir, StateDirError, state_dir_path
+from darktower.dev.supervisor import Supervisor
 
-__all__ = ["dev"]
+__all__ = ["KEEP_LOG_DIRS", "dev"]
+
+# Log directories of stopped fleets kept in the state directory; older ones are removed.
+KEEP_LOG_DIRS = 10
+
+
+def _say(message: str) -> None:
+    typer.echo(f"darktower dev: {message}", err=True)
 
 
 def dev(
@@ -28,35 +42,73 @@ def dev(
     any_port: Annotated[
         bool, typer.Option(help="Use free ports instead of the defaults (GC HTTP 8080, …).")
     ] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(help="Restart a dead MC or MH (same id and ports), with backoff 1 s → 30 s."),
+    ] = False,
 ) -> None:
-    """Run a local fleet in the foreground: Redis, a GC, MCs and simulated MHs."""
-    ports = FleetPorts(gc_http=gc_http_port, any_free=any_port)
-    fleet = Fleet(mcs=mcs, mhs=mhs, redis_url=redis_url, db_url=db_url, ports=ports)
+    """Run a local fleet in the foreground: Redis, a GC, MCs and simulated MHs.
+
+    A dead MC or MH is reported and left dead (or restarted, with --restart); the fleet stops,
+    exiting 1, if its Redis or GC dies. Logs stay in the directory it prints."""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
-    console = Console()
+    try:
+        state = StateDir(state_dir_path())
+    except StateDirError as exc:
+        _say(str(exc))
+        raise typer.Exit(2) from None
+    with state:
+        state.forget_dead()
+        state.prune_logs(keep=KEEP_LOG_DIRS)
+        others = state.running()
+        logs = state.make_log_dir(os.getpid())
+        fleet = Fleet(
+            mcs=mcs,
+            mhs=mhs,
+            redis_url=redis_url,
+            db_url=db_url,
+            ports=FleetPorts(gc_http=gc_http_port, any_free=any_port),
+            workdir=logs,
+        )
+        _start(fleet, logs)
+        started = time.time()
+
+        def publish() -> None:
+            state.publish(
+                FleetRecord(os.getpid(), fleet.gc_url, started, str(logs), fleet.processes())
+            )
+
+        failure: str | None = None
+        try:
+            publish()
+            Console().print(fleet_table(fleet))
+            command = darktower_command(sys.argv[0], sys.executable, cwd=os.getcwd())
+            for line in closing_lines(fleet, command, restart=restart, others=others):
+                typer.echo(line)
+            supervisor = Supervisor(fleet, restart=restart, say=_say, on_restart=publish)
+            while failure is None and not stop.wait(supervisor.wait_seconds()):
+                failure = supervisor.check()
+        finally:
+            state.remove(os.getpid())
+            fleet.stop()
+    if failure is not None:
+        _say(f"{failure}; the fleet cannot go on without it and stopped. Logs: {logs}")
+        raise typer.Exit(1)
+    _say(f"stopped. Logs: {logs}")
+
+
+def _start(fleet: Fleet, logs: Path) -> None:
+    """Start the fleet or exit 2: nothing left running, the logs kept if there are any."""
     try:
         fleet.start()
-    except (PortInUse, RuntimeError) as exc:
+    except PortInUse as exc:
         fleet.stop()
-        typer.echo(f"darktower dev: {exc}", err=True)
+        logs.rmdir()  # nothing was started, nothing was written
+        _say(str(exc))
         raise typer.Exit(2) from None
-    table = Table(title="darktower local fleet")
-    for column in ("service", "id", "pid", "gRPC", "HTTP"):
-        table.add_column(column)
-    redis_where = fleet.effective_redis_url.rsplit("@", 1)[-1]  # never print a password
-    redis_pid = str(fleet.redis.pid) if fleet.redis else ""
-    table.add_row("redis", "embedded" if fleet.redis else "given", redis_pid, redis_where, "")
-    for s in fleet.services:
-        table.add_row(s.kind, s.name, str(s.process.pid), s.grpc, s.http)
-    console.print(table)
-    console.print(f"dashboard / API: {fleet.gc_url}   join page: {fleet.gc_url}/join")
-    console.print(f"logs: {fleet.workdir}")
-    console.print("try: darktower join standup   (join and status find this fleet by themselves)")
-    console.print("Ctrl-C stops everything.")
-    while not stop.wait(0.5):
-        if gone := fleet.exited():
-            typer.echo(f"darktower dev: {gone[0].name} exited; stopping the fleet", err=True)
-            break
-    fleet.stop()
+    except RuntimeError as exc:
+        fleet.stop()
+        _say(f"{exc}; the fleet stopped. Logs: {logs}")
+        raise typer.Exit(2) from None

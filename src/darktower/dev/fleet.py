@@ -1,16 +1,18 @@
 """The local fleet: a real Redis (embedded unless a URL is given), a GC (SQLite unless a database
 URL is given), N MCs registered with it and M simulated MHs in two zones, with fresh keys.
 
-Every service is a child process of this one, each in its own process group; `stop()` sends
-SIGTERM to all, waits, then SIGKILLs what is left, so nothing outlives the fleet.
+Every service is a child process of this one, each in its own process group, writing to
+`<workdir>/<name>.log`; `restart()` starts a dead one again with the same id, ports and log;
+`stop()` sends SIGTERM to all, waits, then SIGKILLs what is left, so nothing outlives the fleet.
+Deciding what to do when a child dies is the supervisor's job (`darktower.dev.supervisor`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,31 +27,9 @@ import httpx
 from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import EmbeddedRedis, free_port
 
-__all__ = ["Fleet", "FleetPorts", "PortInUse", "Service", "dev_state_path", "running_dev_gc_url"]
+__all__ = ["ZONES", "Fleet", "FleetPorts", "PortInUse", "Service"]
 
 STOP_GRACE_SECONDS = 15.0
-STATE_ENV = "DARKTOWER_DEV_STATE"
-
-
-def dev_state_path() -> Path:
-    """Where a running `darktower dev` writes its GC URL, so `darktower join` / `status` find it
-    without flags (`DARKTOWER_DEV_STATE` overrides the place)."""
-    override = os.environ.get(STATE_ENV)
-    if override:
-        return Path(override)
-    return Path(tempfile.gettempdir()) / f"darktower-dev-{os.getuid()}.json"
-
-
-def running_dev_gc_url() -> str | None:
-    """The GC URL of a `darktower dev` that is still running, if any."""
-    try:
-        state = json.loads(dev_state_path().read_text())
-        os.kill(int(state["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    url = state.get("gc_url")
-    return url if isinstance(url, str) else None
-
 
 ZONES = ("zone-a", "zone-b")
 
@@ -60,12 +40,20 @@ class PortInUse(RuntimeError):
 
 @dataclass
 class Service:
+    """One child process and how to start it again."""
+
     kind: str  # "gc" | "mc" | "mh"
     name: str
     process: subprocess.Popen[bytes]
+    args: list[str]  # after `python -m darktower`
+    env: dict[str, str]  # on top of ours, without MC_*/GC_*
+    log: Path
     grpc: str = ""
     http: str = ""
     ready_url: str = ""
+    ports: dict[str, int] = field(default_factory=dict)  # label -> port, all on 127.0.0.1
+    zone: str = ""
+    started_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -94,6 +82,9 @@ def _claim(port: int, what: str) -> int:
 
 @dataclass
 class Fleet:
+    """The fleet's processes. With `workdir` given, logs and the GC database stay there after
+    `stop()` (the keys are removed); without, a temporary directory is used and removed."""
+
     mcs: int = 3
     mhs: int = 4
     redis_url: str | None = None
@@ -101,11 +92,15 @@ class Fleet:
     ports: FleetPorts = field(default_factory=FleetPorts)
     services: list[Service] = field(default_factory=list)
     redis: EmbeddedRedis | None = None
+    workdir: Path | None = None
 
     def __post_init__(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="darktower-dev-")
-        self.workdir = Path(self._tmp.name)
-        self.key_dir = self.workdir / "keys"
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="darktower-dev-")
+            self.workdir = Path(self._tmp.name)
+        self.logs: Path = self.workdir
+        self.key_dir = self.logs / "keys"
 
     def _port(self, fixed: int, what: str) -> int:
         return free_port() if self.ports.any_free else _claim(fixed, what)
@@ -125,7 +120,15 @@ class Fleet:
         assert self.redis is not None
         return self.redis.url
 
+    def processes(self) -> dict[str, int]:
+        """Name -> pid of every process this fleet started (the embedded Redis as "redis")."""
+        pids = {"redis": self.redis.pid} if self.redis and self.redis.pid else {}
+        return pids | {s.name: s.process.pid for s in self.services}
+
     def start(self) -> None:
+        """Start everything and wait until the GC and every MC are ready.
+
+        Raises PortInUse (nothing started) or RuntimeError (a process failed; `stop()` it)."""
         # Check every fixed port before starting anything, so a conflict leaves nothing behind.
         gc_http = self._port(self.ports.gc_http, "GC HTTP")
         gc_grpc = self._port(self.ports.gc_grpc, "GC gRPC")
@@ -144,12 +147,12 @@ class Fleet:
         if not self.redis_url:
             self.redis = EmbeddedRedis().start()
         keys = self.key_dir
-        self._spawn(
-            Service("gc", "gc-1", self._launch("gc", "gc-1", {
+        self._launch(
+            "gc", "gc-1", ["gc"], {
                 "GC_ID": "gc-1",
                 "GC_GRPC_BIND": f"127.0.0.1:{gc_grpc}",
                 "GC_HTTP_BIND": f"127.0.0.1:{gc_http}",
-                "GC_DATABASE_URL": self.db_url or f"sqlite+aiosqlite:///{self.workdir / 'gc.db'}",
+                "GC_DATABASE_URL": self.db_url or f"sqlite+aiosqlite:///{self.logs / 'gc.db'}",
                 "GC_SERVICE_KEY_FILE": str(keys / "gc.key"),
                 "GC_TRUSTED_MC_KEY_FILES": str(keys / "mc.pub"),
                 "GC_TRUSTED_MH_KEY_FILES": str(keys / "mh.pub"),
@@ -158,8 +161,10 @@ class Fleet:
                 "GC_MH_LOAD_REPORT_MS": "2000",
                 "GC_STALENESS_SECONDS": "6",
                 "GC_SWEEP_INTERVAL_SECONDS": "1",
-            }), grpc=f"http://127.0.0.1:{gc_grpc}", http=f"http://127.0.0.1:{gc_http}",
-                ready_url=f"http://127.0.0.1:{gc_http}/health/ready"),
+            },
+            grpc=f"http://127.0.0.1:{gc_grpc}", http=f"http://127.0.0.1:{gc_http}",
+            ready_url=f"http://127.0.0.1:{gc_http}/health/ready",
+            ports={"HTTP": gc_http, "gRPC": gc_grpc},
         )  # fmt: skip
         self._wait_ready(self.gc)
         for i, (grpc_port, health_port, client_port) in enumerate(mc_ports):
@@ -176,46 +181,65 @@ class Fleet:
                 "MC_TRUSTED_GC_KEY_FILES": str(keys / "gc.pub"),
                 "MC_DRAIN_SECONDS": "5",
             }
-            self._spawn(
-                Service(
-                    "mc",
-                    name,
-                    self._launch("mc", name, env),
-                    grpc=f"http://127.0.0.1:{grpc_port}",
-                    http=f"http://127.0.0.1:{health_port}",
-                    ready_url=f"http://127.0.0.1:{health_port}/health/ready",
-                )
-            )
+            self._launch(
+                "mc", name, ["mc"], env,
+                grpc=f"http://127.0.0.1:{grpc_port}",
+                http=f"http://127.0.0.1:{health_port}",
+                ready_url=f"http://127.0.0.1:{health_port}/health/ready",
+                ports={"gRPC": grpc_port, "health": health_port, "client WS": client_port},
+            )  # fmt: skip
         for i in range(self.mhs):
             name = f"mh-{i + 1}"
-            argv = ["mh-sim", "--key", str(keys / "mh.key"), "--gc", self.gc.grpc, "--id", name]
-            argv += ["--zone", ZONES[i % len(ZONES)]]
-            self._spawn(Service("mh", name, self._launch(None, name, {}, argv)))
+            zone = ZONES[i % len(ZONES)]
+            args = ["mh-sim", "--key", str(keys / "mh.key"), "--gc", self.gc.grpc, "--id", name]
+            self._launch("mh", name, [*args, "--zone", zone], {}, zone=zone)
         for service in self.services:
             if service.ready_url:
                 self._wait_ready(service)
-        dev_state_path().write_text(json.dumps({"pid": os.getpid(), "gc_url": self.gc_url}))
 
     def _launch(
-        self, command: str | None, name: str, env: dict[str, str], argv: list[str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("ab")
+        self,
+        kind: str,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        *,
+        grpc: str = "",
+        http: str = "",
+        ready_url: str = "",
+        ports: dict[str, int] | None = None,
+        zone: str = "",
+    ) -> Service:
+        log = self.logs / f"{name}.log"
+        process = self._popen(args, env, log)
+        service = Service(
+            kind, name, process, args, env, log, grpc, http, ready_url, ports or {}, zone
+        )
+        self.services.append(service)
+        return service
+
+    def _popen(self, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_"))}
         full_env.update(env)
-        args = argv if argv is not None else [command or ""]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "darktower", *args],
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        return process
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "darktower", *args],
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
-    def _spawn(self, service: Service) -> None:
-        self.services.append(service)
+    def restart(self, service: Service, note: str) -> None:
+        """Start a dead `service` again: same id, ports, environment and log (`note` is written
+        to the log first, so the log tells the two lives apart)."""
+        if service.process.poll() is None:
+            raise RuntimeError(f"{service.name} is still running")
+        with service.log.open("a") as log:
+            log.write(f"--- darktower dev: {note} ---\n")
+        service.process = self._popen(service.args, service.env, service.log)
+        service.started_at = time.monotonic()
 
     def _wait_ready(self, service: Service, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -223,19 +247,20 @@ class Fleet:
             if service.process.poll() is not None:
                 raise RuntimeError(
                     f"{service.name} exited with code {service.process.returncode}; "
-                    f"see {self.workdir / (service.name + '.log')}"
+                    f"see {service.log}"
                 )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(service.ready_url, timeout=1).is_success:
                     return
             time.sleep(0.1)
-        raise RuntimeError(f"{service.name} was not ready within {timeout:.0f}s")
+        raise RuntimeError(f"{service.name} was not ready within {timeout:.0f}s; see {service.log}")
 
     def exited(self) -> list[Service]:
         return [s for s in self.services if s.process.poll() is not None]
 
     def stop(self) -> None:
-        """SIGTERM every child (MCs drain), wait, SIGKILL the rest, stop Redis, clean up."""
+        """SIGTERM every child (MCs drain), wait, SIGKILL the rest, stop Redis; remove the keys
+        (and the temporary directory, if the fleet made one)."""
         for service in reversed(self.services):
             if service.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -250,8 +275,6 @@ class Fleet:
                 service.process.wait()
         if self.redis is not None:
             self.redis.stop()
-        with contextlib.suppress(OSError):
-            state = dev_state_path()
-            if json.loads(state.read_text()).get("pid") == os.getpid():
-                state.unlink()
-        self._tmp.cleanup()
+        shutil.rmtree(self.key_dir, ignore_errors=True)
+        if self._tmp is not None:
+            self._tmp.cleanup()

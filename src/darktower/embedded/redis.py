@@ -65,6 +65,10 @@ class EmbeddedRedis:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def poll(self) -> int | None:
+        """None while the server runs (or before start), else its `Popen.returncode`."""
+        return self._proc.poll() if self._proc else None
+
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self._dir = tempfile.TemporaryDirectory(prefix="darktower-redis-")
         argv = [

@@ -24,9 +24,14 @@ GcUrl = Annotated[
 
 
 def _gc_url(value: str | None) -> str:
-    from darktower.dev.fleet import running_dev_gc_url
+    """--gc-url, else DARKTOWER_GC_URL, else the newest running `darktower dev` (saying which
+    on stderr, and naming the others if several run), else DEFAULT_GC_URL."""
+    from darktower.dev.state import running_dev_gc_url
 
-    url = value or os.environ.get("DARKTOWER_GC_URL") or running_dev_gc_url() or DEFAULT_GC_URL
+    def say(note: str) -> None:
+        typer.echo(f"darktower: {note}", err=True)
+
+    url = value or os.environ.get("DARKTOWER_GC_URL") or running_dev_gc_url(say) or DEFAULT_GC_URL
     return url.rstrip("/")
 
 
