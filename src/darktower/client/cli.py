@@ -2,7 +2,8 @@
 then one line per change as it happens. Ctrl-C (or SIGTERM) leaves the meeting and exits 0.
 
 Exit codes: 0 after leaving (or when the meeting ended or removed us), 1 when the join was
-refused or the session could not be kept, 2 when the GC cannot be reached.
+refused or the session could not be kept, 2 when the meeting id is invalid (nothing is sent)
+or the GC cannot be reached.
 
 Names and ids come from other participants: every string is printed as plain text (no rich
 markup), with control and bidirectional-control characters replaced, so that nobody's name
@@ -23,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from darktower.gc.cli import GcUrl, _gc_url
+from darktower.gc.cli import UNREACHABLE_HINT, GcUrl, _gc_url, check_meeting_id
 from darktower.signaling.protocol import (
     ErrorMsg,
     Muted,
@@ -163,7 +164,10 @@ async def _run(
             await session.join()
         except JoinRefused as exc:
             out.line(f"cannot join: {safe(str(exc), 400)}", "red")
-            return EXIT_UNREACHABLE if exc.code == "gc_unreachable" else EXIT_REFUSED
+            if exc.code != "gc_unreachable":
+                return EXIT_REFUSED
+            out.line(UNREACHABLE_HINT)
+            return EXIT_UNREACHABLE
         printer = asyncio.create_task(show())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({printer, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -192,6 +196,7 @@ def client(
     ] = None,
 ) -> None:
     """Join a meeting from the terminal; print the roster and every change. Ctrl-C leaves."""
+    check_meeting_id(meeting_id)  # before any request: the id goes into the GC's URL path
     console = Console(highlight=False, markup=False, emoji=False)
     code = asyncio.run(_run(_gc_url(gc_url), meeting_id, name, user_id, console))
     raise typer.Exit(code)
