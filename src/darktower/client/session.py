@@ -32,6 +32,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -261,7 +262,7 @@ class ClientSession:
     # -- connecting ------------------------------------------------------------------------
 
     async def _ask_gc(self) -> _GcAnswer:
-        url = f"{self.gc_url}/v1/meetings/{self.meeting_id}/join"
+        url = f"{self.gc_url}/v1/meetings/{quote(self.meeting_id, safe='')}/join"
         body: dict[str, str] = {"display_name": self.display_name}
         if self.user_id is not None:
             body["user_id"] = self.user_id
