@@ -37,7 +37,7 @@ def darktower_command(
     interpreter, relative to `cwd` when it lies below it, then `-m darktower`."""
     if os.path.basename(argv0) == "darktower":
         on_path = which("darktower")
-        if on_path and _same_file(on_path, argv0):
+        if on_path and _same_file(on_path, os.path.join(cwd, argv0)):
             return "darktower"
         return shlex.quote(argv0)
     python = executable

@@ -1,0 +1,145 @@
+"""`darktower dev` supervises its fleet: an MC killed with -9 leaves the fleet up and its meeting
+moves (the README's tour, command for command); `--restart` brings a dead MC back; a dead GC or
+Redis stops the fleet with a non-zero exit and its logs kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.dev.support import StartFleet, cli, wait_for
+
+# The dev GC marks an MC unhealthy 6 s after its last heartbeat (sweeping every second).
+UNHEALTHY_WITHIN_S = 30.0
+
+
+def _shell(command: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A command exactly as the README shows it, run by a shell."""
+    return subprocess.run(
+        ["bash", "-c", command], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def venv_cwd(tmp_path: Path) -> Path:
+    """A directory where `.venv/bin/darktower` is this environment's `darktower`, as in a
+    checkout that followed the README."""
+    script = Path(sys.prefix) / "bin" / "darktower"
+    if not script.is_file():
+        pytest.skip("darktower is not installed as a console script in this environment")
+    cwd = tmp_path / "checkout"
+    cwd.mkdir()
+    (cwd / ".venv").symlink_to(sys.prefix)
+    return cwd
+
+
+@pytest.mark.timeout(240)
+def test_the_tour_kill_9_the_host_and_the_meeting_moves(
+    start_fleet: StartFleet, env: dict[str, str], venv_cwd: Path
+) -> None:
+    fleet = start_fleet("--mcs", "2", "--mhs", "2", argv=[".venv/bin/darktower"], cwd=venv_cwd)
+    assert re.search(r"^try: (\.venv/bin/)?darktower join standup$", fleet.output(), re.M), (
+        fleet.output()
+    )
+    joined = _shell(".venv/bin/darktower join standup", env, venv_cwd)
+    assert joined.returncode == 0, joined.stderr
+    assert f"using the dev fleet pid {fleet.proc.pid}" in joined.stderr
+    host = json.loads(joined.stdout)["mc_id"]
+    listed = _shell(".venv/bin/darktower status", env, venv_cwd)
+    assert listed.returncode == 0, listed.stderr
+    assert host in listed.stdout
+
+    pid = fleet.pids()[host]
+    assert _shell(f"kill -9 {pid}", env, venv_cwd).returncode == 0
+    death = fleet.wait_output(
+        rf"darktower dev: {host} \(pid {pid}\) died: killed by SIGKILL; log (\S+); "
+        r"the fleet goes on without it"
+    )
+    assert Path(death.group(1)) == fleet.logs() / f"{host}.log"
+    assert Path(death.group(1)).is_file()
+
+    def host_unhealthy() -> bool:
+        status = _shell(".venv/bin/darktower status", env, venv_cwd)
+        return bool(re.search(rf"\b{host}\b[^\n]*\bunhealthy\b", status.stdout))
+
+    wait_for(f"{host} to turn unhealthy", host_unhealthy, UNHEALTHY_WITHIN_S, every=0.5)
+    assert fleet.proc.poll() is None, fleet.output()  # the fleet is still up
+
+    rejoined = _shell(".venv/bin/darktower join standup", env, venv_cwd)
+    assert rejoined.returncode == 0, rejoined.stderr
+    moved = json.loads(rejoined.stdout)
+    assert moved["mc_id"] != host, moved  # answers another MC: the meeting moved
+    assert moved["reused"] is False
+
+    assert fleet.interrupt() == 0, fleet.output()
+    assert fleet.children_left() == []
+    assert not fleet.state_file.exists()
+    assert (fleet.logs() / f"{host}.log").is_file()
+
+
+@pytest.mark.timeout(180)
+def test_restart_brings_a_killed_mc_back_with_its_id_and_ports(
+    start_fleet: StartFleet, env: dict[str, str]
+) -> None:
+    fleet = start_fleet("--mcs", "1", "--mhs", "1", "--restart")
+    assert "A dead MC or MH is restarted" in fleet.output()
+    old = fleet.pids()["mc-1"]
+    health = re.search(r"│ mc-1 .*health (\d+)", fleet.output())
+    assert health, fleet.output()
+    os.kill(old, signal.SIGKILL)
+    fleet.wait_output(rf"mc-1 \(pid {old}\) died: killed by SIGKILL; log \S+; restarting it in 1s")
+    new = int(fleet.wait_output(r"restarted mc-1: pid (\d+) \(same id and ports\)").group(1))
+    assert new != old
+    wait_for("the state file to name the new pid", lambda: fleet.pids()["mc-1"] == new, 10)
+    restarted = psutil.Process(new)
+    assert restarted.environ()["MC_ID"] == "mc-1"
+
+    def ready() -> bool:  # registered with the GC, Redis reachable, on the same health port
+        try:
+            url = f"http://127.0.0.1:{health.group(1)}/health/ready"
+            return httpx.get(url, timeout=2).is_success
+        except httpx.HTTPError:
+            return False
+
+    wait_for("the restarted mc-1 to be ready", ready, 60, every=0.5)
+
+    def healthy_in_status() -> bool:
+        status = cli(env, "status")
+        return bool(re.search(r"\bmc-1\b[^\n]*\bhealthy\b", status.stdout)) and not re.search(
+            r"\bmc-1\b[^\n]*\bunhealthy\b", status.stdout
+        )
+
+    wait_for("the GC to see mc-1 healthy", healthy_in_status, 30, every=0.5)
+    log = (fleet.logs() / "mc-1.log").read_text()
+    assert f"--- darktower dev: restarted after pid {old}, killed by SIGKILL ---" in log
+    assert fleet.proc.poll() is None
+    assert fleet.interrupt() == 0
+    assert fleet.children_left() == []
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("victim", ["gc-1", "redis"])
+def test_a_dead_gc_or_redis_stops_the_fleet_and_keeps_its_logs(
+    start_fleet: StartFleet, victim: str
+) -> None:
+    fleet = start_fleet("--mcs", "1", "--mhs", "0")
+    pid = fleet.pids()[victim]
+    logs = fleet.logs()
+    os.kill(pid, signal.SIGKILL)
+    assert fleet.proc.wait(timeout=60) == 1, fleet.output()
+    out = fleet.output()
+    assert re.search(rf"\(pid {pid}\) died: killed by SIGKILL", out), out
+    assert f"the fleet cannot go on without it and stopped. Logs: {logs}" in out
+    assert (logs / "gc-1.log").is_file() and (logs / "mc-1.log").is_file()
+    assert (logs / "gc-1.log").stat().st_size > 0
+    assert fleet.children_left() == []
+    assert not fleet.state_file.exists()
