@@ -28,9 +28,12 @@ S = TypeVar("S", bound=ServiceSettings)
 
 
 def settings_errors(exc: ValidationError, env_prefix: str) -> str:
-    """Variable and problem only: pydantic's own text would echo the input (a secret URL)."""
+    """Variable and problem only: pydantic's own text would echo the input (a secret URL).
+    An error of the whole settings (contradictory values) names its variables itself."""
     return "; ".join(
         f"{env_prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+        if err["loc"]
+        else err["msg"]
         for err in exc.errors()
     )
 

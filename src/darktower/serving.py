@@ -1,18 +1,98 @@
-"""What every service process shares: the startup error and an in-loop uvicorn server."""
+"""What every service process shares: the startup error, listening sockets that fail with one
+clear line, and an in-loop uvicorn server.
+
+A port that cannot be listened on is a `StartupError` naming the address, what it is for and
+the system's reason (`cannot listen on 127.0.0.1:50052 (MC gRPC): address already in use`).
+HTTP servers listen on a socket we bind ourselves (uvicorn would log its own line and call
+`sys.exit`); gRPC binds inside grpc's core, so its port is first tried here, where the reason
+is known, and grpc's own refusal is still caught for the port taken in between.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import socket
 
+import grpc
 import uvicorn
 from fastapi import FastAPI
 
-__all__ = ["EmbeddedUvicorn", "HttpServer", "StartupError", "parse_bind"]
+__all__ = [
+    "GRPC_LISTEN_OPTIONS",
+    "EmbeddedUvicorn",
+    "HttpServer",
+    "StartupError",
+    "add_grpc_port",
+    "cannot_listen",
+    "listen_socket",
+    "parse_bind",
+]
+
+log = logging.getLogger(__name__)
+
+# grpc's core sets SO_REUSEPORT by default, so a second server on a taken port "shares" it
+# silently and gets a share of the calls; off, the second bind fails as it should.
+GRPC_LISTEN_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.so_reuseport", 0),)
+LISTEN_BACKLOG = 2048  # uvicorn's default
 
 
 class StartupError(RuntimeError):
     """The service cannot start with this configuration (the message is safe to print)."""
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:port`) → (host, port); ValueError on anything else."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _reason(exc: OSError) -> str:
+    """The system's reason alone (`address already in use`): the libraries wrap it in text
+    of their own that repeats the address."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host ({exc.strerror or exc})"
+    text = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+    return text[:1].lower() + text[1:]
+
+
+def cannot_listen(bind: str, what: str, exc: OSError | None = None) -> StartupError:
+    """`cannot listen on <bind> (<what>): <reason>` — one line, nothing secret in it."""
+    reason = _reason(exc) if exc is not None else "the server library could not bind it"
+    return StartupError(f"cannot listen on {bind} ({what}): {reason}")
+
+
+def listen_socket(bind: str, what: str) -> socket.socket:
+    """A TCP socket bound to `bind` and listening (SO_REUSEADDR, never SO_REUSEPORT);
+    `StartupError` via `cannot_listen` when the address is taken, foreign or unresolvable."""
+    host, port = parse_bind(bind)
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        return socket.create_server(address[:2], family=family, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        raise cannot_listen(bind, what, exc) from None
+
+
+def add_grpc_port(server: grpc.aio.Server, bind: str, what: str) -> int:
+    """Add an insecure port to a server built with `GRPC_LISTEN_OPTIONS`; the bound port.
+
+    The address is first bound here and released at once: that gives the real reason when it
+    is taken (grpc's core only logs it) and keeps grpc's own error line off stderr."""
+    host, port = parse_bind(bind)
+    listen_socket(bind, what).close()
+    try:
+        bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise cannot_listen(bind, what)
+    return bound
 
 
 class EmbeddedUvicorn(uvicorn.Server):
@@ -25,21 +105,15 @@ class EmbeddedUvicorn(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-def parse_bind(value: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:port`) → (host, port); ValueError on anything else."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected host:port, got {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 class HttpServer:
-    """A FastAPI app served by uvicorn inside the running loop (signals stay ours)."""
+    """A FastAPI app served by uvicorn inside the running loop (signals stay ours), on a
+    socket bound by `listen_socket` — so a taken port is one `StartupError` line."""
 
     def __init__(self, app: FastAPI, bind: str, *, what: str) -> None:
         self._bind = bind
         self._what = what
         host, port = parse_bind(bind)
+        self.host = host
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
         )
@@ -47,14 +121,22 @@ class HttpServer:
         self._task: asyncio.Task[None] | None = None
         self.port = 0
 
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
     async def start(self) -> int:
-        """Serve, and return once listening: the bound port (useful with port 0)."""
-        self._task = asyncio.get_running_loop().create_task(self._server.serve())
+        """Listen, serve, and return once serving: the bound port (useful with port 0)."""
+        sock = listen_socket(self._bind, self._what)
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
+                sock.close()
                 raise StartupError(f"cannot serve {self._what} on {self._bind}")
             await asyncio.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        log.info("serving %s on %s", self._what, self.url)
         return self.port
 
     async def stop(self) -> None:

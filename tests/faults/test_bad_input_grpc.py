@@ -220,7 +220,7 @@ def servers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 trusted_mh_key_files=[key_dir / "mh.pub"],
                 # Nothing here is stale during the run: the registry changes only by our calls.
                 staleness_seconds=3600,
-                sweep_interval_seconds=3600,
+                sweep_interval_seconds=1800,  # below staleness, or the settings are refused
             )
         )
         mc_settings = McSettings(

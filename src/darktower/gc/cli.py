@@ -15,6 +15,7 @@ from darktower.gc.status_view import FleetView, renderables, status_document
 from darktower.mc.errors import InvalidArgument
 from darktower.mc.validation import validate_meeting_id
 from darktower.service_cli import run_service
+from darktower.settings_doc import documented_by
 
 __all__ = [
     "DEFAULT_GC_URL",
@@ -48,6 +49,7 @@ def _gc_url(value: str | None) -> str:
     return url.rstrip("/")
 
 
+@documented_by("darktower.gc.settings", "GcSettings")
 def gc() -> None:
     """Run a Global Controller configured from GC_* environment variables (SPEC §8)."""
     # Imported here: every `darktower` command loads this module, only `gc` needs the GC stack.

@@ -28,7 +28,13 @@ from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
-from darktower.serving import HttpServer, StartupError, parse_bind
+from darktower.serving import (
+    GRPC_LISTEN_OPTIONS,
+    HttpServer,
+    StartupError,
+    add_grpc_port,
+    parse_bind,
+)
 
 __all__ = ["GcApp", "serve"]
 
@@ -76,6 +82,16 @@ class GcApp:
         return True, ""
 
     async def start(self) -> None:
+        """Open the database, then start every part. A part that cannot start (a port taken)
+        raises `StartupError` after the parts already started are stopped, so nothing is left
+        listening."""
+        try:
+            await self._start_parts()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_parts(self) -> None:
         s = self.settings
         try:
             self.store = await GcStore.open(s.database_url.get_secret_value())
@@ -89,7 +105,7 @@ class GcApp:
             )
         self.grpc_server = grpc.aio.server(
             interceptors=[auth_interceptor(self._mc_keys, self._mh_keys)],
-            options=GRPC_SERVER_OPTIONS,
+            options=GRPC_SERVER_OPTIONS + GRPC_LISTEN_OPTIONS,
         )
         add_gc_services(
             self.grpc_server,
@@ -100,10 +116,7 @@ class GcApp:
             load_report_ms=s.mh_load_report_ms,
             heartbeats=heartbeats,
         )
-        host, port = parse_bind(s.grpc_bind)
-        self.grpc_port = self.grpc_server.add_insecure_port(f"{host}:{port}")
-        if self.grpc_port == 0:
-            raise StartupError(f"cannot bind the gRPC port {s.grpc_bind}")
+        self.grpc_port = add_grpc_port(self.grpc_server, s.grpc_bind, "GC gRPC")
         await self.grpc_server.start()
         self.sweeper = StalenessSweeper(
             self.store,
@@ -123,20 +136,18 @@ class GcApp:
             attempts=s.placement_attempts,
             claim_stale_s=s.claim_stale_seconds,
         )
-        http_host, _ = parse_bind(s.http_bind)
         self._http = HttpServer(
             create_app(self.store, self.placement, region=s.region, is_ready=self.ready),
             s.http_bind,
-            what="HTTP",
+            what="GC HTTP",
         )
         self.http_port = await self._http.start()
         log.info(
-            "GC %s serving gRPC on %s:%d and HTTP on %s:%d (region %s)",
+            "GC %s serving gRPC on %s:%d and HTTP on %s (region %s)",
             s.id,
-            host,
+            parse_bind(s.grpc_bind)[0],
             self.grpc_port,
-            http_host,
-            self.http_port,
+            self._http.url,
             s.region,
         )
 
@@ -161,8 +172,8 @@ async def serve(settings: GcSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await app.start()
     try:
-        await app.start()
         await stop.wait()
     finally:
         await app.stop()

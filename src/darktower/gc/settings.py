@@ -11,12 +11,13 @@ import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from darktower.serving import parse_bind
+from darktower.settings_doc import Contradiction, refuse, shared_ports
 
-__all__ = ["DEFAULT_DATABASE_URL", "GcSettings"]
+__all__ = ["DEFAULT_DATABASE_URL", "GcSettings", "contradictions"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///darktower-gc.db"
 _HOST_SAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -35,32 +36,72 @@ def _split_paths(value: object) -> object:
 class GcSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GC_", extra="ignore")
 
-    id: str = Field(default_factory=_default_id, pattern=r"^[A-Za-z0-9_-]{1,255}$")
-    region: str = Field(default="local", min_length=1, max_length=50)
-    grpc_bind: str = "0.0.0.0:50051"
-    http_bind: str = "0.0.0.0:8080"
-    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
-    service_key_file: Path | None = None
-    trusted_mc_key_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)
-    trusted_mh_key_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)
-    staleness_seconds: float = Field(default=30.0, gt=0)
-    sweep_interval_seconds: float = Field(default=5.0, gt=0)
-    fast_heartbeat_ms: int = Field(default=10_000, gt=0)
-    comprehensive_heartbeat_ms: int = Field(default=30_000, gt=0)
-    mh_load_report_ms: int = Field(default=10_000, gt=0)
+    id: str = Field(
+        default_factory=_default_id,
+        pattern=r"^[A-Za-z0-9_-]{1,255}$",
+        description="this GC's id: letters, digits, -, _",
+    )
+    region: str = Field(
+        default="local", min_length=1, max_length=50, description="the region it places in"
+    )
+    grpc_bind: str = Field(default="0.0.0.0:50051", description="gRPC listen address (MCs, MHs)")
+    http_bind: str = Field(
+        default="0.0.0.0:8080", description="HTTP listen address (join API, dashboard, health)"
+    )
+    database_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_DATABASE_URL),
+        description="PostgreSQL (postgresql+asyncpg://) or SQLite (sqlite+aiosqlite:///)",
+    )
+    service_key_file: Path | None = Field(
+        default=None, description="required: private key signing calls to MCs and join tokens"
+    )
+    trusted_mc_key_files: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="required: comma-separated public keys of the MCs allowed in",
+    )
+    trusted_mh_key_files: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="comma-separated public keys of the MHs allowed in"
+    )
+    staleness_seconds: float = Field(
+        default=30.0, gt=0, description="an MC or MH silent this long is marked unhealthy"
+    )
+    sweep_interval_seconds: float = Field(
+        default=5.0, gt=0, description="how often silent MCs and MHs are looked for"
+    )
+    fast_heartbeat_ms: int = Field(
+        default=10_000, gt=0, description="fast heartbeat interval handed to MCs"
+    )
+    comprehensive_heartbeat_ms: int = Field(
+        default=30_000, gt=0, description="comprehensive heartbeat interval handed to MCs"
+    )
+    mh_load_report_ms: int = Field(
+        default=10_000, gt=0, description="load report interval handed to MHs"
+    )
     # Heartbeats are written behind: the latest per MC, all in one transaction every this
     # many ms, or as soon as this many MCs have one pending. 0 ms writes each beat at once.
-    heartbeat_flush_ms: int = Field(default=150, ge=0)
-    heartbeat_flush_max_pending: int = Field(default=500, ge=1)
-    mc_call_timeout_seconds: float = Field(default=10.0, gt=0)
-    placement_attempts: int = Field(default=3, ge=1)
+    heartbeat_flush_ms: int = Field(
+        default=150, ge=0, description="heartbeats written behind every this many ms; 0: at once"
+    )
+    heartbeat_flush_max_pending: int = Field(
+        default=500, ge=1, description="... or as soon as this many MCs have one pending"
+    )
+    mc_call_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="timeout of one call to an MC"
+    )
+    placement_attempts: int = Field(default=3, ge=1, description="MCs tried per placement")
     # A claim whose GC never finished the placement (it died) is taken over after this.
-    claim_stale_seconds: float = Field(default=30.0, gt=0)
-    assignment_retention_hours: float = Field(default=24.0, gt=0)
+    claim_stale_seconds: float = Field(
+        default=30.0, gt=0, description="a placement claim left by a dead GC is taken over"
+    )
+    assignment_retention_hours: float = Field(
+        default=24.0, gt=0, description="ended assignments are purged after this"
+    )
     # Lifetime of the meeting join tokens handed out with join answers: long enough to open
     # the signaling connection, short enough that a leaked one is soon worthless.
-    join_token_ttl_seconds: int = Field(default=120, ge=10, le=3600)
-    log_level: str = "INFO"
+    join_token_ttl_seconds: int = Field(
+        default=120, ge=10, le=3600, description="lifetime of the join tokens in join answers"
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     _paths = field_validator("trusted_mc_key_files", "trusted_mh_key_files", mode="before")(
         _split_paths
@@ -72,6 +113,11 @@ class GcSettings(BaseSettings):
         parse_bind(value)
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> GcSettings:
+        refuse(contradictions(self))
+        return self
+
     def secret_values(self) -> list[str]:
         """The database URL and its password, for the log redaction filter."""
         from urllib.parse import urlsplit
@@ -79,3 +125,62 @@ class GcSettings(BaseSettings):
         url = self.database_url.get_secret_value()
         password = urlsplit(url).password
         return [v for v in (url, password) if v]
+
+
+def contradictions(s: GcSettings) -> list[Contradiction]:
+    """The GC settings that cannot hold together (pure; checked when the settings load):
+
+    * staleness not longer than an interval the GC hands out that refreshes what staleness
+      measures: an MC's last heartbeat is refreshed by its fast and its comprehensive beats,
+      so by the shorter of the two; an MH's by its load reports. Otherwise every MC or MH is
+      stale between two beats and joins answer 503;
+    * a sweep interval not shorter than staleness (silence goes unnoticed for longer than the
+      threshold says);
+    * a placement claim taken over as stale before one call to an MC can time out (a live
+      GC's placement would be taken over while it waits for the MC's answer);
+    * both listeners on one port.
+    """
+    found = []
+    staleness = f"GC_STALENESS_SECONDS={s.staleness_seconds:g}"
+    staleness_ms = s.staleness_seconds * 1000
+    mc_refresh_name, mc_refresh_ms = min(
+        ("GC_FAST_HEARTBEAT_MS", s.fast_heartbeat_ms),
+        ("GC_COMPREHENSIVE_HEARTBEAT_MS", s.comprehensive_heartbeat_ms),
+        key=lambda pair: pair[1],
+    )
+    if staleness_ms <= mc_refresh_ms:
+        found.append(
+            Contradiction(
+                staleness,
+                f"{mc_refresh_name}={mc_refresh_ms}",
+                "every MC would be stale between two heartbeats (staleness must be longer)",
+            )
+        )
+    if staleness_ms <= s.mh_load_report_ms:
+        found.append(
+            Contradiction(
+                staleness,
+                f"GC_MH_LOAD_REPORT_MS={s.mh_load_report_ms}",
+                "every MH would be stale between two load reports, so joins would answer 503 "
+                "no_media_handler (staleness must be longer)",
+            )
+        )
+    if s.sweep_interval_seconds >= s.staleness_seconds:
+        found.append(
+            Contradiction(
+                f"GC_SWEEP_INTERVAL_SECONDS={s.sweep_interval_seconds:g}",
+                staleness,
+                "silent MCs and MHs would be swept later than the threshold says "
+                "(the sweep interval must be shorter)",
+            )
+        )
+    if s.claim_stale_seconds <= s.mc_call_timeout_seconds:
+        found.append(
+            Contradiction(
+                f"GC_CLAIM_STALE_SECONDS={s.claim_stale_seconds:g}",
+                f"GC_MC_CALL_TIMEOUT_SECONDS={s.mc_call_timeout_seconds:g}",
+                "a placement would be taken over while its GC still waits for the MC",
+            )
+        )
+    found.extend(shared_ports({"GC_GRPC_BIND": s.grpc_bind, "GC_HTTP_BIND": s.http_bind}))
+    return found

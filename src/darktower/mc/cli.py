@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from darktower.service_cli import run_service
+from darktower.settings_doc import documented_by
 
 __all__ = ["mc"]
 
 
+@documented_by("darktower.mc.settings", "McSettings")
 def mc() -> None:
     """Run a Meeting Controller configured from MC_* environment variables (SPEC §8)."""
-    # Imported here: every `darktower` command loads this module, only `mc` needs the MC stack.
+    # Imported here: every `darktower` command loads this module, only `mc` needs the MC stack
+    # (the settings class, for the help, is light).
     from darktower.mc.server import serve
     from darktower.mc.settings import McSettings
 

@@ -26,6 +26,7 @@ class RedisMonitor:
         self.healthy = False
         self._task: asyncio.Task[None] | None = None
         self._confirming: asyncio.Task[bool] | None = None
+        self._stopping = False
 
     async def check(self) -> bool:
         try:
@@ -53,12 +54,16 @@ class RedisMonitor:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="redis-monitor")
 
     async def stop(self) -> None:
+        # Also a flag: Python 3.11's wait_for (in `check`) can swallow a cancellation that
+        # arrives as the ping completes, and the loop would sleep on, never to be reaped.
+        self._stopping = True
         tasks = [t for t in (self._task, self._confirming) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self.check()
-            await asyncio.sleep(self._interval)
+            if not self._stopping:
+                await asyncio.sleep(self._interval)

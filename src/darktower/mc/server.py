@@ -38,7 +38,14 @@ from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.settings import McSettings
 from darktower.mc.signaling_server import SignalingServer
 from darktower.redis_connect import connect
-from darktower.serving import HttpServer, StartupError, parse_bind
+from darktower.serving import (
+    GRPC_LISTEN_OPTIONS,
+    HttpServer,
+    StartupError,
+    add_grpc_port,
+    cannot_listen,
+    parse_bind,
+)
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -146,7 +153,7 @@ class McApp:
         )
         self.grpc_server = grpc.aio.server(
             interceptors=[ServiceAuthInterceptor(verifier, service="mc")],
-            options=GRPC_SERVER_OPTIONS,
+            options=GRPC_SERVER_OPTIONS + GRPC_LISTEN_OPTIONS,
         )
         pb_grpc.add_MeetingControllerServiceServicer_to_server(
             MeetingControllerServicer(self.assigner), self.grpc_server
@@ -191,25 +198,14 @@ class McApp:
             self.link.meeting_ended(meeting_id)
 
     async def start(self) -> None:
-        await self.monitor.check()
-        self.monitor.start()
-        self.controller.start()
-        host, port = parse_bind(self.settings.grpc_bind)
-        self.grpc_port = self.grpc_server.add_insecure_port(f"{host}:{port}")
-        if self.grpc_port == 0:
-            raise StartupError(f"cannot bind the gRPC port {self.settings.grpc_bind}")
-        await self.grpc_server.start()
-        if self.signaling is not None:
-            try:
-                await self.signaling.start()
-            except OSError:
-                raise StartupError(
-                    f"cannot serve client signaling on {self.settings.client_bind}"
-                ) from None
-        self._http = HttpServer(
-            health_app(self.ready), self.settings.health_bind, what="health HTTP"
-        )
-        await self._http.start()
+        """Start every part, then register with the GC. A part that cannot start (a port
+        taken) raises `StartupError` after the parts already started are stopped, so nothing
+        is left listening."""
+        try:
+            await self._start_parts()
+        except BaseException:
+            await self.stop(deadline_seconds=GRPC_STOP_GRACE_SECONDS)
+            raise
         READY.set_function(lambda: 1.0 if self.ready()[0] else 0.0)
         if self.settings.gc_endpoint:
             # Registration starts once both servers answer, so the GC can call back at once.
@@ -232,15 +228,32 @@ class McApp:
                 ),
             )
             self.link.start()
+        grpc_host, _ = parse_bind(self.settings.grpc_bind)
         log.info(
             "MC %s serving gRPC on %s:%d, clients on %s, health on %s (redis %s)",
             self.settings.id,
-            host,
+            grpc_host,
             self.grpc_port,
             self.client_endpoint or "(off)",
-            self.settings.health_bind,
+            self._http.url if self._http is not None else "(off)",
             "reachable" if self.monitor.healthy else "unreachable",
         )
+
+    async def _start_parts(self) -> None:
+        await self.monitor.check()
+        self.monitor.start()
+        self.controller.start()
+        self.grpc_port = add_grpc_port(self.grpc_server, self.settings.grpc_bind, "MC gRPC")
+        await self.grpc_server.start()
+        if self.signaling is not None:
+            try:
+                await self.signaling.start()
+            except OSError as exc:
+                raise cannot_listen(self.settings.client_bind, "MC client WebSocket", exc) from None
+        self._http = HttpServer(
+            health_app(self.ready), self.settings.health_bind, what="MC health HTTP"
+        )
+        await self._http.start()
 
     async def drain(self, deadline_seconds: float | None = None) -> None:
         """Stop admitting and tell the GC at once (DRAINING); let meetings end by themselves

@@ -11,12 +11,13 @@ import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from darktower.serving import parse_bind
+from darktower.settings_doc import Contradiction, refuse, shared_ports
 
-__all__ = ["McSettings"]
+__all__ = ["McSettings", "contradictions"]
 
 _HOST_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -28,43 +29,88 @@ def _default_id() -> str:
 class McSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MC_", extra="ignore")
 
-    id: str = Field(default_factory=_default_id, pattern=r"^[A-Za-z0-9_-]{1,255}$")
-    region: str = Field(default="local", min_length=1, max_length=50)
-    grpc_bind: str = "0.0.0.0:50052"
+    id: str = Field(
+        default_factory=_default_id,
+        pattern=r"^[A-Za-z0-9_-]{1,255}$",
+        description="this MC's id: letters, digits, -, _",
+    )
+    region: str = Field(default="local", min_length=1, max_length=50, description="its region")
+    grpc_bind: str = Field(default="0.0.0.0:50052", description="gRPC listen address (for GCs)")
     # What the GC is told to dial; empty = derived from the bind address (never 0.0.0.0).
-    grpc_advertise: str = ""
+    grpc_advertise: str = Field(
+        default="", description="URL the GC dials; empty: from the bind address"
+    )
     # Client signaling (WebSocket, `/v1/signaling`): served when enabled, which needs
     # MC_BINDING_TOKEN_SECRET (the same on every MC of a fleet, so sessions survive a failover).
-    client_enabled: bool = True
-    client_bind: str = "0.0.0.0:8090"
+    client_enabled: bool = Field(default=True, description="serve client signaling")
+    client_bind: str = Field(
+        default="0.0.0.0:8090", description="client WebSocket listen address (/v1/signaling)"
+    )
     # The client endpoint registered with the GC (as its webtransport endpoint); empty =
     # derived from MC_CLIENT_BIND like the gRPC one (never 0.0.0.0). Clients open
     # ws(s)://<its host:port>/v1/signaling.
-    client_advertise: str = ""
-    disconnect_grace_seconds: float = Field(default=30.0, gt=0)
-    binding_token_ttl_seconds: int = Field(default=30, gt=0)
-    health_bind: str = "0.0.0.0:8081"
-    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    gc_endpoint: str = "http://localhost:50051"
-    max_meetings: int = Field(default=1000, ge=0)
-    max_participants: int = Field(default=10000, ge=0)
-    participant_estimate: int = Field(default=10, ge=0)
-    service_key_file: Path | None = None
-    trusted_gc_key_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)
-    binding_token_secret: SecretStr | None = None
-    drain_seconds: float = Field(default=30.0, ge=0)
+    client_advertise: str = Field(
+        default="", description="client URL registered with the GC; empty: from the bind"
+    )
+    disconnect_grace_seconds: float = Field(
+        default=30.0, gt=0, description="how long a dropped participant stays in the roster"
+    )
+    binding_token_ttl_seconds: int = Field(
+        default=30, gt=0, description="how long a session binding token is valid"
+    )
+    health_bind: str = Field(
+        default="0.0.0.0:8081", description="health HTTP listen address (/health, /metrics)"
+    )
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="Redis (redis://, rediss://, redis+sentinel://, redis+cluster://)",
+    )
+    gc_endpoint: str = Field(
+        default="http://localhost:50051", description="the GC to register with; empty: none"
+    )
+    max_meetings: int = Field(default=1000, ge=0, description="admission limit: meetings")
+    max_participants: int = Field(default=10000, ge=0, description="admission limit: participants")
+    participant_estimate: int = Field(
+        default=10, ge=0, description="participants counted for a meeting being admitted"
+    )
+    service_key_file: Path | None = Field(
+        default=None, description="private key signing calls to the GC (needed with a GC)"
+    )
+    trusted_gc_key_files: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="required: comma-separated public keys of the GCs allowed to call",
+    )
+    binding_token_secret: SecretStr | None = Field(
+        default=None,
+        description="required with clients enabled: >= 16 characters, the same fleet-wide",
+    )
+    drain_seconds: float = Field(
+        default=30.0, ge=0, description="deadline of a graceful stop (SIGTERM/SIGINT)"
+    )
     # How often each hosted meeting proves it still owns its Redis state (a fenced write);
     # a meeting that was taken over is noticed within this interval.
-    meeting_touch_seconds: float = Field(default=5.0, gt=0)
-    redis_check_seconds: float = Field(default=1.0, gt=0)
-    redis_replica_wait: int = Field(default=0, ge=0)
+    meeting_touch_seconds: float = Field(
+        default=5.0, gt=0, description="how often each meeting proves ownership in Redis"
+    )
+    redis_check_seconds: float = Field(
+        default=1.0, gt=0, description="Redis reachability check (readiness)"
+    )
+    redis_replica_wait: int = Field(
+        default=0, ge=0, description="replicas to WAIT for after an ownership change"
+    )
     # Append every applied fenced write's (generation, owner) to a per-meeting Redis stream —
     # for fault-injection audits; off in production (the streams are never trimmed).
-    redis_audit: bool = False
+    redis_audit: bool = Field(
+        default=False, description="audit stream of fenced writes (fault-injection tests)"
+    )
     # Registration retry schedule (SPEC §7: 1 s base, doubling, 30 s cap, jitter, no limit).
-    registration_backoff_base: float = Field(default=1.0, gt=0)
-    registration_backoff_cap: float = Field(default=30.0, gt=0)
-    log_level: str = "INFO"
+    registration_backoff_base: float = Field(
+        default=1.0, gt=0, description="first registration retry wait (seconds)"
+    )
+    registration_backoff_cap: float = Field(
+        default=30.0, gt=0, description="longest registration retry wait (seconds)"
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("trusted_gc_key_files", mode="before")
     @classmethod
@@ -78,6 +124,11 @@ class McSettings(BaseSettings):
     def _valid_bind(cls, value: str) -> str:
         parse_bind(value)
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> McSettings:
+        refuse(contradictions(self))
+        return self
 
     def advertised_grpc_endpoint(self, bound_port: int) -> str:
         """The URL the GC should dial: MC_GRPC_ADVERTISE, or the bind address with a wildcard
@@ -113,3 +164,41 @@ def _advertised(explicit: str, bind: str, bound_port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{bound_port}"
+
+
+def contradictions(s: McSettings) -> list[Contradiction]:
+    """The MC settings that cannot hold together (pure; checked when the settings load):
+
+    * the registration backoff base is longer than its cap (every wait would be the cap);
+    * a disconnect grace longer than a binding token can be valid (TTL + clock skew): a
+      dropped participant's last token expires before its grace ends, so it is kept in the
+      roster for a reconnection that must fail;
+    * two listeners on one port (the second could not listen).
+    """
+    # Imported here: `darktower --help` loads this module, the binding module loads Redis.
+    from darktower.mc.binding import BINDING_CLOCK_SKEW_SECONDS
+
+    found = []
+    if s.registration_backoff_base > s.registration_backoff_cap:
+        found.append(
+            Contradiction(
+                f"MC_REGISTRATION_BACKOFF_BASE={s.registration_backoff_base:g}",
+                f"MC_REGISTRATION_BACKOFF_CAP={s.registration_backoff_cap:g}",
+                "the first retry wait would be longer than the longest",
+            )
+        )
+    token_life = s.binding_token_ttl_seconds + BINDING_CLOCK_SKEW_SECONDS
+    if s.client_enabled and s.disconnect_grace_seconds > token_life:
+        found.append(
+            Contradiction(
+                f"MC_DISCONNECT_GRACE_SECONDS={s.disconnect_grace_seconds:g}",
+                f"MC_BINDING_TOKEN_TTL_SECONDS={s.binding_token_ttl_seconds}",
+                f"a binding token expires after {token_life} s (TTL + clock skew), before the "
+                "grace ends, so the end of the grace cannot be used to reconnect",
+            )
+        )
+    binds = {"MC_GRPC_BIND": s.grpc_bind, "MC_HEALTH_BIND": s.health_bind}
+    if s.client_enabled:
+        binds["MC_CLIENT_BIND"] = s.client_bind
+    found.extend(shared_ports(binds))
+    return found

@@ -1,0 +1,157 @@
+"""Running `darktower mc` / `darktower gc` as real processes in tests: environments without
+inherited settings, a run expected to fail at start, and the shape of its stderr.
+
+Every process runs in a session of its own and is bounded in time; `ServiceProcess.close()`
+kills what is still running, so none outlives a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from darktower.embedded.redis import free_port
+
+__all__ = [
+    "START_TIMEOUT_S",
+    "ServiceProcess",
+    "darktower_env",
+    "gc_values",
+    "mc_values",
+    "run_to_exit",
+    "stderr_shape",
+]
+
+START_TIMEOUT_S = 30.0  # generous: a loaded 2-core machine starts Python slowly
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+
+
+def darktower_env(values: Mapping[str, str]) -> dict[str, str]:
+    """This environment without any inherited `MC_*`/`GC_*` variable, the venv's `darktower`
+    first on PATH, plus `values`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(values)
+    return env
+
+
+def mc_values(redis_url: str, key_dir: Path) -> dict[str, str]:
+    """A standalone MC on free loopback ports."""
+    return {
+        "MC_ID": "mc-start",
+        "MC_GRPC_BIND": f"127.0.0.1:{free_port()}",
+        "MC_HEALTH_BIND": f"127.0.0.1:{free_port()}",
+        "MC_CLIENT_BIND": f"127.0.0.1:{free_port()}",
+        "MC_BINDING_TOKEN_SECRET": "test-binding-secret-3f9a1c",
+        "MC_REDIS_URL": redis_url,
+        "MC_GC_ENDPOINT": "",
+        "MC_TRUSTED_GC_KEY_FILES": str(key_dir / "gc.pub"),
+    }
+
+
+def gc_values(tmp_path: Path, key_dir: Path) -> dict[str, str]:
+    """A GC on a SQLite file in `tmp_path`, on free loopback ports."""
+    return {
+        "GC_ID": "gc-start",
+        "GC_GRPC_BIND": f"127.0.0.1:{free_port()}",
+        "GC_HTTP_BIND": f"127.0.0.1:{free_port()}",
+        "GC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gc.sqlite3'}",
+        "GC_SERVICE_KEY_FILE": str(key_dir / "gc.key"),
+        "GC_TRUSTED_MC_KEY_FILES": str(key_dir / "mc.pub"),
+        "GC_TRUSTED_MH_KEY_FILES": str(key_dir / "mh.pub"),
+    }
+
+
+def run_to_exit(
+    command: str, values: Mapping[str, str], cwd: Path, timeout: float = START_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """`python -m darktower <command>` expected to exit by itself (killed after `timeout`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "darktower", command],
+        env=darktower_env(values),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        start_new_session=True,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def stderr_shape(stderr: str) -> tuple[list[str], list[str]]:
+    """(the `darktower …:` lines, every line that is neither one nor a log record)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith("darktower ")]
+    other = [
+        line for line in lines if not line.startswith("darktower ") and not _LOG_LINE.match(line)
+    ]
+    return ours, other
+
+
+@dataclass
+class ServiceProcess:
+    """A service started from a shell command line, its stderr in a file."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @classmethod
+    def shell(cls, script: str, env: Mapping[str, str], cwd: Path) -> ServiceProcess:
+        log_path = cwd / "service.stderr.log"
+        with log_path.open("wb") as stderr:
+            proc = subprocess.Popen(
+                ["bash", "-c", script],
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        return cls(proc, log_path)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_live(self, url: str, timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited with {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} not answering within {timeout}s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def command_line(self) -> list[str]:
+        """The argv of the process itself (bash execs the last command of a script)."""
+        raw = Path(f"/proc/{self.proc.pid}/cmdline").read_bytes()
+        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+    def terminate(self, timeout: float) -> int:
+        """SIGTERM the process; its exit code within `timeout` seconds."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running {timeout}s after SIGTERM:\n{self.log()}") from None
+
+    def close(self) -> None:
+        """SIGKILL the whole session if anything of it still runs; reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
