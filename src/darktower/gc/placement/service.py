@@ -312,7 +312,10 @@ class PlacementService:
         else:
             reason = controller.health.value
         log.info(
-            "meeting %s: its MC %s is %s, placing it anew", live.meeting_id, live.mc_id, reason
+            "meeting %s: its MC %s is %s, placing it anew",
+            live.meeting_id,
+            live.mc_id,
+            _move_text(reason, controller, self._now(), self._staleness_s),
         )
         self._event(
             live.meeting_id,
@@ -477,6 +480,21 @@ def _restarted_since(controller: Controller, live: Assignment) -> bool:
     that holds none of its predecessor's meetings, so the assignment must not be reused."""
     assigned = live.assigned_at or live.claimed_at
     return controller.registered_at > assigned
+
+
+def _move_text(
+    reason: str, controller: Controller | None, now: datetime, staleness_s: float
+) -> str:
+    """A move's reason as the log says it: a stale MC with how long it has been silent."""
+    if reason == "stale" and controller is not None:
+        age = _age(controller.last_heartbeat_at, now)
+        silent = "never heard from" if age is None else f"silent for {age:.1f} s"
+        return f"stale ({silent}, over the {staleness_s:g} s threshold)"
+    if reason == "gone":
+        return "gone (no longer registered)"
+    if reason == "restarted":
+        return "restarted since the meeting was placed (it no longer holds it)"
+    return reason
 
 
 def _age(then: datetime | None, now: datetime) -> float | None:
