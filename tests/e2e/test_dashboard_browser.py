@@ -3,10 +3,14 @@
 * Against a real local fleet (`darktower.dev.fleet.Fleet`: embedded Redis, a GC, 2 MCs, 2
   simulated MHs): both MCs show healthy, a join shows up in the placements and in the MC's
   meeting count, and an MC killed with SIGKILL turns unhealthy on the page once the GC's
-  staleness sweep (6 s, swept every second) has seen it.
+  staleness sweep (6 s, swept every second) has seen it — its whole row marked, and the
+  header's totals no longer counting its last meetings or its capacity; joined again, the
+  meeting reads "standup moved from mc-1 to mc-2 (mc-1 unhealthy)" in the placements.
 * Against a synthetic API of 200 MCs served by uvicorn with the same dashboard mounted: the
-  summary line, one compact row per MC sorted worst health first, a sticky header, strings
-  from the API shown as text, and the error banner while the API does not answer.
+  summary line (totals over healthy and degraded MCs only), one compact row per MC sorted
+  worst health first, unhealthy rows marked whole, bar counts legible over every fill level,
+  moves folded into one line, a sticky header, strings from the API shown as text, and the
+  error banner while the API does not answer.
 
 Playwright's own browser download is never used: `scripts/install-browser.sh` installs
 `/usr/bin/chromium` (CI runs it); without that binary these tests are skipped, and say why.
@@ -16,12 +20,11 @@ Screenshots of both pages land in the test's `tmp_path`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import re
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,15 +32,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, HTTPException
 from playwright.async_api import Locator, Page, expect
 
 from darktower.dev.fleet import Fleet, FleetPorts
-from darktower.embedded.redis import free_port
 from darktower.gc.dashboard import mount_dashboard
-from darktower.serving import EmbeddedUvicorn
 from tests.e2e.browser import requires_chromium
+from tests.e2e.gc_app import serve_app
 
 # The fleet's GC marks an MC unhealthy 6 s after its last heartbeat, sweeping every second;
 # the page polls every 1.5 s. 15 s leaves room for a slow machine and stays bounded.
@@ -102,11 +103,68 @@ async def test_the_dashboard_follows_a_real_fleet(
     await expect(page.locator("#mc-rows tr").first).to_have_attribute("data-mc-id", host)
     survivor = "mc-2" if host == "mc-1" else "mc-1"
     await expect(_row(page, survivor)).to_have_attribute("data-health", "healthy")
-    await expect(page.locator("#summary")).to_contain_text(
-        "2 MCs: 1 healthy, 0 degraded, 1 unhealthy"
+    summary = page.locator("#summary")
+    await expect(summary).to_contain_text("2 MCs: 1 healthy, 0 degraded, 1 unhealthy")
+    # The dead MC still reports its last meeting; the whole row says it is not to be trusted.
+    await expect(_row(page, host)).to_have_attribute("data-meetings", "1")
+    await _expect_row_marked(_row(page, host))
+    await _expect_row_unmarked(_row(page, survivor))
+
+    # Joined again: another MC takes the meeting, and the placements say where from and why.
+    async with httpx.AsyncClient(base_url=dev_fleet.gc_url, timeout=30) as api:
+        moved = await api.post("/v1/meetings/standup/join")
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["mc_id"] == survivor
+        events = (await api.get("/v1/placements/recent")).json()
+        survivor_max = next(
+            c["max_meetings"]
+            for c in (await api.get("/v1/controllers")).json()
+            if c["id"] == survivor
+        )
+    assert [(e["outcome"], e["mc_id"], e["previous_mc_id"], e["move_reason"]) for e in events][
+        :2
+    ] == [("accepted", survivor, host, "unhealthy"), ("moved", host, host, "unhealthy")]
+    move = page.locator('#placements li[data-meeting-id="standup"][data-outcome="moved"]')
+    await expect(move).to_have_count(1, timeout=PAGE_WAIT_MS)  # one line for the move
+    await expect(move).to_have_attribute("data-mc-id", survivor)
+    await expect(move).to_have_attribute("data-previous-mc-id", host)
+    await expect(move.locator(".line")).to_have_text(
+        f"standup moved from {host} to {survivor} ({host} unhealthy)"
+    )
+
+    # Totals: the survivor's meeting against the survivor's limit only. Counting the dead MC
+    # (its last report: 1 meeting) would read 2 meetings against twice the limit.
+    await expect(_row(page, survivor)).to_have_attribute("data-meetings", "1", timeout=PAGE_WAIT_MS)
+    await expect(summary).to_have_attribute("data-live", "1")
+    await expect(summary).to_have_attribute("data-meetings", "1")
+    await expect(summary).to_have_attribute("data-max-meetings", str(survivor_max))
+    await expect(summary).to_contain_text(
+        f"live MCs (healthy + degraded): meetings 1/{survivor_max:,}"
     )
 
     await page.screenshot(path=tmp_path / "dashboard-fleet.png", full_page=True)
+
+
+UNHEALTHY_ROW_BACKGROUND = "rgb(255, 235, 233)"  # --row-unhealthy in dashboard.css
+
+
+async def _cell_backgrounds(row: Locator) -> list[str]:
+    backgrounds: list[str] = await row.locator("td").evaluate_all(
+        "cells => cells.map(c => getComputedStyle(c).backgroundColor)"
+    )
+    return backgrounds
+
+
+async def _expect_row_marked(row: Locator) -> None:
+    """Every cell of the row carries the unhealthy tint, the first its red edge."""
+    backgrounds = await _cell_backgrounds(row)
+    assert len(backgrounds) >= 5 and set(backgrounds) == {UNHEALTHY_ROW_BACKGROUND}, backgrounds
+    edge = await row.locator("td").first.evaluate("c => getComputedStyle(c).boxShadow")
+    assert "207, 34, 46" in edge, edge
+
+
+async def _expect_row_unmarked(row: Locator) -> None:
+    assert UNHEALTHY_ROW_BACKGROUND not in await _cell_backgrounds(row)
 
 
 # --- 200 synthetic MCs ---------------------------------------------------------------------
@@ -182,7 +240,7 @@ def _synthetic() -> SyntheticApi:
             "health": "degraded" if i == 4 else "healthy",
             "webtransport_endpoint": f"https://mh-{i}.example:4433",
             "max_streams": 500,
-            "current_streams": 50 * i,
+            "current_streams": 80 * i,  # 16 % … 96 %: every fill level
             "last_report_at": now.isoformat(),
         }
         for i in range(1, 7)
@@ -198,44 +256,108 @@ def _synthetic() -> SyntheticApi:
         }
         for k, outcome in enumerate(outcomes)
     ]
+    # A meeting moved off an unhealthy MC (the GC logs "moved", then the "accepted" naming
+    # the MC it left), and one that left a draining MC and is not placed yet.
+    placements += [
+        {
+            "at": (now - timedelta(seconds=62)).isoformat(),
+            "meeting_id": "standup",
+            "mc_id": "mc-009",
+            "outcome": "moved",
+            "detail": "previous MC unhealthy",
+            "previous_mc_id": "mc-009",
+            "move_reason": "unhealthy",
+        },
+        {
+            "at": (now - timedelta(seconds=61)).isoformat(),
+            "meeting_id": "standup",
+            "mc_id": "mc-010",
+            "outcome": "accepted",
+            "detail": "",
+            "previous_mc_id": "mc-009",
+            "move_reason": "unhealthy",
+        },
+        {
+            "at": (now - timedelta(seconds=70)).isoformat(),
+            "meeting_id": "retro",
+            "mc_id": "mc-011",
+            "outcome": "moved",
+            "detail": "previous MC draining",
+            "previous_mc_id": "mc-011",
+            "move_reason": "draining",
+        },
+    ]
     # Out of order on purpose: the page sorts newest first.
     placements.reverse()
     return SyntheticApi(controllers, handlers, placements)
 
 
-@contextlib.asynccontextmanager
-async def _serve(app: FastAPI) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = EmbeddedUvicorn(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
 def _summary(controllers: list[dict[str, Any]]) -> str:
+    """The header line: counts of every health; totals of the live (placeable) MCs only."""
     counts = {h: sum(1 for c in controllers if c["health"] == h) for h in HEALTH_MIX}
-    meetings = sum(c["current_meetings"] for c in controllers)
-    participants = sum(c["current_participants"] for c in controllers)
+    live = [c for c in controllers if c["health"] in ("healthy", "degraded")]
+    meetings = sum(c["current_meetings"] for c in live)
+    participants = sum(c["current_participants"] for c in live)
     return (
         f"{len(controllers)} MCs: {counts['healthy']} healthy, {counts['degraded']} degraded, "
         f"{counts['unhealthy']} unhealthy, {counts['draining']} draining, "
-        f"{counts['pending']} pending; meetings {meetings:,}/{1000 * len(controllers):,}; "
-        f"participants {participants:,}/{10000 * len(controllers):,}"
+        f"{counts['pending']} pending; live MCs (healthy + degraded): "
+        f"meetings {meetings:,}/{1000 * len(live):,}, "
+        f"participants {participants:,}/{10000 * len(live):,}"
     )
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    r, g, b = (int(x) for x in re.findall(r"\d+", colour)[:3])
+    return r, g, b
+
+
+def _contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two computed CSS colours (`rgb(r, g, b)`)."""
+    la, lb = (_luminance(_rgb(c)) for c in (a, b))
+    return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
+
+
+async def _bar_colours(rows: Locator) -> list[dict[str, Any]]:
+    """For each bar in `rows`: its level, the label's colour, the fill's and the track's,
+    and whether the label's text fits unclipped."""
+    bars: list[dict[str, Any]] = await rows.locator(".bar").evaluate_all(
+        """bars => bars.map(b => {
+            const label = b.querySelector('.bar-label');
+            return {
+                level: b.dataset.level,
+                text: label.textContent,
+                ink: getComputedStyle(label).color,
+                fill: getComputedStyle(b.querySelector('.fill')).backgroundColor,
+                track: getComputedStyle(b).backgroundColor,
+                fits: label.scrollWidth <= b.clientWidth,
+            };
+        })"""
+    )
+    return bars
+
+
+def _assert_legible(bars: list[dict[str, Any]]) -> None:
+    assert {b["level"] for b in bars} == {"ok", "warn", "high"}, bars
+    for b in bars:
+        # WCAG AA asks 4.5:1 for small text; the label sits over the fill and over the track.
+        assert _contrast(b["ink"], b["fill"]) >= 7, b
+        assert _contrast(b["ink"], b["track"]) >= 7, b
+        assert b["fits"], b
 
 
 async def test_two_hundred_mcs_stay_readable(page: Page, tmp_path: Path) -> None:
     api = _synthetic()
-    async with _serve(api.app) as url:
+    async with serve_app(api.app) as url:
         await page.goto(url + "/")
         rows = page.locator("#mc-rows tr")
         await expect(rows).to_have_count(200, timeout=PAGE_WAIT_MS)
@@ -263,10 +385,35 @@ async def test_two_hundred_mcs_stay_readable(page: Page, tmp_path: Path) -> None
         order = await page.locator("#placements li").evaluate_all(
             "items => items.map(i => i.dataset.meetingId)"
         )
-        assert order == [f"meeting-{k}" for k in range(6)]
+        assert order == [*(f"meeting-{k}" for k in range(6)), "standup", "retro"]
         refusal = page.locator('#placements li[data-meeting-id="meeting-3"]')
         await expect(refusal).to_have_attribute("data-outcome", "no_media_handler")
         await expect(refusal).to_contain_text("no healthy media handler")
+
+        # A move is one line: where from, where to, and why.
+        moved = page.locator('#placements li[data-meeting-id="standup"]')
+        await expect(moved).to_have_count(1)
+        await expect(moved).to_have_attribute("data-outcome", "moved")
+        await expect(moved).to_have_attribute("data-mc-id", "mc-010")
+        await expect(moved).to_have_attribute("data-previous-mc-id", "mc-009")
+        await expect(moved).to_have_attribute("data-move-reason", "unhealthy")
+        await expect(moved.locator(".line")).to_have_text(
+            "standup moved from mc-009 to mc-010 (mc-009 unhealthy)"
+        )
+        await expect(moved.locator(".outcome")).to_have_text("moved")
+        pending = page.locator('#placements li[data-meeting-id="retro"]')
+        await expect(pending.locator(".line")).to_have_text("retro left mc-011 (mc-011 draining)")
+        await expect(pending).to_have_attribute("data-outcome", "moved")
+
+        # An unhealthy MC's whole row is marked, a healthy one's is not.
+        unhealthy = page.locator('#mc-rows tr[data-health="unhealthy"]')
+        for i in range(await unhealthy.count()):
+            await _expect_row_marked(unhealthy.nth(i))
+        await _expect_row_unmarked(page.locator('#mc-rows tr[data-health="healthy"]').first)
+
+        # The counts over the bars are legible whatever the fill level: MCs and MHs.
+        _assert_legible(await _bar_colours(page.locator("#mc-rows")))
+        _assert_legible(await _bar_colours(page.locator("#mh-rows")))
         await expect(page.locator("#mh-rows tr")).to_have_count(6)
 
         # The header stays in view when the table scrolls.

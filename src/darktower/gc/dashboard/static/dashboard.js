@@ -5,11 +5,19 @@
 //   `data-participants`; rows are sorted worst health first (unhealthy, degraded, draining,
 //   pending, healthy), then by id; rows are kept and updated in place, not rebuilt;
 // * every MH is a `tr[data-mh-id]` in `#mh-rows` with `data-health`;
-// * placements are `#placements li[data-meeting-id]` with `data-outcome`, newest first;
+// * placements are `#placements li[data-meeting-id]` with `data-outcome`, newest first; a
+//   meeting placed anew after leaving its MC is one `li[data-outcome="moved"]` with
+//   `data-mc-id` (the new MC), `data-previous-mc-id` and `data-move-reason`, its `.line`
+//   reading "standup moved from mc-1 to mc-3 (mc-1 unhealthy)" (the GC's "moved" event folded
+//   into the "accepted" that names it as previous); a move not placed yet reads
+//   "standup left mc-1 (mc-1 unhealthy)";
 // * meetings are `#meeting-rows tr[data-meeting-id]` with `data-mc-id` and
 //   `data-participants`, the top MAX_MEETINGS by participants (the GC sorts them);
 //   `#meetings-more` counts the rest;
-// * `#summary` reads "N MCs: x healthy, y degraded, z unhealthy, w draining; meetings a/b; ...";
+// * `#summary` reads "N MCs: x healthy, y degraded, z unhealthy, w draining; live MCs (healthy
+//   + degraded): meetings a/b, participants c/d" — the totals count only the MCs that can take
+//   meetings: an unhealthy MC's last counts and a draining MC's capacity are not capacity;
+// * an unhealthy MC's or MH's whole row is marked (`tr[data-health="unhealthy"]`, CSS);
 // * `#last-refresh` carries the time of the last good refresh, `#error-banner` is shown while
 //   the GC does not answer, and `body[data-refreshes]` counts good refreshes.
 //
@@ -30,6 +38,8 @@
   // Lower sorts first: what needs an operator's eyes is at the top.
   const HEALTH_ORDER = { unhealthy: 0, degraded: 1, draining: 2, pending: 3, healthy: 4 };
   const SUMMARY_HEALTHS = ["healthy", "degraded", "unhealthy", "draining"];
+  // The MCs placement may choose: only their meetings and limits make the header's totals.
+  const LIVE_HEALTHS = new Set(["healthy", "degraded"]);
   const GOOD_OUTCOMES = new Set(["accepted", "reused", "moved"]);
 
   const collator = new Intl.Collator("en", { numeric: true });
@@ -253,8 +263,11 @@
     let maxMeetings = 0;
     let participants = 0;
     let maxParticipants = 0;
+    let live = 0;
     for (const mc of controllers) {
       if (Object.prototype.hasOwnProperty.call(counts, mc.health)) counts[mc.health] += 1;
+      if (!LIVE_HEALTHS.has(mc.health)) continue;
+      live += 1;
       meetings += num(mc.current_meetings);
       maxMeetings += num(mc.max_meetings);
       participants += num(mc.current_participants);
@@ -265,15 +278,22 @@
       ": " +
       SUMMARY_HEALTHS.map((h) => numbers.format(counts[h]) + " " + h).join(", ");
     if (counts.pending) text += ", " + numbers.format(counts.pending) + " pending";
-    text += "; meetings " + numbers.format(meetings) + "/" + numbers.format(maxMeetings);
+    text += "; live MCs (healthy + degraded): meetings ";
+    text += numbers.format(meetings) + "/" + numbers.format(maxMeetings);
     text +=
-      "; participants " + numbers.format(participants) + "/" + numbers.format(maxParticipants);
+      ", participants " + numbers.format(participants) + "/" + numbers.format(maxParticipants);
     const summary = $("summary");
     setText(summary, text);
+    summary.title =
+      "Meetings and participants against their limits on the " + plural(live, "live MC") +
+      " only: unhealthy, draining and pending MCs take no meetings.";
     setData(summary, "total", controllers.length);
     for (const h of Object.keys(counts)) setData(summary, h, counts[h]);
+    setData(summary, "live", live);
     setData(summary, "meetings", meetings);
     setData(summary, "maxMeetings", maxMeetings);
+    setData(summary, "participants", participants);
+    setData(summary, "maxParticipants", maxParticipants);
   }
 
   // --- media handlers -----------------------------------------------------------------
@@ -382,13 +402,62 @@
 
   // --- placements ---------------------------------------------------------------------
 
+  // Newest first, each move as one entry: the GC logs "moved" (the meeting left `mc_id`) when
+  // a join finds its MC unfit, then "accepted" with `previous_mc_id` once another MC took
+  // it; the "moved" a later "accepted" names is folded into it (`move` on the entry).
+  function foldMoves(newestFirst) {
+    const folded = new Set();
+    const entries = [];
+    newestFirst.forEach((e, i) => {
+      if (folded.has(i)) return;
+      if (e.outcome === "accepted" && e.previous_mc_id) {
+        const j = newestFirst.findIndex(
+          (m, k) =>
+            k > i &&
+            !folded.has(k) &&
+            m.outcome === "moved" &&
+            m.meeting_id === e.meeting_id &&
+            str(m.previous_mc_id, m.mc_id) === e.previous_mc_id,
+        );
+        if (j >= 0) folded.add(j);
+        entries.push({ e, move: { from: String(e.previous_mc_id), to: e.mc_id } });
+        return;
+      }
+      if (e.outcome === "moved") {
+        entries.push({ e, move: { from: str(e.previous_mc_id, str(e.mc_id, "?")), to: null } });
+        return;
+      }
+      entries.push({ e, move: null });
+    });
+    return entries;
+  }
+
+  function placementLine(e, move) {
+    const line = el("span", "line");
+    const meeting = el("span", "meeting", str(e.meeting_id, "?"));
+    if (move === null) {
+      line.append(meeting, el("span", "arrow", "→"), el("span", "mc", str(e.mc_id, "no MC")));
+      return line;
+    }
+    const from = el("span", "mc from", move.from);
+    if (move.to === null) {
+      line.append(meeting, " left ", from);
+    } else {
+      line.append(meeting, " moved from ", from, " to ", el("span", "mc", String(move.to)));
+    }
+    if (e.move_reason) {
+      line.append(" ", el("span", "why", "(" + move.from + " " + String(e.move_reason) + ")"));
+    }
+    return line;
+  }
+
   function renderPlacements(events) {
     const newestFirst = events
       .map((e, i) => ({ e, i, at: parseTime(e.at) }))
       .sort((a, b) => (b.at ?? 0) - (a.at ?? 0) || a.i - b.i)
-      .slice(0, MAX_PLACEMENTS)
       .map((x) => x.e);
-    const key = JSON.stringify(newestFirst);
+    const entries = foldMoves(newestFirst).slice(0, MAX_PLACEMENTS);
+    const key = JSON.stringify(entries);
     let refused = 0;
     for (const e of events) if (!GOOD_OUTCOMES.has(e.outcome)) refused += 1;
     setText(
@@ -398,25 +467,24 @@
     $("placements-empty").hidden = events.length > 0;
     if (key === state.placementsKey) return;
     state.placementsKey = key;
-    const items = newestFirst.map((e) => {
-      const outcome = str(e.outcome, "unknown");
+    const items = entries.map(({ e, move }) => {
+      const outcome = move ? "moved" : str(e.outcome, "unknown");
       const good = GOOD_OUTCOMES.has(outcome);
       const li = el("li", good ? "placed" : "refused");
       li.dataset.meetingId = str(e.meeting_id, "");
       li.dataset.outcome = outcome;
       if (e.mc_id) li.dataset.mcId = String(e.mc_id);
+      if (move) {
+        li.dataset.previousMcId = move.from;
+        if (e.move_reason) li.dataset.moveReason = String(e.move_reason);
+      }
       const at = parseTime(e.at);
       const time = el("time", "at", at === null ? "--:--:--" : clock(at));
       if (typeof e.at === "string") time.dateTime = e.at;
-      const line = el("span", "line");
-      line.append(
-        el("span", "meeting", str(e.meeting_id, "?")),
-        el("span", "arrow", "→"),
-        el("span", "mc", str(e.mc_id, "no MC")),
-      );
       const tag = el("span", "outcome", outcome);
-      li.append(time, line, tag);
-      if (e.detail) li.append(el("span", "detail", String(e.detail)));
+      li.append(time, placementLine(e, move), tag);
+      // A move's detail ("previous MC unhealthy") is already in its line.
+      if (e.detail && !(move && e.move_reason)) li.append(el("span", "detail", String(e.detail)));
       return li;
     });
     $("placements").replaceChildren(...items);
