@@ -5,7 +5,9 @@
   `/join?meeting=…&name=…`, joins through the GC and the MC's WebSocket and shows itself as
   host; a second participant, joined with `ClientSession`, arrives in the roster, mutes, is
   muted by the page's host, and leaves; names are shown as text; the page's self-mute reaches
-  the other participant; Leave takes the page out of the meeting.
+  the other participant; Leave takes the page out of the meeting. Without `autojoin=1` the
+  prefilled page sends nothing until Join is clicked; with it, the page joins on load — and
+  still refuses a bad meeting id, a too-long one or an empty name without asking the GC.
 * The dashboard's meetings panel on the GC's real app and store with 150 placed meetings: the
   top 100 by participants, most first, and a count of the rest.
 
@@ -16,31 +18,20 @@ test's `tmp_path`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
-from fastapi import FastAPI
 from playwright.async_api import Page, ViewportSize, expect
 
-from darktower.auth.client import ServiceTokenProvider
-from darktower.auth.keys import generate_key_files, load_private_key
-from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.client.session import ClientSession
-from darktower.embedded.redis import free_port
-from darktower.gc.http import create_app
-from darktower.gc.mc_client import McClient
-from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
-from darktower.gc.store import GcStore, Health, sqlite_url
-from darktower.serving import EmbeddedUvicorn
+from darktower.gc.store import Health
 from darktower.signaling.protocol import LeaveReason, Muted, ParticipantLeft, ParticipantUpdated
 from tests.client import InProcessFleet, Watcher, in_process_fleet
 from tests.e2e.browser import requires_chromium
+from tests.e2e.gc_app import gc_http_app, serve_app
 
 PAGE_WAIT_MS = 15_000
 HOSTILE_NAME = '<img src=x onerror="window.pwned=1">'
@@ -65,14 +56,28 @@ async def fleet(
         yield started
 
 
+def _join_requests(page: Page) -> list[str]:
+    """The URLs of the join calls (`POST …/join`) the page sends from now on."""
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda r: sent.append(r.url) if r.method == "POST" and r.url.endswith("/join") else None,
+    )
+    return sent
+
+
 async def test_a_browser_joins_and_sees_a_second_participant_come_and_go(
     fleet: InProcessFleet, page: Page, tmp_path: Path
 ) -> None:
+    joins = _join_requests(page)
     await page.goto(fleet.gc_url + "/join?meeting=standup&name=Ada%20in%20Chromium")
     await expect(page).to_have_title("darktower · join a meeting")
     await expect(page.locator("#meeting")).to_have_value("standup")
     await expect(page.locator("#name")).to_have_value("Ada in Chromium")
+    # Without autojoin the page waits for the click: nothing sent once the page is idle.
+    await page.wait_for_load_state("networkidle")
     await expect(page.locator("#status")).to_have_attribute("data-state", "idle")
+    assert joins == []
 
     await page.click("#join")
     await expect(page.locator("#status")).to_have_attribute(
@@ -143,6 +148,51 @@ async def test_a_browser_joins_and_sees_a_second_participant_come_and_go(
     await expect(page.locator("#roster li")).to_have_count(0)
 
 
+async def test_autojoin_joins_on_load(fleet: InProcessFleet, page: Page) -> None:
+    joins = _join_requests(page)
+    await page.goto(fleet.gc_url + "/join?meeting=standup&name=Ada&autojoin=1")
+    await expect(page.locator("#status")).to_have_attribute(
+        "data-state", "joined", timeout=PAGE_WAIT_MS
+    )
+    await expect(page.locator("#status")).to_have_text("In standup as Ada.")
+    me = page.locator("#roster li[data-participant-id]")
+    await expect(me).to_have_count(1)
+    await expect(me.locator(".name")).to_have_text("Ada")
+    await expect(page.locator("#join")).to_be_disabled()
+    await expect(page.locator("#leave")).to_be_enabled()
+    assert joins == [fleet.gc_url + "/v1/meetings/standup/join"]
+
+    # The participant really is in the meeting: a second one sees it in the roster.
+    async with ClientSession(fleet.gc_url, "standup", display_name="Bo") as bo:
+        await bo.join()
+        assert [
+            p.display_name for p in bo.roster.values() if p.participant_id != bo.participant_id
+        ] == ["Ada"]
+        await bo.leave()
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("meeting=not%20a%20meeting%20id&name=Ada", "A meeting id is 1-255"),
+        (f"meeting={'m' * 256}&name=Ada", "A meeting id is 1-255"),  # not cut to 255: refused
+        ("meeting=standup&name=%20%20%20", "Please enter your name"),
+        ("meeting=standup", "Please enter your name"),
+        (f"meeting=standup&name={'n' * 101}", "at most 100 characters"),
+    ],
+)
+async def test_autojoin_still_checks_its_inputs(
+    fleet: InProcessFleet, page: Page, query: str, says: str
+) -> None:
+    joins = _join_requests(page)
+    await page.goto(fleet.gc_url + "/join?" + query + "&autojoin=1")
+    await expect(page.locator("#status")).to_have_attribute("data-state", "error")
+    await expect(page.locator("#status")).to_contain_text(says)
+    await expect(page.locator("#join")).to_be_enabled()
+    await page.wait_for_load_state("networkidle")
+    assert joins == []
+
+
 async def test_a_refused_join_is_shown_on_the_page(fleet: InProcessFleet, page: Page) -> None:
     await page.goto(fleet.gc_url + "/join")
     await page.fill("#meeting", "standup")
@@ -159,47 +209,21 @@ async def test_a_refused_join_is_shown_on_the_page(fleet: InProcessFleet, page: 
 # --- the dashboard's meetings panel ---------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _serve(app: FastAPI) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = EmbeddedUvicorn(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
 @pytest.fixture
 async def gc_with_meetings(tmp_path: Path) -> AsyncIterator[str]:
     """The GC's real HTTP app on a real store holding 150 meetings on 3 MCs, with counts."""
-    store = await GcStore.open(sqlite_url(tmp_path / "gc.sqlite3"))
-    keys = tmp_path / "keys"
-    generate_key_files(keys)
-    key = load_private_key(keys / "gc.key")
-    service_type, scope = SERVICE_PROFILES["gc"]
-    mc_client = McClient(
-        ServiceTokenProvider(key, service_type=service_type, scope=scope, issuer="gc-1"),
-        gc_id="gc-1",
-    )
-    now = datetime.now(UTC)
-    loads: dict[str, dict[str, int]] = {f"mc-{i}": {} for i in range(3)}
-    try:
+    async with gc_http_app(tmp_path) as gc:
+        store, region = gc.store, gc.region
+        now = datetime.now(UTC)
+        loads: dict[str, dict[str, int]] = {f"mc-{i}": {} for i in range(3)}
         for i in range(3):
             await store.upsert_controller(
-                f"mc-{i}", "test", f"http://mc-{i}:1", None, 500, 9999, now
+                f"mc-{i}", region, f"http://mc-{i}:1", None, 500, 9999, now
             )
         for n in range(150):
             meeting, mc_id = f"m-{n:03d}", f"mc-{n % 3}"
-            await store.claim_meeting(meeting, "test", "gc-1", now, stale_claim_after=timedelta(1))
-            await store.activate_assignment(meeting, "test", "gc-1", mc_id, [], now)
+            await store.claim_meeting(meeting, region, "gc-1", now, stale_claim_after=timedelta(1))
+            await store.activate_assignment(meeting, region, "gc-1", mc_id, [], now)
             loads[mc_id][meeting] = n
         for mc_id, meetings in loads.items():
             await store.record_heartbeat(
@@ -212,23 +236,8 @@ async def gc_with_meetings(tmp_path: Path) -> AsyncIterator[str]:
                 meeting_loads=meetings,
                 now=now,
             )
-        placement = PlacementService(
-            store,
-            mc_client,
-            join_tokens=JoinTokenIssuer(key, issuer="gc-1"),
-            gc_id="gc-1",
-            region="test",
-            staleness_s=30,
-        )
-
-        async def ready() -> tuple[bool, str]:
-            return True, ""
-
-        async with _serve(create_app(store, placement, region="test", is_ready=ready)) as url:
+        async with serve_app(gc.app) as url:
             yield url
-    finally:
-        await mc_client.aclose()
-        await store.aclose()
 
 
 async def test_the_dashboard_shows_the_busiest_meetings_and_counts_the_rest(

@@ -6,7 +6,9 @@
 //   text says what happens in words;
 // * every participant is a `#roster li[data-participant-id]` with `data-muted`,
 //   `data-connected`, `data-host` and `data-self` ("true"/"false"), its name in `.name`;
-// * `/join?meeting=ID&name=NAME` fills the form in.
+// * `/join?meeting=ID&name=NAME` fills the form in; with `&autojoin=1` the page also joins
+//   at once, exactly as a click on Join would (same checks: a bad meeting id or an empty name
+//   is an error on the page and nothing is sent); without it the page waits for the click.
 //
 // A dropped socket is reconnected with a fresh join answer for the same user id plus the
 // session's correlation id and binding token (same participant); when the MC refuses those,
@@ -408,20 +410,25 @@
     setControls();
   }
 
+  // Fills the form from the query; answers whether it asks to join at once (`autojoin=1`).
   function prefill() {
     const params = new URLSearchParams(window.location.search);
     const meeting = params.get("meeting");
     const name = params.get("name");
-    if (meeting) $("meeting").value = meeting.slice(0, 255);
-    if (name) $("name").value = name.slice(0, 100);
+    // Not cut to the fields' lengths: a cut id would name another meeting; the checks of
+    // Join refuse one that is too long instead.
+    if (meeting) $("meeting").value = meeting;
+    if (name) $("name").value = name;
+    return params.get("autojoin") === "1";
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    prefill();
+    const autojoin = prefill();
     $("join-form").addEventListener("submit", onJoin);
     $("leave").addEventListener("click", onLeave);
     $("mute").addEventListener("click", onMute);
     window.addEventListener("pagehide", onLeave);
     setControls();
+    if (autojoin) $("join-form").requestSubmit($("join"));
   });
 })();
