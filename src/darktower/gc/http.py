@@ -1,5 +1,5 @@
 """The GC's HTTP API (FastAPI): placement and join answers, the read API, the join page,
-the dashboard, health and metrics.
+the dashboard, the API documentation (`/docs`, offline), health and metrics.
 
 Errors map here and only here: InvalidArgument and a malformed request (body, query) → 400
 with the offending field as `reason`, NoControllerAvailable / NoMediaHandlerAvailable / a
@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from darktower.gc.api_docs import mount_api_docs
 from darktower.gc.dashboard import mount_dashboard
 from darktower.gc.errors import (
     GcError,
@@ -257,6 +258,10 @@ def create_app(
         title="darktower Global Controller",
         version="1",
         description="Places meetings on meeting controllers; the fleet's registry.",
+        # FastAPI's Swagger UI and ReDoc pages load their code from a CDN: `/docs` is ours
+        # (`mount_api_docs`), served from the package; there is no `/redoc`.
+        docs_url=None,
+        redoc_url=None,
     )
     errors = {400: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
@@ -373,5 +378,6 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     mount_join_page(app)
+    mount_api_docs(app)
     mount_dashboard(app)
     return app
