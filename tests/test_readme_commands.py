@@ -1,0 +1,98 @@
+"""The README's `darktower mc` and `darktower gc` examples work as typed.
+
+The commands are read from README.md (the first bash block of each section) and run by bash
+in an empty directory, so the README cannot drift from what works. The only changes: the
+listen addresses come from the environment (free loopback ports; the commands do not set
+them), and the MC's Redis URL is this test run's Redis instead of database 0 of the default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from darktower.embedded.redis import free_port
+from tests.service_support import ServiceProcess, darktower_env
+
+pytestmark = pytest.mark.slow
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_REDIS_URL = "redis://127.0.0.1:6379/0"
+STOP_TIMEOUT_S = 40.0  # the drain deadline is 30 s; with nothing hosted it takes well under 1 s
+
+
+def bash_block(section: str) -> str:
+    """The first ```bash block under the `## <section>` heading."""
+    text = README.read_text()
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    body = text[start : end if end != -1 else None]
+    match = re.search(r"```bash\n(.*?)```", body, re.DOTALL)
+    assert match, f"no bash block in {section!r}"
+    return match.group(1)
+
+
+@pytest.fixture
+def services() -> Iterator[list[ServiceProcess]]:
+    started: list[ServiceProcess] = []
+    try:
+        yield started
+    finally:
+        for service in started:
+            service.close()
+
+
+def run_readme(
+    script: str, env: dict[str, str], cwd: Path, live_url: str, services: list[ServiceProcess]
+) -> None:
+    """Run `script`; its last command must be the service (bash execs it): live, then
+    SIGTERM, exit 0."""
+    service = ServiceProcess.shell(script, darktower_env(env), cwd)
+    services.append(service)
+    service.wait_live(live_url)
+    argv = service.command_line()
+    assert "darktower" in " ".join(argv), argv
+    assert service.terminate(STOP_TIMEOUT_S) == 0, service.log()
+
+
+def test_the_readme_mc_example_runs_as_typed(
+    tmp_path: Path, redis_url: str, services: list[ServiceProcess]
+) -> None:
+    script = bash_block("Running a Meeting Controller")
+    assert README_REDIS_URL in script and "darktower mc" in script
+    health = free_port()
+    env = {
+        "MC_GRPC_BIND": f"127.0.0.1:{free_port()}",
+        "MC_CLIENT_BIND": f"127.0.0.1:{free_port()}",
+        "MC_HEALTH_BIND": f"127.0.0.1:{health}",
+    }
+    run_readme(
+        script.replace(README_REDIS_URL, redis_url),
+        env,
+        tmp_path,
+        f"http://127.0.0.1:{health}/health/live",
+        services,
+    )
+
+
+def test_the_readme_gc_example_runs_as_typed(
+    tmp_path: Path, services: list[ServiceProcess]
+) -> None:
+    # The GC example uses the keys made by the MC example's first command.
+    keys_line = bash_block("Running a Meeting Controller").splitlines()[0]
+    assert keys_line.startswith("darktower keys generate"), keys_line
+    script = bash_block("Running a Global Controller")
+    assert "darktower gc" in script
+    http = free_port()
+    env = {"GC_GRPC_BIND": f"127.0.0.1:{free_port()}", "GC_HTTP_BIND": f"127.0.0.1:{http}"}
+    run_readme(
+        f"{keys_line}\n{script}",
+        env,
+        tmp_path,
+        f"http://127.0.0.1:{http}/health/live",
+        services,
+    )
+    assert (tmp_path / "gc.db").exists()
