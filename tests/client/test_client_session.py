@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from darktower.client.session import (
     JoinRefused,
     Reconnecting,
 )
+from darktower.mc.binding import mint_binding_token
 from darktower.signaling.protocol import (
     ErrorCode,
     ErrorMsg,
@@ -171,6 +173,44 @@ async def test_a_dropped_socket_comes_back_as_the_same_participant(join: Join) -
     connection.transport.abort()
     assert (await bo_events.expect(Joined)).kind == "reconnected"
     assert bo.participant_id == before[0]
+
+
+async def test_a_session_whose_binding_expired_comes_back_as_itself(
+    fleet: InProcessFleet, join: Join
+) -> None:
+    ada, ada_events = await join("Ada", user_id="ada")
+    bo, bo_events = await join("Bo", user_id="bo")
+    await ada_events.expect(ParticipantJoined)
+    before = (ada.participant_id, ada.correlation_id)
+    assert before[0] is not None and before[1] is not None
+    # Ada's client held on to a binding token past its life (an outage longer than the TTL).
+    secret = fleet.mcs[0].settings.binding_token_secret
+    assert secret is not None
+    ada.binding_token = mint_binding_token(
+        secret.get_secret_value().encode(),
+        meeting_id="standup",
+        correlation_id=before[1],
+        participant_id=before[0],
+        now=time.time() - 60,
+    )
+    connection = ada.connection
+    assert connection is not None
+    connection.transport.abort()
+
+    back = await ada_events.expect(Joined)
+    refused = [e.why for e in ada_events.seen(Reconnecting)]
+    assert any("invalid_binding" in why for why in refused), refused
+    # The resumption was refused, the fresh join took Ada's seat back: still Ada, still host.
+    assert back.kind == "reconnected" and back.answer.reconnected
+    assert ada.participant_id == before[0] and ada.correlation_id != before[1]
+    assert ada.host_id == ada.participant_id == bo.host_id
+    assert _names(ada) == _names(bo) == ["Ada", "Bo"]
+    up = await bo_events.expect(
+        ParticipantUpdated,
+        lambda e: e.participant.participant_id == before[0] and e.participant.connected,
+    )
+    assert up.participant.user_id == "ada"
+    assert not bo_events.seen(ParticipantLeft) and not bo_events.seen(ParticipantJoined)
 
 
 async def test_a_meeting_that_moves_is_followed_to_its_new_mc(
