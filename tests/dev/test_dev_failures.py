@@ -20,6 +20,23 @@ from tests.dev.support import StartFleet, cli, wait_for
 
 # The dev GC marks an MC unhealthy 6 s after its last heartbeat (sweeping every second).
 UNHEALTHY_WITHIN_S = 30.0
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def tour_commands() -> tuple[list[str], list[str]]:
+    """The commands of the README's "A short tour": its first bash block (before the kill) and
+    its second (after), comments dropped."""
+    text = README.read_text()
+    start = text.index("\n### A short tour\n")
+    tour = text[start : text.index("\n## ", start)]
+    assert "`kill -9 PID`" in tour
+    blocks = re.findall(r"```bash\n(.*?)```", tour, re.DOTALL)
+    assert len(blocks) == 2, blocks
+    before, after = (
+        [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+        for block in blocks
+    )
+    return before, after
 
 
 def _shell(command: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -50,13 +67,17 @@ def test_the_tour_kill_9_the_host_and_the_meeting_moves(
     assert re.search(r"^try: (\.venv/bin/)?darktower join standup$", fleet.output(), re.M), (
         fleet.output()
     )
-    joined = _shell(".venv/bin/darktower join standup", env, venv_cwd)
+    before, after = tour_commands()
+    assert before[0] == ".venv/bin/darktower join standup", before
+    assert after == [".venv/bin/darktower join standup"], after
+    joined = _shell(before[0], env, venv_cwd)
     assert joined.returncode == 0, joined.stderr
     assert f"using the dev fleet pid {fleet.proc.pid}" in joined.stderr
     host = json.loads(joined.stdout)["mc_id"]
-    listed = _shell(".venv/bin/darktower status", env, venv_cwd)
-    assert listed.returncode == 0, listed.stderr
-    assert host in listed.stdout
+    for command in before[1:]:  # status (and its variants) as the README shows them
+        listed = _shell(command, env, venv_cwd)
+        assert listed.returncode == 0, (command, listed.stderr)
+        assert host in listed.stdout, (command, listed.stdout)
 
     pid = fleet.pids()[host]
     assert _shell(f"kill -9 {pid}", env, venv_cwd).returncode == 0
@@ -74,7 +95,7 @@ def test_the_tour_kill_9_the_host_and_the_meeting_moves(
     wait_for(f"{host} to turn unhealthy", host_unhealthy, UNHEALTHY_WITHIN_S, every=0.5)
     assert fleet.proc.poll() is None, fleet.output()  # the fleet is still up
 
-    rejoined = _shell(".venv/bin/darktower join standup", env, venv_cwd)
+    rejoined = _shell(after[0], env, venv_cwd)
     assert rejoined.returncode == 0, rejoined.stderr
     moved = json.loads(rejoined.stdout)
     assert moved["mc_id"] != host, moved  # answers another MC: the meeting moved
