@@ -221,3 +221,19 @@ async def test_the_health_server_logs_the_port_it_bound(
             assert not any("127.0.0.1:0" in m for m in messages), messages
         finally:
             await app.stop(deadline_seconds=2)
+
+
+async def test_the_gc_http_server_logs_the_port_it_bound(
+    tmp_path: Path, key_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    values = gc_values(tmp_path, key_dir) | {"GC_HTTP_BIND": "127.0.0.1:0"}
+    app = GcApp(GcSettings(**{k.removeprefix("GC_").lower(): v for k, v in values.items()}))
+    with caplog.at_level(logging.INFO):
+        await app.start()
+        try:
+            assert app.http_port != 0
+            messages = [r.getMessage() for r in caplog.records]
+            assert f"serving GC HTTP on http://127.0.0.1:{app.http_port}" in messages, messages
+            assert not any("127.0.0.1:0" in m for m in messages), messages
+        finally:
+            await app.stop()
