@@ -1,11 +1,14 @@
 """What every service process shares: the startup error, listening sockets that fail with one
-clear line, and an in-loop uvicorn server.
+clear line, an in-loop uvicorn server, and serving until a signal.
 
 A port that cannot be listened on is a `StartupError` naming the address, what it is for and
 the system's reason (`cannot listen on 127.0.0.1:50052 (MC gRPC): address already in use`).
 HTTP servers listen on a socket we bind ourselves (uvicorn would log its own line and call
 `sys.exit`); gRPC binds inside grpc's core, so its port is first tried here, where the reason
 is known, and grpc's own refusal is still caught for the port taken in between.
+
+`serve_until_signalled(start, stop)` is a service's whole life: start, wait for SIGTERM or
+SIGINT, and stop — in a `finally`, so the service is stopped however the wait ends.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
+from collections.abc import Awaitable, Callable
 
 import grpc
 import uvicorn
 from fastapi import FastAPI
+
+from darktower.task_supervisor import TaskSupervisor
 
 __all__ = [
     "GRPC_LISTEN_OPTIONS",
@@ -29,6 +36,7 @@ __all__ = [
     "cannot_listen",
     "listen_socket",
     "parse_bind",
+    "serve_until_signalled",
 ]
 
 log = logging.getLogger(__name__)
@@ -107,11 +115,16 @@ class EmbeddedUvicorn(uvicorn.Server):
 
 class HttpServer:
     """A FastAPI app served by uvicorn inside the running loop (signals stay ours), on a
-    socket bound by `listen_socket` — so a taken port is one `StartupError` line."""
+    socket bound by `listen_socket` — so a taken port is one `StartupError` line. It serves
+    in task `task_name` of `tasks`: uvicorn ending before `stop` is a crash."""
 
-    def __init__(self, app: FastAPI, bind: str, *, what: str) -> None:
+    def __init__(
+        self, app: FastAPI, bind: str, *, what: str, tasks: TaskSupervisor, task_name: str
+    ) -> None:
         self._bind = bind
         self._what = what
+        self._tasks = tasks
+        self._task_name = task_name
         host, port = parse_bind(bind)
         self.host = host
         config = uvicorn.Config(
@@ -119,6 +132,8 @@ class HttpServer:
         )
         self._server = EmbeddedUvicorn(config)
         self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+        self._crashed = False
         self.port = 0
 
     @property
@@ -128,9 +143,9 @@ class HttpServer:
 
     async def start(self) -> int:
         """Listen, serve, and return once serving: the bound port (useful with port 0)."""
-        sock = listen_socket(self._bind, self._what)
+        sock = self._socket = listen_socket(self._bind, self._what)
         self.port = sock.getsockname()[1]
-        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
+        self._task = self._tasks.spawn(self._task_name, self._serve(sock), may_finish=True)
         while not self._server.started:
             if self._task.done():
                 sock.close()
@@ -139,8 +154,44 @@ class HttpServer:
         log.info("serving %s on %s", self._what, self.url)
         return self.port
 
+    async def _serve(self, sock: socket.socket) -> None:
+        try:
+            await self._server.serve(sockets=[sock])
+        except Exception:
+            self._crashed = True
+            raise
+        if not self._server.should_exit:
+            raise RuntimeError(f"{self._what} stopped serving by itself")
+
     async def stop(self) -> None:
         if self._task is not None:
             self._server.should_exit = True
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+            if self._crashed and self._socket is not None:
+                # uvicorn skips its shutdown when its main loop fails: its listener (which
+                # still answers) and connections are closed here.
+                await self._server.shutdown(sockets=[self._socket])
+
+
+async def serve_until_signalled(
+    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+) -> None:
+    """Run `start()`, wait for SIGTERM or SIGINT, then `stop()` — also when the wait ends any
+    other way. `start` must leave nothing running when it raises (it is not followed by
+    `stop`): the error goes to the caller (a `StartupError` is one line and exit 2)."""
+    signalled = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, signalled.set)
+    try:
+        await start()
+        try:
+            await signalled.wait()
+            log.info("signal received: stopping")
+        finally:
+            await stop()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -23,6 +23,8 @@ __all__ = [
     "RESULTS",
     "SWEEPER_MARKS",
     "SWEEPS",
+    "TASKS",
+    "TASK_CRASHES",
     "set_health_gauge",
 ]
 
@@ -52,6 +54,13 @@ SWEEPS = Counter("gc_sweeps_total", "Staleness sweeps by result (ok/failed).", [
 MEETING_END_NOTICES = Counter(
     "gc_meeting_end_notices_total", "NotifyMeetingEnded calls by result.", ["result"]
 )
+TASKS = ("gc-sweeper", "gc-heartbeats", "gc-http")
+"""The GC's supervised background tasks (`darktower.task_supervisor`)."""
+TASK_CRASHES = Counter(
+    "gc_task_crashes_total",
+    "Background tasks that crashed (the GC is not ready after one), by task.",
+    ["task"],
+)
 
 # Every series exists from the start, so dashboards and tests see zeros, not gaps.
 for _health in Health:
@@ -67,6 +76,8 @@ for _kind in ("mc", "mh"):
     SWEEPER_MARKS.labels(_kind)
 for _result in ("ok", "failed"):
     SWEEPS.labels(_result)
+for _task in TASKS:
+    TASK_CRASHES.labels(_task)
 
 
 def set_health_gauge(gauge: Gauge, healths: Iterable[Health]) -> None:

@@ -4,15 +4,16 @@ Start: database (migrated to head), gRPC (GlobalControllerService for MCs,
 MediaHandlerRegistryService for MHs, each with its own token rules), the staleness sweeper,
 then HTTP (placement with join tokens, read API, join page, dashboard, health, metrics).
 Stop on SIGTERM/SIGINT: HTTP and gRPC stop taking calls, the sweeper stops, channels close,
-pending heartbeats are flushed (they are written behind, `GC_HEARTBEAT_FLUSH_MS`) and the
-database closes; exit 0.
+pending heartbeats are flushed (they are written behind, `GC_HEARTBEAT_FLUSH_MS`), the
+database closes, and what became of the background tasks is logged; exit 0.
+
+The background loops (sweeper, heartbeat batcher, the HTTP server) run under one
+`TaskSupervisor`: one that crashes makes the GC not ready, naming it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 
 import grpc
 from sqlalchemy import text
@@ -24,6 +25,7 @@ from darktower.auth.tokens import SCOPE_MC, ServiceType
 from darktower.gc.grpc_services import add_gc_services, auth_interceptor
 from darktower.gc.http import create_app
 from darktower.gc.mc_client import McClient
+from darktower.gc.metrics import TASK_CRASHES, TASKS
 from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
@@ -34,11 +36,16 @@ from darktower.serving import (
     StartupError,
     add_grpc_port,
     parse_bind,
+    serve_until_signalled,
 )
+from darktower.task_supervisor import TaskSupervisor
 
 __all__ = ["GcApp", "serve"]
 
 log = logging.getLogger(__name__)
+
+# Longest a stop waits for background tasks its parts have not already stopped.
+TASK_STOP_SECONDS = 2.0
 
 
 class GcApp:
@@ -48,6 +55,7 @@ class GcApp:
         if not settings.trusted_mc_key_files:
             raise StartupError("GC_TRUSTED_MC_KEY_FILES is empty: no MC could register")
         self.settings = settings
+        self.tasks = TaskSupervisor(TASKS, crashes=TASK_CRASHES)
         self._mc_keys = load_public_keys(settings.trusted_mc_key_files)
         self._mh_keys = load_public_keys(settings.trusted_mh_key_files)
         private_key = load_private_key(settings.service_key_file)
@@ -72,6 +80,9 @@ class GcApp:
         self._http: HttpServer | None = None
 
     async def ready(self) -> tuple[bool, str]:
+        crashed = self.tasks.not_ready_reason()
+        if crashed is not None:
+            return False, crashed
         if self.store is None:
             return False, "starting"
         try:
@@ -102,6 +113,7 @@ class GcApp:
             heartbeats = await self.store.start_heartbeat_batching(
                 interval_s=s.heartbeat_flush_ms / 1000,
                 max_pending=s.heartbeat_flush_max_pending,
+                tasks=self.tasks,
             )
         self.grpc_server = grpc.aio.server(
             interceptors=[auth_interceptor(self._mc_keys, self._mh_keys)],
@@ -124,7 +136,7 @@ class GcApp:
             interval_s=s.sweep_interval_seconds,
             retention_s=s.assignment_retention_hours * 3600,
         )
-        self.sweeper.start()
+        self.sweeper.start(self.tasks)
         self.mc_client = McClient(self._tokens, gc_id=s.id, timeout=s.mc_call_timeout_seconds)
         self.placement = PlacementService(
             self.store,
@@ -140,6 +152,8 @@ class GcApp:
             create_app(self.store, self.placement, region=s.region, is_ready=self.ready),
             s.http_bind,
             what="GC HTTP",
+            tasks=self.tasks,
+            task_name="gc-http",
         )
         self.http_port = await self._http.start()
         log.info(
@@ -162,18 +176,12 @@ class GcApp:
             await self.mc_client.aclose()
         if self.store is not None:
             await self.store.aclose()
+        report = await self.tasks.stop(TASK_STOP_SECONDS)
+        log.info("stopped background tasks: %s", report.summary())
         log.info("GC %s stopped", self.settings.id)
 
 
 async def serve(settings: GcSettings) -> None:
     """Run until SIGTERM or SIGINT, then stop."""
     app = GcApp(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await app.start()
-    try:
-        await stop.wait()
-    finally:
-        await app.stop()
+    await serve_until_signalled(app.start, app.stop)

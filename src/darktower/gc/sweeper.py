@@ -10,14 +10,14 @@ SPEC §4 "Staleness". Every `interval_s` one sweep, in this order:
 4. the fleet gauges `gc_controllers{health}` / `gc_media_handlers{health}` are refreshed.
 
 Every GC process sharing a database may run one: each step is a single idempotent statement.
-A failing sweep (the database is down) raises out of `sweep_once`, is counted
-(`gc_sweeps_total{result="failed"}`) and logged by the loop, which carries on.
+A failing sweep raises out of `sweep_once` and is counted (`gc_sweeps_total{result="failed"}`).
+The loop logs a `StoreError` (the database is down) and carries on; any other error is a bug:
+it ends the loop's task `gc-sweeper`, whose supervisor logs it and makes the GC not ready.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from darktower.gc.metrics import (
     set_health_gauge,
 )
 from darktower.gc.store import GcStore, StoreError
+from darktower.task_supervisor import TaskSupervisor
 
 __all__ = ["StalenessSweeper", "SweepResult"]
 
@@ -109,11 +110,13 @@ class StalenessSweeper:
                 self._staleness.total_seconds(),
             )
 
-    def start(self) -> None:
-        """Start sweeping now and every `interval_s` after, on the running loop."""
+    def start(self, tasks: TaskSupervisor | None = None) -> None:
+        """Start sweeping now and every `interval_s` after, as task `gc-sweeper` of `tasks`
+        (the GC's; a private supervisor if None)."""
         if self._task is not None:
             raise RuntimeError("the sweeper is already running")
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-sweeper")
+        tasks = tasks or TaskSupervisor(["gc-sweeper"])
+        self._task = tasks.spawn("gc-sweeper", self._run())
 
     async def stop(self) -> None:
         """Cancel the loop and wait for it (a sweep in flight is abandoned). Idempotent."""
@@ -121,8 +124,8 @@ class StalenessSweeper:
         if task is None:
             return
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # A crash was reported by the supervisor already: not raised again here.
+        await asyncio.gather(task, return_exceptions=True)
 
     @property
     def running(self) -> bool:
@@ -134,7 +137,4 @@ class StalenessSweeper:
                 await self.sweep_once()
             except StoreError as exc:
                 log.warning("staleness sweep failed: %s", exc)
-            except Exception as exc:
-                # A bug must not stop staleness detection; the redaction filter guards the log.
-                log.error("staleness sweep failed: %s", type(exc).__name__, exc_info=True)
             await asyncio.sleep(self._interval)

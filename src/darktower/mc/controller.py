@@ -31,6 +31,7 @@ from darktower.mc.binding import SessionBinder
 from darktower.mc.meeting import EndMeeting, MeetingActor, Touch
 from darktower.mc.metrics import MEETINGS_ACTIVE, MEETINGS_ADMITTING, PARTICIPANTS_ACTIVE
 from darktower.mc.validation import MhTarget
+from darktower.task_supervisor import TaskSupervisor
 
 __all__ = [
     "Abort",
@@ -145,8 +146,10 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         on_meeting_ended: Callable[[str, str], None] | None = None,
         binder: SessionBinder | None = None,
         disconnect_grace_seconds: float = 30.0,
+        tasks: TaskSupervisor | None = None,
     ) -> None:
-        """`binder` None: the meetings admit no clients (client signaling disabled)."""
+        """`binder` None: the meetings admit no clients (client signaling disabled). `tasks`
+        runs the touch loop (task `touch-loop`; a private supervisor if None)."""
         super().__init__(mc_id)
         self.mc_id = mc_id
         self._store = store
@@ -162,6 +165,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._participants = 0
         self._admitting = _Admitting()
         self._draining = False
+        self._tasks = tasks or TaskSupervisor(["touch-loop"])
         self._ticker: asyncio.Task[None] | None = None
         self._empty = asyncio.Event()  # set while no meeting is hosted
         self._empty.set()
@@ -315,7 +319,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
 
     async def on_start(self) -> None:
         PARTICIPANTS_ACTIVE.set_function(lambda: float(self.participant_count()))
-        self._ticker = asyncio.get_running_loop().create_task(self._touch_loop())
+        self._ticker = self._tasks.spawn("touch-loop", self._touch_loop())
 
     async def on_stop(self) -> None:
         if self._ticker is not None:
@@ -329,19 +333,23 @@ class MeetingControllerActor(Actor[ControllerMessage]):
 
     async def _touch_loop(self) -> None:
         while True:
-            meetings = list(self._meetings.values())
-            batches = [meetings[i : i + TOUCH_BATCH] for i in range(0, len(meetings), TOUCH_BATCH)]
-            # One round per interval, whatever the number of meetings; meetings committed
-            # during a round wait for the next one.
-            gap = self._touch_interval / max(1, len(batches))
-            if not batches:
-                await asyncio.sleep(self._touch_interval)
-            for batch in batches:
-                await asyncio.sleep(gap)
-                for meeting in batch:
-                    if meeting.lost:
-                        continue
-                    try:
-                        meeting.send(Touch())
-                    except ActorStopped:
-                        continue
+            await self._touch_round()
+
+    async def _touch_round(self) -> None:
+        """Send every hosted meeting a Touch, spread over one touch interval."""
+        meetings = list(self._meetings.values())
+        batches = [meetings[i : i + TOUCH_BATCH] for i in range(0, len(meetings), TOUCH_BATCH)]
+        # One round per interval, whatever the number of meetings; meetings committed
+        # during a round wait for the next one.
+        gap = self._touch_interval / max(1, len(batches))
+        if not batches:
+            await asyncio.sleep(self._touch_interval)
+        for batch in batches:
+            await asyncio.sleep(gap)
+            for meeting in batch:
+                if meeting.lost:
+                    continue
+                try:
+                    meeting.send(Touch())
+                except ActorStopped:
+                    continue

@@ -42,6 +42,7 @@ from darktower.mc.metrics import (
     REGISTERED,
     REGISTRATION_ATTEMPTS,
 )
+from darktower.task_supervisor import TaskSupervisor
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = [
@@ -113,8 +114,12 @@ class GcLink:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-link")
+    def start(self, tasks: TaskSupervisor | None = None) -> None:
+        """Register and beat in task `gc-link` of `tasks` (the MC's; a private one if None):
+        an unexpected error ends it, and the supervisor makes the MC not ready — it would
+        otherwise stay `registered` without beating."""
+        tasks = tasks or TaskSupervisor(["gc-link"])
+        self._task = tasks.spawn("gc-link", self._run())
 
     async def stop(self) -> None:
         if self._task is not None:

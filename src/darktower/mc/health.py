@@ -19,12 +19,14 @@ def derive_health(
     max_meetings: int,
     current_participants: int,
     max_participants: int,
+    task_crashed: bool = False,
 ) -> pb.HealthStatus.ValueType:
-    """DRAINING, then UNHEALTHY (Redis unreachable), then DEGRADED (≥ 80 % of either limit,
+    """DRAINING, then UNHEALTHY (Redis unreachable, or a background task crashed — the MC is
+    not ready then either), then DEGRADED (≥ 80 % of either limit,
     a limit of 0 counting as full), else HEALTHY."""
     if draining:
         return pb.DRAINING
-    if not redis_ok:
+    if not redis_ok or task_crashed:
         return pb.UNHEALTHY
     for current, limit in (
         (current_meetings, max_meetings),

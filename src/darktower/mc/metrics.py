@@ -25,6 +25,8 @@ __all__ = [
     "REGISTRATION_ATTEMPTS",
     "SIGNALING_CONNECTIONS",
     "SIGNALING_MESSAGES",
+    "TASKS",
+    "TASK_CRASHES",
 ]
 
 MEETINGS_ACTIVE = Gauge("mc_meetings_active", "Meetings hosted by this MC.")
@@ -86,3 +88,13 @@ JOIN_REFUSALS = Counter(
     "Client joins refused, by reason (the error code sent, or at_capacity).",
     ["reason"],
 )
+
+TASKS = ("gc-link", "redis-monitor", "touch-loop", "health-http")
+"""The MC's supervised background tasks (`darktower.task_supervisor`)."""
+TASK_CRASHES = Counter(
+    "mc_task_crashes_total",
+    "Background tasks that crashed (the MC is not ready after one), by task.",
+    ["task"],
+)
+for _task in TASKS:
+    TASK_CRASHES.labels(_task)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from darktower.fencing import FencingError
+from darktower.task_supervisor import TaskSupervisor
 
 __all__ = ["RedisMonitor"]
 
@@ -50,8 +51,10 @@ class RedisMonitor:
             self.check(), name="redis-monitor-confirm"
         )
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="redis-monitor")
+    def start(self, tasks: TaskSupervisor) -> None:
+        """Ping every interval in task `redis-monitor` of `tasks`; it ends (normally) only
+        when `stop` asks it to, so an unexpected error is a crash."""
+        self._task = tasks.spawn("redis-monitor", self._loop(), may_finish=True)
 
     async def stop(self) -> None:
         # Also a flag: Python 3.11's wait_for (in `check`) can swallow a cancellation that

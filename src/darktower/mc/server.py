@@ -4,7 +4,11 @@ Start order: Redis client and monitor, controller actor, gRPC server (auth inter
 RPC), client signaling (WebSocket, unless MC_CLIENT_ENABLED=false), health HTTP. Stop
 (SIGTERM/SIGINT): stop admitting (draining), close the client sockets (their participants turn
 disconnected, so they can reconnect wherever the meeting goes), stop the gRPC server with a
-short grace, stop the actors within the deadline (`MC_DRAIN_SECONDS`), close Redis; exit 0.
+short grace, stop the actors within the deadline (`MC_DRAIN_SECONDS`), close Redis, log what
+became of the background tasks; exit 0.
+
+The background loops (GC link, Redis monitor, the controller's touch loop, the health HTTP
+server) run under one `TaskSupervisor`: one that crashes makes the MC not ready, naming it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 
 import grpc
@@ -33,7 +36,7 @@ from darktower.mc.gc_link import GcLink, Registration
 from darktower.mc.grpc_service import MeetingControllerServicer
 from darktower.mc.health import derive_health
 from darktower.mc.http import health_app
-from darktower.mc.metrics import READY
+from darktower.mc.metrics import READY, TASK_CRASHES, TASKS
 from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.settings import McSettings
 from darktower.mc.signaling_server import SignalingServer
@@ -45,7 +48,9 @@ from darktower.serving import (
     add_grpc_port,
     cannot_listen,
     parse_bind,
+    serve_until_signalled,
 )
+from darktower.task_supervisor import TaskSupervisor
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -88,6 +93,7 @@ class McApp:
         if not settings.trusted_gc_key_files:
             raise StartupError("MC_TRUSTED_GC_KEY_FILES is empty: no GC could call this MC")
         self.settings = settings
+        self.tasks = TaskSupervisor(TASKS, crashes=TASK_CRASHES)
         secret = _binding_secret(settings)
         gc_keys = load_public_keys(settings.trusted_gc_key_files)
         verifier = TokenVerifier(
@@ -125,6 +131,7 @@ class McApp:
             on_meeting_ended=self._meeting_ended,
             binder=binder,
             disconnect_grace_seconds=settings.disconnect_grace_seconds,
+            tasks=self.tasks,
         )
         self.signaling: SignalingServer | None = None
         if binder is not None:
@@ -162,6 +169,9 @@ class McApp:
         self._http: HttpServer | None = None
 
     def ready(self) -> tuple[bool, str]:
+        crashed = self.tasks.not_ready_reason()
+        if crashed is not None:
+            return False, crashed
         if self.controller.draining:
             return False, "draining"
         if not self.monitor.healthy:
@@ -175,6 +185,7 @@ class McApp:
         return derive_health(
             draining=capacity.draining,
             redis_ok=self.monitor.healthy,
+            task_crashed=bool(self.tasks.failed),
             current_meetings=capacity.current_meetings,
             max_meetings=capacity.max_meetings,
             current_participants=capacity.current_participants,
@@ -203,10 +214,23 @@ class McApp:
         is left listening."""
         try:
             await self._start_parts()
+            self._start_link()
         except BaseException:
             await self.stop(deadline_seconds=GRPC_STOP_GRACE_SECONDS)
             raise
         READY.set_function(lambda: 1.0 if self.ready()[0] else 0.0)
+        grpc_host, _ = parse_bind(self.settings.grpc_bind)
+        log.info(
+            "MC %s serving gRPC on %s:%d, clients on %s, health on %s (redis %s)",
+            self.settings.id,
+            grpc_host,
+            self.grpc_port,
+            self.client_endpoint or "(off)",
+            self._http.url if self._http is not None else "(off)",
+            "reachable" if self.monitor.healthy else "unreachable",
+        )
+
+    def _start_link(self) -> None:
         if self.settings.gc_endpoint:
             # Registration starts once both servers answer, so the GC can call back at once.
             self.link = GcLink(
@@ -227,21 +251,11 @@ class McApp:
                     cap=self.settings.registration_backoff_cap,
                 ),
             )
-            self.link.start()
-        grpc_host, _ = parse_bind(self.settings.grpc_bind)
-        log.info(
-            "MC %s serving gRPC on %s:%d, clients on %s, health on %s (redis %s)",
-            self.settings.id,
-            grpc_host,
-            self.grpc_port,
-            self.client_endpoint or "(off)",
-            self._http.url if self._http is not None else "(off)",
-            "reachable" if self.monitor.healthy else "unreachable",
-        )
+            self.link.start(self.tasks)
 
     async def _start_parts(self) -> None:
         await self.monitor.check()
-        self.monitor.start()
+        self.monitor.start(self.tasks)
         self.controller.start()
         self.grpc_port = add_grpc_port(self.grpc_server, self.settings.grpc_bind, "MC gRPC")
         await self.grpc_server.start()
@@ -251,7 +265,11 @@ class McApp:
             except OSError as exc:
                 raise cannot_listen(self.settings.client_bind, "MC client WebSocket", exc) from None
         self._http = HttpServer(
-            health_app(self.ready), self.settings.health_bind, what="MC health HTTP"
+            health_app(self.ready),
+            self.settings.health_bind,
+            what="MC health HTTP",
+            tasks=self.tasks,
+            task_name="health-http",
         )
         await self._http.start()
 
@@ -293,19 +311,14 @@ class McApp:
         await self.monitor.stop()
         if self._http is not None:
             await self._http.stop()
+        report = await self.tasks.stop(max(0.1, deadline - time.monotonic()))
+        log.info("stopped background tasks: %s", report.summary())
         await self.redis.aclose()
         await self._ping_redis.aclose()
         log.info("MC %s stopped", self.settings.id)
 
 
 async def serve(settings: McSettings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    """Run until SIGTERM or SIGINT, then drain (see `McApp.drain`)."""
     app = McApp(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await app.start()
-    await stop.wait()
-    log.info("signal received: draining")
-    await app.drain()
+    await serve_until_signalled(app.start, app.drain)

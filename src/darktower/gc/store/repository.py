@@ -75,6 +75,7 @@ from darktower.gc.store.models import (
     MediaHandler,
     MediaHandlerRow,
 )
+from darktower.task_supervisor import TaskSupervisor
 
 __all__ = ["GcStore", "HeartbeatBatcher", "HeartbeatUpdate", "LivePlacement", "Registry"]
 
@@ -158,14 +159,16 @@ class GcStore:
             await self._engine.dispose()
 
     async def start_heartbeat_batching(
-        self, *, interval_s: float, max_pending: int
+        self, *, interval_s: float, max_pending: int, tasks: TaskSupervisor | None = None
     ) -> HeartbeatBatcher:
         """Start writing heartbeats behind (see the module docstring) and return the batcher
-        to submit them to. Raises `StoreError` if the registered MC ids cannot be read."""
+        to submit them to; its flushes run as task `gc-heartbeats` of `tasks` (the GC's; a
+        private supervisor if None). Raises `StoreError` if the registered MC ids cannot be
+        read."""
         if self._batcher is not None:
             raise RuntimeError("heartbeat batching is already running")
         batcher = HeartbeatBatcher(self, interval_s=interval_s, max_pending=max_pending)
-        await batcher.start()
+        await batcher.start(tasks)
         self._batcher = batcher
         return batcher
 
@@ -743,9 +746,13 @@ class HeartbeatBatcher:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def start(self) -> None:
+    async def start(self, tasks: TaskSupervisor | None = None) -> None:
+        """Load the known MC ids, then flush in task `gc-heartbeats` of `tasks` (a private
+        supervisor if None). A `StoreError` in a flush is logged and retried; any other error
+        ends the task (the supervisor logs it and makes the GC not ready)."""
         self._known |= await self._store.controller_ids()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-heartbeats")
+        tasks = tasks or TaskSupervisor(["gc-heartbeats"])
+        self._task = tasks.spawn("gc-heartbeats", self._run())
 
     def registered(self, controller_id: str) -> None:
         self._known.add(controller_id)
@@ -785,8 +792,8 @@ class HeartbeatBatcher:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # A crash was reported by the supervisor already: not raised again here.
+            await asyncio.gather(task, return_exceptions=True)
         try:
             await self.flush()
         except StoreError as exc:
@@ -802,8 +809,6 @@ class HeartbeatBatcher:
                 await self.flush()
             except StoreError as exc:
                 log.warning("heartbeat flush failed, kept for the next one: %s", exc)
-            except Exception as exc:
-                log.error("heartbeat flush failed: %s", type(exc).__name__, exc_info=True)
 
 
 def _merged(older: HeartbeatUpdate, newer: HeartbeatUpdate) -> HeartbeatUpdate:
