@@ -1,4 +1,4 @@
-"""The README's `darktower mc` and `darktower gc` examples work as typed.
+"""The README's `darktower mc`, `assign`, `token` and `gc` examples work as typed.
 
 The commands are read from README.md (the first bash block of each section) and run by bash
 in an empty directory, so the README cannot drift from what works. The only changes: the
@@ -8,12 +8,16 @@ them), and the MC's Redis URL is this test run's Redis instead of database 0 of 
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from darktower.auth.keys import load_public_keys
+from darktower.auth.tokens import SCOPE_MC, ServiceType, TokenVerifier
 from darktower.embedded.redis import free_port
 from tests.service_support import ServiceProcess, darktower_env
 
@@ -96,3 +100,66 @@ def test_the_readme_gc_example_runs_as_typed(
         services,
     )
     assert (tmp_path / "gc.db").exists()
+
+
+def test_the_readme_assign_and_token_examples_run_as_typed(
+    tmp_path: Path, redis_url: str, services: list[ServiceProcess]
+) -> None:
+    """The MC example runs, then the `darktower assign` block as typed against it (only the
+    README's port 50052 becomes the MC's free port): the printed answer is the one the README
+    shows. Then the token block: `$TOKEN` is a GC service token that an MC would accept."""
+    mc_script = bash_block("Running a Meeting Controller")
+    grpc, health = free_port(), free_port()
+    env = {
+        "MC_GRPC_BIND": f"127.0.0.1:{grpc}",
+        "MC_CLIENT_BIND": f"127.0.0.1:{free_port()}",
+        "MC_HEALTH_BIND": f"127.0.0.1:{health}",
+    }
+    mc = ServiceProcess.shell(
+        mc_script.replace(README_REDIS_URL, redis_url), darktower_env(env), tmp_path
+    )
+    services.append(mc)
+    mc.wait_live(f"http://127.0.0.1:{health}/health/live")
+
+    assign_block = _block_after("Call it as the GC would")
+    command, expected = assign_block.strip().splitlines()
+    assert "127.0.0.1:50052" in command and expected.startswith("# ")
+    assigned = subprocess.run(
+        ["bash", "-c", command.replace("127.0.0.1:50052", f"127.0.0.1:{grpc}")],
+        env=darktower_env({}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert assigned.returncode == 0, assigned.stderr
+    assert json.loads(assigned.stdout) == json.loads(expected.removeprefix("# "))
+
+    token_block = _block_after("passing a token from the CLI as metadata")
+    printed = subprocess.run(
+        ["bash", "-c", f'{token_block}\nprintf "%s" "$TOKEN"'],
+        env=darktower_env({}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert printed.returncode == 0, printed.stderr
+    verifier = TokenVerifier(
+        load_public_keys([tmp_path / "keys" / "gc.pub"]),
+        required_scope=SCOPE_MC,
+        allowed_callers=frozenset({ServiceType.GLOBAL_CONTROLLER}),
+    )
+    claims = verifier.verify(printed.stdout)
+    assert claims.service_type is ServiceType.GLOBAL_CONTROLLER
+    assert mc.terminate(STOP_TIMEOUT_S) == 0, mc.log()
+
+
+def _block_after(phrase: str) -> str:
+    """The first ```bash block after `phrase` in README.md."""
+    text = README.read_text()
+    match = re.search(r"```bash\n(.*?)```", text[text.index(phrase) :], re.DOTALL)
+    assert match, f"no bash block after {phrase!r}"
+    return match.group(1)
