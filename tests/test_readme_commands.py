@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from darktower.auth.keys import load_public_keys
 from darktower.auth.tokens import SCOPE_MC, ServiceType, TokenVerifier
 from darktower.embedded.redis import free_port
-from tests.service_support import ServiceProcess, darktower_env
+from tests.service_support import START_TIMEOUT_S, ServiceProcess, darktower_env
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +165,39 @@ def _block_after(phrase: str) -> str:
     match = re.search(r"```bash\n(.*?)```", text[text.index(phrase) :], re.DOTALL)
     assert match, f"no bash block after {phrase!r}"
     return match.group(1)
+
+
+def test_the_readme_mh_sim_example_registers_with_the_readme_gc(
+    tmp_path: Path, services: list[ServiceProcess]
+) -> None:
+    """The GC example, then the `darktower mh-sim` line as typed (only the README's GC port
+    50051 becomes the GC's free port): the MH registers in its zone."""
+    keys_line = bash_block("Running a Meeting Controller").splitlines()[0]
+    grpc, http = free_port(), free_port()
+    gc = ServiceProcess.shell(
+        f"{keys_line}\n{bash_block('Running a Global Controller')}",
+        darktower_env({"GC_GRPC_BIND": f"127.0.0.1:{grpc}", "GC_HTTP_BIND": f"127.0.0.1:{http}"}),
+        tmp_path,
+    )
+    services.append(gc)
+    gc.wait_live(f"http://127.0.0.1:{http}/health/live")
+    match = re.search(r"`(darktower mh-sim [^`]*)`", README.read_text())
+    assert match and "http://127.0.0.1:50051" in match.group(1)
+    mh_dir = tmp_path / "mh"
+    mh_dir.mkdir()
+    (mh_dir / "keys").symlink_to(tmp_path / "keys")
+    mh = ServiceProcess.shell(
+        match.group(1).replace("http://127.0.0.1:50051", f"http://127.0.0.1:{grpc}"),
+        darktower_env({}),
+        mh_dir,
+    )
+    services.append(mh)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        handlers = httpx.get(f"http://127.0.0.1:{http}/v1/media-handlers", timeout=5).json()
+        if [(h["id"], h["zone"]) for h in handlers] == [("mh-1", "zone-a")]:
+            break
+        assert mh.proc.poll() is None, mh.log()
+        assert time.monotonic() < deadline, f"mh-1 never registered: {handlers}\n{mh.log()}"
+        time.sleep(0.2)
+    assert mh.terminate(STOP_TIMEOUT_S) == 0, mh.log()
