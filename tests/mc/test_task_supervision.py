@@ -165,3 +165,26 @@ async def test_a_clean_stop_logs_what_became_of_every_task(
     assert int(counts[2]) >= 1
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert mc.app.ready() == (False, "draining")
+
+
+async def test_a_meeting_end_notice_that_fails_unexpectedly_is_logged_with_its_traceback(
+    start_mc: StartMc,
+    gc: RecordingGc,
+    key_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The notices are not supervised (short-lived, owned by the link): a bug in one is logged
+    # and counted as a failed notice, and the MC stays ready.
+    mc = await start_linked(start_mc, gc, key_dir)
+    link = mc.app.link
+    assert link is not None
+    monkeypatch.setattr(link._client, "notify_meeting_ended", fail_once(lambda request: None))
+    with caplog.at_level(logging.ERROR):
+        link.meeting_ended("standup")
+        await link.flush(timeout=10)
+        await until(lambda: bool(caplog.records), timeout=10, what="logged")
+    [record] = caplog.records
+    assert record.getMessage() == "meeting-end-notice standup failed (RuntimeError)"
+    assert record.exc_info is not None and str(record.exc_info[1]) == INJECTED
+    assert mc.app.ready() == (True, "")

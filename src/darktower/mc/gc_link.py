@@ -276,9 +276,19 @@ class GcLink:
     # -- meeting ends ----------------------------------------------------------------------
 
     def meeting_ended(self, meeting_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._notify_ended(meeting_id))
+        # Short-lived, one per meeting end, owned here (flush and stop wait for them), so not
+        # supervisor tasks; an error they do not expect is still logged with its traceback.
+        task = asyncio.get_running_loop().create_task(
+            self._notify_ended(meeting_id), name=f"meeting-end-notice {meeting_id}"
+        )
         self._notices.add(task)
-        task.add_done_callback(self._notices.discard)
+        task.add_done_callback(self._notice_done)
+
+    def _notice_done(self, task: asyncio.Task[None]) -> None:
+        self._notices.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            MEETING_END_NOTICES.labels("failed").inc()
+            log.error("%s failed (%s)", task.get_name(), type(exc).__name__, exc_info=exc)
 
     async def _notify_ended(self, meeting_id: str) -> None:
         request = pb.NotifyMeetingEndedRequest(
