@@ -11,7 +11,6 @@ from darktower.mc.admission import (
     decide_admission,
     rejection_to_proto,
 )
-from darktower.mc.errors import AdmissionRefused, McError
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 
@@ -121,11 +120,3 @@ def test_negative_counts_are_rejected(field: str) -> None:
 def test_rejection_to_proto(rejection: Rejection, number: int) -> None:
     assert rejection_to_proto(rejection) == number
     assert rejection_to_proto(rejection) != pb.REJECTION_REASON_UNSPECIFIED
-
-
-def test_admission_refused_carries_rejection() -> None:
-    err = AdmissionRefused(Rejection.DRAINING)
-    assert isinstance(err, McError)
-    assert err.code == "refused"
-    assert err.rejection is Rejection.DRAINING
-    assert str(err) == "admission refused: draining"

@@ -2,8 +2,10 @@
 
 `Assigner.assign` answers None (accepted) or a `Rejection`; it raises `StateUnavailable` when
 Redis failed part-way, after undoing what it had done (no actor, no reservation, no owner/MH
-keys of this attempt left in Redis). Once reserved, the admission runs to its end even if the
-calling RPC is cancelled (shielded), so a vanished caller cannot leave half an admission.
+keys of this attempt left in Redis), and `ActorStopped` when the controller is stopping. Any
+other exception is a fault of the MC: it is undone the same way and left to reach the gRPC
+edge (INTERNAL). Once reserved, the admission runs to its end even if the calling RPC is
+cancelled (shielded), so a vanished caller cannot leave half an admission.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from darktower.actors import ActorStopped
 from darktower.fencing import FencedOut, FencedStore, FencingError, StoreUnavailable
 from darktower.mc.admission import Rejection
 from darktower.mc.controller import (
@@ -60,8 +63,11 @@ class Assigner:
                 if isinstance(outcome, FencedOut):
                     # Another MC took it over; the GC sends it back here: take it back anew.
                     continue
-                self._failed(outcome)
-                raise StateUnavailable() from outcome
+                if isinstance(outcome, FencingError):
+                    self._failed(outcome)
+                    raise StateUnavailable() from outcome
+                # Not a store failure: a fault of the MC, for the gRPC edge (INTERNAL).
+                raise TypeError(f"UpdateMhs answered {type(outcome).__name__}")
             return await asyncio.shield(self._admit(request))
 
     async def _admit(self, request: AssignRequest) -> None:
@@ -83,7 +89,7 @@ class Assigner:
     async def _undo(self, meeting_id: str, owner: str, generation: int | None) -> None:
         try:
             self._controller.send(Abort(meeting_id))
-        except Exception:
+        except ActorStopped:
             log.debug("controller gone while undoing %s", meeting_id)
         if generation is None:
             return
@@ -94,7 +100,7 @@ class Assigner:
             # fencing (the next acquire goes above it) and the GC places the meeting again.
             log.warning("could not undo the admission of %s: %s", meeting_id, exc.code)
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: FencingError) -> None:
         if isinstance(exc, StoreUnavailable):
             self._on_store_failure()
         log.warning("assignment failed on the state store: %s", type(exc).__name__)

@@ -4,20 +4,19 @@
 
     McError                 code "internal"          a fault of the MC itself
     ├── InvalidArgument     code "invalid_argument"  a malformed request; names the field
-    ├── AdmissionRefused    code "refused"           a meeting refused for load or health
     └── StateUnavailable    code "unavailable"       Redis or another dependency failed
 
-Each error carries a stable `code`. Only the gRPC/HTTP boundary turns these into status codes,
-always with `raise ... from exc`. No message ever contains a URL, a credential or a stack trace.
+A refusal for load or health is not an error: `Assigner.assign` answers a `Rejection`. Each
+error carries a stable `code` in lower snake case, as the GC's do. Only the gRPC/HTTP boundary
+turns these into status codes (`darktower.mc.grpc_service.status_for`). No message ever
+contains a URL, a credential or a stack trace.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from darktower.mc.admission import Rejection
-
-__all__ = ["AdmissionRefused", "InvalidArgument", "McError", "StateUnavailable"]
+__all__ = ["InvalidArgument", "McError", "StateUnavailable"]
 
 
 class McError(Exception):
@@ -35,16 +34,6 @@ class InvalidArgument(McError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
-
-
-class AdmissionRefused(McError):
-    """The controller will not take the meeting; `rejection` says why."""
-
-    code: ClassVar[str] = "refused"
-
-    def __init__(self, rejection: Rejection) -> None:
-        super().__init__(f"admission refused: {rejection.value}")
-        self.rejection = rejection
 
 
 class StateUnavailable(McError):

@@ -13,6 +13,7 @@ __all__ = [
     "ASSIGN_LATENCY",
     "BINDING_REFUSALS",
     "FENCED_OUT",
+    "GRPC_INTERNAL_ERRORS",
     "HEARTBEATS",
     "HEARTBEAT_LATENCY",
     "JOIN_REFUSALS",
@@ -48,6 +49,11 @@ ASSIGN_LATENCY = Histogram(
 FENCED_OUT = Counter(
     "mc_fenced_out_total",
     "Meetings this MC lost because another MC took them over (a fenced write was refused).",
+)
+GRPC_INTERNAL_ERRORS = Counter(
+    "mc_grpc_internal_errors_total",
+    "gRPC calls answered INTERNAL (an unexpected exception, logged with its traceback), by method.",
+    ["method"],
 )
 READY = Gauge("mc_ready", "1 when the MC takes new meetings (Redis reachable, not draining).")
 
