@@ -17,6 +17,8 @@ import logging
 
 import grpc
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.interceptor import GRPC_SERVER_OPTIONS
@@ -80,6 +82,9 @@ class GcApp:
         self._http: HttpServer | None = None
 
     async def ready(self) -> tuple[bool, str]:
+        """(ready, reason): not ready after a background task crashed, while starting, when
+        the database cannot be reached ("database unreachable"), or when the check itself fails
+        unexpectedly ("readiness check failed", logged with its traceback)."""
         crashed = self.tasks.not_ready_reason()
         if crashed is not None:
             return False, crashed
@@ -88,8 +93,13 @@ class GcApp:
         try:
             async with self.store.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except Exception:
+        except (DBAPIError, PoolTimeout, OSError) as exc:
+            # OSError includes TimeoutError. The type only: a driver's text may name the host.
+            log.warning("readiness: database unreachable (%s)", type(exc).__name__)
             return False, "database unreachable"
+        except Exception:
+            log.exception("readiness check failed")
+            return False, "readiness check failed"
         return True, ""
 
     async def start(self) -> None:
