@@ -23,11 +23,11 @@ from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import generate_key_files, load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.client.session import ClientSession, SessionEvent
+from darktower.common.backoff import RegistrationBackoff
 from darktower.embedded.redis import free_port
 from darktower.gc.server import GcApp
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import Health
-from darktower.mc.backoff import RegistrationBackoff
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.mhsim.simulator import MhConfig, MhSimulator

@@ -93,7 +93,7 @@ from pathlib import Path
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
-from darktower.mc.backoff import RegistrationBackoff
+from darktower.common.backoff import RegistrationBackoff
 from darktower.mhsim.simulator import MhConfig, MhSimulator
 
 async def main(key, gc, region, specs):

@@ -14,8 +14,6 @@ from darktower.mc.validation import (
     MhTarget,
     mh_list_json,
     validate_assign,
-    validate_endpoint,
-    validate_meeting_id,
 )
 from darktower.wire.dark_tower import internal_pb2 as pb
 
@@ -66,7 +64,7 @@ def test_valid_request_converts_in_rank_order() -> None:
     ],
 )
 def test_meeting_id_accepted(value: str) -> None:
-    assert validate_meeting_id(value) == value
+    assert validate_assign(request(meeting_id=value)).meeting_id == value
 
 
 @pytest.mark.parametrize(
@@ -106,7 +104,7 @@ def test_meeting_id_rejected(value: str, reason: str) -> None:
     ],
 )
 def test_endpoint_accepted(value: str) -> None:
-    assert validate_endpoint(value, "f") == value
+    assert validate_assign(request(mh_assignments=[mh(endpoint=value)])).mhs[0].endpoint == value
 
 
 BAD_URL = "must be an http:// or https:// URL with a host"

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from darktower.auth.keys import key_id
 from darktower.auth.tokens import ALGORITHM, DEFAULT_LEEWAY_SECONDS, MAX_TOKEN_BYTES
+from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
 
 __all__ = [
     "JOIN_AUDIENCE",
@@ -30,7 +31,6 @@ __all__ = [
 
 JOIN_AUDIENCE = "darktower-meeting-join"
 JOIN_TOKEN_TTL_SECONDS = 120
-MAX_DISPLAY_NAME_CHARS = 100
 
 
 class InvalidJoinToken(Exception):

@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from darktower.gc.cli import UNREACHABLE_HINT, GcUrl, _gc_url, check_meeting_id
+from darktower.cli_support import UNREACHABLE_HINT, GcUrl, check_meeting_id, resolve_gc_url
 from darktower.signaling.protocol import (
     ErrorMsg,
     Muted,
@@ -198,5 +198,5 @@ def client(
     """Join a meeting from the terminal; print the roster and every change. Ctrl-C leaves."""
     check_meeting_id(meeting_id)  # before any request: the id goes into the GC's URL path
     console = Console(highlight=False, markup=False, emoji=False)
-    code = asyncio.run(_run(_gc_url(gc_url), meeting_id, name, user_id, console))
+    code = asyncio.run(_run(resolve_gc_url(gc_url), meeting_id, name, user_id, console))
     raise typer.Exit(code)

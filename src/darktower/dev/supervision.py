@@ -4,12 +4,15 @@
 * `is_fatal`: the fleet cannot go on without its Redis or its GC; MCs and MHs are expendable
   (their death is the failover the tour shows).
 * `restart_delay`: the backoff before restarting a dead MC/MH with `--restart`: 1 s, doubling,
-  30 s cap; a child that had stayed up for a full cap starts again from 1 s.
+  30 s cap (the registration schedule's steps, `darktower.common.backoff`, without jitter); a
+  child that had stayed up for a full cap starts again from 1 s.
 """
 
 from __future__ import annotations
 
 import signal
+
+from darktower.common.backoff import backoff_bounds
 
 __all__ = [
     "RESTART_BASE_SECONDS",
@@ -48,7 +51,7 @@ def restart_delay(
     """Seconds to wait before restart number `attempt` (0 for the first) of one child."""
     if attempt < 0:
         raise ValueError("attempt must be >= 0")
-    return min(cap, base * 2.0 ** min(attempt, 32))
+    return backoff_bounds(attempt + 1, base=base, cap=cap)[1]
 
 
 def restart_attempt(

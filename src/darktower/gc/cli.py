@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
@@ -11,42 +10,18 @@ import httpx
 import typer
 from rich.console import Console
 
+from darktower.cli_support import (
+    UNREACHABLE_HINT,
+    GcUrl,
+    check_meeting_id,
+    printable,
+    resolve_gc_url,
+)
 from darktower.gc.status_view import FleetView, renderables, status_document
-from darktower.mc.errors import InvalidArgument
-from darktower.mc.validation import validate_meeting_id
 from darktower.service_cli import run_service
 from darktower.settings_doc import documented_by
 
-__all__ = [
-    "DEFAULT_GC_URL",
-    "MEETINGS_LIMIT",
-    "UNREACHABLE_HINT",
-    "check_meeting_id",
-    "gc",
-    "gc_error_line",
-    "join",
-    "printable",
-    "status",
-]
-
-# Without --gc-url: DARKTOWER_GC_URL, else a running `darktower dev`, else the dev default.
-DEFAULT_GC_URL = "http://127.0.0.1:8080"
-
-GcUrl = Annotated[
-    str | None, typer.Option("--gc-url", help="The GC's HTTP base URL (default: the dev fleet's).")
-]
-
-
-def _gc_url(value: str | None) -> str:
-    """--gc-url, else DARKTOWER_GC_URL, else the newest running `darktower dev` (saying which
-    on stderr, and naming the others if several run), else DEFAULT_GC_URL."""
-    from darktower.dev.state import running_dev_gc_url
-
-    def say(note: str) -> None:
-        typer.echo(f"darktower: {note}", err=True)
-
-    url = value or os.environ.get("DARKTOWER_GC_URL") or running_dev_gc_url(say) or DEFAULT_GC_URL
-    return url.rstrip("/")
+__all__ = ["MEETINGS_LIMIT", "gc", "gc_error_line", "join", "status"]
 
 
 @documented_by("darktower.gc.settings", "GcSettings")
@@ -63,31 +38,6 @@ REQUEST_TIMEOUT_S = 40.0
 # The largest page of `GET /v1/meetings` (`darktower.gc.http.MAX_MEETINGS_LIMIT`; not imported:
 # that module loads the whole GC, and every `darktower` command loads this one).
 MEETINGS_LIMIT = 1000
-UNREACHABLE_HINT = (
-    "start a local fleet with `darktower dev`, or name a running GC with --gc-url URL "
-    "(or DARKTOWER_GC_URL)"
-)
-
-
-def printable(value: str, limit: int = 60) -> str:
-    """`value` fit for one line of a message: characters that are not printable (newlines,
-    escapes, bidirectional controls) shown escaped, at most `limit` characters kept."""
-    shown = "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-        for ch in value[:limit]
-    )
-    return f"{shown}… ({len(value)} characters)" if len(value) > limit else shown
-
-
-def check_meeting_id(value: str) -> str:
-    """`value` if it is a meeting id by the project's rule (1 to 255 UTF-8 bytes of letters,
-    digits, `-`, `_`); otherwise say why on stderr and exit 2, before anything is sent."""
-    try:
-        return validate_meeting_id(value)
-    except InvalidArgument as exc:
-        reason = "must not be empty" if not value else exc.reason
-        typer.echo(f"darktower: invalid meeting id '{printable(value)}': {reason}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _shown_url(url: str) -> str:
@@ -163,7 +113,7 @@ def join(
     """Place a meeting through a GC; print the answer as JSON."""
     check_meeting_id(meeting_id)
     path = f"/v1/meetings/{quote(meeting_id, safe='')}/join"
-    body = _request("POST", _gc_url(gc_url), path)
+    body = _request("POST", resolve_gc_url(gc_url), path)
     typer.echo(json.dumps(body, indent=2))
 
 
@@ -177,7 +127,7 @@ def status(
     ] = False,
 ) -> None:
     """The fleet: every MC with health, load, heartbeat age and the meetings it hosts; the MHs."""
-    base = _gc_url(gc_url)
+    base = resolve_gc_url(gc_url)
     controllers = _request("GET", base, "/v1/controllers")
     handlers = _request("GET", base, "/v1/media-handlers")
     meetings = _request("GET", base, f"/v1/meetings?limit={MEETINGS_LIMIT}")

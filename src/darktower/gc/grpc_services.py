@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -41,6 +41,7 @@ from prometheus_client import Counter
 
 from darktower.auth.interceptor import ServiceAuthInterceptor, current_claims
 from darktower.auth.tokens import SCOPE_GC, ServiceType, TokenVerifier
+from darktower.common.clock import Clock, utcnow
 from darktower.gc.errors import GcUnavailable, InvalidArgument
 from darktower.gc.metrics import HEARTBEATS, MEETING_END_NOTICES, REGISTRATIONS
 from darktower.gc.store import GcStore, StoreError, UnknownController, UnknownMediaHandler
@@ -62,7 +63,6 @@ __all__ = [
     "INTERNAL_MESSAGE",
     "MH_REGISTRY_PREFIX",
     "UNAVAILABLE_MESSAGE",
-    "Clock",
     "GlobalControllerServicer",
     "MediaHandlerRegistryServicer",
     "add_gc_services",
@@ -77,15 +77,10 @@ MH_REGISTRY_PREFIX = "/dark_tower.internal.MediaHandlerRegistryService/"
 UNAVAILABLE_MESSAGE = "registry database unavailable, retry later"
 INTERNAL_MESSAGE = "internal error"
 
-Clock = Callable[[], datetime]
 Context = grpc.aio.ServicerContext[Any, Any]
 _S = TypeVar("_S")
 _Q = TypeVar("_Q")
 _R = TypeVar("_R")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _ms(moment: datetime) -> int:
@@ -151,7 +146,7 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
         region: str,
         fast_heartbeat_ms: int,
         comprehensive_heartbeat_ms: int,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
         heartbeats: HeartbeatBatcher | None = None,
     ) -> None:
         self._store = store
@@ -266,7 +261,7 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
 class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
     """Registration and load reports of MHs."""
 
-    def __init__(self, store: GcStore, *, load_report_ms: int, clock: Clock = _utcnow) -> None:
+    def __init__(self, store: GcStore, *, load_report_ms: int, clock: Clock = utcnow) -> None:
         self._store = store
         self._load_report_ms = load_report_ms
         self._clock = clock
@@ -361,7 +356,7 @@ def add_gc_services(
     fast_heartbeat_ms: int,
     comprehensive_heartbeat_ms: int,
     load_report_ms: int,
-    clock: Clock = _utcnow,
+    clock: Clock = utcnow,
     heartbeats: HeartbeatBatcher | None = None,
 ) -> None:
     """Register both GC servicers on `server` (which should carry `auth_interceptor(...)`);

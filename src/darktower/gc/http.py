@@ -10,7 +10,7 @@ input.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
@@ -21,6 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from darktower.common.clock import utcnow
+from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
 from darktower.gc.api_docs import mount_api_docs
 from darktower.gc.dashboard import mount_dashboard
 from darktower.gc.errors import (
@@ -30,12 +32,7 @@ from darktower.gc.errors import (
     NoMediaHandlerAvailable,
 )
 from darktower.gc.join_page import mount_join_page
-from darktower.gc.placement.service import (
-    MAX_DISPLAY_NAME_CHARS,
-    USER_ID_PATTERN,
-    JoinResult,
-    PlacementService,
-)
+from darktower.gc.placement.service import USER_ID_PATTERN, JoinResult, PlacementService
 from darktower.gc.store import Assignment, Controller, GcStore, MediaHandler, StoreError
 
 __all__ = ["MAX_MEETINGS_LIMIT", "create_app"]
@@ -164,7 +161,7 @@ class ErrorOut(BaseModel):
 
 
 def _age(then: datetime | None) -> float | None:
-    return None if then is None else round((datetime.now(UTC) - then).total_seconds(), 3)
+    return None if then is None else round((utcnow() - then).total_seconds(), 3)
 
 
 def _controller(c: Controller) -> ControllerOut:

@@ -6,25 +6,19 @@
 
 from __future__ import annotations
 
-import re
-import socket
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from darktower.common.ids import ID_FIELD_PATTERN, default_id
 from darktower.serving import parse_bind
 from darktower.settings_doc import Contradiction, refuse, shared_ports
 
 __all__ = ["DEFAULT_DATABASE_URL", "GcSettings", "contradictions"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///darktower-gc.db"
-_HOST_SAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def _default_id() -> str:
-    return "gc-" + _HOST_SAFE.sub("-", socket.gethostname())[:200]
 
 
 def _split_paths(value: object) -> object:
@@ -37,8 +31,8 @@ class GcSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GC_", extra="ignore")
 
     id: str = Field(
-        default_factory=_default_id,
-        pattern=r"^[A-Za-z0-9_-]{1,255}$",
+        default_factory=lambda: default_id("gc"),
+        pattern=ID_FIELD_PATTERN,
         description="this GC's id: letters, digits, -, _",
     )
     region: str = Field(

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from darktower.common.clock import Clock, utcnow
 from darktower.gc.metrics import (
     CONTROLLERS,
     MEDIA_HANDLERS,
@@ -36,10 +36,6 @@ from darktower.task_supervisor import TaskSupervisor
 __all__ = ["StalenessSweeper", "SweepResult"]
 
 log = logging.getLogger(__name__)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +57,7 @@ class StalenessSweeper:
         staleness_s: float,
         interval_s: float,
         retention_s: float,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         for name, value in (
             ("staleness_s", staleness_s),

@@ -7,15 +7,16 @@ of the message's fields.
 The rules:
 
 * ids (`id`, `controller_id`, `handler_id`, `meeting_id`): 1 to 255 UTF-8 bytes of letters,
-  digits, `-`, `_` — the MC's rule (`darktower.mc.validation`), so an id valid on one side is
+  digits, `-`, `_` — the shared rule (`darktower.common.ids`), so an id valid on one side is
   valid on the other;
 * `region`: 1 to 50 UTF-8 bytes (the column width) without control characters (PostgreSQL
   refuses NUL in text, and regions are logged); `zone`: optional, at most 50 bytes, id charset;
-* endpoints: the MC's endpoint rule — an `http://` or `https://` URL with a host, a valid port
-  if any, no user info, no whitespace, at most 255 bytes. A single-label host (`http://a`,
-  `http://mc-1:50052`) is valid on purpose: container and Kubernetes service names are
-  single-label, and an MC that binds a wildcard advertises `socket.getfqdn()`, which inside a
-  container is often the bare hostname. Refusing them would keep such MCs out for good;
+* endpoints: the shared endpoint rule (`darktower.common.endpoints`) — an `http://` or
+  `https://` URL with a host, a valid port if any, no user info, no whitespace, at most 255
+  bytes. A single-label host (`http://a`, `http://mc-1:50052`) is valid on purpose: container
+  and Kubernetes service names are single-label, and an MC that binds a wildcard advertises
+  `socket.getfqdn()`, which inside a container is often the bare hostname. Refusing them would
+  keep such MCs out for good;
 * capacities (`max_*`): 1 to `MAX_COUNT`; current counts: 0 to `MAX_COUNT` — `MAX_COUNT` is
   the largest value the store's INTEGER columns hold, a uint32 above it is refused here rather
   than failing in the database. A current count above its maximum is not refused: it is what
@@ -35,20 +36,19 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from darktower.common import endpoints, ids
+from darktower.common.errors import invalid_field_as
+from darktower.common.limits import MAX_MEETING_LOADS
 from darktower.gc.errors import InvalidArgument
 from darktower.gc.store.models import Health
-from darktower.mc import validation as mc_rules
-from darktower.mc.errors import InvalidArgument as McInvalidArgument
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = [
     "HEALTH_FROM_PROTO",
     "MAX_COUNT",
-    "MAX_MEETING_LOADS",
     "MAX_REGION_BYTES",
     "McHeartbeat",
     "McRegistration",
@@ -69,8 +69,6 @@ __all__ = [
 MAX_REGION_BYTES = 50
 MAX_COUNT = 2**31 - 1
 """The largest count or capacity accepted: what a signed 32-bit INTEGER column holds."""
-MAX_MEETING_LOADS = 10_000
-"""The most per-meeting entries one comprehensive heartbeat may carry."""
 
 HEALTH_FROM_PROTO: dict[int, Health] = {
     pb.PENDING: Health.PENDING,
@@ -145,25 +143,16 @@ class MhLoadReport:
 # --- single fields -------------------------------------------------------------------------
 
 
-@contextmanager
-def _as_gc_error() -> Iterator[None]:
-    """The MC's rules raise the MC's InvalidArgument; the GC's callers expect its own."""
-    try:
-        yield
-    except McInvalidArgument as exc:
-        raise InvalidArgument(exc.field, exc.reason) from exc
-
-
 def validate_id(value: str, field: str) -> str:
     """`value` if it is 1 to 255 UTF-8 bytes of letters, digits, `-`, `_`; else InvalidArgument."""
-    with _as_gc_error():
-        return mc_rules.validate_meeting_id(value, field)
+    with invalid_field_as(InvalidArgument):
+        return ids.validate_id(value, field)
 
 
 def validate_endpoint(value: str, field: str) -> str:
     """`value` if it is a usable `http(s)://` endpoint (see the module docstring)."""
-    with _as_gc_error():
-        return mc_rules.validate_endpoint(value, field)
+    with invalid_field_as(InvalidArgument):
+        return endpoints.validate_endpoint(value, field)
 
 
 def _validate_short(value: str, field: str) -> None:
@@ -185,9 +174,7 @@ def _validate_zone(value: str, field: str = "zone") -> str | None:
     if not value:
         return None
     _validate_short(value, field)
-    if mc_rules.ID_PATTERN.fullmatch(value) is None:
-        raise InvalidArgument(field, "must be letters, digits, '-' or '_'")
-    return value
+    return validate_id(value, field)
 
 
 def _validate_capacity(value: int, field: str) -> int:
@@ -285,7 +272,7 @@ def validate_comprehensive_heartbeat(request: pb.ComprehensiveHeartbeatRequest) 
 
 
 def validate_meeting_ended(request: pb.NotifyMeetingEndedRequest) -> MeetingEnd:
-    """Check `meeting_id` (the MC's meeting id rule), then `region`."""
+    """Check `meeting_id` (the shared id rule), then `region`."""
     return MeetingEnd(
         meeting_id=validate_id(request.meeting_id, "meeting_id"),
         region=validate_region(request.region),

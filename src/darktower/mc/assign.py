@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from darktower.actors import ActorStopped
+from darktower.common.clock import now_ms
 from darktower.fencing import FencedOut, FencedStore, FencingError, StoreUnavailable
 from darktower.mc.admission import Rejection
 from darktower.mc.controller import (
@@ -74,7 +74,7 @@ class Assigner:
         meeting_id, owner = request.meeting_id, self._controller.mc_id
         generation: int | None = None
         try:
-            mh_json = mh_list_json(request.mhs, int(time.time() * 1000))
+            mh_json = mh_list_json(request.mhs, now_ms())
             # Ownership and the MH list in one script: one round trip, nothing half-written.
             generation = await self._store.acquire(meeting_id, owner, mh=mh_json)
             await self._controller.ask(Commit(meeting_id, generation, request.mhs))

@@ -32,7 +32,8 @@ import psutil
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential
 
-from darktower.mc.backoff import RegistrationBackoff
+from darktower.common.backoff import RegistrationBackoff
+from darktower.common.limits import MAX_MEETING_LOADS
 from darktower.mc.controller import Capacity
 from darktower.mc.gc_client import GcClient
 from darktower.mc.metrics import (
@@ -48,7 +49,6 @@ from darktower.wire.dark_tower import internal_pb2 as pb
 __all__ = [
     "DEFAULT_COMPREHENSIVE_S",
     "DEFAULT_FAST_S",
-    "MAX_MEETING_LOADS",
     "GcLink",
     "MeetingLoads",
     "Registration",
@@ -59,8 +59,6 @@ log = logging.getLogger(__name__)
 DEFAULT_FAST_S = 10.0
 DEFAULT_COMPREHENSIVE_S = 30.0
 NOTICE_ATTEMPTS = 4
-# The GC refuses a comprehensive heartbeat listing more meetings (gc.validation).
-MAX_MEETING_LOADS = 10_000
 
 MeetingLoads = Callable[[], Sequence[tuple[str, int]]]
 """(meeting id, participants) of every meeting the MC hosts."""

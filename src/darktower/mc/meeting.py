@@ -35,13 +35,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from darktower.actors import Actor, ActorStopped
 from darktower.auth.join_tokens import JoinClaims
+from darktower.common.clock import now_ms
 from darktower.fencing import FencedOut, FencedStore, FencingError, StoreUnavailable
 from darktower.mc.binding import InvalidBinding, SessionBinder
 from darktower.mc.connection import Close, ConnectionActor, Deliver
@@ -187,10 +187,6 @@ _EXPIRED = JoinRefused(
 _BAD_BINDING = JoinRefused(ErrorCode.INVALID_BINDING, "invalid binding token", "invalid_binding")
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class MeetingActor(Actor[MeetingMessage]):
     actor_type = "meeting"
     mailbox_warning = 100
@@ -265,7 +261,7 @@ class MeetingActor(Actor[MeetingMessage]):
             log.warning("meeting %s: unreadable roster fields %s", self.meeting_id, bad)
         if not roster.members:
             return
-        now = _now_ms()
+        now = now_ms()
         for member in roster.members.values():
             member.connected, member.disconnected_at_ms = False, now
         self.roster = roster
@@ -310,7 +306,7 @@ class MeetingActor(Actor[MeetingMessage]):
             if timer is not None and timer[0] == message.epoch:  # not a cancelled grace
                 await self._remove(message.participant_id, LeaveReason.TIMEOUT)
         elif isinstance(message, UpdateMhs):
-            await self._store.fenced_set(m, owner, gen, "mh", mh_list_json(message.mhs, _now_ms()))
+            await self._store.fenced_set(m, owner, gen, "mh", mh_list_json(message.mhs, now_ms()))
             self.mhs = message.mhs
         elif isinstance(message, Touch):
             await self._touch()
@@ -358,7 +354,7 @@ class MeetingActor(Actor[MeetingMessage]):
             user_id=claims.user_id,
             display_name=claims.display_name,
             correlation_id=str(uuid7()),
-            joined_at_ms=_now_ms(),
+            joined_at_ms=now_ms(),
         )
         # In the roster before the write: the seat counts for admission from now on.
         self.roster.add(member)
@@ -505,7 +501,7 @@ class MeetingActor(Actor[MeetingMessage]):
         member = self.roster.get(participant_id)
         if member is None:
             return
-        member.connected, member.disconnected_at_ms = False, _now_ms()
+        member.connected, member.disconnected_at_ms = False, now_ms()
         self._start_graces([participant_id])
         await self._write({participant_field(participant_id): member.to_json()})
         self._broadcast(ParticipantUpdated(participant=member.public()))
@@ -581,7 +577,7 @@ class MeetingActor(Actor[MeetingMessage]):
 
     async def _touch(self) -> None:
         m, owner, gen = self.meeting_id, self.owner, self.generation
-        mapping = {"touched_at_ms": str(_now_ms())}
+        mapping = {"touched_at_ms": str(now_ms())}
         if not self._resync:
             await self._store.fenced_hset(m, owner, gen, mapping)
             return

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
+from darktower.common import clock
 from darktower.signaling.protocol import Participant
 
 __all__ = [
@@ -56,7 +56,7 @@ HOST_FIELD = "host"
 
 def uuid7(now_ms: int | None = None) -> uuid.UUID:
     """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, version 7, 74 random bits."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    ms = clock.now_ms() if now_ms is None else now_ms
     rand = secrets.randbits(74)
     value = (
         (ms & (2**48 - 1)) << 80

@@ -26,9 +26,9 @@ from darktower.auth.interceptor import GRPC_SERVER_OPTIONS, ServiceAuthIntercept
 from darktower.auth.join_tokens import JoinTokenVerifier
 from darktower.auth.keys import load_private_key, load_public_keys
 from darktower.auth.tokens import SCOPE_GC, SCOPE_MC, ServiceType, TokenVerifier
+from darktower.common.backoff import RegistrationBackoff
 from darktower.fencing import FencedStore, RedisFencedStore
 from darktower.mc.assign import Assigner
-from darktower.mc.backoff import RegistrationBackoff
 from darktower.mc.binding import RedisNonceLedger, SessionBinder
 from darktower.mc.controller import EndAll, MeetingControllerActor, SetDraining
 from darktower.mc.gc_client import GcClient

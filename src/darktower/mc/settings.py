@@ -6,7 +6,6 @@ Secret values (`redis_url`, `binding_token_secret`) are `SecretStr`: their repr 
 
 from __future__ import annotations
 
-import re
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -14,24 +13,19 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from darktower.common.ids import ID_FIELD_PATTERN, default_id
 from darktower.serving import parse_bind
 from darktower.settings_doc import Contradiction, refuse, shared_ports
 
 __all__ = ["McSettings", "contradictions"]
-
-_HOST_SAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def _default_id() -> str:
-    return "mc-" + _HOST_SAFE.sub("-", socket.gethostname())[:200]
 
 
 class McSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MC_", extra="ignore")
 
     id: str = Field(
-        default_factory=_default_id,
-        pattern=r"^[A-Za-z0-9_-]{1,255}$",
+        default_factory=lambda: default_id("mc"),
+        pattern=ID_FIELD_PATTERN,
         description="this MC's id: letters, digits, -, _",
     )
     region: str = Field(default="local", min_length=1, max_length=50, description="its region")

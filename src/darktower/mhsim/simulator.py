@@ -1,8 +1,9 @@
 """`MhSimulator`: what a media handler does towards the GC, without any media.
 
-Registration is retried with the MC's backoff schedule (tenacity) for as long as it runs; load
-reports follow at the interval the GC answers. The load is a bounded random walk around a
-target share of `max_streams`, so dashboards and placement see something that moves.
+Registration is retried with the registration backoff schedule (`darktower.common.backoff`,
+tenacity) for as long as it runs; load reports follow at the interval the GC answers. The load
+is a bounded random walk around a target share of `max_streams`, so dashboards and placement
+see something that moves.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import grpc
 from tenacity import AsyncRetrying
 
 from darktower.auth.client import ServiceTokenProvider
+from darktower.common.backoff import RegistrationBackoff
 from darktower.grpc_channels import channel_for
-from darktower.mc.backoff import RegistrationBackoff
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, inspect, text
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import generate_key_files, load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.common.limits import MAX_MEETING_LOADS
 from darktower.gc.errors import InvalidArgument
 from darktower.gc.grpc_services import add_gc_services
 from darktower.gc.http import create_app
@@ -25,7 +26,7 @@ from darktower.gc.mc_client import McClient
 from darktower.gc.migrations import HEAD, alembic_config
 from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
 from darktower.gc.store import GcStore, Health, create_engine
-from darktower.gc.validation import MAX_MEETING_LOADS, validate_comprehensive_heartbeat
+from darktower.gc.validation import validate_comprehensive_heartbeat
 from darktower.mc.controller import Capacity
 from darktower.mc.gc_client import GcClient
 from darktower.mc.gc_link import GcLink, Registration

@@ -38,9 +38,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from darktower.common.health import PLACEABLE_HEALTH
+
 __all__ = [
     "DEFAULT_TOP_K",
-    "PLACEABLE_HEALTH",
     "WEIGHT_EPSILON",
     "McCandidate",
     "NoCandidateReason",
@@ -55,9 +56,6 @@ DEFAULT_TOP_K = 5
 
 WEIGHT_EPSILON = 0.01
 """Added to every sampling weight so that an MC at (almost) full load can still be drawn."""
-
-PLACEABLE_HEALTH: frozenset[str] = frozenset({"healthy", "degraded"})
-"""Health values of an MC that may take a new meeting."""
 
 _DRAINING = "draining"
 

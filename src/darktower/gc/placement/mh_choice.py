@@ -23,13 +23,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_MH_COUNT", "PLACEABLE_HEALTH", "MhCandidate", "choose_mhs"]
+from darktower.common.health import PLACEABLE_HEALTH
+
+__all__ = ["DEFAULT_MH_COUNT", "MhCandidate", "choose_mhs"]
 
 DEFAULT_MH_COUNT = 2
 """How many MHs a meeting is given (SPEC §4)."""
-
-PLACEABLE_HEALTH: frozenset[str] = frozenset({"healthy", "degraded"})
-"""Health values of an MH that may take new streams."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,14 +27,19 @@ import secrets
 import time
 import unicodedata
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from darktower.auth.join_tokens import JOIN_TOKEN_TTL_SECONDS, mint_join_token
+from darktower.common.clock import Clock, utcnow
+from darktower.common.errors import invalid_field_as
+from darktower.common.health import PLACEABLE_HEALTH
+from darktower.common.ids import validate_id
+from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
 from darktower.gc.errors import InvalidArgument, NoControllerAvailable, NoMediaHandlerAvailable
 from darktower.gc.mc_client import McClient, MhTargetSpec
 from darktower.gc.placement.mc_choice import McCandidate, rank_mcs, why_none
@@ -43,13 +48,10 @@ from darktower.gc.placement.mh_choice import MhCandidate, choose_mhs
 from darktower.gc.store import Assignment, AssignmentState, ClaimLost, Controller, GcStore
 from darktower.gc.store import MediaHandler as MhRow
 from darktower.gc.store.repository import LivePlacement, Registry
-from darktower.mc.errors import InvalidArgument as McInvalidArgument
-from darktower.mc.validation import validate_meeting_id
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = [
     "DEFAULT_DISPLAY_NAME",
-    "MAX_DISPLAY_NAME_CHARS",
     "SIGNALING_PATH",
     "USER_ID_PATTERN",
     "JoinResult",
@@ -65,12 +67,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PLACEABLE = frozenset({"healthy", "degraded"})
 MAX_ROUNDS = 4
 
 SIGNALING_PATH = "/v1/signaling"
 DEFAULT_DISPLAY_NAME = "Guest"
-MAX_DISPLAY_NAME_CHARS = 100
 # ASCII letters, digits and `.`, `_`, `-`, `@` (e-mail-like ids): safe in logs, URLs and
 # JSON without escaping, and nothing that could pose as another user's id through Unicode.
 USER_ID_PATTERN = r"^[A-Za-z0-9._@-]{1,64}$"
@@ -202,11 +202,6 @@ class _Move:
     reason: str
 
 
-@dataclass
-class _Clock:
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-
-
 class PlacementService:
     def __init__(
         self,
@@ -221,7 +216,7 @@ class PlacementService:
         claim_stale_s: float = 30.0,
         wait_for_winner_s: float = 35.0,
         rng: random.Random | None = None,
-        now: Callable[[], datetime] | None = None,
+        now: Clock = utcnow,
     ) -> None:
         self._store = store
         self._mcs = mc_client
@@ -233,7 +228,7 @@ class PlacementService:
         self._claim_stale = timedelta(seconds=claim_stale_s)
         self._wait_for_winner_s = wait_for_winner_s
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not cryptography
-        self._now = now or _Clock().now
+        self._now = now
         self.recent: deque[PlacementEvent] = deque(maxlen=200)
 
     async def join(
@@ -241,10 +236,8 @@ class PlacementService:
     ) -> JoinResult:
         """Where the meeting is (placed now if needed), with a fresh join token for the
         joiner (`validate_joiner`). InvalidArgument for a bad meeting id, user id or name."""
-        try:
-            validate_meeting_id(meeting_id)
-        except McInvalidArgument as exc:
-            raise InvalidArgument(exc.field, exc.reason) from None
+        with invalid_field_as(InvalidArgument):
+            validate_id(meeting_id, "meeting_id")
         joiner = validate_joiner(user_id, display_name)
         move: _Move | None = None
         for _ in range(MAX_ROUNDS):
@@ -307,7 +300,7 @@ class PlacementService:
             reason = "gone"
         elif _restarted_since(controller, live):
             reason = "restarted"  # registered again since: it no longer hosts the meeting
-        elif controller.health.value in PLACEABLE:
+        elif controller.health.value in PLACEABLE_HEALTH:
             reason = "stale"  # no heartbeat within the threshold, not yet swept
         else:
             reason = controller.health.value
@@ -330,7 +323,7 @@ class PlacementService:
 
     def _usable(self, c: Controller) -> bool:
         """Healthy or degraded, and heard from within the staleness threshold."""
-        if c.health.value not in PLACEABLE or c.last_heartbeat_at is None:
+        if c.health.value not in PLACEABLE_HEALTH or c.last_heartbeat_at is None:
             return False
         return (self._now() - c.last_heartbeat_at).total_seconds() <= self._staleness_s
 

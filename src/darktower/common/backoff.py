@@ -4,7 +4,9 @@
 strategy built on it. Jitter is "equal jitter": the delay is drawn uniformly from the upper half
 of the exponential step, [d/2, d] with d = min(cap, base * 2^(attempt-1)). Waits therefore never
 collapse to zero (a GC that is down is not hammered) and never synchronise at the cap (a
-fleet that lost its GC does not come back in one burst).
+fleet that lost its GC does not come back in one burst). Used by the MC and mh-sim to register
+with the GC; `darktower dev` restarts a dead child on the same steps (`backoff_bounds`' upper
+bound, without jitter).
 """
 
 from __future__ import annotations

@@ -1,0 +1,69 @@
+"""What the commands that talk to a GC share: finding its URL, checking a meeting id before it
+goes into a URL, printing untrusted text on one line. Used by `darktower join`/`status`
+(`darktower.gc.cli`) and `darktower client` (`darktower.client.cli`); imports nothing of
+either service, so loading it stays cheap for every `darktower` command.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from darktower.common.errors import InvalidField
+from darktower.common.ids import validate_id
+
+__all__ = [
+    "DEFAULT_GC_URL",
+    "UNREACHABLE_HINT",
+    "GcUrl",
+    "check_meeting_id",
+    "printable",
+    "resolve_gc_url",
+]
+
+# Without --gc-url: DARKTOWER_GC_URL, else a running `darktower dev`, else the dev default.
+DEFAULT_GC_URL = "http://127.0.0.1:8080"
+
+GcUrl = Annotated[
+    str | None, typer.Option("--gc-url", help="The GC's HTTP base URL (default: the dev fleet's).")
+]
+
+UNREACHABLE_HINT = (
+    "start a local fleet with `darktower dev`, or name a running GC with --gc-url URL "
+    "(or DARKTOWER_GC_URL)"
+)
+
+
+def resolve_gc_url(value: str | None) -> str:
+    """--gc-url, else DARKTOWER_GC_URL, else the newest running `darktower dev` (saying which
+    on stderr, and naming the others if several run), else DEFAULT_GC_URL; no trailing `/`."""
+    from darktower.dev.state import running_dev_gc_url
+
+    def say(note: str) -> None:
+        typer.echo(f"darktower: {note}", err=True)
+
+    url = value or os.environ.get("DARKTOWER_GC_URL") or running_dev_gc_url(say) or DEFAULT_GC_URL
+    return url.rstrip("/")
+
+
+def printable(value: str, limit: int = 60) -> str:
+    """`value` fit for one line of a message: characters that are not printable (newlines,
+    escapes, bidirectional controls) shown escaped, at most `limit` characters kept."""
+    shown = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+        for ch in value[:limit]
+    )
+    return f"{shown}… ({len(value)} characters)" if len(value) > limit else shown
+
+
+def check_meeting_id(value: str) -> str:
+    """`value` if it is a meeting id by the project's rule (1 to 255 UTF-8 bytes of letters,
+    digits, `-`, `_`); otherwise say why on stderr and exit 2, before anything is sent."""
+    try:
+        return validate_id(value, "meeting_id")
+    except InvalidField as exc:
+        reason = "must not be empty" if not value else exc.reason
+        typer.echo(f"darktower: invalid meeting id '{printable(value)}': {reason}", err=True)
+        raise typer.Exit(2) from None
