@@ -45,6 +45,10 @@ IDLE: dict[str, Any] = {
         ({"max_participants": 0}, pb.DEGRADED),
         ({"max_meetings": 0, "draining": True}, pb.DRAINING),
         ({"max_participants": 0, "redis_ok": False}, pb.UNHEALTHY),
+        # A crashed background task: unhealthy (the MC is not ready), draining still first.
+        ({"task_crashed": True}, pb.UNHEALTHY),
+        ({"task_crashed": True, "current_meetings": 100}, pb.UNHEALTHY),
+        ({"task_crashed": True, "draining": True}, pb.DRAINING),
     ],
     ids=lambda v: repr(v) if isinstance(v, dict) else pb.HealthStatus.Name(v),
 )
