@@ -225,10 +225,15 @@ def test_join_and_status_commands_talk_to_the_gc(
     assert redis_view.get(owner_key("cli-1")) == answer["mc_id"]
     assert len(answer["media_handlers"]) == 2
     assert status.returncode == 0, status.stderr
-    rows = {line.split()[1]: line for line in status.stdout.splitlines() if "│ mc-" in line}
+    # The MC table's rows: id, health, …, the gRPC endpoint last.
+    rows = {
+        cells[0]: cells
+        for cells in map(str.split, status.stdout.splitlines())
+        if cells and cells[0] in TWO_MCS and cells[-1].startswith("http://")
+    }
     assert set(rows) == set(TWO_MCS), status.stdout
     for mc_id in TWO_MCS:
-        assert "│ healthy " in rows[mc_id], rows[mc_id]
+        assert rows[mc_id][1] == "healthy", rows[mc_id]
     for mh_id in STANDARD_MHS:
         assert mh_id in status.stdout
 
