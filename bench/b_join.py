@@ -72,7 +72,7 @@ async def bare_http_service(params: Mapping[str, Any]) -> Service:
 
     from fastapi import FastAPI
 
-    from darktower.serving import EmbeddedUvicorn
+    from darktower.runtime.serving import EmbeddedUvicorn
 
     app = FastAPI()
 

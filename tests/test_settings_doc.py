@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from darktower.settings_doc import Contradiction, env_help, env_lines, shared_ports
+from darktower.runtime.settings_doc import Contradiction, env_help, env_lines, shared_ports
 
 
 class Example(BaseSettings):

@@ -9,7 +9,7 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from darktower.task_supervisor import StopReport, TaskSupervisor
+from darktower.runtime.supervisor import StopReport, TaskSupervisor
 
 NAMES = ("loop", "server", "stubborn")
 
@@ -62,7 +62,7 @@ async def test_a_crash_is_logged_once_with_its_traceback_counted_and_not_ready(
         await step()
 
     assert tasks.not_ready_reason() is None
-    with caplog.at_level(logging.ERROR, logger="darktower.task_supervisor"):
+    with caplog.at_level(logging.ERROR, logger="darktower.runtime.supervisor"):
         await wait_done(tasks.spawn("loop", loop()))
     assert tasks.failed == ("loop",)
     assert tasks.not_ready_reason() == "background task loop crashed"

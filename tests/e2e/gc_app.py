@@ -25,7 +25,7 @@ from darktower.gc.http import create_app
 from darktower.gc.mc_client import McClient
 from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
 from darktower.gc.store import GcStore, sqlite_url
-from darktower.serving import EmbeddedUvicorn
+from darktower.runtime.serving import EmbeddedUvicorn
 
 __all__ = ["GcHttpApp", "gc_http_app", "serve_app"]
 

@@ -58,7 +58,7 @@ pytestmark = pytest.mark.faults
 FAST_HEARTBEAT_S = 0.3
 BACKOFF_CAP_S = 2.0
 # The MC's gRPC channel to the GC retries a refused connection at most every 2 s
-# (darktower.grpc_channels: max_reconnect_backoff_ms).
+# (darktower.runtime.grpc_channels: max_reconnect_backoff_ms).
 CHANNEL_BACKOFF_CAP_S = 2.0
 TOUCH_S = 0.3
 # Staleness + one sweep + a heartbeat's phase, plus slack for a loaded machine.

@@ -1,5 +1,5 @@
 """The fencing store on Redis Cluster and Redis Sentinel (real processes on loopback), an MC that
-follows a Sentinel failover, and the Redis URL forms of `darktower.redis_connect`."""
+follows a Sentinel failover, and the Redis URL forms of `darktower.runtime.redis_connect`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from darktower.fencing import (
 from darktower.fencing.store import _translate
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
-from darktower.redis_connect import RedisUrlError, connect, describe
+from darktower.runtime.redis_connect import RedisUrlError, connect, describe
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 from tests.mc.conftest import assign_request, token_provider

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from darktower.fencing.metrics import REDIS_ERRORS
 from darktower.mc.controller import EndAll
 from darktower.mc.validation import AssignRequest, MhRole, MhTarget
-from darktower.redis_connect import DEFAULT_MAX_CONNECTIONS
+from darktower.runtime.redis_connect import DEFAULT_MAX_CONNECTIONS
 from tests.mc.conftest import RunningMc
 
 StartMc = Callable[..., Awaitable[RunningMc]]

@@ -2,7 +2,7 @@
 
 `SentinelSetup`: one master, one replica and three sentinels (quorum 2, down-after 1000 ms,
 failover-timeout 3000 ms) monitoring service `mymaster`; `.url` is the `redis+sentinel://`
-form `darktower.redis_connect` understands. `kill_master()` SIGKILLs the current master,
+form `darktower.runtime.redis_connect` understands. `kill_master()` SIGKILLs the current master,
 `wait_failover()` waits until the sentinels name a new, promoted one.
 
 `ClusterSetup`: three masters with `cluster-enabled yes`, the 16384 slots split in three with

@@ -17,7 +17,7 @@ from importlib import resources
 from redis.commands.core import AsyncScript
 
 from darktower.fencing.errors import FencedOut, FencingError, MalformedState
-from darktower.redis_connect import RedisLike
+from darktower.runtime.redis_connect import RedisLike
 
 __all__ = [
     "MAX_GENERATION",

@@ -32,9 +32,9 @@ message never holds the URL or password), ReplicationTimeout. Every call is time
 `mc_redis_latency_seconds` and failures are counted in `mc_redis_errors_total`.
 
 Deployments. The client may be a standalone Redis, a Sentinel-managed master or a Redis
-Cluster (`darktower.redis_connect.connect` builds any of them from a URL). Every script's KEYS
-are the keys of one meeting, which share a hash slot, so each script runs on the one node that
-owns the meeting. On a cluster:
+Cluster (`darktower.runtime.redis_connect.connect` builds any of them from a URL). Every
+script's KEYS are the keys of one meeting, which share a hash slot, so each script runs on the
+one node that owns the meeting. On a cluster:
 
 * `fenced_set_many` queues the EVALSHAs in a redis-py cluster pipeline, which groups them by
   node and sends each node its share in one round trip, all nodes in parallel. The pipeline
@@ -94,7 +94,7 @@ from darktower.fencing.scripts import (
     parse_generation,
     text,
 )
-from darktower.redis_connect import RedisLike
+from darktower.runtime.redis_connect import RedisLike
 
 __all__ = [
     "SETTABLE_NAMES",
@@ -258,7 +258,7 @@ class RedisFencedStore:
         """A store on a client of its own, built by `redis.asyncio.Redis.from_url`.
 
         For a standalone `redis://` URL only; for Sentinel and Cluster URLs build the client
-        with `darktower.redis_connect.connect` and pass it to the constructor.
+        with `darktower.runtime.redis_connect.connect` and pass it to the constructor.
 
         `client_options` go to redis-py (e.g. `socket_timeout`, `retry`); `aclose()` closes
         the client. The URL is not kept on the store and never shown by its repr.

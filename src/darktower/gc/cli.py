@@ -18,8 +18,8 @@ from darktower.cli_support import (
     resolve_gc_url,
 )
 from darktower.gc.status_view import FleetView, renderables, status_document
-from darktower.service_cli import run_service
-from darktower.settings_doc import documented_by
+from darktower.runtime.service_cli import run_service
+from darktower.runtime.settings_doc import documented_by
 
 __all__ = ["MEETINGS_LIMIT", "gc", "gc_error_line", "join", "status"]
 

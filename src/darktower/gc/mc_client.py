@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import grpc
 
 from darktower.auth.client import ServiceTokenProvider
-from darktower.grpc_channels import channel_for
+from darktower.runtime.grpc_channels import channel_for
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 

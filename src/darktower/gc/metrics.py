@@ -55,7 +55,7 @@ MEETING_END_NOTICES = Counter(
     "gc_meeting_end_notices_total", "NotifyMeetingEnded calls by result.", ["result"]
 )
 TASKS = ("gc-sweeper", "gc-heartbeats", "gc-http")
-"""The GC's supervised background tasks (`darktower.task_supervisor`)."""
+"""The GC's supervised background tasks (`darktower.runtime.supervisor`)."""
 TASK_CRASHES = Counter(
     "gc_task_crashes_total",
     "Background tasks that crashed (the GC is not ready after one), by task.",

@@ -32,7 +32,7 @@ from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
-from darktower.serving import (
+from darktower.runtime.serving import (
     GRPC_LISTEN_OPTIONS,
     HttpServer,
     StartupError,
@@ -40,7 +40,7 @@ from darktower.serving import (
     parse_bind,
     serve_until_signalled,
 )
-from darktower.task_supervisor import TaskSupervisor
+from darktower.runtime.supervisor import TaskSupervisor
 
 __all__ = ["GcApp", "serve"]
 

@@ -31,7 +31,7 @@ from darktower.gc.metrics import (
     set_health_gauge,
 )
 from darktower.gc.store import GcStore, StoreError
-from darktower.task_supervisor import TaskSupervisor
+from darktower.runtime.supervisor import TaskSupervisor
 
 __all__ = ["StalenessSweeper", "SweepResult"]
 

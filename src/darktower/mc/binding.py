@@ -49,7 +49,7 @@ from redis.exceptions import RedisError
 
 from darktower.fencing import StoreUnavailable
 from darktower.fencing.keys import binding_nonce_key
-from darktower.redis_connect import RedisLike
+from darktower.runtime.redis_connect import RedisLike
 
 __all__ = [
     "BINDING_CLOCK_SKEW_SECONDS",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from darktower.service_cli import run_service
-from darktower.settings_doc import documented_by
+from darktower.runtime.service_cli import run_service
+from darktower.runtime.settings_doc import documented_by
 
 __all__ = ["mc"]
 

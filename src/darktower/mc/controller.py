@@ -31,7 +31,7 @@ from darktower.mc.binding import SessionBinder
 from darktower.mc.meeting import EndMeeting, MeetingActor, Touch
 from darktower.mc.metrics import MEETINGS_ACTIVE, MEETINGS_ADMITTING, PARTICIPANTS_ACTIVE
 from darktower.mc.validation import MhTarget
-from darktower.task_supervisor import TaskSupervisor
+from darktower.runtime.supervisor import TaskSupervisor
 
 __all__ = [
     "Abort",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from darktower.auth.client import ServiceTokenProvider
-from darktower.grpc_channels import channel_for
+from darktower.runtime.grpc_channels import channel_for
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 

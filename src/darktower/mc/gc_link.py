@@ -43,7 +43,7 @@ from darktower.mc.metrics import (
     REGISTERED,
     REGISTRATION_ATTEMPTS,
 )
-from darktower.task_supervisor import TaskSupervisor
+from darktower.runtime.supervisor import TaskSupervisor
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = [

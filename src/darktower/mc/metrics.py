@@ -96,7 +96,7 @@ JOIN_REFUSALS = Counter(
 )
 
 TASKS = ("gc-link", "redis-monitor", "touch-loop", "health-http")
-"""The MC's supervised background tasks (`darktower.task_supervisor`)."""
+"""The MC's supervised background tasks (`darktower.runtime.supervisor`)."""
 TASK_CRASHES = Counter(
     "mc_task_crashes_total",
     "Background tasks that crashed (the MC is not ready after one), by task.",

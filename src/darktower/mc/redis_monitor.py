@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from darktower.fencing import FencingError
-from darktower.task_supervisor import TaskSupervisor
+from darktower.runtime.supervisor import TaskSupervisor
 
 __all__ = ["RedisMonitor"]
 

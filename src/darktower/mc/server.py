@@ -40,8 +40,8 @@ from darktower.mc.metrics import READY, TASK_CRASHES, TASKS
 from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.settings import McSettings
 from darktower.mc.signaling_server import SignalingServer
-from darktower.redis_connect import connect
-from darktower.serving import (
+from darktower.runtime.redis_connect import connect
+from darktower.runtime.serving import (
     GRPC_LISTEN_OPTIONS,
     HttpServer,
     StartupError,
@@ -50,7 +50,7 @@ from darktower.serving import (
     parse_bind,
     serve_until_signalled,
 )
-from darktower.task_supervisor import TaskSupervisor
+from darktower.runtime.supervisor import TaskSupervisor
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 

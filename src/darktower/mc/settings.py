@@ -14,8 +14,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
-from darktower.serving import parse_bind
-from darktower.settings_doc import Contradiction, refuse, shared_ports
+from darktower.runtime.serving import parse_bind
+from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports
 
 __all__ = ["McSettings", "contradictions"]
 

@@ -40,7 +40,7 @@ from darktower.mc.connection import Close, ConnectionActor, Deliver
 from darktower.mc.controller import MeetingControllerActor
 from darktower.mc.meeting import ClientFrame, ConnectionLost, JoinRefused, JoinRequest, MeetingActor
 from darktower.mc.metrics import JOIN_REFUSALS, SIGNALING_CONNECTIONS, SIGNALING_MESSAGES
-from darktower.serving import parse_bind
+from darktower.runtime.serving import parse_bind
 from darktower.signaling.protocol import (
     MAX_FRAME_BYTES,
     ErrorCode,

@@ -14,7 +14,7 @@ from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.errors import AuthError
 from darktower.auth.keys import load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
-from darktower.logs import configure_logging
+from darktower.runtime.logs import configure_logging
 
 __all__ = ["mh_sim"]
 

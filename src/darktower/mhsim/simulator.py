@@ -18,7 +18,7 @@ from tenacity import AsyncRetrying
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.common.backoff import RegistrationBackoff
-from darktower.grpc_channels import channel_for
+from darktower.runtime.grpc_channels import channel_for
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 

@@ -75,7 +75,7 @@ from darktower.gc.store.models import (
     MediaHandler,
     MediaHandlerRow,
 )
-from darktower.task_supervisor import TaskSupervisor
+from darktower.runtime.supervisor import TaskSupervisor
 
 __all__ = ["GcStore", "HeartbeatBatcher", "HeartbeatUpdate", "LivePlacement", "Registry"]
 

@@ -25,7 +25,7 @@ import grpc
 import uvicorn
 from fastapi import FastAPI
 
-from darktower.task_supervisor import TaskSupervisor
+from darktower.runtime.supervisor import TaskSupervisor
 
 __all__ = [
     "GRPC_LISTEN_OPTIONS",

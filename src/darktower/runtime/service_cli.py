@@ -11,8 +11,8 @@ import typer
 from pydantic import ValidationError
 
 from darktower.auth.errors import AuthError
-from darktower.logs import configure_logging
-from darktower.serving import StartupError
+from darktower.runtime.logs import configure_logging
+from darktower.runtime.serving import StartupError
 
 __all__ = ["run_service", "settings_errors"]
 

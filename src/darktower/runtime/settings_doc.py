@@ -61,7 +61,7 @@ def refuse(contradictions: Iterable[Contradiction]) -> None:
 def shared_ports(binds: dict[str, str]) -> list[Contradiction]:
     """Listen addresses (variable → `host:port`) that would take one port twice: the same
     non-zero port on the same host, or on any host when either binds a wildcard."""
-    from darktower.serving import parse_bind
+    from darktower.runtime.serving import parse_bind
 
     parsed = [(name, bind, *parse_bind(bind)) for name, bind in binds.items()]
     found = []
