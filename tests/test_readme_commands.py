@@ -126,28 +126,12 @@ def test_the_readme_assign_and_token_examples_run_as_typed(
     assign_block = _block_after("Call it as the GC would")
     command, expected = assign_block.strip().splitlines()
     assert "127.0.0.1:50052" in command and expected.startswith("# ")
-    assigned = subprocess.run(
-        ["bash", "-c", command.replace("127.0.0.1:50052", f"127.0.0.1:{grpc}")],
-        env=darktower_env({}),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    assigned = _bash(command.replace("127.0.0.1:50052", f"127.0.0.1:{grpc}"), tmp_path)
     assert assigned.returncode == 0, assigned.stderr
     assert json.loads(assigned.stdout) == json.loads(expected.removeprefix("# "))
 
     token_block = _block_after("passing a token from the CLI as metadata")
-    printed = subprocess.run(
-        ["bash", "-c", f'{token_block}\nprintf "%s" "$TOKEN"'],
-        env=darktower_env({}),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    printed = _bash(f'{token_block}\nprintf "%s" "$TOKEN"', tmp_path)
     assert printed.returncode == 0, printed.stderr
     verifier = TokenVerifier(
         load_public_keys([tmp_path / "keys" / "gc.pub"]),
@@ -157,6 +141,18 @@ def test_the_readme_assign_and_token_examples_run_as_typed(
     claims = verifier.verify(printed.stdout)
     assert claims.service_type is ServiceType.GLOBAL_CONTROLLER
     assert mc.terminate(STOP_TIMEOUT_S) == 0, mc.log()
+
+
+def _bash(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", script],
+        env=darktower_env({}),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _block_after(phrase: str) -> str:
