@@ -22,8 +22,8 @@ from darktower.auth.keys import generate_key_files, load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.embedded.redis import free_port
 from darktower.gc.http import create_app
+from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import McClient
-from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
 from darktower.gc.store import GcStore, sqlite_url
 from darktower.runtime.serving import EmbeddedUvicorn
 

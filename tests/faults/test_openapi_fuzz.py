@@ -41,7 +41,7 @@ from schemathesis.specs.openapi.checks import (
 from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import free_port
 from darktower.gc.http import create_app
-from darktower.gc.placement.service import PlacementService
+from darktower.gc.join import PlacementService
 from darktower.gc.server import GcApp
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore

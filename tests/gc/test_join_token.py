@@ -29,13 +29,13 @@ from darktower.auth.keys import generate_key_files, load_private_key, load_publi
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.gc.errors import InvalidArgument
 from darktower.gc.http import create_app
-from darktower.gc.mc_client import McClient
-from darktower.gc.placement.service import (
+from darktower.gc.join import (
     JoinTokenIssuer,
     PlacementService,
     signaling_url,
     validate_joiner,
 )
+from darktower.gc.mc_client import McClient
 from darktower.gc.store import GcStore
 from tests.client import InProcessFleet, in_process_fleet
 

@@ -25,15 +25,16 @@ from darktower.common.clock import utcnow
 from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
 from darktower.gc.api_docs import mount_api_docs
 from darktower.gc.dashboard import mount_dashboard
+from darktower.gc.domain import Assignment, Controller, MediaHandler
 from darktower.gc.errors import (
     GcError,
     InvalidArgument,
     NoControllerAvailable,
     NoMediaHandlerAvailable,
 )
+from darktower.gc.join import USER_ID_PATTERN, JoinResult, PlacementService
 from darktower.gc.join_page import mount_join_page
-from darktower.gc.placement.service import USER_ID_PATTERN, JoinResult, PlacementService
-from darktower.gc.store import Assignment, Controller, GcStore, MediaHandler, StoreError
+from darktower.gc.store import GcStore, StoreError
 
 __all__ = ["MAX_MEETINGS_LIMIT", "create_app"]
 

@@ -2,7 +2,7 @@
 
 The gRPC edge (`grpc_services`) counts every RPC by its outcome (`RESULTS`); the sweeper
 counts sweeps and marks and refreshes the fleet gauges. Placement metrics
-(`gc_placements_total`, `gc_mc_call_latency_seconds`, ...) live in `darktower.gc.placement`;
+(`gc_placements_total`, `gc_mc_call_latency_seconds`, ...) live in `darktower.gc.join.metrics`;
 service-token checks in `service_auth_failures_total` (auth).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge
 
-from darktower.gc.store.models import Health
+from darktower.gc.domain import Health
 
 __all__ = [
     "CONTROLLERS",

@@ -25,10 +25,11 @@ from darktower.auth.interceptor import GRPC_SERVER_OPTIONS
 from darktower.auth.keys import load_private_key, load_public_keys
 from darktower.auth.tokens import SCOPE_MC, ServiceType
 from darktower.gc.grpc_services import add_gc_services, auth_interceptor
+from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.http import create_app
+from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import McClient
 from darktower.gc.metrics import TASK_CRASHES, TASKS
-from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
@@ -41,6 +42,7 @@ from darktower.runtime.serving import (
     serve_until_signalled,
 )
 from darktower.runtime.supervisor import TaskSupervisor
+from darktower.runtime.tls import TlsConfig, TlsError, load_tls
 
 __all__ = ["GcApp", "serve"]
 
@@ -48,6 +50,19 @@ log = logging.getLogger(__name__)
 
 # Longest a stop waits for background tasks its parts have not already stopped.
 TASK_STOP_SECONDS = 2.0
+
+
+def _tls(settings: GcSettings) -> TlsConfig:
+    try:
+        return load_tls(
+            settings.tls_cert_file,
+            settings.tls_key_file,
+            settings.tls_ca_file,
+            require_client_cert=settings.tls_require_client_cert,
+            prefix="GC_TLS",
+        )
+    except TlsError as exc:
+        raise StartupError(str(exc)) from None
 
 
 class GcApp:
@@ -58,6 +73,7 @@ class GcApp:
             raise StartupError("GC_TRUSTED_MC_KEY_FILES is empty: no MC could register")
         self.settings = settings
         self.tasks = TaskSupervisor(TASKS, crashes=TASK_CRASHES)
+        self.tls = _tls(settings)
         self._mc_keys = load_public_keys(settings.trusted_mc_key_files)
         self._mh_keys = load_public_keys(settings.trusted_mh_key_files)
         private_key = load_private_key(settings.service_key_file)
@@ -73,6 +89,7 @@ class GcApp:
             private_key, issuer=settings.id, ttl_seconds=settings.join_token_ttl_seconds
         )
         self.store: GcStore | None = None
+        self.heartbeats: HeartbeatBatcher | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port = 0
         self.http_port = 0
@@ -118,13 +135,13 @@ class GcApp:
             self.store = await GcStore.open(s.database_url.get_secret_value())
         except StoreError as exc:
             raise StartupError(f"cannot open the database: {exc}") from None
-        heartbeats = None
         if s.heartbeat_flush_ms > 0:
-            heartbeats = await self.store.start_heartbeat_batching(
+            self.heartbeats = HeartbeatBatcher(
+                self.store,
                 interval_s=s.heartbeat_flush_ms / 1000,
                 max_pending=s.heartbeat_flush_max_pending,
-                tasks=self.tasks,
             )
+            await self.heartbeats.start(self.tasks)
         self.grpc_server = grpc.aio.server(
             interceptors=[auth_interceptor(self._mc_keys, self._mh_keys)],
             options=GRPC_SERVER_OPTIONS + GRPC_LISTEN_OPTIONS,
@@ -136,18 +153,21 @@ class GcApp:
             fast_heartbeat_ms=s.fast_heartbeat_ms,
             comprehensive_heartbeat_ms=s.comprehensive_heartbeat_ms,
             load_report_ms=s.mh_load_report_ms,
-            heartbeats=heartbeats,
+            heartbeats=self.heartbeats,
         )
-        self.grpc_port = add_grpc_port(self.grpc_server, s.grpc_bind, "GC gRPC")
+        self.grpc_port = add_grpc_port(self.grpc_server, s.grpc_bind, "GC gRPC", tls=self.tls)
         await self.grpc_server.start()
         self.sweeper = StalenessSweeper(
             self.store,
             staleness_s=s.staleness_seconds,
             interval_s=s.sweep_interval_seconds,
             retention_s=s.assignment_retention_hours * 3600,
+            heartbeats=self.heartbeats,
         )
         self.sweeper.start(self.tasks)
-        self.mc_client = McClient(self._tokens, gc_id=s.id, timeout=s.mc_call_timeout_seconds)
+        self.mc_client = McClient(
+            self._tokens, gc_id=s.id, timeout=s.mc_call_timeout_seconds, tls=self.tls
+        )
         self.placement = PlacementService(
             self.store,
             self.mc_client,
@@ -164,11 +184,13 @@ class GcApp:
             what="GC HTTP",
             tasks=self.tasks,
             task_name="gc-http",
+            tls=self.tls,
         )
         self.http_port = await self._http.start()
         log.info(
-            "GC %s serving gRPC on %s:%d and HTTP on %s (region %s)",
+            "GC %s serving gRPC%s on %s:%d and HTTP on %s (region %s)",
             s.id,
+            self.tls.log_note,
             parse_bind(s.grpc_bind)[0],
             self.grpc_port,
             self._http.url,
@@ -184,6 +206,8 @@ class GcApp:
             await self.sweeper.stop()
         if self.mc_client is not None:
             await self.mc_client.aclose()
+        if self.heartbeats is not None:
+            await self.heartbeats.stop()
         if self.store is not None:
             await self.store.aclose()
         report = await self.tasks.stop(TASK_STOP_SECONDS)

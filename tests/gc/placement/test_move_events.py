@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from darktower.gc.domain import Health, Heartbeat
+from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import AssignOutcome, MhTargetSpec
-from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
-from darktower.gc.store import GcStore, Health
+from darktower.gc.store import GcStore
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -40,13 +41,15 @@ class AcceptingMcs:
 
 async def _beat(store: GcStore, mc_id: str, health: Health, at: datetime) -> None:
     await store.record_heartbeat(
-        mc_id,
-        current_meetings=0,
-        current_participants=0,
-        max_meetings=100,
-        max_participants=1000,
-        health=health,
-        now=at,
+        Heartbeat(
+            mc_id,
+            current_meetings=0,
+            current_participants=0,
+            max_meetings=100,
+            max_participants=1000,
+            health=health,
+            at=at,
+        )
     )
 
 

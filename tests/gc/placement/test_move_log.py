@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from darktower.gc.domain import Health, Heartbeat
+from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import AssignOutcome, MhTargetSpec
-from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
-from darktower.gc.store import GcStore, Health
+from darktower.gc.store import GcStore
 
 REGION = "eu"
 STALENESS_S = 30.0
@@ -32,13 +33,15 @@ async def _mc(store: GcStore, mc_id: str, at: datetime, health: Health = Health.
 
 async def _beat(store: GcStore, mc_id: str, at: datetime, health: Health) -> None:
     await store.record_heartbeat(
-        mc_id,
-        current_meetings=0,
-        current_participants=0,
-        max_meetings=100,
-        max_participants=1000,
-        health=health,
-        now=at,
+        Heartbeat(
+            mc_id,
+            current_meetings=0,
+            current_participants=0,
+            max_meetings=100,
+            max_participants=1000,
+            health=health,
+            at=at,
+        )
     )
 
 
@@ -88,7 +91,7 @@ async def test_a_move_logs_why_the_meeting_left_its_mc(
     elif change == "restarted":
         await _mc(store, "mc-pa", later, Health.DRAINING)  # registered anew, and not eligible
 
-    with caplog.at_level(logging.INFO, logger="darktower.gc.placement.service"):
+    with caplog.at_level(logging.INFO, logger="darktower.gc.join.service"):
         moved = await service.join("standup")
 
     assert moved.mc_id == "mc-pb" and not moved.reused

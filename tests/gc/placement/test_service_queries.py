@@ -9,9 +9,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import event
 
+from darktower.gc.domain import Health, Heartbeat
+from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import AssignOutcome, MhTargetSpec
-from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
-from darktower.gc.store import GcStore, Health
+from darktower.gc.store import GcStore
 
 REGION = "eu"
 
@@ -44,13 +45,15 @@ async def _fleet(store: GcStore) -> None:
     for i in range(3):
         await store.upsert_controller(f"mc-{i}", REGION, f"http://mc-{i}:1", None, 100, 1000, now)
         await store.record_heartbeat(
-            f"mc-{i}",
-            current_meetings=0,
-            current_participants=0,
-            max_meetings=100,
-            max_participants=1000,
-            health=Health.HEALTHY,
-            now=now,
+            Heartbeat(
+                f"mc-{i}",
+                current_meetings=0,
+                current_participants=0,
+                max_meetings=100,
+                max_participants=1000,
+                health=Health.HEALTHY,
+                at=now,
+            )
         )
     for i in range(2):
         await store.upsert_media_handler(

@@ -19,13 +19,14 @@ from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import generate_key_files, load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.common.limits import MAX_MEETING_LOADS
+from darktower.gc.domain import Health, Heartbeat
 from darktower.gc.errors import InvalidArgument
 from darktower.gc.grpc_services import add_gc_services
 from darktower.gc.http import create_app
+from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import McClient
 from darktower.gc.migrations import HEAD, alembic_config
-from darktower.gc.placement.service import JoinTokenIssuer, PlacementService
-from darktower.gc.store import GcStore, Health, create_engine
+from darktower.gc.store import GcStore, create_engine
 from darktower.gc.validation import validate_comprehensive_heartbeat
 from darktower.mc.controller import Capacity
 from darktower.mc.gc_client import GcClient
@@ -127,12 +128,14 @@ async def _participants(store: GcStore, meeting_id: str) -> int:
 
 async def _beat(store: GcStore, mc_id: str, loads: dict[str, int] | None) -> None:
     await store.record_heartbeat(
-        mc_id,
-        **BEAT,
-        max_participants=1000,
-        health=Health.HEALTHY,
-        meeting_loads=loads,
-        now=T0 + timedelta(seconds=1),
+        Heartbeat(
+            mc_id,
+            **BEAT,
+            max_participants=1000,
+            health=Health.HEALTHY,
+            meeting_loads=loads,
+            at=T0 + timedelta(seconds=1),
+        )
     )
 
 

@@ -1,7 +1,7 @@
 """The join use case: answer which MC hosts a meeting, placing it when needed (SPEC §4).
 
-    live ACTIVE row on a healthy, fresh MC ──────────────────────────────▶ reuse it as it is
-    live row on an MC that is unhealthy/stale/gone ──▶ end it (only if still on that MC) ─┐
+    live ACTIVE row, `decide_reuse` says Reuse (healthy, fresh, not restarted) ──▶ reuse it
+    Move(stale/unhealthy/draining/gone/restarted) ──▶ end it (only if still on that MC) ─┐
     no live row ──▶ claim the meeting (one live row per meeting and region, in SQL) ◀────┘
         lost the claim ──▶ wait for the winner to activate, then answer its MC
         won the claim  ──▶ choose MHs, rank MCs, try up to `attempts` MCs (refusal or timeout
@@ -22,184 +22,49 @@ from __future__ import annotations
 
 import logging
 import random
-import re
-import secrets
 import time
-import unicodedata
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from darktower.auth.join_tokens import JOIN_TOKEN_TTL_SECONDS, mint_join_token
 from darktower.common.clock import Clock, utcnow
 from darktower.common.errors import invalid_field_as
-from darktower.common.health import PLACEABLE_HEALTH
 from darktower.common.ids import validate_id
-from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
+from darktower.gc.domain import (
+    Assignment,
+    AssignmentState,
+    Controller,
+    LivePlacement,
+    Registry,
+)
+from darktower.gc.domain import MediaHandler as MhRow
 from darktower.gc.errors import InvalidArgument, NoControllerAvailable, NoMediaHandlerAvailable
+from darktower.gc.join.answer import JoinResult, JoinTokenIssuer, MhInfo, signaling_url
+from darktower.gc.join.events import PlacementEvent
+from darktower.gc.join.joiner import Joiner, validate_joiner
+from darktower.gc.join.metrics import MC_CALL_LATENCY, MC_CALLS, PLACEMENTS
 from darktower.gc.mc_client import McClient, MhTargetSpec
-from darktower.gc.placement.mc_choice import McCandidate, rank_mcs, why_none
-from darktower.gc.placement.metrics import MC_CALL_LATENCY, MC_CALLS, PLACEMENTS
-from darktower.gc.placement.mh_choice import MhCandidate, choose_mhs
-from darktower.gc.store import Assignment, AssignmentState, ClaimLost, Controller, GcStore
-from darktower.gc.store import MediaHandler as MhRow
-from darktower.gc.store.repository import LivePlacement, Registry
+from darktower.gc.placement import (
+    ExistingAssignment,
+    McCandidate,
+    McRecord,
+    MhCandidate,
+    Move,
+    Reuse,
+    choose_mhs,
+    decide_reuse,
+    describe_move,
+    rank_mcs,
+    why_none,
+)
+from darktower.gc.store import ClaimLost, GcStore
 from darktower.wire.dark_tower import internal_pb2 as pb
 
-__all__ = [
-    "DEFAULT_DISPLAY_NAME",
-    "SIGNALING_PATH",
-    "USER_ID_PATTERN",
-    "JoinResult",
-    "JoinTokenIssuer",
-    "Joiner",
-    "MhInfo",
-    "PlacementEvent",
-    "PlacementService",
-    "new_user_id",
-    "signaling_url",
-    "validate_joiner",
-]
+__all__ = ["MAX_ROUNDS", "PlacementService"]
 
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 4
-
-SIGNALING_PATH = "/v1/signaling"
-DEFAULT_DISPLAY_NAME = "Guest"
-# ASCII letters, digits and `.`, `_`, `-`, `@` (e-mail-like ids): safe in logs, URLs and
-# JSON without escaping, and nothing that could pose as another user's id through Unicode.
-USER_ID_PATTERN = r"^[A-Za-z0-9._@-]{1,64}$"
-_USER_ID = re.compile(USER_ID_PATTERN)
-# Unicode categories refused in display names: control characters, surrogates, line and
-# paragraph separators; and the bidirectional overrides and isolates, which would let a name
-# reorder the text shown after it on other participants' screens.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-@dataclass(frozen=True, slots=True)
-class Joiner:
-    """Who joins: a user id (stable across reconnects) and the name others see."""
-
-    user_id: str
-    display_name: str
-
-
-def new_user_id() -> str:
-    """A random user id for a joiner who gave none: `u-` and 16 hex digits."""
-    return "u-" + secrets.token_hex(8)
-
-
-def validate_joiner(user_id: str | None, display_name: str | None) -> Joiner:
-    """The joiner a request names, defaults filled in; `InvalidArgument` naming the field.
-
-    `user_id`: absent → `new_user_id()`; else 1 to 64 of `USER_ID_PATTERN`'s characters.
-    `display_name`: absent → "Guest"; else trimmed of surrounding white space, then 1 to 100
-    characters, none of them a control character, a surrogate, a line or paragraph separator
-    or a bidirectional control.
-    """
-    if user_id is None:
-        user_id = new_user_id()
-    elif not _USER_ID.fullmatch(user_id):
-        raise InvalidArgument("user_id", "must be 1 to 64 of A-Z a-z 0-9 . _ - @")
-    if display_name is None:
-        display_name = DEFAULT_DISPLAY_NAME
-    else:
-        display_name = display_name.strip()
-        if not display_name:
-            raise InvalidArgument("display_name", "must not be empty")
-        if len(display_name) > MAX_DISPLAY_NAME_CHARS:
-            raise InvalidArgument(
-                "display_name", f"must be at most {MAX_DISPLAY_NAME_CHARS} characters"
-            )
-        if any(
-            unicodedata.category(ch) in _REFUSED_CATEGORIES or ch in _BIDI_CONTROLS
-            for ch in display_name
-        ):
-            raise InvalidArgument("display_name", "must not contain control characters")
-    return Joiner(user_id=user_id, display_name=display_name)
-
-
-def signaling_url(client_endpoint: str | None) -> str | None:
-    """The WebSocket URL of an MC's client signaling, from the client endpoint it registered:
-    `http://h:p[/base]` → `ws://h:p[/base]/v1/signaling`, `https` → `wss`. None when the MC
-    registered none (or something that is not an http(s) URL with a host)."""
-    if not client_endpoint:
-        return None
-    parts = urlsplit(client_endpoint)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower())
-    if scheme is None or not parts.netloc:
-        return None
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + SIGNALING_PATH, "", ""))
-
-
-@dataclass(frozen=True, slots=True)
-class JoinTokenIssuer:
-    """Mints the meeting join tokens of this GC (`issuer` = the GC's id)."""
-
-    private_key: Ed25519PrivateKey = field(repr=False)
-    issuer: str
-    ttl_seconds: int = JOIN_TOKEN_TTL_SECONDS
-
-    def mint(self, meeting_id: str, joiner: Joiner) -> str:
-        return mint_join_token(
-            self.private_key,
-            meeting_id=meeting_id,
-            user_id=joiner.user_id,
-            display_name=joiner.display_name,
-            issuer=self.issuer,
-            ttl_seconds=self.ttl_seconds,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class MhInfo:
-    mh_id: str
-    webtransport_endpoint: str
-    role: str  # "primary" | "backup"
-
-
-@dataclass(frozen=True, slots=True)
-class JoinResult:
-    meeting_id: str
-    region: str
-    mc_id: str
-    mc_grpc_endpoint: str
-    mc_client_endpoint: str | None
-    media_handlers: tuple[MhInfo, ...]
-    reused: bool
-    user_id: str
-    display_name: str
-    join_token: str
-    signaling_url: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class PlacementEvent:
-    """One line of the recent-placements log (for operators and the dashboard)."""
-
-    at: datetime
-    meeting_id: str
-    mc_id: str | None
-    outcome: str  # "accepted", "reused", "moved", or the refusal / failure reason
-    detail: str = ""
-    # On "moved" (the meeting left `mc_id`) and on the "accepted" that placed it anew: the
-    # MC it left and why ("unhealthy", "draining", "stale", "gone", "restarted").
-    previous_mc_id: str | None = None
-    move_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Move:
-    """A meeting taken off its MC by this join, to be placed anew."""
-
-    previous_mc_id: str
-    reason: str
 
 
 class PlacementService:
@@ -239,7 +104,7 @@ class PlacementService:
         with invalid_field_as(InvalidArgument):
             validate_id(meeting_id, "meeting_id")
         joiner = validate_joiner(user_id, display_name)
-        move: _Move | None = None
+        move: Move | None = None
         for _ in range(MAX_ROUNDS):
             placement = await self._store.live_placement(meeting_id, self._region)
             if placement is not None and placement.assignment.state == AssignmentState.ACTIVE:
@@ -277,16 +142,14 @@ class PlacementService:
 
     # -- reuse -----------------------------------------------------------------------------
 
-    async def _reuse(self, placement: LivePlacement, joiner: Joiner) -> JoinResult | _Move:
-        """The answer from the live assignment, or — its MC no longer fit to host — the
-        assignment ended and what the move away from that MC was."""
+    async def _reuse(self, placement: LivePlacement, joiner: Joiner) -> JoinResult | Move:
+        """The answer from the live assignment, or — its MC no longer fit to host
+        (`decide_reuse`) — the assignment ended and what the move away from that MC was."""
         live, controller = placement.assignment, placement.controller
-        assert live.mc_id is not None
-        if (
-            controller is not None
-            and self._usable(controller)
-            and not _restarted_since(controller, live)
-        ):
+        record, now = _mc_record(controller), self._now()
+        decision = decide_reuse(_existing(live), record, staleness_s=self._staleness_s, now=now)
+        if isinstance(decision, Reuse):
+            assert controller is not None
             PLACEMENTS.labels("reused", "").inc()
             return self._result(
                 live.meeting_id,
@@ -296,41 +159,30 @@ class PlacementService:
                 joiner,
                 reused=True,
             )
-        if controller is None:
-            reason = "gone"
-        elif _restarted_since(controller, live):
-            reason = "restarted"  # registered again since: it no longer hosts the meeting
-        elif controller.health.value in PLACEABLE_HEALTH:
-            reason = "stale"  # no heartbeat within the threshold, not yet swept
-        else:
-            reason = controller.health.value
+        assert isinstance(decision, Move)
         log.info(
             "meeting %s: its MC %s is %s, placing it anew",
             live.meeting_id,
-            live.mc_id,
-            _move_text(reason, controller, self._now(), self._staleness_s),
+            decision.previous_mc_id,
+            describe_move(decision, record, staleness_s=self._staleness_s, now=now),
         )
         self._event(
             live.meeting_id,
-            live.mc_id,
+            decision.previous_mc_id,
             "moved",
-            f"previous MC {reason}",
-            previous_mc_id=live.mc_id,
-            move_reason=reason,
+            f"previous MC {decision.reason}",
+            previous_mc_id=decision.previous_mc_id,
+            move_reason=decision.reason,
         )
-        await self._store.end_assignment_if(live.meeting_id, self._region, live.mc_id, self._now())
-        return _Move(live.mc_id, reason)
-
-    def _usable(self, c: Controller) -> bool:
-        """Healthy or degraded, and heard from within the staleness threshold."""
-        if c.health.value not in PLACEABLE_HEALTH or c.last_heartbeat_at is None:
-            return False
-        return (self._now() - c.last_heartbeat_at).total_seconds() <= self._staleness_s
+        await self._store.end_assignment_if(
+            live.meeting_id, self._region, decision.previous_mc_id, self._now()
+        )
+        return decision
 
     # -- placement -------------------------------------------------------------------------
 
     async def _place(
-        self, meeting_id: str, joiner: Joiner, registry: Registry, move: _Move | None
+        self, meeting_id: str, joiner: Joiner, registry: Registry, move: Move | None
     ) -> JoinResult:
         try:
             return await self._try_mcs(meeting_id, joiner, registry, move)
@@ -339,7 +191,7 @@ class PlacementService:
             raise
 
     async def _try_mcs(
-        self, meeting_id: str, joiner: Joiner, registry: Registry, move: _Move | None
+        self, meeting_id: str, joiner: Joiner, registry: Registry, move: Move | None
     ) -> JoinResult:
         now = self._now()
         controllers, handlers = registry.controllers, registry.media_handlers
@@ -468,30 +320,19 @@ _REASON_TEXT = {
 }
 
 
-def _restarted_since(controller: Controller, live: Assignment) -> bool:
-    """The MC registered after the meeting was placed on it: a restarted process (same id)
-    that holds none of its predecessor's meetings, so the assignment must not be reused."""
-    assigned = live.assigned_at or live.claimed_at
-    return controller.registered_at > assigned
-
-
-def _move_text(
-    reason: str, controller: Controller | None, now: datetime, staleness_s: float
-) -> str:
-    """A move's reason as the log says it: a stale MC with how long it has been silent."""
-    if reason == "stale" and controller is not None:
-        age = _age(controller.last_heartbeat_at, now)
-        silent = "never heard from" if age is None else f"silent for {age:.1f} s"
-        return f"stale ({silent}, over the {staleness_s:g} s threshold)"
-    if reason == "gone":
-        return "gone (no longer registered)"
-    if reason == "restarted":
-        return "restarted since the meeting was placed (it no longer holds it)"
-    return reason
-
-
 def _age(then: datetime | None, now: datetime) -> float | None:
     return None if then is None else max(0.0, (now - then).total_seconds())
+
+
+def _existing(live: Assignment) -> ExistingAssignment:
+    assert live.mc_id is not None
+    return ExistingAssignment(live.mc_id, live.assigned_at or live.claimed_at)
+
+
+def _mc_record(c: Controller | None) -> McRecord | None:
+    if c is None:
+        return None
+    return McRecord(c.health.value, c.last_heartbeat_at, c.registered_at)
 
 
 def _mc_candidate(c: Controller, now: datetime) -> McCandidate:
