@@ -7,7 +7,8 @@ from redis.crc import key_slot
 
 from darktower.fencing.errors import FencedOut, FencingError, MalformedState
 from darktower.fencing.keys import MeetingKeys
-from darktower.fencing.scripts import MAX_GENERATION, decode_reply, parse_generation
+from darktower.fencing.port import MAX_GENERATION
+from darktower.fencing.translate import decode_reply, parse_generation
 
 
 def test_keys_of_a_meeting() -> None:

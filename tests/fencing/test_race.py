@@ -13,7 +13,7 @@ from collections import Counter
 
 import redis.asyncio as aioredis
 
-from darktower.fencing import FencedOut, FencedWrite, MeetingKeys, RedisFencedStore
+from darktower.fencing import FencedOut, FencedWrite, Lease, MeetingKeys, RedisFencedStore
 
 M = "race"
 K = MeetingKeys.for_meeting(M)
@@ -27,7 +27,7 @@ async def test_two_owners_racing_never_apply_a_stale_write(
     # One client each, as two MC processes would have; redis_client flushed the database.
     clients = {owner: aioredis.Redis.from_url(redis_url) for owner in OWNERS}
     stores = {owner: RedisFencedStore(clients[owner], audit=True) for owner in OWNERS}
-    believed: dict[str, int] = {}  # the generation each MC thinks it holds
+    believed: dict[str, Lease] = {}  # the lease each MC thinks it holds
     applied: Counter[str] = Counter()
     refused: Counter[str] = Counter()
     stop = asyncio.Event()
@@ -35,19 +35,19 @@ async def test_two_owners_racing_never_apply_a_stale_write(
     async def writer(owner: str, kind: str) -> None:
         store, seq = stores[owner], 0
         while not stop.is_set():
-            gen = believed.get(owner)
-            if gen is None:
+            lease = believed.get(owner)
+            if lease is None:
                 await asyncio.sleep(0.0005)
                 continue
             seq += 1
-            value = f"{owner}:{gen}:{seq}"
+            value = f"{owner}:{lease.generation}:{seq}"
             try:
                 if kind == "set":
-                    await store.fenced_set(M, owner, gen, "mh", value)
+                    await store.fenced_set(lease, "mh", value)
                 elif kind == "hset":
-                    await store.fenced_hset(M, owner, gen, {"writer": owner, "gen": str(gen)})
+                    await store.fenced_hset(lease, {"writer": owner, "gen": str(lease.generation)})
                 else:
-                    batch = [FencedWrite(M, owner, gen, "mh", f"{value}:{i}") for i in range(3)]
+                    batch = [FencedWrite(lease, "mh", f"{value}:{i}") for i in range(3)]
                     for result in await store.fenced_set_many(batch):
                         if result is None:
                             applied[owner] += 1
@@ -83,9 +83,7 @@ async def test_two_owners_racing_never_apply_a_stale_write(
             final_owner = OWNERS[(ROUNDS - 1) % 2]
             for owner in OWNERS:
                 try:
-                    await stores[owner].fenced_set(
-                        M, owner, believed[owner], "mh", f"final:{owner}"
-                    )
+                    await stores[owner].fenced_set(believed[owner], "mh", f"final:{owner}")
                     applied[owner] += 1
                 except FencedOut:
                     refused[owner] += 1
@@ -129,7 +127,7 @@ async def test_two_owners_racing_never_apply_a_stale_write(
     assert current is not None
     assert await redis_client.get(K.owner) == final_owner.encode()
     assert await redis_client.get(K.gen) == str(current[0]).encode()
-    assert current == (believed[final_owner], final_owner)
+    assert current == (believed[final_owner].generation, final_owner)
     assert await redis_client.get(K.mh) == f"final:{final_owner}".encode()
     state = await redis_client.hgetall(K.state)
     assert owner_of[int(state[b"gen"])] == state[b"writer"].decode()

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from darktower.embedded.redis import EmbeddedRedis
 from darktower.fencing import (
     FencingError,
+    Lease,
     MeetingKeys,
     RedisFencedStore,
     ReplicationTimeout,
@@ -64,12 +65,12 @@ async def test_ownership_changes_wait_for_the_replica(
 ) -> None:
     primary, replica = pair
     store = RedisFencedStore(primary, replica_wait=1, replica_wait_timeout_ms=5000)
-    gen = await store.acquire(M, "mc-a")
+    gen = (await store.acquire(M, "mc-a")).generation
     # WAIT returned, so the replica already holds the acquire; no polling needed.
     assert await replica.get(K.gen) == str(gen).encode()
     assert await replica.get(K.owner) == b"mc-a"
-    await store.fenced_set(M, "mc-a", gen, "mh", "x")
-    await store.fenced_delete(M, "mc-a", gen)
+    await store.fenced_set(Lease(M, "mc-a", gen), "mh", "x")
+    await store.fenced_delete(Lease(M, "mc-a", gen))
     assert await replica.exists(K.owner, K.mh) == 0
     assert await replica.get(K.gen) == str(gen).encode()
 

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from darktower.fencing import FencedOut, FencedWrite, MeetingKeys, RedisFencedStore
+from darktower.fencing import FencedOut, FencedWrite, Lease, MeetingKeys, RedisFencedStore
 
 M = "meeting-k"
 K = MeetingKeys.for_meeting(M)
@@ -31,11 +31,11 @@ def sent(redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> list[
 
 async def _load_scripts(store: RedisFencedStore) -> None:
     """Run every script once on another meeting: a first call is sent twice (NOSCRIPT, load)."""
-    gen = await store.acquire("warm-up", "mc-a")
-    await store.fenced_set("warm-up", "mc-a", gen, "mh", "[]")
-    await store.fenced_hset("warm-up", "mc-a", gen, {"a": "1"})
-    await store.fenced_check("warm-up", "mc-a", gen)
-    await store.fenced_delete("warm-up", "mc-a", gen)
+    gen = (await store.acquire("warm-up", "mc-a")).generation
+    await store.fenced_set(Lease("warm-up", "mc-a", gen), "mh", "[]")
+    await store.fenced_hset(Lease("warm-up", "mc-a", gen), {"a": "1"})
+    await store.fenced_check(Lease("warm-up", "mc-a", gen))
+    await store.fenced_delete(Lease("warm-up", "mc-a", gen))
 
 
 @pytest.mark.parametrize("audit", [False, True])
@@ -46,12 +46,12 @@ async def test_each_script_gets_only_its_keys(
     await _load_scripts(store)
     sent.clear()
     tail = (K.audit,) if audit else ()
-    gen = await store.acquire(M, "mc-a")
-    await store.fenced_set(M, "mc-a", gen, "mh", "[]")
-    await store.fenced_hset(M, "mc-a", gen, {"a": "1"})
-    await store.fenced_check(M, "mc-a", gen)
-    await store.fenced_delete(M, "mc-a", gen)
-    gen = await store.acquire(M, "mc-a", mh='{"mhs":[]}')
+    gen = (await store.acquire(M, "mc-a")).generation
+    await store.fenced_set(Lease(M, "mc-a", gen), "mh", "[]")
+    await store.fenced_hset(Lease(M, "mc-a", gen), {"a": "1"})
+    await store.fenced_check(Lease(M, "mc-a", gen))
+    await store.fenced_delete(Lease(M, "mc-a", gen))
+    gen = (await store.acquire(M, "mc-a", mh='{"mhs":[]}')).generation
     assert sent == [
         (K.gen, K.owner, *tail),
         (K.gen, K.owner, K.mh, *tail),
@@ -78,8 +78,8 @@ async def test_pipelined_sets_send_only_their_keys(
 
     monkeypatch.setattr(Pipeline, "evalsha", recording)
     store = RedisFencedStore(redis_client)
-    gen = await store.acquire(M, "mc-a")
-    outcomes = await store.fenced_set_many([FencedWrite(M, "mc-a", gen, "mh", "[1]")] * 2)
+    gen = (await store.acquire(M, "mc-a")).generation
+    outcomes = await store.fenced_set_many([FencedWrite(Lease(M, "mc-a", gen), "mh", "[1]")] * 2)
     assert outcomes == [None, None]
     assert piped == [(K.gen, K.owner, K.mh)] * 2
     assert await redis_client.get(K.mh) == b"[1]"
@@ -89,8 +89,8 @@ async def test_acquire_with_mh_stores_both_under_the_new_generation(
     redis_client: aioredis.Redis,
 ) -> None:
     store = RedisFencedStore(redis_client, audit=True)
-    first = await store.acquire(M, "mc-a", mh="[a]")
-    second = await store.acquire(M, "mc-b", mh="[b]")
+    first = (await store.acquire(M, "mc-a", mh="[a]")).generation
+    second = (await store.acquire(M, "mc-b", mh="[b]")).generation
     assert second > first
     record = await store.read(M)
     assert (record.generation, record.owner, record.mh) == (second, "mc-b", "[b]")
@@ -104,7 +104,7 @@ async def test_acquire_with_mh_stores_both_under_the_new_generation(
     ]
     # The first owner is fenced out of its MH list like any other write.
     with pytest.raises(FencedOut):
-        await store.fenced_set(M, "mc-a", first, "mh", "[stale]")
+        await store.fenced_set(Lease(M, "mc-a", first), "mh", "[stale]")
     assert (await store.read(M)).mh == "[b]"
 
 
@@ -112,6 +112,6 @@ async def test_acquire_without_mh_leaves_the_mh_list_alone(
     redis_client: aioredis.Redis,
 ) -> None:
     store = RedisFencedStore(redis_client)
-    gen = await store.acquire(M, "mc-a", mh="[a]")
-    assert await store.acquire(M, "mc-b", min_generation=gen) > gen
+    gen = (await store.acquire(M, "mc-a", mh="[a]")).generation
+    assert (await store.acquire(M, "mc-b", min_generation=gen)).generation > gen
     assert (await store.read(M)).mh == "[a]"

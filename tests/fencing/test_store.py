@@ -12,6 +12,7 @@ from darktower.fencing import (
     FencedStore,
     FencedWrite,
     FencingError,
+    Lease,
     MalformedState,
     MeetingKeys,
     MeetingRecord,
@@ -53,7 +54,7 @@ async def test_acquire_sets_gen_and_owner(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
     floor = await redis_now_us(redis_client)
-    gen = await store.acquire(M, "mc-a")
+    gen = (await store.acquire(M, "mc-a")).generation
     assert gen >= floor
     assert await stored_gen(redis_client) == gen
     assert await redis_client.get(K.owner) == b"mc-a"
@@ -66,7 +67,7 @@ async def test_acquire_is_strictly_increasing_and_above_the_redis_clock(
     previous = 0
     for i in range(200):
         floor = await redis_now_us(redis_client)
-        gen = await store.acquire(M, f"mc-{i % 3}")
+        gen = (await store.acquire(M, f"mc-{i % 3}")).generation
         assert gen > previous
         assert gen >= floor
         assert await stored_gen(redis_client) == gen
@@ -76,18 +77,18 @@ async def test_acquire_is_strictly_increasing_and_above_the_redis_clock(
 async def test_acquire_after_redis_lost_its_data_still_goes_up(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    issued = [await store.acquire(M, "mc-a") for _ in range(50)]
+    issued = [(await store.acquire(M, "mc-a")).generation for _ in range(50)]
     await redis_client.flushdb()  # a restart without persistence, or a failover to a stale replica
     assert await redis_client.get(K.gen) is None
-    assert await store.acquire(M, "mc-b") > max(issued)
+    assert (await store.acquire(M, "mc-b")).generation > max(issued)
 
 
 async def test_acquire_respects_min_generation(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
     seen = await redis_now_us(redis_client) + 10**12  # far above the clock
-    assert await store.acquire(M, "mc-a", min_generation=seen) == seen + 1
-    assert await store.acquire(M, "mc-b", min_generation=5) == seen + 2
+    assert (await store.acquire(M, "mc-a", min_generation=seen)).generation == seen + 1
+    assert (await store.acquire(M, "mc-b", min_generation=5)).generation == seen + 2
     assert await stored_gen(redis_client) == seen + 2
 
 
@@ -97,21 +98,21 @@ async def test_acquire_respects_min_generation(
 async def test_stale_generation_is_refused_and_nothing_written(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    old = await store.acquire(M, "mc-a")
-    await store.fenced_set(M, "mc-a", old, "mh", "v1")
-    await store.fenced_hset(M, "mc-a", old, {"f": "1"})
-    new = await store.acquire(M, "mc-b")
+    old = (await store.acquire(M, "mc-a")).generation
+    await store.fenced_set(Lease(M, "mc-a", old), "mh", "v1")
+    await store.fenced_hset(Lease(M, "mc-a", old), {"f": "1"})
+    new = (await store.acquire(M, "mc-b")).generation
 
     with pytest.raises(FencedOut) as caught:
-        await store.fenced_set(M, "mc-a", old, "mh", "v2")
+        await store.fenced_set(Lease(M, "mc-a", old), "mh", "v2")
     assert (caught.value.stored_generation, caught.value.stored_owner) == (new, "mc-b")
     with pytest.raises(FencedOut):
-        await store.fenced_hset(M, "mc-a", old, {"g": "2"}, remove=["f"])
+        await store.fenced_hset(Lease(M, "mc-a", old), {"g": "2"}, remove=["f"])
     with pytest.raises(FencedOut):
-        await store.fenced_delete(M, "mc-a", old)
+        await store.fenced_delete(Lease(M, "mc-a", old))
     # the previous owner at the current generation is refused too
     with pytest.raises(FencedOut):
-        await store.fenced_set(M, "mc-a", new, "mh", "v3")
+        await store.fenced_set(Lease(M, "mc-a", new), "mh", "v3")
 
     assert await redis_client.get(K.mh) == b"v1"
     assert await redis_client.hgetall(K.state) == {b"f": b"1"}
@@ -124,17 +125,17 @@ async def test_own_older_generation_is_refused(
 ) -> None:
     # An MC that re-acquired its own meeting: writes still in flight under the old generation
     # must not land.
-    old = await store.acquire(M, "mc-a")
-    new = await store.acquire(M, "mc-a")
+    old = (await store.acquire(M, "mc-a")).generation
+    new = (await store.acquire(M, "mc-a")).generation
     with pytest.raises(FencedOut) as caught:
-        await store.fenced_set(M, "mc-a", old, "mh", "stale")
+        await store.fenced_set(Lease(M, "mc-a", old), "mh", "stale")
     assert (caught.value.stored_generation, caught.value.stored_owner) == (new, "mc-a")
     with pytest.raises(FencedOut):
-        await store.fenced_hset(M, "mc-a", old, {"f": "stale"})
+        await store.fenced_hset(Lease(M, "mc-a", old), {"f": "stale"})
     with pytest.raises(FencedOut):
-        await store.fenced_check(M, "mc-a", old)
+        await store.fenced_check(Lease(M, "mc-a", old))
     with pytest.raises(FencedOut):
-        await store.fenced_delete(M, "mc-a", old)
+        await store.fenced_delete(Lease(M, "mc-a", old))
     assert await redis_client.get(K.mh) is None
     assert await redis_client.exists(K.state) == 0
     assert await redis_client.get(K.owner) == b"mc-a"
@@ -143,15 +144,15 @@ async def test_own_older_generation_is_refused(
 async def test_same_generation_from_another_owner_is_refused(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    gen = await store.acquire(M, "mc-a")
+    gen = (await store.acquire(M, "mc-a")).generation
     with pytest.raises(FencedOut) as caught:
-        await store.fenced_set(M, "mc-b", gen, "mh", "hijack")
+        await store.fenced_set(Lease(M, "mc-b", gen), "mh", "hijack")
     assert caught.value.stored_owner == "mc-a"
     with pytest.raises(FencedOut):
-        await store.fenced_hset(M, "mc-b", gen, {"f": "x"})
+        await store.fenced_hset(Lease(M, "mc-b", gen), {"f": "x"})
     assert await redis_client.get(K.mh) is None
     assert await redis_client.exists(K.state) == 0
-    await store.fenced_set(M, "mc-a", gen, "mh", "ok")
+    await store.fenced_set(Lease(M, "mc-a", gen), "mh", "ok")
     assert await redis_client.get(K.mh) == b"ok"
 
 
@@ -159,7 +160,7 @@ async def test_writes_to_a_never_acquired_meeting_are_refused(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
     with pytest.raises(FencedOut) as caught:
-        await store.fenced_set(M, "mc-a", 1, "mh", "x")
+        await store.fenced_set(Lease(M, "mc-a", 1), "mh", "x")
     assert (caught.value.stored_generation, caught.value.stored_owner) == (None, None)
     assert await redis_client.keys("*") == []
 
@@ -167,49 +168,49 @@ async def test_writes_to_a_never_acquired_meeting_are_refused(
 async def test_delete_keeps_the_generation(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    gen = await store.acquire(M, "mc-a")
-    await store.fenced_set(M, "mc-a", gen, "mh", '{"mh": []}')
-    await store.fenced_hset(M, "mc-a", gen, {"f": "1"})
-    await store.fenced_delete(M, "mc-a", gen)
+    gen = (await store.acquire(M, "mc-a")).generation
+    await store.fenced_set(Lease(M, "mc-a", gen), "mh", '{"mh": []}')
+    await store.fenced_hset(Lease(M, "mc-a", gen), {"f": "1"})
+    await store.fenced_delete(Lease(M, "mc-a", gen))
 
     assert await stored_gen(redis_client) == gen
     assert await redis_client.exists(K.owner, K.mh, K.state) == 0
     with pytest.raises(FencedOut) as caught:
-        await store.fenced_set(M, "mc-a", gen, "mh", "after delete")
+        await store.fenced_set(Lease(M, "mc-a", gen), "mh", "after delete")
     assert (caught.value.stored_generation, caught.value.stored_owner) == (gen, None)
     assert await redis_client.get(K.mh) is None
-    assert await store.acquire(M, "mc-b") > gen
+    assert (await store.acquire(M, "mc-b")).generation > gen
 
 
 async def test_hset_sets_and_removes_fields(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    gen = await store.acquire(M, "mc-a")
-    await store.fenced_hset(M, "mc-a", gen, {"a": "1", "b": "2", "c": "3"})
-    await store.fenced_hset(M, "mc-a", gen, {"b": "20"}, remove=["a", "missing"])
+    gen = (await store.acquire(M, "mc-a")).generation
+    await store.fenced_hset(Lease(M, "mc-a", gen), {"a": "1", "b": "2", "c": "3"})
+    await store.fenced_hset(Lease(M, "mc-a", gen), {"b": "20"}, remove=["a", "missing"])
     assert await redis_client.hgetall(K.state) == {b"b": b"20", b"c": b"3"}
-    await store.fenced_hset(M, "mc-a", gen, {}, remove=("b", "c"))
+    await store.fenced_hset(Lease(M, "mc-a", gen), {}, remove=("b", "c"))
     assert await redis_client.exists(K.state) == 0
     with pytest.raises(ValueError, match="both set and removed"):
-        await store.fenced_hset(M, "mc-a", gen, {"a": "1"}, remove=["a"])
+        await store.fenced_hset(Lease(M, "mc-a", gen), {"a": "1"}, remove=["a"])
 
 
 async def test_hset_many_fields(store: RedisFencedStore, redis_client: aioredis.Redis) -> None:
-    gen = await store.acquire(M, "mc-a")
+    gen = (await store.acquire(M, "mc-a")).generation
     mapping = {f"field-{i}": str(i) for i in range(5000)}
-    await store.fenced_hset(M, "mc-a", gen, mapping)
+    await store.fenced_hset(Lease(M, "mc-a", gen), mapping)
     assert await redis_client.hlen(K.state) == 5000
 
 
 async def test_fenced_check(store: RedisFencedStore, redis_client: aioredis.Redis) -> None:
-    old = await store.acquire(M, "mc-a")
-    await store.fenced_check(M, "mc-a", old)
-    new = await store.acquire(M, "mc-b")
-    await store.fenced_check(M, "mc-b", new)
+    old = (await store.acquire(M, "mc-a")).generation
+    await store.fenced_check(Lease(M, "mc-a", old))
+    new = (await store.acquire(M, "mc-b")).generation
+    await store.fenced_check(Lease(M, "mc-b", new))
     with pytest.raises(FencedOut):
-        await store.fenced_check(M, "mc-a", old)
+        await store.fenced_check(Lease(M, "mc-a", old))
     with pytest.raises(FencedOut):
-        await store.fenced_check(M, "mc-a", new)
+        await store.fenced_check(Lease(M, "mc-a", new))
     assert await redis_client.get(K.owner) == b"mc-b"
 
 
@@ -217,14 +218,14 @@ async def test_fenced_set_many_reports_each_item(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
     other = MeetingKeys.for_meeting("meeting-2")
-    gen = await store.acquire(M, "mc-a")
-    gen2 = await store.acquire("meeting-2", "mc-b")
+    gen = (await store.acquire(M, "mc-a")).generation
+    gen2 = (await store.acquire("meeting-2", "mc-b")).generation
     results = await store.fenced_set_many(
         [
-            FencedWrite(M, "mc-a", gen, "mh", "a1"),
-            FencedWrite(M, "mc-a", gen - 1, "mh", "stale"),
-            FencedWrite("meeting-2", "mc-b", gen2, "mh", "b1"),
-            FencedWrite("meeting-2", "mc-a", gen2, "mh", "wrong owner"),
+            FencedWrite(Lease(M, "mc-a", gen), "mh", "a1"),
+            FencedWrite(Lease(M, "mc-a", gen - 1), "mh", "stale"),
+            FencedWrite(Lease("meeting-2", "mc-b", gen2), "mh", "b1"),
+            FencedWrite(Lease("meeting-2", "mc-a", gen2), "mh", "wrong owner"),
         ]
     )
     assert results[0] is None
@@ -251,10 +252,10 @@ async def test_malformed_generation_is_an_error_and_nothing_is_written(
         await store.acquire(M, "mc-b")
     assert caught.value.key == K.gen
     for write in (
-        store.fenced_set(M, "mc-a", 12, "mh", "new"),
-        store.fenced_hset(M, "mc-a", 12, {"f": "1"}),
-        store.fenced_delete(M, "mc-a", 12),
-        store.fenced_check(M, "mc-a", 12),
+        store.fenced_set(Lease(M, "mc-a", 12), "mh", "new"),
+        store.fenced_hset(Lease(M, "mc-a", 12), {"f": "1"}),
+        store.fenced_delete(Lease(M, "mc-a", 12)),
+        store.fenced_check(Lease(M, "mc-a", 12)),
         store.read(M),
     ):
         with pytest.raises(MalformedState):
@@ -280,10 +281,10 @@ async def test_generation_of_the_wrong_type_is_malformed(
 async def test_state_of_the_wrong_type_is_malformed(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    gen = await store.acquire(M, "mc-a")
+    gen = (await store.acquire(M, "mc-a")).generation
     await redis_client.set(K.state, "not a hash")
     with pytest.raises(MalformedState) as caught:
-        await store.fenced_hset(M, "mc-a", gen, {"f": "1"})
+        await store.fenced_hset(Lease(M, "mc-a", gen), {"f": "1"})
     assert caught.value.key == K.state
     assert await redis_client.get(K.state) == b"not a hash"
     with pytest.raises(MalformedState):
@@ -300,9 +301,9 @@ async def test_read_of_an_absent_meeting(store: RedisFencedStore) -> None:
 async def test_read_returns_what_redis_holds(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    gen = await store.acquire(M, "mc-a")
-    await store.fenced_set(M, "mc-a", gen, "mh", '{"mh": ["a"]}')
-    await store.fenced_hset(M, "mc-a", gen, {"k": "v"})
+    gen = (await store.acquire(M, "mc-a")).generation
+    await store.fenced_set(Lease(M, "mc-a", gen), "mh", '{"mh": ["a"]}')
+    await store.fenced_hset(Lease(M, "mc-a", gen), {"k": "v"})
     await redis_client.hset(K.state, "direct", "1")
     record = await store.read(M)
     assert record == MeetingRecord(M, gen, "mc-a", '{"mh": ["a"]}', {"k": "v", "direct": "1"})
@@ -312,12 +313,12 @@ async def test_store_works_on_a_decoding_client(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
         store = RedisFencedStore(client, audit=True)
-        gen = await store.acquire(M, "mc-a")
-        await store.fenced_set(M, "mc-a", gen, "mh", "x")
+        gen = (await store.acquire(M, "mc-a")).generation
+        await store.fenced_set(Lease(M, "mc-a", gen), "mh", "x")
         assert (await store.read(M)).mh == "x"
         assert [e.op for e in await store.audit_log(M)] == ["acquire", "set"]
         with pytest.raises(FencedOut):
-            await store.fenced_check(M, "mc-b", gen)
+            await store.fenced_check(Lease(M, "mc-b", gen))
     finally:
         await client.aclose()
 
@@ -326,14 +327,14 @@ async def test_audit_stream_records_acquires_and_applied_writes_only(
     redis_client: aioredis.Redis,
 ) -> None:
     store = RedisFencedStore(redis_client, audit=True)
-    a = await store.acquire(M, "mc-a")
-    await store.fenced_set(M, "mc-a", a, "mh", "x")
-    b = await store.acquire(M, "mc-b")
+    a = (await store.acquire(M, "mc-a")).generation
+    await store.fenced_set(Lease(M, "mc-a", a), "mh", "x")
+    b = (await store.acquire(M, "mc-b")).generation
     with pytest.raises(FencedOut):
-        await store.fenced_hset(M, "mc-a", a, {"f": "1"})
-    await store.fenced_hset(M, "mc-b", b, {"f": "1"})
-    await store.fenced_check(M, "mc-b", b)
-    await store.fenced_delete(M, "mc-b", b)
+        await store.fenced_hset(Lease(M, "mc-a", a), {"f": "1"})
+    await store.fenced_hset(Lease(M, "mc-b", b), {"f": "1"})
+    await store.fenced_check(Lease(M, "mc-b", b))
+    await store.fenced_delete(Lease(M, "mc-b", b))
 
     raw = await redis_client.xrange(K.audit)
     assert [(f[b"gen"], f[b"owner"], f[b"op"]) for _, f in raw] == [
@@ -357,8 +358,8 @@ async def test_audit_stream_records_acquires_and_applied_writes_only(
 async def test_audit_is_off_by_default(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    gen = await store.acquire(M, "mc-a")
-    await store.fenced_set(M, "mc-a", gen, "mh", "x")
+    gen = (await store.acquire(M, "mc-a")).generation
+    await store.fenced_set(Lease(M, "mc-a", gen), "mh", "x")
     assert await redis_client.exists(K.audit) == 0
     assert await store.audit_log(M) == []
 
@@ -366,19 +367,21 @@ async def test_audit_is_off_by_default(
 async def test_scripts_reload_after_script_flush(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    gen = await store.acquire(M, "mc-a")
+    gen = (await store.acquire(M, "mc-a")).generation
     await redis_client.script_flush()
-    await store.fenced_set(M, "mc-a", gen, "mh", "after flush")
+    await store.fenced_set(Lease(M, "mc-a", gen), "mh", "after flush")
     await redis_client.script_flush()
-    await store.fenced_hset(M, "mc-a", gen, {"f": "1"})
+    await store.fenced_hset(Lease(M, "mc-a", gen), {"f": "1"})
     await redis_client.script_flush()
-    await store.fenced_check(M, "mc-a", gen)
+    await store.fenced_check(Lease(M, "mc-a", gen))
     await redis_client.script_flush()
-    assert await store.fenced_set_many([FencedWrite(M, "mc-a", gen, "mh", "piped")]) == [None]
+    assert await store.fenced_set_many([FencedWrite(Lease(M, "mc-a", gen), "mh", "piped")]) == [
+        None
+    ]
     await redis_client.script_flush()
-    await store.fenced_delete(M, "mc-a", gen)
+    await store.fenced_delete(Lease(M, "mc-a", gen))
     await redis_client.script_flush()
-    assert await store.acquire(M, "mc-b") > gen
+    assert (await store.acquire(M, "mc-b")).generation > gen
     assert await redis_client.get(K.owner) == b"mc-b"
     assert await redis_client.exists(K.mh, K.state) == 0
 
@@ -409,11 +412,11 @@ async def test_invalid_arguments_are_refused_before_redis(store: RedisFencedStor
     with pytest.raises(ValueError, match="min_generation"):
         await store.acquire(M, "mc-a", min_generation=-1)
     with pytest.raises(ValueError, match="name"):
-        await store.fenced_set(M, "mc-a", 1, "owner", "x")
+        await store.fenced_set(Lease(M, "mc-a", 1), "owner", "x")
     with pytest.raises(ValueError, match="generation"):
-        await store.fenced_check(M, "mc-a", 0)
+        await store.fenced_check(Lease(M, "mc-a", 0))
     with pytest.raises(ValueError, match="generation"):
-        await store.fenced_delete(M, "mc-a", True)
+        await store.fenced_delete(Lease(M, "mc-a", True))
 
 
 # --- replica wait and metrics -------------------------------------------------------------------
@@ -432,11 +435,11 @@ async def test_replica_wait_raises_replication_timeout_when_replicas_are_missing
     assert await redis_client.get(K.owner) == b"mc-a"
     gen = await stored_gen(redis_client)
     with pytest.raises(ReplicationTimeout):
-        await store.fenced_delete(M, "mc-a", gen)
+        await store.fenced_delete(Lease(M, "mc-a", gen))
     assert await redis_client.exists(K.owner) == 0
     # fenced-out deletes are reported as such, not as a replication problem
     with pytest.raises(FencedOut):
-        await store.fenced_delete(M, "mc-a", gen)
+        await store.fenced_delete(Lease(M, "mc-a", gen))
 
 
 async def test_calls_are_timed_and_failures_counted(
@@ -447,13 +450,13 @@ async def test_calls_are_timed_and_failures_counted(
 
     timed = sample("mc_redis_latency_seconds_count", "acquire")
     errors = sample("mc_redis_errors_total", "acquire")
-    gen = await store.acquire(M, "mc-a")
+    gen = (await store.acquire(M, "mc-a")).generation
     assert sample("mc_redis_latency_seconds_count", "acquire") == timed + 1
     assert sample("mc_redis_errors_total", "acquire") == errors
 
     refused = sample("mc_redis_errors_total", "set")
     with pytest.raises(FencedOut):
-        await store.fenced_set(M, "mc-b", gen, "mh", "x")
+        await store.fenced_set(Lease(M, "mc-b", gen), "mh", "x")
     assert sample("mc_redis_errors_total", "set") == refused  # a refusal is not an error
 
     await redis_client.set(K.gen, "abc")

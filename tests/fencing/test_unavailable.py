@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from darktower.embedded.redis import free_port
-from darktower.fencing import FencedWrite, RedisFencedStore, StoreUnavailable
+from darktower.fencing import FencedWrite, Lease, RedisFencedStore, StoreUnavailable
 
 PASSWORD = "s3cr3t-pw"
 M = "meeting-u"
@@ -20,11 +20,11 @@ Op = Callable[[RedisFencedStore], Awaitable[object]]
 
 OPS: dict[str, Op] = {
     "acquire": lambda s: s.acquire(M, "mc-a"),
-    "set": lambda s: s.fenced_set(M, "mc-a", 1, "mh", "x"),
-    "set_many": lambda s: s.fenced_set_many([FencedWrite(M, "mc-a", 1, "mh", "x")]),
-    "hset": lambda s: s.fenced_hset(M, "mc-a", 1, {"f": "1"}, remove=["g"]),
-    "delete": lambda s: s.fenced_delete(M, "mc-a", 1),
-    "check": lambda s: s.fenced_check(M, "mc-a", 1),
+    "set": lambda s: s.fenced_set(Lease(M, "mc-a", 1), "mh", "x"),
+    "set_many": lambda s: s.fenced_set_many([FencedWrite(Lease(M, "mc-a", 1), "mh", "x")]),
+    "hset": lambda s: s.fenced_hset(Lease(M, "mc-a", 1), {"f": "1"}, remove=["g"]),
+    "delete": lambda s: s.fenced_delete(Lease(M, "mc-a", 1)),
+    "check": lambda s: s.fenced_check(Lease(M, "mc-a", 1)),
     "read": lambda s: s.read(M),
     "audit_log": lambda s: s.audit_log(M),
     "ping": lambda s: s.ping(),
