@@ -17,9 +17,7 @@ import redis.asyncio as aioredis
 
 from bench.common import BenchContext, BenchResult, LoadRun, Metric, run_load
 from darktower.embedded.redis import EmbeddedRedis
-from darktower.fencing import RedisFencedStore
-from darktower.fencing.keys import MeetingKeys
-from darktower.fencing.store import FencedWrite
+from darktower.fencing import FencedWrite, MeetingKeys, RedisFencedStore
 
 __all__ = ["NAME", "run"]
 
@@ -58,20 +56,16 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
             store = RedisFencedStore(client)
             script = client.register_script(SET_SCRIPT)
             meetings = [f"fenced-{i}" for i in range(MEETINGS)]
-            generations = [await store.acquire(m, OWNER) for m in meetings]
+            leases = [await store.acquire(m, OWNER) for m in meetings]
             mh_keys = [MeetingKeys.for_meeting(m).mh for m in meetings]
 
             async def store_single(i: int) -> None:
-                k = i % MEETINGS
-                await store.fenced_set(meetings[k], OWNER, generations[k], "mh", VALUE)
+                await store.fenced_set(leases[i % MEETINGS], "mh", VALUE)
 
             async def base_single(i: int) -> None:
                 await script(keys=[mh_keys[i % MEETINGS]], args=[VALUE])
 
-            batch = [
-                FencedWrite(meetings[k % MEETINGS], OWNER, generations[k % MEETINGS], "mh", VALUE)
-                for k in range(BATCH)
-            ]
+            batch = [FencedWrite(leases[k % MEETINGS], "mh", VALUE) for k in range(BATCH)]
 
             async def store_many(_i: int) -> None:
                 outcomes = await store.fenced_set_many(batch)

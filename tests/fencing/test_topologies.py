@@ -33,12 +33,13 @@ from darktower.fencing import (
     FencedOut,
     FencedWrite,
     FencingError,
+    Lease,
     MeetingKeys,
     RedisFencedStore,
     ReplicationTimeout,
     StoreUnavailable,
 )
-from darktower.fencing.store import _translate
+from darktower.fencing.translate import fencing_error
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.runtime.redis_connect import RedisUrlError, connect, describe
@@ -90,16 +91,16 @@ async def cluster_client(cluster: ClusterSetup) -> AsyncIterator[RedisCluster]:
 async def test_every_operation_works_on_a_cluster(cluster_client: RedisCluster) -> None:
     store = RedisFencedStore(cluster_client, audit=True)
     await store.ping()
-    gen = await store.acquire("standup", "mc-a")
-    await store.fenced_set("standup", "mc-a", gen, "mh", '{"mhs": []}')
-    await store.fenced_hset("standup", "mc-a", gen, {"touched_at_ms": "1", "x": "2"})
-    await store.fenced_hset("standup", "mc-a", gen, {"touched_at_ms": "3"}, remove=["x"])
-    await store.fenced_check("standup", "mc-a", gen)
+    gen = (await store.acquire("standup", "mc-a")).generation
+    await store.fenced_set(Lease("standup", "mc-a", gen), "mh", '{"mhs": []}')
+    await store.fenced_hset(Lease("standup", "mc-a", gen), {"touched_at_ms": "1", "x": "2"})
+    await store.fenced_hset(Lease("standup", "mc-a", gen), {"touched_at_ms": "3"}, remove=["x"])
+    await store.fenced_check(Lease("standup", "mc-a", gen))
     record = await store.read("standup")
     assert (record.generation, record.owner, record.mh) == (gen, "mc-a", '{"mhs": []}')
     assert record.state == {"touched_at_ms": "3"}
 
-    await store.fenced_delete("standup", "mc-a", gen)
+    await store.fenced_delete(Lease("standup", "mc-a", gen))
     record = await store.read("standup")
     assert (record.generation, record.owner, record.mh, record.state) == (gen, None, None, {})
     ops = [e.op for e in await store.audit_log("standup")]
@@ -108,15 +109,15 @@ async def test_every_operation_works_on_a_cluster(cluster_client: RedisCluster) 
 
 async def test_fencing_holds_on_a_cluster(cluster_client: RedisCluster) -> None:
     store = RedisFencedStore(cluster_client)
-    old = await store.acquire("standup", "mc-a")
-    new = await store.acquire("standup", "mc-b")
+    old = (await store.acquire("standup", "mc-a")).generation
+    new = (await store.acquire("standup", "mc-b")).generation
     assert new > old
     stale_calls: list[Callable[[], Awaitable[None]]] = [
-        lambda: store.fenced_set("standup", "mc-a", old, "mh", "stale"),
-        lambda: store.fenced_hset("standup", "mc-a", old, {"k": "v"}),
-        lambda: store.fenced_delete("standup", "mc-a", old),
-        lambda: store.fenced_check("standup", "mc-a", old),
-        lambda: store.fenced_check("standup", "mc-b", new - 1),
+        lambda: store.fenced_set(Lease("standup", "mc-a", old), "mh", "stale"),
+        lambda: store.fenced_hset(Lease("standup", "mc-a", old), {"k": "v"}),
+        lambda: store.fenced_delete(Lease("standup", "mc-a", old)),
+        lambda: store.fenced_check(Lease("standup", "mc-a", old)),
+        lambda: store.fenced_check(Lease("standup", "mc-b", new - 1)),
     ]
     for stale in stale_calls:
         with pytest.raises(FencedOut) as refused:
@@ -135,9 +136,9 @@ async def test_keys_of_a_meeting_share_a_slot_and_meetings_spread_over_the_maste
 
     store = RedisFencedStore(cluster_client, audit=True)
     for i in range(50):
-        gen = await store.acquire(f"m-{i}", "mc-a")
-        await store.fenced_set(f"m-{i}", "mc-a", gen, "mh", "x")
-        await store.fenced_hset(f"m-{i}", "mc-a", gen, {"k": "v"})
+        gen = (await store.acquire(f"m-{i}", "mc-a")).generation
+        await store.fenced_set(Lease(f"m-{i}", "mc-a", gen), "mh", "x")
+        await store.fenced_hset(Lease(f"m-{i}", "mc-a", gen), {"k": "v"})
     # Where each key landed, asked of each master itself (KEYS lists only the local keys).
     holders: dict[str, list[int]] = {}
     for node in cluster.nodes:
@@ -153,13 +154,13 @@ async def test_keys_of_a_meeting_share_a_slot_and_meetings_spread_over_the_maste
 
 async def test_fenced_set_many_on_a_cluster(cluster_client: RedisCluster) -> None:
     store = RedisFencedStore(cluster_client, audit=True)
-    gens = {f"m-{i}": await store.acquire(f"m-{i}", "mc-a") for i in range(30)}
+    gens = {f"m-{i}": (await store.acquire(f"m-{i}", "mc-a")).generation for i in range(30)}
     # The scripts were loaded by the acquires (one per node at least); forget them so that
     # the pipeline meets NOSCRIPT on every node and must load and run again.
     await cluster_client.script_flush()  # every primary
-    items = [FencedWrite(m, "mc-a", g, "mh", f"mh-of-{m}") for m, g in gens.items()]
-    items.append(FencedWrite("m-0", "mc-b", gens["m-0"], "mh", "intruder"))
-    items.append(FencedWrite("m-1", "mc-a", gens["m-1"] - 1, "mh", "stale"))
+    items = [FencedWrite(Lease(m, "mc-a", g), "mh", f"mh-of-{m}") for m, g in gens.items()]
+    items.append(FencedWrite(Lease("m-0", "mc-b", gens["m-0"]), "mh", "intruder"))
+    items.append(FencedWrite(Lease("m-1", "mc-a", gens["m-1"] - 1), "mh", "stale"))
     outcomes = await store.fenced_set_many(items)
     assert outcomes[:30] == [None] * 30
     assert all(isinstance(o, FencedOut) for o in outcomes[30:])
@@ -185,7 +186,7 @@ async def test_a_cluster_losing_its_nodes_is_unavailable() -> None:
     with ClusterSetup() as setup:
         client = connect(setup.url, socket_timeout=0.5, connect_timeout=0.5)
         store = RedisFencedStore(client)
-        gen = await store.acquire("standup", "mc-a")
+        gen = (await store.acquire("standup", "mc-a")).generation
         await store.ping()
         setup.kill_node(1)
         with pytest.raises(StoreUnavailable):  # one master gone is enough
@@ -194,7 +195,7 @@ async def test_a_cluster_losing_its_nodes_is_unavailable() -> None:
         calls: list[Callable[[], Awaitable[object]]] = [
             store.ping,
             lambda: store.acquire("standup", "mc-b"),
-            lambda: store.fenced_hset("standup", "mc-a", gen, {"k": "v"}),
+            lambda: store.fenced_hset(Lease("standup", "mc-a", gen), {"k": "v"}),
             lambda: store.read("standup"),
             lambda: store.audit_log("standup"),
         ]
@@ -205,7 +206,7 @@ async def test_a_cluster_losing_its_nodes_is_unavailable() -> None:
             # A batch reports per item, or raises when the whole pipeline failed.
             try:
                 outcome = await store.fenced_set_many(
-                    [FencedWrite("standup", "mc-a", gen, "mh", "x")]
+                    [FencedWrite(Lease("standup", "mc-a", gen), "mh", "x")]
                 )
             except StoreUnavailable:
                 pass
@@ -231,13 +232,13 @@ async def test_a_cluster_losing_its_nodes_is_unavailable() -> None:
     ids=lambda e: type(e).__name__,
 )
 def test_cluster_and_failover_errors_are_store_unavailable(error: Exception) -> None:
-    translated = _translate(error)
+    translated = fencing_error(error)
     assert isinstance(translated, StoreUnavailable)
     assert "127.0.0.1" not in str(translated)  # redis-py's text names hosts; ours does not
 
 
 def test_a_pipeline_across_slots_is_a_bug_not_an_outage() -> None:
-    translated = _translate(CrossSlotTransactionError("keys in different slots"))
+    translated = fencing_error(CrossSlotTransactionError("keys in different slots"))
     assert type(translated) is FencingError
 
 
@@ -265,24 +266,24 @@ async def test_the_store_follows_a_sentinel_failover(sentinels: SentinelSetup) -
     # The acquire is confirmed by the replica, so the promoted replica must hold it.
     synced = RedisFencedStore(client, replica_wait=1, replica_wait_timeout_ms=5000)
     try:
-        gen = await synced.acquire("standup", "mc-a")
-        await store.fenced_hset("standup", "mc-a", gen, {"n": "1"})
+        gen = (await synced.acquire("standup", "mc-a")).generation
+        await store.fenced_hset(Lease("standup", "mc-a", gen), {"n": "1"})
 
         killed_at = time.monotonic()
         old_port = sentinels.kill_master()
         # Every call in between is StoreUnavailable (until_available lets nothing else by).
         _, refusals = await until_available(
-            lambda: store.fenced_hset("standup", "mc-a", gen, {"n": "2"}), FAILOVER_SECONDS
+            lambda: store.fenced_hset(Lease("standup", "mc-a", gen), {"n": "2"}), FAILOVER_SECONDS
         )
         assert refusals > 0  # the kill was noticed
         assert time.monotonic() - killed_at < FAILOVER_SECONDS
 
         new_port = (await asyncio.to_thread(sentinels.wait_failover, old_port, 5.0))[1]
-        await store.fenced_set("standup", "mc-a", gen, "mh", "after")
-        taken = await store.acquire("standup", "mc-b")
+        await store.fenced_set(Lease("standup", "mc-a", gen), "mh", "after")
+        taken = (await store.acquire("standup", "mc-b")).generation
         assert taken > gen
         with pytest.raises(FencedOut):
-            await store.fenced_hset("standup", "mc-a", gen, {"n": "3"})
+            await store.fenced_hset(Lease("standup", "mc-a", gen), {"n": "3"})
         await store.acquire("retro", "mc-a")
 
         # All of that went to the promoted replica.
@@ -303,15 +304,15 @@ async def test_an_acquire_confirmed_by_the_replica_survives_the_failover(
     client = connect(sentinels.url, socket_timeout=1.0, connect_timeout=1.0)
     store = RedisFencedStore(client, replica_wait=1, replica_wait_timeout_ms=5000)
     try:
-        gen = await store.acquire("standup", "mc-a")
+        gen = (await store.acquire("standup", "mc-a")).generation
         await failover(sentinels)
 
         # The new master has no replica left: ownership changes now report that, applied.
         record, _ = await until_available(lambda: store.read("standup"), FAILOVER_SECONDS)
         assert (record.generation, record.owner) == (gen, "mc-a")
         with pytest.raises(FencedOut):
-            await store.fenced_set("standup", "mc-a", gen - 1, "mh", "stale")
-        await store.fenced_check("standup", "mc-a", gen)
+            await store.fenced_set(Lease("standup", "mc-a", gen - 1), "mh", "stale")
+        await store.fenced_check(Lease("standup", "mc-a", gen))
         with pytest.raises(ReplicationTimeout):
             await RedisFencedStore(client, replica_wait=1, replica_wait_timeout_ms=50).acquire(
                 "standup", "mc-b"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from darktower.fencing import RedisFencedStore, StoreUnavailable
+from darktower.fencing import Lease, RedisFencedStore, StoreUnavailable
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
@@ -34,7 +34,7 @@ class FaultyStore(RedisFencedStore):
 
     async def acquire(
         self, meeting_id: str, owner: str, *, min_generation: int = 0, mh: str | None = None
-    ) -> int:
+    ) -> Lease:
         self._maybe_fail("acquire")
         if mh is not None:
             # An admission stores the MH list in the same script as the acquire.

@@ -105,7 +105,7 @@ async def test_fenced_out_meeting_stops_and_is_taken_back_with_a_new_generation(
     # Another MC takes the meeting over (the GC placed it elsewhere).
     other = RedisFencedStore(redis_client)
     taken = await other.acquire("moved", "mc-other")
-    assert taken > first
+    assert taken.generation > first
     for _ in range(100):
         if "moved" not in mc.app.controller.meetings:
             break
@@ -115,7 +115,7 @@ async def test_fenced_out_meeting_stops_and_is_taken_back_with_a_new_generation(
     assert await redis_client.get("meeting:{moved}:owner") == b"mc-other"
     # The GC sends it back: this MC takes it over again, above the other's generation.
     assert (await mc.assign("moved")).accepted
-    assert int(await redis_client.get("meeting:{moved}:gen")) > taken
+    assert int(await redis_client.get("meeting:{moved}:gen")) > taken.generation
     assert await redis_client.get("meeting:{moved}:owner") == b"mc-test"
     assert mc.app.controller.meetings["moved"].running
 
@@ -128,7 +128,7 @@ async def test_reassignment_right_after_a_takeover_takes_the_meeting_back(
     old_actor = mc.app.controller.meetings["bounce"]
     taken = await RedisFencedStore(redis_client).acquire("bounce", "mc-other")
     assert (await mc.assign("bounce")).accepted
-    assert int(await redis_client.get("meeting:{bounce}:gen")) > taken
+    assert int(await redis_client.get("meeting:{bounce}:gen")) > taken.generation
     assert await redis_client.get("meeting:{bounce}:owner") == b"mc-test"
     assert mc.app.controller.meetings["bounce"] is not old_actor
     await old_actor.wait(2)

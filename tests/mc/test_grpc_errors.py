@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from darktower.actors import ActorStopped
-from darktower.fencing import FencedOut, RedisFencedStore, StoreUnavailable
+from darktower.fencing import FencedOut, Lease, RedisFencedStore, StoreUnavailable
 from darktower.mc.errors import InvalidArgument, StateUnavailable
 from darktower.mc.grpc_service import INTERNAL_MESSAGE, status_for
 from darktower.mc.server import McApp
@@ -43,7 +43,7 @@ class BrokenStore(RedisFencedStore):
 
     async def acquire(
         self, meeting_id: str, owner: str, *, min_generation: int = 0, mh: str | None = None
-    ) -> int:
+    ) -> Lease:
         self._maybe_fail()
         return await super().acquire(meeting_id, owner, min_generation=min_generation, mh=mh)
 
