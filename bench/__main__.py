@@ -24,15 +24,9 @@ from types import ModuleType
 from rich.console import Console
 
 from bench import b_assign, b_failover, b_fenced, b_heartbeat, b_herding, b_join, b_scale
-from bench.common import (
-    REPO_ROOT,
-    BenchContext,
-    BenchResult,
-    git_sha,
-    install_uvloop,
-    render_table,
-    write_result,
-)
+from bench.context import REPO_ROOT, BenchContext
+from bench.hosting import install_uvloop
+from bench.results import BenchResult, git_sha, render_table, write_result
 from darktower.auth.keys import generate_key_files
 
 BENCHMARKS: dict[str, ModuleType] = {

@@ -22,18 +22,11 @@ from typing import Any
 
 import grpc
 
-from bench.common import (
-    BenchContext,
-    BenchResult,
-    Host,
-    LoadRun,
-    Metric,
-    Profile,
-    Service,
-    error_notes,
-    hosts,
-    run_load,
-)
+from bench.context import BenchContext
+from bench.hosting import Host, Service, hosts
+from bench.load import LoadRun, error_notes, run_load
+from bench.profiling import Profile
+from bench.results import BenchResult, Metric
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.interceptor import GRPC_SERVER_OPTIONS
 from darktower.auth.keys import load_private_key
@@ -146,7 +139,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
     with EmbeddedRedis() as redis:
         mc = ctx.host(
             "assign-mc",
-            "bench.common:mc_service",
+            "bench.services:mc_service",
             {
                 "id": "mc-bench",
                 "redis_url": redis.url,

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench.common import BenchContext, BenchFleet, BenchResult, Metric, percentile
+from bench.context import BenchContext
+from bench.fleet import BenchFleet
+from bench.load import percentile
+from bench.results import BenchResult, Metric
 from darktower.embedded.redis import EmbeddedRedis
 
 __all__ = ["NAME", "run"]

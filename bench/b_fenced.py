@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
-from bench.common import BenchContext, BenchResult, LoadRun, Metric, run_load
+from bench.context import BenchContext
+from bench.load import LoadRun, run_load
+from bench.results import BenchResult, Metric
 from darktower.embedded.redis import EmbeddedRedis
 from darktower.fencing import FencedWrite, MeetingKeys, RedisFencedStore
 

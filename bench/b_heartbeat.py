@@ -16,16 +16,11 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from bench.common import (
-    REGION,
-    BenchContext,
-    BenchResult,
-    Metric,
-    Profile,
-    cpu_window,
-    hosts,
-    percentile,
-)
+from bench.context import REGION, BenchContext
+from bench.hosting import hosts
+from bench.load import percentile
+from bench.profiling import Profile, cpu_window
+from bench.results import BenchResult, Metric
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
@@ -57,7 +52,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
     sizes: list[int] = ctx.pick([250, 500, 1000], [20])
     seconds: int = ctx.pick(10, 2)
     result.parameters.update({"mcs": sizes, "seconds": seconds, "interval_s": 1.0, "channels": 1})
-    gc = ctx.host("heartbeat-gc", "bench.common:gc_service", {"fast_ms": 1000})
+    gc = ctx.host("heartbeat-gc", "bench.services:gc_service", {"fast_ms": 1000})
     async with hosts(gc):
         service_type, scope = SERVICE_PROFILES["mc"]
         tokens = ServiceTokenProvider(

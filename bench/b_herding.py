@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bench.common import BenchContext, BenchFleet, BenchResult, Metric, error_notes, run_load
+from bench.context import BenchContext
+from bench.fleet import BenchFleet
+from bench.load import error_notes, run_load
+from bench.results import BenchResult, Metric
 from darktower.embedded.redis import EmbeddedRedis
 
 __all__ = ["NAME", "run"]

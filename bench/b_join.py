@@ -19,18 +19,12 @@ from typing import Any
 import httpx
 import uvicorn
 
-from bench.common import (
-    BenchContext,
-    BenchFleet,
-    BenchResult,
-    LoadRun,
-    Metric,
-    Profile,
-    Service,
-    error_notes,
-    hosts,
-    run_load,
-)
+from bench.context import BenchContext
+from bench.fleet import BenchFleet
+from bench.hosting import Service, hosts
+from bench.load import LoadRun, error_notes, run_load
+from bench.profiling import Profile
+from bench.results import BenchResult, Metric
 from darktower.embedded.redis import EmbeddedRedis
 
 __all__ = ["NAME", "bare_http_service", "run"]

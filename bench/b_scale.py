@@ -17,7 +17,10 @@ import asyncio
 import psutil
 
 from bench.b_assign import AssignClient, gc_tokens
-from bench.common import BenchContext, BenchResult, Metric, hosts, run_load
+from bench.context import BenchContext
+from bench.hosting import hosts
+from bench.load import run_load
+from bench.results import BenchResult, Metric
 from darktower.embedded.redis import EmbeddedRedis
 
 __all__ = ["NAME", "run"]
@@ -43,7 +46,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
     with EmbeddedRedis() as redis:
         mc = ctx.host(
             "scale-mc",
-            "bench.common:mc_service",
+            "bench.services:mc_service",
             {
                 "id": "mc-scale",
                 "redis_url": redis.url,

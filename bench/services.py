@@ -1,0 +1,183 @@
+"""The service factories a `Host` process runs ("bench.services:mc_service", ...): a real
+`McApp`, a real `GcApp` on SQLite, and a group of simulated MHs, each with the commands the
+benchmarks send it (`meetings`, `connections`, `end_all`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from bench.context import REGION
+from bench.hosting import Service
+
+__all__ = ["gc_service", "mc_service", "mh_service"]
+
+
+class _McService:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.info = {"grpc_port": app.grpc_port, "id": app.settings.id}
+
+    async def command(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        if message["cmd"] == "meetings":
+            return {"ok": True, "meetings": len(self.app.controller.meetings)}
+        if message["cmd"] == "connections":
+            return {"ok": True, "connections": await self._attach(int(message["per_meeting"]))}
+        if message["cmd"] == "end_all":
+            from darktower.mc.controller import EndAll
+
+            self.app.controller.send(EndAll("bench"))
+            if not await self.app.controller.wait_empty(60):
+                raise TimeoutError("meetings did not end within 60 s")
+            return {"ok": True}
+        raise ValueError(f"unknown command {message['cmd']}")
+
+    async def _attach(self, per_meeting: int) -> int:
+        """Create `per_meeting` ConnectionActors under each hosted meeting (no-op outbox)."""
+        from darktower.mc.connection import ConnectionActor
+        from darktower.mc.meeting import AttachConnection
+
+        async def outbox(_frame: object) -> None:
+            return None
+
+        meetings = list(self.app.controller.meetings.values())
+        already = sum(len(m.children) for m in meetings)
+        for meeting in meetings:
+            for i in range(per_meeting):
+                name = f"{meeting.meeting_id}-c{i}"
+                meeting.send(AttachConnection(ConnectionActor(name, f"p{i}", outbox)))
+        # Children, not participant_count: an attached connection has no participant yet.
+        expected = already + per_meeting * len(meetings)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            total = int(sum(len(m.children) for m in meetings))
+            if total >= expected:
+                return total
+            await asyncio.sleep(0.05)
+        raise TimeoutError("connections were not attached within 60 s")
+
+    async def stop(self) -> None:
+        await self.app.stop(deadline_seconds=3)
+
+
+async def mc_service(params: Mapping[str, Any]) -> Service:
+    """An McApp: params id, redis_url, gc_endpoint ("" = standalone), max_meetings,
+    meeting_touch_seconds."""
+    from darktower.mc.server import McApp
+    from darktower.mc.settings import McSettings
+
+    keys = Path(params["keys"])
+    settings = McSettings(
+        id=params["id"],
+        region=REGION,
+        grpc_bind="127.0.0.1:0",
+        health_bind="127.0.0.1:0",
+        redis_url=SecretStr(params["redis_url"]),
+        gc_endpoint=params.get("gc_endpoint", ""),
+        service_key_file=keys / "mc.key",
+        trusted_gc_key_files=[keys / "gc.pub"],
+        max_meetings=params.get("max_meetings", 1000),
+        max_participants=params.get("max_participants", 10_000_000),
+        meeting_touch_seconds=params.get("meeting_touch_seconds", 5.0),
+        drain_seconds=3,
+        # No client signaling: the benchmarks drive the MC through gRPC only.
+        client_enabled=False,
+        registration_backoff_base=0.1,
+        registration_backoff_cap=0.5,
+    )
+    app = McApp(settings)
+    await app.start()
+    return _McService(app)
+
+
+class _GcService:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.info = {"grpc_port": app.grpc_port, "http_port": app.http_port}
+
+    async def command(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        raise ValueError(f"unknown command {message['cmd']}")
+
+    async def stop(self) -> None:
+        await self.app.stop()
+
+
+async def gc_service(params: Mapping[str, Any]) -> Service:
+    """A GcApp on a SQLite file in workdir; params staleness_s, sweep_s, fast_ms."""
+    from darktower.gc.server import GcApp
+    from darktower.gc.settings import GcSettings
+
+    keys = Path(params["keys"])
+    database = Path(params["workdir"]) / f"{params['name']}.db"
+    settings = GcSettings(
+        id="gc-bench",
+        region=REGION,
+        grpc_bind="127.0.0.1:0",
+        http_bind="127.0.0.1:0",
+        database_url=SecretStr(f"sqlite+aiosqlite:///{database}"),
+        service_key_file=keys / "gc.key",
+        trusted_mc_key_files=[keys / "mc.pub"],
+        trusted_mh_key_files=[keys / "mh.pub"],
+        staleness_seconds=params.get("staleness_s", 30.0),
+        sweep_interval_seconds=params.get("sweep_s", 5.0),
+        fast_heartbeat_ms=params.get("fast_ms", 10_000),
+        comprehensive_heartbeat_ms=params.get("comprehensive_ms", 30_000),
+        mh_load_report_ms=params.get("fast_ms", 10_000),
+    )
+    app = GcApp(settings)
+    await app.start()
+    return _GcService(app)
+
+
+class _MhGroup:
+    def __init__(self, simulators: list[Any], tasks: list[asyncio.Task[None]]) -> None:
+        self._simulators = simulators
+        self._tasks = tasks
+        self.info: dict[str, Any] = {"mhs": [s.config.handler_id for s in simulators]}
+
+    async def command(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        raise ValueError(f"unknown command {message['cmd']}")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(s.aclose() for s in self._simulators), return_exceptions=True)
+
+
+async def mh_service(params: Mapping[str, Any]) -> Service:
+    """Simulated MHs (params gc_endpoint, count), registered and reporting, in one process."""
+    from darktower.auth.client import ServiceTokenProvider
+    from darktower.auth.keys import load_private_key
+    from darktower.auth.tokens import SERVICE_PROFILES
+    from darktower.mhsim.simulator import MhConfig, MhSimulator
+
+    service_type, scope = SERVICE_PROFILES["mh"]
+    tokens = ServiceTokenProvider(
+        load_private_key(Path(params["keys"]) / "mh.key"),
+        service_type=service_type,
+        scope=scope,
+        issuer="bench-mh",
+    )
+    simulators = [
+        MhSimulator(
+            params["gc_endpoint"],
+            MhConfig(
+                handler_id=f"mh-{i + 1}",
+                region=REGION,
+                zone=("zone-a", "zone-b")[i % 2],
+                webtransport_endpoint=f"https://mh-{i + 1}.bench.invalid:4433",
+                grpc_endpoint=f"http://mh-{i + 1}.bench.invalid:50053",
+            ),
+            tokens,
+        )
+        for i in range(int(params["count"]))
+    ]
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(s.run()) for s in simulators]
+    return _MhGroup(simulators, tasks)
