@@ -18,7 +18,7 @@ from darktower.auth.errors import (
     CallerNotAllowed,
     FailureReason,
 )
-from darktower.auth.keys import key_id
+from darktower.auth.keys import TrustedKey, key_id
 from darktower.auth.tokens import (
     MAX_TOKEN_BYTES,
     SCOPE_GC,
@@ -32,6 +32,8 @@ from darktower.auth.tokens import (
 
 GC_KEY = Ed25519PrivateKey.generate()
 OTHER_KEY = Ed25519PrivateKey.generate()  # trusted by nobody
+LEGACY_KEY = Ed25519PrivateKey.generate()  # trusted, but bound to no instance
+TEN_YEARS = 10 * 365 * 24 * 3600
 
 
 def mc_verifier(*extra_trusted: Ed25519PrivateKey) -> TokenVerifier:
@@ -43,10 +45,27 @@ def mc_verifier(*extra_trusted: Ed25519PrivateKey) -> TokenVerifier:
     )
 
 
+def strict_verifier() -> TokenVerifier:
+    """What an MC will run once the follow-up switches the checks on: the GC key bound to
+    gc-1, a legacy key it does not accept, tokens only for mc-1."""
+    return TokenVerifier(
+        [
+            TrustedKey.bound(GC_KEY.public_key(), ServiceType.GLOBAL_CONTROLLER, "gc-1"),
+            TrustedKey.unbound(LEGACY_KEY.public_key()),
+        ],
+        required_scope=SCOPE_MC,
+        allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+        audience="mc-1",
+        allow_unbound_keys=False,
+    )
+
+
 def gc_claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": "gc-1",
+        "sub": "gc-1",
+        "aud": "mc-1",
         "iat": now,
         "exp": now + 300,
         "service_type": "global-controller",
@@ -84,6 +103,7 @@ def test_mint_verify_roundtrip() -> None:
         scope=SCOPE_MC,
         issued_at=claims.issued_at,
         expires_at=claims.issued_at + 300,
+        subject="gc-1",
     )
     assert before <= claims.issued_at <= int(time.time())
     assert jwt.get_unverified_header(token)["kid"] == key_id(GC_KEY.public_key())
@@ -121,8 +141,27 @@ def test_verifier_without_kid_tries_every_trusted_key() -> None:
 
 def test_expiry_within_leeway_is_accepted() -> None:
     now = int(time.time())
-    token = encode(gc_claims(iat=now - 310, exp=now - 10))  # 10 s past, leeway 30 s
-    assert mc_verifier().verify(token).expires_at == now - 10
+    token = encode(gc_claims(iat=now - 303, exp=now - 3))  # 3 s past, leeway 5 s
+    assert mc_verifier().verify(token).expires_at == now - 3
+
+
+def test_expiry_beyond_the_5_s_leeway_is_refused() -> None:
+    now = int(time.time())
+    token = encode(gc_claims(iat=now - 308, exp=now - 8))
+    with pytest.raises(AuthenticationFailed) as info:
+        mc_verifier().verify(token)
+    assert info.value.reason == "expired"
+
+
+@pytest.mark.parametrize("leeway", [-1, 6, 30])
+def test_leeway_is_at_most_5_s(leeway: int) -> None:
+    with pytest.raises(ValueError, match="leeway"):
+        TokenVerifier(
+            [GC_KEY.public_key()],
+            required_scope=SCOPE_MC,
+            allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+            leeway_seconds=leeway,
+        )
 
 
 def _tampered_payload() -> str:
@@ -165,7 +204,32 @@ FAILURES: list[tuple[str, Callable[[], str], FailureReason]] = [
     ),
     ("wrong-scope", lambda: encode(gc_claims(scope=SCOPE_GC)), "wrong_scope"),
     ("no-scope", lambda: encode(gc_claims(scope=_DROP)), "wrong_scope"),
-    ("scope-list", lambda: encode(gc_claims(scope=[SCOPE_MC])), "wrong_scope"),
+    ("scope-json-list", lambda: encode(gc_claims(scope=[SCOPE_MC])), "wrong_scope"),
+    ("scope-set-without", lambda: encode(gc_claims(scope=f"{SCOPE_GC} x:y")), "wrong_scope"),
+    ("scope-prefix", lambda: encode(gc_claims(scope=f"{SCOPE_MC}x")), "wrong_scope"),
+    ("scope-comma", lambda: encode(gc_claims(scope=f"{SCOPE_MC},x")), "wrong_scope"),
+    ("ten-years", lambda: encode(gc_claims(exp=int(time.time()) + TEN_YEARS)), "too_long_lived"),
+    ("exp-10^30", lambda: encode(gc_claims(exp=10**30)), "too_long_lived"),
+    ("601-s", lambda: encode(gc_claims(exp=int(time.time()) + 601)), "too_long_lived"),
+    (
+        "exp-before-iat",
+        lambda: encode(gc_claims(iat=int(time.time()), exp=int(time.time()) - 1)),
+        "bad_claims",
+    ),
+    ("other-aud", lambda: encode(gc_claims(aud="mc-2")), "wrong_audience"),
+    ("no-aud", lambda: encode(gc_claims(aud=_DROP)), "wrong_audience"),
+    ("aud-list-without", lambda: encode(gc_claims(aud=["mc-2", "mc-3"])), "wrong_audience"),
+    ("aud-not-string", lambda: encode(gc_claims(aud=7)), "bad_claims"),
+    ("unbound-key", lambda: encode(gc_claims(), LEGACY_KEY), "unbound_key"),
+    ("sub-mismatch", lambda: encode(gc_claims(sub="gc-2")), "wrong_subject"),
+    ("iss-as-other-instance", lambda: encode(gc_claims(iss="gc-2", sub="gc-2")), "wrong_subject"),
+    ("no-sub", lambda: encode(gc_claims(sub=_DROP)), "bad_claims"),
+    ("sub-not-string", lambda: encode(gc_claims(sub=7)), "bad_claims"),
+    (
+        "type-other-than-key",
+        lambda: encode(gc_claims(service_type="meeting-controller")),
+        "bad_claims",
+    ),
     ("unknown-type", lambda: encode(gc_claims(service_type="recorder")), "bad_claims"),
     ("type-list", lambda: encode(gc_claims(service_type=["x"])), "bad_claims"),
     ("no-type", lambda: encode(gc_claims(service_type=_DROP)), "bad_claims"),
@@ -197,7 +261,7 @@ def test_each_bad_token_fails_with_its_reason(
     token = make_token()
 
     with pytest.raises(AuthenticationFailed) as info:
-        mc_verifier().verify(token)
+        strict_verifier().verify(token)
 
     assert info.value.reason == reason
     assert info.value.code == reason
@@ -317,6 +381,102 @@ def test_one_key_cannot_be_trusted_for_two_types() -> None:
     with pytest.raises(ValueError, match="two service types"):
         TokenVerifier.from_key_sets(
             {ServiceType.MEETING_CONTROLLER: [key], ServiceType.MEDIA_HANDLER: [key]},
+            required_scope=SCOPE_GC,
+            allowed_callers={ServiceType.MEETING_CONTROLLER},
+        )
+
+
+def test_a_strict_verifier_admits_the_right_token() -> None:
+    token = mint_service_token(
+        GC_KEY,
+        service_type=ServiceType.GLOBAL_CONTROLLER,
+        scope=f"{SCOPE_MC} internal:meeting-token",
+        issuer="gc-1",
+        audience="mc-1",
+    )
+
+    claims = strict_verifier().verify(token)
+
+    assert (claims.subject, claims.audience, claims.scope) == ("gc-1", ("mc-1",), SCOPE_MC)
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [SCOPE_MC, f"{SCOPE_MC} internal:meeting-token", f"internal:meeting-token {SCOPE_MC}"],
+)
+def test_scope_is_a_set_that_must_contain_the_required_scope(scope: str) -> None:
+    assert strict_verifier().verify(encode(gc_claims(scope=scope))).scope == SCOPE_MC
+
+
+@pytest.mark.parametrize("aud", ["mc-1", ["mc-9", "mc-1"]])
+def test_audience_may_be_one_id_or_a_list_containing_ours(aud: str | list[str]) -> None:
+    assert "mc-1" in strict_verifier().verify(encode(gc_claims(aud=aud))).audience
+
+
+def test_a_verifier_may_accept_several_audiences() -> None:
+    verifier = TokenVerifier(
+        [GC_KEY.public_key()],
+        required_scope=SCOPE_MC,
+        allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+        audience=["gc-1", "gc-fleet"],
+    )
+    assert verifier.verify(encode(gc_claims(aud="gc-fleet"))).audience == ("gc-fleet",)
+
+
+def test_without_a_required_audience_aud_is_not_checked() -> None:
+    assert mc_verifier().verify(encode(gc_claims(aud="mc-2"))).audience == ("mc-2",)
+    assert mc_verifier().verify(encode(gc_claims(aud=_DROP))).audience == ()
+
+
+def test_mint_sets_sub_from_subject_or_issuer_and_aud_only_when_given() -> None:
+    def payload(**kwargs: Any) -> dict[str, Any]:
+        token = mint_service_token(
+            GC_KEY, service_type=ServiceType.GLOBAL_CONTROLLER, scope=SCOPE_MC, **kwargs
+        )
+        decoded: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        return decoded
+
+    assert payload(issuer="gc-1")["sub"] == "gc-1"
+    assert "aud" not in payload(issuer="gc-1")
+    both = payload(issuer="gc-a", subject="gc-1", audience="mc-1")
+    assert (both["iss"], both["sub"], both["aud"]) == ("gc-a", "gc-1", "mc-1")
+
+
+def test_unbound_keys_are_accepted_only_with_the_opt_in() -> None:
+    token = encode(gc_claims(), LEGACY_KEY)
+    opted_in = TokenVerifier(
+        [LEGACY_KEY.public_key()],
+        required_scope=SCOPE_MC,
+        allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+        allow_unbound_keys=True,
+    )
+    assert opted_in.verify(token).subject == "gc-1"
+    with pytest.raises(AuthenticationFailed) as info:
+        strict_verifier().verify(token)
+    assert info.value.reason == "unbound_key"
+
+
+def test_the_maximum_lifetime_is_configurable() -> None:
+    now = int(time.time())
+    token = encode(gc_claims(iat=now, exp=now + 3000))
+    lenient = TokenVerifier(
+        [GC_KEY.public_key()],
+        required_scope=SCOPE_MC,
+        allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+        max_lifetime_seconds=3600,
+    )
+    assert lenient.verify(token).expires_at == now + 3000
+    with pytest.raises(AuthenticationFailed) as info:
+        mc_verifier().verify(token)
+    assert info.value.reason == "too_long_lived"
+    assert mc_verifier().verify(encode(gc_claims(iat=now, exp=now + 600))).issued_at == now
+
+
+def test_a_bound_key_in_the_key_set_of_another_type_is_refused_at_start() -> None:
+    bound = TrustedKey.bound(GC_KEY.public_key(), ServiceType.GLOBAL_CONTROLLER, "gc-1")
+    with pytest.raises(ValueError, match="two service types"):
+        TokenVerifier.from_key_sets(
+            {ServiceType.MEETING_CONTROLLER: [bound]},
             required_scope=SCOPE_GC,
             allowed_callers={ServiceType.MEETING_CONTROLLER},
         )

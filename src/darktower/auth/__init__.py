@@ -3,7 +3,9 @@
 Modules, one concept each:
 
 * `errors`       the error tree (`AuthError` and its children), each error with a label-safe code
-* `keys`         key files: generate, load, `key_id` fingerprint
+* `service_types` `ServiceType` and the short names gc, mc, mh
+* `keys`         key files (dev trio, or one per instance bound to it): generate, load,
+                 `TrustedKey`, `key_id` fingerprint
 * `tokens`       mint and verify tokens (pure): `mint_service_token`, `TokenVerifier`
 * `client`       the caller's side: `ServiceTokenProvider` (cached token, call metadata)
 * `interceptor`  the receiver's side: `ServiceAuthInterceptor` for grpc.aio servers
@@ -19,7 +21,17 @@ from darktower.auth.interceptor import (
     ServiceAuthInterceptor,
     current_claims,
 )
-from darktower.auth.keys import generate_key_files, key_id, load_private_key, load_public_keys
+from darktower.auth.keys import (
+    ServiceKey,
+    TrustedKey,
+    generate_instance_key_files,
+    generate_key_files,
+    key_id,
+    load_private_key,
+    load_public_keys,
+    load_service_key,
+    load_trusted_keys,
+)
 from darktower.auth.tokens import (
     SCOPE_GC,
     SCOPE_MC,
@@ -41,13 +53,18 @@ __all__ = [
     "KeyFileError",
     "ServiceAuthInterceptor",
     "ServiceClaims",
+    "ServiceKey",
     "ServiceTokenProvider",
     "ServiceType",
     "TokenVerifier",
+    "TrustedKey",
     "current_claims",
+    "generate_instance_key_files",
     "generate_key_files",
     "key_id",
     "load_private_key",
     "load_public_keys",
+    "load_service_key",
+    "load_trusted_keys",
     "mint_service_token",
 ]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
-    from darktower.auth.tokens import ServiceType
+    from darktower.auth.service_types import ServiceType
 
 __all__ = [
     "FAILURE_REASONS",
@@ -42,8 +42,13 @@ FailureReason = Literal[
     "unknown_key",  # `kid` names no trusted key
     "bad_signature",  # no trusted key verifies the signature
     "expired",  # `exp` is past, beyond the leeway
-    "wrong_scope",  # `scope` is not the one this server requires
-    "bad_claims",  # a required claim missing or of the wrong shape, unknown service_type
+    "too_long_lived",  # `exp - iat` is more than the verifier's maximum lifetime
+    "wrong_audience",  # the verifier requires an audience and `aud` is another or absent
+    "wrong_scope",  # the `scope` set does not contain the one this server requires
+    "bad_claims",  # a required claim (iss, sub, iat, exp) missing or of the wrong shape,
+    # unknown service_type, or a service_type other than the signing key's
+    "unbound_key",  # signed by an unbound (legacy) key, and the verifier does not allow those
+    "wrong_subject",  # signed by a key bound to an instance, and `sub` is another
 ]
 FAILURE_REASONS: tuple[FailureReason, ...] = get_args(FailureReason)
 

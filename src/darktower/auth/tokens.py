@@ -1,9 +1,13 @@
 """Service tokens: Ed25519-signed JWTs that one darktower service presents to another (SPEC §5).
 
-A token carries `iss` (the caller's id), `iat`, `exp` (short-lived), `service_type` (which kind
-of service the caller is) and `scope` (which kind of service it may call:
-`service.write.mc` for calls into an MC, `service.write.gc` for calls into a GC). Its header
-names the signing key by `kid` = `key_id(public key)`.
+A token carries `iss` and `sub` (the caller's instance id; `sub` is what a bound key vouches
+for), `iat`, `exp` (short-lived: `exp - iat` at most `DEFAULT_MAX_LIFETIME_SECONDS` unless the
+verifier says otherwise), optionally `aud` (the instance the token is for), `service_type`
+(which kind of service the caller is) and `scope`, a space-separated set that must contain the
+scope of the server called (`service.write.mc` for calls into an MC, `service.write.gc` for
+calls into a GC; Dark Tower's auth controller issues lists such as
+"service.write.mc internal:meeting-token"). Its header names the signing key by
+`kid` = `key_id(public key)`.
 
 `mint_service_token` makes one; `TokenVerifier.verify` checks one and returns the claims, or
 raises `AuthenticationFailed(reason)` / `CallerNotAllowed`. Both are pure (no I/O, the clock
@@ -16,7 +20,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import jwt
@@ -26,15 +29,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from darktower.auth.errors import AuthenticationFailed, CallerNotAllowed
-from darktower.auth.keys import key_id
+from darktower.auth.keys import TrustedKey, key_id
+from darktower.auth.service_types import ServiceType
 
 __all__ = [
     "ALGORITHM",
+    "ALLOW_UNBOUND_KEYS_DEFAULT",
     "AUTHORIZATION_HEADER",
     "BEARER_PREFIX",
     "DEFAULT_CACHE_SIZE",
     "DEFAULT_LEEWAY_SECONDS",
+    "DEFAULT_MAX_LIFETIME_SECONDS",
     "DEFAULT_TTL_SECONDS",
+    "MAX_LEEWAY_SECONDS",
     "MAX_TOKEN_BYTES",
     "SCOPE_GC",
     "SCOPE_MC",
@@ -44,15 +51,6 @@ __all__ = [
     "TokenVerifier",
     "mint_service_token",
 ]
-
-
-class ServiceType(StrEnum):
-    """The kind of service a token was minted for (claim `service_type`)."""
-
-    GLOBAL_CONTROLLER = "global-controller"
-    MEETING_CONTROLLER = "meeting-controller"
-    MEDIA_HANDLER = "media-handler"
-
 
 SCOPE_MC = "service.write.mc"  # calls into an MC (made by the GC)
 SCOPE_GC = "service.write.gc"  # calls into a GC (made by MCs and MHs)
@@ -71,7 +69,16 @@ BEARER_PREFIX = "Bearer "
 
 ALGORITHM = "EdDSA"
 DEFAULT_TTL_SECONDS = 300
-DEFAULT_LEEWAY_SECONDS = 30
+# The longest life (exp - iat) a verifier accepts by default: a stolen token is worth at most
+# this long. Tokens are re-minted at two thirds of their life, so 300 s tokens fit easily.
+DEFAULT_MAX_LIFETIME_SECONDS = 600
+# Clock skew tolerated on exp and iat. Hosts run NTP; more than a few seconds is a fault.
+DEFAULT_LEEWAY_SECONDS = 5
+MAX_LEEWAY_SECONDS = 5
+# A token signed by an unbound (legacy trio) key names any instance it likes. Accepted by
+# default only while the services still load the legacy trio; the intended final default is
+# False, with an explicit dev-only opt-in (see the README, "Service authentication").
+ALLOW_UNBOUND_KEYS_DEFAULT = True
 # SPEC §7. Enforced before any parsing, so that a huge header costs nothing but a length check.
 MAX_TOKEN_BYTES = 8192
 
@@ -79,19 +86,25 @@ MAX_TOKEN_BYTES = 8192
 # (ServiceTokenProvider), so nearly every call presents a string already verified.
 DEFAULT_CACHE_SIZE = 4096
 
-_REQUIRED_CLAIMS = ["iss", "iat", "exp"]
+_REQUIRED_CLAIMS = ["iss", "sub", "iat", "exp"]
 _KNOWN_TYPES = frozenset(t.value for t in ServiceType)
 
 
 @dataclass(frozen=True)
 class ServiceClaims:
-    """The verified content of a service token."""
+    """The verified content of a service token.
+
+    `scope` is the scope this server required (the token's set contains it); `subject` is the
+    caller's instance id (`sub`); `audience` the token's `aud` values, empty when it has none.
+    """
 
     issuer: str
     service_type: ServiceType
     scope: str
     issued_at: int
     expires_at: int
+    subject: str = ""
+    audience: tuple[str, ...] = ()
 
 
 def mint_service_token(
@@ -100,28 +113,46 @@ def mint_service_token(
     service_type: ServiceType,
     scope: str,
     issuer: str,
+    subject: str | None = None,
+    audience: str | None = None,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     now: float | None = None,
 ) -> str:
     """Sign a token valid from `now` (default: the current time) for `ttl_seconds`.
 
-    Raises ValueError for an empty issuer or a non-positive TTL — a token that is born expired
-    or names nobody is a programming error, not something to send.
+    `subject` (`sub`) is the caller's instance id; it defaults to `issuer`, which every service
+    sets to its own id, so every token carries a `sub`. `audience` (`aud`) is the instance the
+    token is for; None leaves `aud` out. The TTL is not capped here (verifiers cap it; tests mint
+    long-lived tokens to prove that): `darktower token` refuses more than the maximum.
+
+    Raises ValueError for an empty issuer, subject or audience or a non-positive TTL — a token
+    that is born expired or names nobody is a programming error, not something to send.
     """
     if not issuer:
         raise ValueError("issuer must not be empty")
+    if subject is not None and not subject:
+        raise ValueError("subject must not be empty")
+    if audience is not None and not audience:
+        raise ValueError("audience must not be empty")
     if ttl_seconds <= 0:
         raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
     issued_at = int(time.time() if now is None else now)
     payload: dict[str, Any] = {
         "iss": issuer,
+        "sub": subject or issuer,
         "iat": issued_at,
         "exp": issued_at + ttl_seconds,
         "service_type": ServiceType(service_type).value,
         "scope": scope,
     }
+    if audience is not None:
+        payload["aud"] = audience
     headers = {"kid": key_id(private_key.public_key())}
     return jwt.encode(payload, private_key, algorithm=ALGORITHM, headers=headers)
+
+
+def _trusted(key: Ed25519PublicKey | TrustedKey) -> TrustedKey:
+    return key if isinstance(key, TrustedKey) else TrustedKey.unbound(key)
 
 
 class TokenVerifier:
@@ -129,8 +160,17 @@ class TokenVerifier:
 
     `verify` runs the checks in a fixed order and raises on the first that fails:
     size (`empty`, `too_large`) → header (`malformed`) → key (`unknown_key`) → signature
-    (`bad_signature`) → expiry and required claims (`expired`, `bad_claims`) → scope
-    (`wrong_scope`) → `service_type` (`bad_claims`) → caller (`CallerNotAllowed`).
+    (`bad_signature`) → expiry and required claims `iss`, `sub`, `iat`, `exp` (`expired`,
+    `bad_claims`) → lifetime `exp - iat` (`too_long_lived`) → audience (`wrong_audience`) →
+    scope set (`wrong_scope`) → `service_type` (`bad_claims`) → the key's binding
+    (`unbound_key`, `wrong_subject`) → caller (`CallerNotAllowed`).
+
+    `trusted_keys` are `TrustedKey`s (from `load_trusted_keys`) or bare public keys (unbound).
+    A key bound to an instance vouches only for that instance: its tokens must carry
+    `sub` == the instance id, and `service_type` == the key's type. A token signed by an unbound
+    key is accepted only with `allow_unbound_keys`. With `audience` (one id or several), a
+    token must carry one of them in `aud`; without, `aud` is not checked (transitional: the
+    services will all pass their own id).
 
     A token that passed every check is remembered (up to `cache_size` tokens, least recently
     used evicted first); presented again, only its expiry (with the leeway) and the caller
@@ -139,10 +179,13 @@ class TokenVerifier:
 
     def __init__(
         self,
-        trusted_keys: Sequence[Ed25519PublicKey],
+        trusted_keys: Sequence[Ed25519PublicKey | TrustedKey],
         *,
         required_scope: str,
         allowed_callers: Collection[ServiceType],
+        audience: str | Collection[str] | None = None,
+        allow_unbound_keys: bool = ALLOW_UNBOUND_KEYS_DEFAULT,
+        max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
         leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
@@ -152,49 +195,65 @@ class TokenVerifier:
             raise ValueError("a TokenVerifier needs at least one trusted public key")
         if not allowed_callers:
             raise ValueError("a TokenVerifier needs at least one allowed caller type")
-        if leeway_seconds < 0:
-            raise ValueError(f"leeway_seconds must not be negative, got {leeway_seconds}")
-        self._keys: dict[str, Ed25519PublicKey] = {key_id(k): k for k in trusted_keys}
-        # kid → the service type that key belongs to, when the verifier was built from key
-        # sets: a token must then be signed by a key of the type it claims.
-        self._key_types: dict[str, ServiceType] = {}
-        self._required_scope = required_scope
-        self._allowed_callers = frozenset(ServiceType(c) for c in allowed_callers)
-        self._leeway = leeway_seconds
+        if not 0 <= leeway_seconds <= MAX_LEEWAY_SECONDS:
+            raise ValueError(
+                f"leeway_seconds must be 0 to {MAX_LEEWAY_SECONDS}, got {leeway_seconds}"
+            )
+        if max_lifetime_seconds <= 0:
+            raise ValueError(f"max_lifetime_seconds must be positive, got {max_lifetime_seconds}")
         if cache_size < 0:
             raise ValueError(f"cache_size must not be negative, got {cache_size}")
+        audiences = (audience,) if isinstance(audience, str) else tuple(audience or ())
+        if any(not a for a in audiences):
+            raise ValueError("an audience must not be empty")
+        self._keys: dict[str, TrustedKey] = {}
+        for key in map(_trusted, trusted_keys):
+            known = self._keys.get(key.kid)
+            if known is not None and known != key:
+                raise ValueError("one public key is trusted with two different bindings")
+            self._keys[key.kid] = key
+        # kid → the service type that key belongs to: from its binding, or from the key set
+        # it was given in (`from_key_sets`). A token must be signed by a key of the type it claims.
+        self._key_types: dict[str, ServiceType] = {
+            kid: key.service_type for kid, key in self._keys.items() if key.service_type
+        }
+        self._required_scope = required_scope
+        self._allowed_callers = frozenset(ServiceType(c) for c in allowed_callers)
+        self._audiences = audiences
+        self._allow_unbound = allow_unbound_keys
+        self._max_lifetime = max_lifetime_seconds
+        self._leeway = leeway_seconds
         self._cache_size = cache_size
         self._cache: OrderedDict[str, ServiceClaims] = OrderedDict()
 
     @classmethod
     def from_key_sets(
         cls,
-        key_sets: Mapping[ServiceType, Sequence[Ed25519PublicKey]],
+        key_sets: Mapping[ServiceType, Sequence[Ed25519PublicKey | TrustedKey]],
         *,
         required_scope: str,
         allowed_callers: Collection[ServiceType],
-        leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
-        cache_size: int = DEFAULT_CACHE_SIZE,
+        **options: Any,
     ) -> TokenVerifier:
         """A verifier that trusts each key only for its own service type.
 
         A token signed by an MH key that claims to be an MC's is refused (`bad_claims`); a
         genuine token of a type not in `allowed_callers` is `CallerNotAllowed`
-        (PERMISSION_DENIED), which a single trust list could not tell apart.
+        (PERMISSION_DENIED), which a single trust list could not tell apart. `options` are the
+        constructor's keyword options (`audience`, `allow_unbound_keys`, ...). A bound key given
+        in the set of another type is a ValueError.
         """
         verifier = cls(
             [key for keys in key_sets.values() for key in keys],
             required_scope=required_scope,
             allowed_callers=allowed_callers,
-            leeway_seconds=leeway_seconds,
-            cache_size=cache_size,
+            **options,
         )
         for service_type, keys in key_sets.items():
-            for key in keys:
-                kid = key_id(key)
-                if verifier._key_types.get(kid, service_type) != service_type:
+            for key in map(_trusted, keys):
+                if verifier._key_types.get(key.kid, service_type) != service_type:
                     raise ValueError("one public key is trusted for two service types")
-                verifier._key_types[kid] = service_type
+                verifier._key_types[key.kid] = service_type
         return verifier
 
     @property
@@ -204,6 +263,10 @@ class TokenVerifier:
     @property
     def allowed_callers(self) -> frozenset[ServiceType]:
         return self._allowed_callers
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return self._audiences
 
     def verify(self, token: str) -> ServiceClaims:
         """Return the claims of a valid token of an allowed caller.
@@ -256,24 +319,30 @@ class TokenVerifier:
 
         payload, key = self._decode(token, candidates)
         claims = self._claims(payload)
-        signer_type = self._key_types.get(kid if kid is not None else key_id(key))
+        signer_type = self._key_types.get(key.kid)
         if signer_type is not None and signer_type != claims.service_type:
             raise AuthenticationFailed("bad_claims")
+        if key.instance_id is None:
+            if not self._allow_unbound:
+                raise AuthenticationFailed("unbound_key")
+        elif claims.subject != key.instance_id:
+            raise AuthenticationFailed("wrong_subject")
         if claims.service_type not in self._allowed_callers:
             raise CallerNotAllowed(claims.service_type)
         return claims
 
     def _decode(
-        self, token: str, candidates: list[Ed25519PublicKey]
-    ) -> tuple[dict[str, Any], Ed25519PublicKey]:
+        self, token: str, candidates: list[TrustedKey]
+    ) -> tuple[dict[str, Any], TrustedKey]:
         for key in candidates:
             try:
                 payload: dict[str, Any] = jwt.decode(
                     token,
-                    key,
+                    key.public_key,
                     algorithms=[ALGORITHM],
                     leeway=self._leeway,
-                    options={"require": _REQUIRED_CLAIMS},
+                    # The audience is checked in _claims, after the lifetime, with one reason.
+                    options={"require": _REQUIRED_CLAIMS, "verify_aud": False, "verify_sub": False},
                 )
             except jwt.InvalidSignatureError:
                 continue  # without a kid, another trusted key may still match
@@ -292,16 +361,26 @@ class TokenVerifier:
 
     def _claims(self, payload: dict[str, Any]) -> ServiceClaims:
         issuer = payload["iss"]
+        subject = payload["sub"]
         issued_at = payload["iat"]
         expires_at = payload["exp"]
-        if not isinstance(issuer, str) or not issuer:
-            raise AuthenticationFailed("bad_claims")
+        for name in (issuer, subject):
+            if not isinstance(name, str) or not name:
+                raise AuthenticationFailed("bad_claims")
         # PyJWT accepts floats for iat/exp; we mint integers and accept only those (bool is an
         # int subclass, and never a timestamp).
         for value in (issued_at, expires_at):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise AuthenticationFailed("bad_claims")
-        if payload.get("scope") != self._required_scope:
+        if expires_at <= issued_at:
+            raise AuthenticationFailed("bad_claims")
+        if expires_at - issued_at > self._max_lifetime:
+            raise AuthenticationFailed("too_long_lived")
+        audience = _audience(payload)
+        if self._audiences and not set(audience) & set(self._audiences):
+            raise AuthenticationFailed("wrong_audience")
+        scope = payload.get("scope")
+        if not isinstance(scope, str) or self._required_scope not in scope.split(" "):
             raise AuthenticationFailed("wrong_scope")
         raw_type = payload.get("service_type")
         if not isinstance(raw_type, str) or raw_type not in _KNOWN_TYPES:
@@ -313,4 +392,18 @@ class TokenVerifier:
             scope=self._required_scope,
             issued_at=issued_at,
             expires_at=expires_at,
+            subject=subject,
+            audience=audience,
         )
+
+
+def _audience(payload: dict[str, Any]) -> tuple[str, ...]:
+    """`aud` as a tuple: absent → (), a string → (it,), a list of strings → them (RFC 7519)."""
+    raw = payload.get("aud")
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        return (raw,)
+    if isinstance(raw, list) and all(isinstance(a, str) for a in raw):
+        return tuple(raw)
+    raise AuthenticationFailed("bad_claims")
