@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from darktower.auth.certs_cli import certs_app
 from darktower.auth.cli import keys_app, token
 from darktower.client.cli import client
 from darktower.dev.cli import dev
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 
 app.add_typer(keys_app, name="keys")
+app.add_typer(certs_app, name="certs")
 app.command("token")(token)
 
 app.command("mc")(mc)

@@ -46,6 +46,14 @@ def dev(
         bool,
         typer.Option(help="Restart a dead MC or MH (same id and ports), with backoff 1 s → 30 s."),
     ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls/--no-tls",
+            help="gRPC between the services over TLS, with a CA and certificates made for the "
+            "fleet (--no-tls: plaintext).",
+        ),
+    ] = True,
 ) -> None:
     """Run a local fleet in the foreground: Redis, a GC, MCs and simulated MHs.
 
@@ -71,6 +79,7 @@ def dev(
             db_url=db_url,
             ports=FleetPorts(gc_http=gc_http_port, any_free=any_port),
             workdir=logs,
+            tls=tls,
         )
         _start(fleet, logs)
         started = time.time()

@@ -1,6 +1,12 @@
 """The local fleet: a real Redis (embedded unless a URL is given), a GC (SQLite unless a database
 URL is given), N MCs registered with it and M simulated MHs in two zones, with fresh keys.
 
+Every gRPC hop (MC↔GC, MH→GC) is TLS by default: a CA of the fleet's own and one certificate
+per service (for 127.0.0.1 and localhost) are made in `<keys>/tls`, and every service trusts
+that CA. The GC's HTTP API and the MCs' client WebSockets stay plain HTTP/WS: the dashboard
+and join page are opened by browsers that do not trust a private CA. `tls=False` (`darktower
+dev --no-tls`) runs everything plaintext.
+
 Every service is a child process of this one, each in its own process group, writing to
 `<workdir>/<name>.log`; `restart()` starts a dead one again with the same id, ports and log;
 `stop()` sends SIGTERM to all, waits, then SIGKILLs what is left, so nothing outlives the fleet.
@@ -24,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from darktower.auth.certs import generate_certs, parse_hosts
 from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import EmbeddedRedis, free_port
 
@@ -93,6 +100,7 @@ class Fleet:
     services: list[Service] = field(default_factory=list)
     redis: EmbeddedRedis | None = None
     workdir: Path | None = None
+    tls: bool = True
 
     def __post_init__(self) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -101,6 +109,38 @@ class Fleet:
             self.workdir = Path(self._tmp.name)
         self.logs: Path = self.workdir
         self.key_dir = self.logs / "keys"
+        self.tls_dir = self.key_dir / "tls"
+
+    @property
+    def grpc_scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The fleet's CA certificate (None with TLS off)."""
+        return self.tls_dir / "ca.crt" if self.tls else None
+
+    def _tls_env(self, name: str, prefix: str) -> dict[str, str]:
+        """`<prefix>_TLS_*` for service `name`: its certificate (made here) and the fleet's CA."""
+        if not self.tls:
+            return {}
+        issued = generate_certs(self.tls_dir, name, parse_hosts("127.0.0.1,localhost"))
+        return {
+            f"{prefix}_TLS_CERT_FILE": str(issued.cert),
+            f"{prefix}_TLS_KEY_FILE": str(issued.key),
+            f"{prefix}_TLS_CA_FILE": str(issued.ca_cert),
+        }
+
+    def _tls_args(self, name: str) -> list[str]:
+        """The same for `darktower mh-sim`, as options."""
+        env = self._tls_env(name, "MH")
+        if not env:
+            return []
+        return [
+            "--tls-cert", env["MH_TLS_CERT_FILE"],
+            "--tls-key", env["MH_TLS_KEY_FILE"],
+            "--tls-ca", env["MH_TLS_CA_FILE"],
+        ]  # fmt: skip
 
     def _port(self, fixed: int, what: str) -> int:
         return free_port() if self.ports.any_free else _claim(fixed, what)
@@ -161,8 +201,10 @@ class Fleet:
                 "GC_MH_LOAD_REPORT_MS": "2000",
                 "GC_STALENESS_SECONDS": "6",
                 "GC_SWEEP_INTERVAL_SECONDS": "1",
+                "GC_HTTP_TLS": "false",
+                **self._tls_env("gc-1", "GC"),
             },
-            grpc=f"http://127.0.0.1:{gc_grpc}", http=f"http://127.0.0.1:{gc_http}",
+            grpc=f"{self.grpc_scheme}://127.0.0.1:{gc_grpc}", http=f"http://127.0.0.1:{gc_http}",
             ready_url=f"http://127.0.0.1:{gc_http}/health/ready",
             ports={"HTTP": gc_http, "gRPC": gc_grpc},
         )  # fmt: skip
@@ -180,10 +222,12 @@ class Fleet:
                 "MC_SERVICE_KEY_FILE": str(keys / "mc.key"),
                 "MC_TRUSTED_GC_KEY_FILES": str(keys / "gc.pub"),
                 "MC_DRAIN_SECONDS": "5",
+                "MC_CLIENT_TLS": "false",
+                **self._tls_env(name, "MC"),
             }
             self._launch(
                 "mc", name, ["mc"], env,
-                grpc=f"http://127.0.0.1:{grpc_port}",
+                grpc=f"{self.grpc_scheme}://127.0.0.1:{grpc_port}",
                 http=f"http://127.0.0.1:{health_port}",
                 ready_url=f"http://127.0.0.1:{health_port}/health/ready",
                 ports={"gRPC": grpc_port, "health": health_port, "client WS": client_port},
@@ -192,6 +236,7 @@ class Fleet:
             name = f"mh-{i + 1}"
             zone = ZONES[i % len(ZONES)]
             args = ["mh-sim", "--key", str(keys / "mh.key"), "--gc", self.gc.grpc, "--id", name]
+            args += self._tls_args(name)
             self._launch("mh", name, [*args, "--zone", zone], {}, zone=zone)
         for service in self.services:
             if service.ready_url:

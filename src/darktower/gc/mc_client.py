@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,10 +11,13 @@ import grpc
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.runtime.grpc_channels import channel_for
+from darktower.runtime.tls import TlsConfig, describe_rpc_error
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
 __all__ = ["AssignOutcome", "McClient", "MhTargetSpec"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +44,17 @@ _REASONS = {
 
 
 class McClient:
-    def __init__(self, tokens: ServiceTokenProvider, *, gc_id: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        tokens: ServiceTokenProvider,
+        *,
+        gc_id: str,
+        timeout: float = 10.0,
+        tls: TlsConfig | None = None,
+    ) -> None:
+        """`tls`: the CA that verifies https:// MCs and the certificate presented to them."""
         self._tokens = tokens
+        self._tls = tls
         self._gc_id = gc_id
         self._timeout = timeout
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -49,7 +62,7 @@ class McClient:
     def _stub(self, endpoint: str) -> pb_grpc.MeetingControllerServiceAsyncStub:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = self._channels[endpoint] = channel_for(endpoint)
+            channel = self._channels[endpoint] = channel_for(endpoint, tls=self._tls)
         return pb_grpc.MeetingControllerServiceStub(channel)
 
     async def assign(
@@ -74,6 +87,9 @@ class McClient:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return AssignOutcome(False, "timeout")
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                why = describe_rpc_error(endpoint, exc)
+                if why != exc.code().name:  # a TLS problem: say which, naming the MC
+                    log.warning("cannot reach the MC at %s: %s", endpoint, why)
                 return AssignOutcome(False, "unavailable")
             return AssignOutcome(False, f"error:{exc.code().name}")
         except ValueError:

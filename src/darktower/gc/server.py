@@ -184,7 +184,7 @@ class GcApp:
             what="GC HTTP",
             tasks=self.tasks,
             task_name="gc-http",
-            tls=self.tls,
+            tls=self.tls if s.http_tls else None,
         )
         self.http_port = await self._http.start()
         log.info(

@@ -95,6 +95,24 @@ class GcSettings(BaseSettings):
     join_token_ttl_seconds: int = Field(
         default=120, ge=10, le=3600, description="lifetime of the join tokens in join answers"
     )
+    # TLS (gRPC, and the HTTP API as HTTPS): with a certificate and key the GC serves TLS;
+    # the CA verifies the MCs it calls (https:// endpoints) and, when client certificates are
+    # required, the MCs and MHs calling it (mTLS).
+    tls_cert_file: Path | None = Field(
+        default=None, description="TLS certificate (PEM) for gRPC and the HTTP API"
+    )
+    tls_key_file: Path | None = Field(default=None, description="its private key (PEM, secret)")
+    tls_ca_file: Path | None = Field(
+        default=None, description="CA trusted for https:// MCs (and client certificates)"
+    )
+    tls_require_client_cert: bool = Field(
+        default=False, description="gRPC callers must present a certificate from the CA (mTLS)"
+    )
+    # Off: the HTTP API stays plain HTTP while gRPC uses TLS (`darktower dev` does that for
+    # browsers that do not trust its private CA).
+    http_tls: bool = Field(
+        default=True, description="serve the HTTP API as HTTPS when a certificate is set"
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     _paths = field_validator("trusted_mc_key_files", "trusted_mh_key_files", mode="before")(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.runtime.grpc_channels import channel_for
+from darktower.runtime.tls import TlsConfig
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -22,11 +23,12 @@ class GcClient:
         *,
         call_timeout: float = CALL_TIMEOUT_SECONDS,
         connect_timeout: float = 5.0,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._tokens = tokens
         self._timeout = call_timeout
-        self._channel = channel_for(endpoint, connect_timeout=connect_timeout)
+        self._channel = channel_for(endpoint, tls=tls, connect_timeout=connect_timeout)
         self._stub = pb_grpc.GlobalControllerServiceStub(self._channel)
 
     async def register(self, request: pb.RegisterMCRequest) -> pb.RegisterMCResponse:

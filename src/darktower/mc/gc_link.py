@@ -44,6 +44,7 @@ from darktower.mc.metrics import (
     REGISTRATION_ATTEMPTS,
 )
 from darktower.runtime.supervisor import TaskSupervisor
+from darktower.runtime.tls import describe_rpc_error
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = [
@@ -193,8 +194,19 @@ class GcLink:
 
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        why = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
         wait = state.next_action.sleep if state.next_action else 0.0
+        if isinstance(exc, grpc.aio.AioRpcError):
+            why = describe_rpc_error(self._client.endpoint, exc)
+            if why != exc.code().name:  # a TLS problem: say it, naming the GC
+                log.warning(
+                    "cannot reach the GC at %s: %s; next attempt in %.1fs",
+                    self._client.endpoint,
+                    why,
+                    wait,
+                )
+                return
+        else:
+            why = type(exc).__name__
         log.info(
             "registration attempt %d failed (%s); next in %.1fs", state.attempt_number, why, wait
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 
 import grpc
@@ -51,6 +52,7 @@ from darktower.runtime.serving import (
     serve_until_signalled,
 )
 from darktower.runtime.supervisor import TaskSupervisor
+from darktower.runtime.tls import TlsConfig, TlsError, load_tls
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -87,6 +89,19 @@ def _binding_secret(settings: McSettings) -> bytes | None:
     return secret.encode("utf-8")
 
 
+def _tls(settings: McSettings) -> TlsConfig:
+    try:
+        return load_tls(
+            settings.tls_cert_file,
+            settings.tls_key_file,
+            settings.tls_ca_file,
+            require_client_cert=settings.tls_require_client_cert,
+            prefix="MC_TLS",
+        )
+    except TlsError as exc:
+        raise StartupError(str(exc)) from None
+
+
 class McApp:
     def __init__(self, settings: McSettings, *, store: FencedStore | None = None) -> None:
         """`store` replaces the Redis store built from the settings (fault-injection tests)."""
@@ -94,6 +109,7 @@ class McApp:
             raise StartupError("MC_TRUSTED_GC_KEY_FILES is empty: no GC could call this MC")
         self.settings = settings
         self.tasks = TaskSupervisor(TASKS, crashes=TASK_CRASHES)
+        self.tls = _tls(settings)
         secret = _binding_secret(settings)
         gc_keys = load_public_keys(settings.trusted_gc_key_files)
         verifier = TokenVerifier(
@@ -139,6 +155,7 @@ class McApp:
                 settings.client_bind,
                 controller=self.controller,
                 verifier=JoinTokenVerifier(gc_keys),
+                ssl_context=self._client_ssl_context(),
             )
         self.link: GcLink | None = None
         if settings.gc_endpoint:
@@ -152,7 +169,7 @@ class McApp:
                 issuer=settings.id,
             )
             try:
-                self._gc_client = GcClient(settings.gc_endpoint, tokens)
+                self._gc_client = GcClient(settings.gc_endpoint, tokens, tls=self.tls)
             except ValueError as exc:
                 raise StartupError(f"MC_GC_ENDPOINT: {exc}") from None
         self.assigner = Assigner(
@@ -167,6 +184,12 @@ class McApp:
         )
         self.grpc_port = 0
         self._http: HttpServer | None = None
+
+    def _client_ssl_context(self) -> ssl.SSLContext | None:
+        """WSS with the MC's certificate, unless MC_CLIENT_TLS=false."""
+        if not (self.tls.serving and self.settings.client_tls):
+            return None
+        return self.tls.server_ssl_context()
 
     def ready(self) -> tuple[bool, str]:
         crashed = self.tasks.not_ready_reason()
@@ -221,8 +244,9 @@ class McApp:
         READY.set_function(lambda: 1.0 if self.ready()[0] else 0.0)
         grpc_host, _ = parse_bind(self.settings.grpc_bind)
         log.info(
-            "MC %s serving gRPC on %s:%d, clients on %s, health on %s (redis %s)",
+            "MC %s serving gRPC%s on %s:%d, clients on %s, health on %s (redis %s)",
             self.settings.id,
+            self.tls.log_note,
             grpc_host,
             self.grpc_port,
             self.client_endpoint or "(off)",
@@ -257,7 +281,9 @@ class McApp:
         await self.monitor.check()
         self.monitor.start(self.tasks)
         self.controller.start()
-        self.grpc_port = add_grpc_port(self.grpc_server, self.settings.grpc_bind, "MC gRPC")
+        self.grpc_port = add_grpc_port(
+            self.grpc_server, self.settings.grpc_bind, "MC gRPC", tls=self.tls
+        )
         await self.grpc_server.start()
         if self.signaling is not None:
             try:

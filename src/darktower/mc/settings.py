@@ -104,6 +104,24 @@ class McSettings(BaseSettings):
     registration_backoff_cap: float = Field(
         default=30.0, gt=0, description="longest registration retry wait (seconds)"
     )
+    # TLS (gRPC, and the client WebSocket as WSS): with a certificate and key the MC serves TLS
+    # and advertises https:// endpoints; the CA verifies the GC it calls and, when client
+    # certificates are required, the GCs calling it (mTLS).
+    tls_cert_file: Path | None = Field(
+        default=None, description="TLS certificate (PEM) for gRPC and the client WebSocket"
+    )
+    tls_key_file: Path | None = Field(default=None, description="its private key (PEM, secret)")
+    tls_ca_file: Path | None = Field(
+        default=None, description="CA trusted for https:// peers (and client certificates)"
+    )
+    tls_require_client_cert: bool = Field(
+        default=False, description="gRPC callers must present a certificate from the CA (mTLS)"
+    )
+    # Off: the client WebSocket stays plain WS while gRPC uses TLS (`darktower dev` does that
+    # for browsers that do not trust its private CA).
+    client_tls: bool = Field(
+        default=True, description="serve the client WebSocket as WSS when a certificate is set"
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("trusted_gc_key_files", mode="before")
@@ -127,14 +145,20 @@ class McSettings(BaseSettings):
     def advertised_grpc_endpoint(self, bound_port: int) -> str:
         """The URL the GC should dial: MC_GRPC_ADVERTISE, or the bind address with a wildcard
         host replaced by this machine's name (a GC cannot dial 0.0.0.0)."""
-        return _advertised(self.grpc_advertise, self.grpc_bind, bound_port)
+        return _advertised(self.grpc_advertise, self.grpc_bind, bound_port, self._scheme)
 
     def advertised_client_endpoint(self, bound_port: int) -> str:
         """The client URL registered with the GC: MC_CLIENT_ADVERTISE, or derived from
         MC_CLIENT_BIND the same way as the gRPC one; "" while client signaling is off."""
         if not self.client_enabled:
             return self.client_advertise
-        return _advertised(self.client_advertise, self.client_bind, bound_port)
+        scheme = self._scheme if self.client_tls else "http"
+        return _advertised(self.client_advertise, self.client_bind, bound_port, scheme)
+
+    @property
+    def _scheme(self) -> str:
+        """An MC with a certificate serves TLS, so what it advertises is https://."""
+        return "https" if self.tls_cert_file is not None else "http"
 
     def secret_values(self) -> list[str]:
         """Every secret string, for the log redaction filter (passwords inside URLs too)."""
@@ -149,15 +173,15 @@ class McSettings(BaseSettings):
         return [v for v in values if v]
 
 
-def _advertised(explicit: str, bind: str, bound_port: int) -> str:
+def _advertised(explicit: str, bind: str, bound_port: int, scheme: str) -> str:
     if explicit:
-        return explicit if "://" in explicit else f"http://{explicit}"
+        return explicit if "://" in explicit else f"{scheme}://{explicit}"
     host, _ = parse_bind(bind)
     if host in ("0.0.0.0", "::", ""):
         host = socket.getfqdn()
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{bound_port}"
+    return f"{scheme}://{host}:{bound_port}"
 
 
 def contradictions(s: McSettings) -> list[Contradiction]:

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -106,8 +107,11 @@ class SignalingServer:
         controller: MeetingControllerActor,
         verifier: JoinTokenVerifier,
         join_timeout: float = JOIN_TIMEOUT_SECONDS,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`ssl_context`: serve WSS (TLS) with it; plain WS without."""
         self._bind = bind
+        self._ssl = ssl_context
         self._controller = controller
         self._verifier = verifier
         self._join_timeout = join_timeout
@@ -126,6 +130,7 @@ class SignalingServer:
             compression=None,
             close_timeout=CLOSE_TIMEOUT_SECONDS,
             logger=log,
+            ssl=self._ssl,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
 

@@ -15,6 +15,7 @@ from darktower.auth.errors import AuthError
 from darktower.auth.keys import load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.runtime.logs import configure_logging
+from darktower.runtime.tls import TlsError, load_tls
 
 __all__ = ["mh_sim"]
 
@@ -29,6 +30,13 @@ def mh_sim(
     zone: Annotated[str, typer.Option(help="Failure zone.")] = "zone-a",
     max_streams: Annotated[int, typer.Option(min=1)] = 1000,
     target_load: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="TLS certificate presented to the GC (mTLS).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Its private key.")] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="CA that verifies an https:// GC (default: system roots).")
+    ] = None,
 ) -> None:
     """Register a simulated MH with a GC and send periodic load reports until stopped."""
     from darktower.mhsim.simulator import MhConfig, MhSimulator
@@ -39,7 +47,8 @@ def mh_sim(
         tokens = ServiceTokenProvider(
             load_private_key(key), service_type=service_type, scope=scope, issuer=id
         )
-    except AuthError as exc:
+        tls = load_tls(tls_cert, tls_key, tls_ca, prefix="--tls")
+    except (AuthError, TlsError) as exc:
         typer.echo(f"darktower mh-sim: {exc}", err=True)
         raise typer.Exit(2) from None
     config = MhConfig(
@@ -47,13 +56,13 @@ def mh_sim(
         region=region,
         zone=zone,
         webtransport_endpoint=f"https://{id}.{zone}.local:4433",
-        grpc_endpoint=f"http://{id}.{zone}.local:50053",
+        grpc_endpoint=f"{tls.scheme}://{id}.{zone}.local:50053",
         max_streams=max_streams,
         target_load=target_load,
     )
 
     async def main() -> None:
-        simulator = MhSimulator(gc, config, tokens)
+        simulator = MhSimulator(gc, config, tokens, tls=tls)
         runner = asyncio.ensure_future(simulator.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -14,11 +14,12 @@ import random
 from dataclasses import dataclass
 
 import grpc
-from tenacity import AsyncRetrying
+from tenacity import AsyncRetrying, RetryCallState
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.common.backoff import RegistrationBackoff
 from darktower.runtime.grpc_channels import channel_for
+from darktower.runtime.tls import TlsConfig, describe_rpc_error
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -54,10 +55,13 @@ class MhSimulator:
         *,
         rng: random.Random | None = None,
         backoff: RegistrationBackoff | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
+        """`tls`: the CA that verifies an https:// GC, and the certificate shown to it."""
         self.config = config
         self._tokens = tokens
-        self._channel = channel_for(gc_endpoint)
+        self._gc_endpoint = gc_endpoint
+        self._channel = channel_for(gc_endpoint, tls=tls)
         self._stub = pb_grpc.MediaHandlerRegistryServiceStub(self._channel)
         self._rng = rng or random.Random()  # noqa: S311 - simulated load, not cryptography
         self._backoff = backoff or RegistrationBackoff()
@@ -75,7 +79,8 @@ class MhSimulator:
             max_streams=c.max_streams,
             zone=c.zone,
         )
-        async for attempt in AsyncRetrying(wait=self._backoff, reraise=True):
+        retrying = AsyncRetrying(wait=self._backoff, before_sleep=self._log_retry, reraise=True)
+        async for attempt in retrying:
             with attempt:
                 answer = await self._stub.RegisterMH(
                     request, metadata=self._tokens.metadata(), timeout=10
@@ -85,6 +90,12 @@ class MhSimulator:
         self.report_interval = (answer.load_report_interval_ms or 10_000) / 1000
         self.registered = True
         log.info("MH %s registered (reports every %.1fs)", c.handler_id, self.report_interval)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, grpc.aio.AioRpcError):
+            why = describe_rpc_error(self._gc_endpoint, exc)
+            log.warning("cannot register with the GC at %s: %s", self._gc_endpoint, why)
 
     async def report(self) -> None:
         self.streams = next_load(self.streams, self.config, self._rng)

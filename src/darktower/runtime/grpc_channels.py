@@ -1,10 +1,17 @@
-"""Client channels to peers: one reused channel per endpoint (SPEC §3), from an `http(s)://` URL."""
+"""Client channels to peers: one reused channel per endpoint (SPEC §3), from an `http(s)://` URL.
+
+`https://` is TLS: the peer's certificate is verified against the caller's CA (`TlsConfig`;
+the system's roots without one) and must name the host dialled; the caller presents its own
+certificate when it has one (mTLS). `http://` is plaintext.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 import grpc
+
+from darktower.runtime.tls import TlsConfig
 
 __all__ = ["channel_for", "grpc_target"]
 
@@ -19,7 +26,9 @@ def grpc_target(endpoint: str) -> tuple[str, bool]:
     return f"{host}:{parts.port or default_port}", parts.scheme == "https"
 
 
-def channel_for(endpoint: str, *, connect_timeout: float = 5.0) -> grpc.aio.Channel:
+def channel_for(
+    endpoint: str, *, tls: TlsConfig | None = None, connect_timeout: float = 5.0
+) -> grpc.aio.Channel:
     """A channel that reconnects quickly once the peer is back, and gives up a connection
     attempt after `connect_timeout` seconds (the per-call deadline still bounds each call)."""
     target, secure = grpc_target(endpoint)
@@ -31,5 +40,6 @@ def channel_for(endpoint: str, *, connect_timeout: float = 5.0) -> grpc.aio.Chan
         ("grpc.keepalive_timeout_ms", 10_000),
     ]
     if secure:
-        return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(), options=options)
+        credentials = (tls or TlsConfig()).channel_credentials()
+        return grpc.aio.secure_channel(target, credentials, options=options)
     return grpc.aio.insecure_channel(target, options=options)

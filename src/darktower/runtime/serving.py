@@ -7,6 +7,9 @@ HTTP servers listen on a socket we bind ourselves (uvicorn would log its own lin
 `sys.exit`); gRPC binds inside grpc's core, so its port is first tried here, where the reason
 is known, and grpc's own refusal is still caught for the port taken in between.
 
+With a `TlsConfig` that has a certificate, gRPC ports are TLS (mTLS when it requires client
+certificates) and HTTP servers are HTTPS with the same certificate and key.
+
 `serve_until_signalled(start, stop)` is a service's whole life: start, wait for SIGTERM or
 SIGINT, and stop — in a `finally`, so the service is stopped however the wait ends.
 """
@@ -26,6 +29,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from darktower.runtime.supervisor import TaskSupervisor
+from darktower.runtime.tls import TlsConfig
 
 __all__ = [
     "GRPC_LISTEN_OPTIONS",
@@ -87,15 +91,22 @@ def listen_socket(bind: str, what: str) -> socket.socket:
         raise cannot_listen(bind, what, exc) from None
 
 
-def add_grpc_port(server: grpc.aio.Server, bind: str, what: str) -> int:
-    """Add an insecure port to a server built with `GRPC_LISTEN_OPTIONS`; the bound port.
+def add_grpc_port(
+    server: grpc.aio.Server, bind: str, what: str, *, tls: TlsConfig | None = None
+) -> int:
+    """Add a port to a server built with `GRPC_LISTEN_OPTIONS` — TLS when `tls` has a
+    certificate, else plaintext; the bound port.
 
     The address is first bound here and released at once: that gives the real reason when it
     is taken (grpc's core only logs it) and keeps grpc's own error line off stderr."""
     host, port = parse_bind(bind)
     listen_socket(bind, what).close()
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        if tls is not None and tls.serving:
+            bound = server.add_secure_port(address, tls.server_credentials())
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError:
         bound = 0
     if bound == 0:
@@ -116,10 +127,18 @@ class EmbeddedUvicorn(uvicorn.Server):
 class HttpServer:
     """A FastAPI app served by uvicorn inside the running loop (signals stay ours), on a
     socket bound by `listen_socket` — so a taken port is one `StartupError` line. It serves
-    in task `task_name` of `tasks`: uvicorn ending before `stop` is a crash."""
+    in task `task_name` of `tasks`: uvicorn ending before `stop` is a crash. HTTPS with the
+    certificate and key of `tls` when it has them (no client certificate is asked for)."""
 
     def __init__(
-        self, app: FastAPI, bind: str, *, what: str, tasks: TaskSupervisor, task_name: str
+        self,
+        app: FastAPI,
+        bind: str,
+        *,
+        what: str,
+        tasks: TaskSupervisor,
+        task_name: str,
+        tls: TlsConfig | None = None,
     ) -> None:
         self._bind = bind
         self._what = what
@@ -127,8 +146,16 @@ class HttpServer:
         self._task_name = task_name
         host, port = parse_bind(bind)
         self.host = host
+        self._tls = tls if tls is not None and tls.serving else None
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=self._tls.cert_file if self._tls else None,
+            ssl_keyfile=self._tls.key_file if self._tls else None,
         )
         self._server = EmbeddedUvicorn(config)
         self._task: asyncio.Task[None] | None = None
@@ -139,7 +166,8 @@ class HttpServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     async def start(self) -> int:
         """Listen, serve, and return once serving: the bound port (useful with port 0)."""
