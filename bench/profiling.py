@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.context import BenchContext
+from darktower.runtime.processes import ManagedProcess
 
 __all__ = ["Profile", "cpu_window", "summarize_profile"]
 
@@ -146,14 +148,16 @@ def summarize_profile(collapsed: str) -> dict[str, Any]:
 class Profile:
     """py-spy on one process (only with `--profile DIR`), recorded in segments: `start()` …
     `stop()` as often as wanted, then `summary()` over all of them. Leaves the raw stacks
-    (`<label>-<n>.txt`) and the summary (`<label>.json`) in DIR."""
+    (`<label>-<n>.txt`), py-spy's own output (`<label>-<n>.log`) and the summary
+    (`<label>.json`) in DIR. py-spy runs as a `ManagedProcess`, so it dies with the runner
+    even when the runner is SIGKILLed in the middle of a segment."""
 
     def __init__(self, ctx: BenchContext, label: str, pid: int) -> None:
         self.label = label
         self._pid = pid
         self._dir = ctx.profile_dir
         self._exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: ManagedProcess | None = None
         self._files: list[Path] = []
         self.errors: list[str] = []
         if self._dir is not None and not Path(self._exe).exists():
@@ -166,10 +170,14 @@ class Profile:
         self._dir.mkdir(parents=True, exist_ok=True)
         out = self._dir / f"{self.label}-{len(self._files)}.txt"
         self._files.append(out)
-        self._proc = await asyncio.create_subprocess_exec(
-            self._exe, "record", "--pid", str(self._pid), "--duration", "600",
-            "--rate", "250", "--format", "raw", "--nonblocking", "--output", str(out),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        self._proc = ManagedProcess.start(
+            [
+                self._exe, "record", "--pid", str(self._pid), "--duration", "600",
+                "--rate", "250", "--format", "raw", "--nonblocking", "--output", str(out),
+            ],
+            log_path=out.with_suffix(".log"),
+            name=f"py-spy {self.label}",
+            truncate_log=True,
         )  # fmt: skip
         await asyncio.sleep(0.3)  # attaching takes a moment
 
@@ -178,17 +186,15 @@ class Profile:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
         try:
-            _, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+            await asyncio.to_thread(proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            await asyncio.to_thread(proc.kill)
             self.errors.append("py-spy did not stop")
             return
         if not self._files[-1].exists():
-            self.errors.append(err.decode(errors="replace")[-300:])
+            self.errors.append(proc.log()[-300:])
 
     def summary(self) -> dict[str, Any]:
         if self._dir is None:
