@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from darktower.auth.keys import KEY_NAMES, load_public_keys
-from darktower.auth.tokens import SERVICE_PROFILES, ServiceClaims, TokenVerifier
+from darktower.auth.keys import KEY_NAMES, load_public_keys, load_trusted_keys
+from darktower.auth.tokens import (
+    SCOPE_MC,
+    SERVICE_PROFILES,
+    ServiceClaims,
+    ServiceType,
+    TokenVerifier,
+)
 from darktower.cli import app
 
 runner = CliRunner()
@@ -107,3 +113,87 @@ def test_keys_and_token_as_a_real_process(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert missing.stdout == ""
     assert missing.stderr.strip() == f"error: {tmp_path / 'nope.key'}: key file not found"
+
+
+def test_keys_generate_for_one_instance_then_token_with_audience(tmp_path: Path) -> None:
+    generated = runner.invoke(
+        app, ["keys", "generate", "--out", str(tmp_path), "--service", "gc", "--id", "gc-1"]
+    )
+    assert generated.exit_code == 0, generated.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gc-1.key", "gc-1.pub"]
+    assert stat.S_IMODE((tmp_path / "gc-1.key").stat().st_mode) == 0o600
+
+    result = runner.invoke(
+        app,
+        [
+            *("token", "--service", "gc", "--key", str(tmp_path / "gc-1.key")),
+            *("--audience", "mc-1", "--ttl", "600"),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    verifier = TokenVerifier(
+        load_trusted_keys([tmp_path / "gc-1.pub"]),
+        required_scope=SCOPE_MC,
+        allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+        audience="mc-1",
+        allow_unbound_keys=False,
+    )
+    claims = verifier.verify(result.stdout.strip())
+    assert (claims.subject, claims.issuer, claims.audience) == ("gc-1", "gc-1", ("mc-1",))
+    assert claims.expires_at - claims.issued_at == 600
+
+
+def test_token_from_a_legacy_key_takes_its_sub_from_id(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["keys", "generate", "--out", str(tmp_path)]).exit_code == 0
+    result = runner.invoke(
+        app, ["token", "--service", "mc", "--key", str(tmp_path / "mc.key"), "--id", "mc-4"]
+    )
+    assert result.exit_code == 0, result.output
+    claims = verify_printed(result.stdout, tmp_path / "mc.pub", "mc")
+    assert (claims.subject, claims.issuer) == ("mc-4", "mc-4")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--service", "gc", "--key", "{dir}/gc.key", "--ttl", "601"], "above the maximum"),
+        (["--service", "gc", "--key", "{dir}/gc.key", "--ttl", "315360000"], "above the maximum"),
+        (["--service", "gc", "--key", "{dir}/gc-1.key", "--id", "gc-2"], "bound to 'gc-1'"),
+        (["--service", "mc", "--key", "{dir}/gc-1.key"], "another service than 'mc'"),
+        (["--service", "gc", "--key", "{dir}/gc.key", "--audience", "mc 1"], "--audience"),
+        (["--service", "gc", "--key", "{dir}/gc.key", "--id", "gc/1"], "--id"),
+    ],
+)
+def test_token_refusals_are_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    assert runner.invoke(app, ["keys", "generate", "--out", str(tmp_path)]).exit_code == 0
+    instance = ["keys", "generate", "--out", str(tmp_path), "--service", "gc", "--id", "gc-1"]
+    assert runner.invoke(app, instance).exit_code == 0
+
+    result = runner.invoke(app, ["token", *(a.format(dir=tmp_path) for a in args)])
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--service", "mc"], "--service and --id go together"),
+        (["--id", "mc-1"], "--service and --id go together"),
+        (["--service", "xx", "--id", "x-1"], "unknown service 'xx'"),
+        (["--service", "mc", "--id", "mc/1"], "letters"),
+    ],
+)
+def test_keys_generate_for_one_instance_refusals(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = runner.invoke(app, ["keys", "generate", "--out", str(tmp_path), *args])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
