@@ -45,7 +45,8 @@ from darktower.mc.settings import McSettings
 from darktower.runtime.redis_connect import RedisUrlError, connect, describe
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
-from tests.mc.conftest import assign_request, token_provider
+from tests.support.keys import token_provider
+from tests.support.mc import assign_request
 
 pytestmark = pytest.mark.slow
 

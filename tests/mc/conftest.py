@@ -1,25 +1,24 @@
-"""Fixtures for the Meeting Controller: keys, an in-process MC on loopback, a GC-side client."""
+"""Fixtures for the Meeting Controller: keys, an in-process MC on loopback, a GC-side client.
+
+The helpers tests import (`RunningMc`, `assign_request`, `token_provider`) live in
+`tests.support`."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from darktower.auth.client import ServiceTokenProvider
-from darktower.auth.keys import generate_key_files, load_private_key
-from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import free_port
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
-from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
-
-TEST_BINDING_SECRET = "test-binding-secret-3f9a1c"
+from tests.support.keys import TEST_BINDING_SECRET, token_provider
+from tests.support.mc import RunningMc
 
 
 @pytest.fixture(scope="session")
@@ -27,16 +26,6 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("keys")
     generate_key_files(out)
     return out
-
-
-def token_provider(key_dir: Path, service: str) -> ServiceTokenProvider:
-    service_type, scope = SERVICE_PROFILES[service]
-    return ServiceTokenProvider(
-        load_private_key(key_dir / f"{service}.key"),
-        service_type=service_type,
-        scope=scope,
-        issuer=f"test-{service}",
-    )
 
 
 @pytest.fixture
@@ -66,36 +55,6 @@ def mc_settings(redis_url: str, key_dir: Path) -> Callable[..., McSettings]:
         return McSettings(**values)
 
     return make
-
-
-@dataclass
-class RunningMc:
-    app: McApp
-    stub: pb_grpc.MeetingControllerServiceAsyncStub
-    metadata: tuple[tuple[str, str], ...]
-    health_url: str
-
-    async def assign(
-        self, meeting_id: str, *, mhs: int = 1, timeout: float = 10
-    ) -> pb.AssignMeetingWithMhResponse:
-        return await self.stub.AssignMeetingWithMh(
-            assign_request(meeting_id, mhs=mhs), metadata=self.metadata, timeout=timeout
-        )
-
-
-def assign_request(meeting_id: str, *, mhs: int = 1) -> pb.AssignMeetingWithMhRequest:
-    return pb.AssignMeetingWithMhRequest(
-        meeting_id=meeting_id,
-        mh_assignments=[
-            pb.MhAssignment(
-                mh_id=f"mh-{i}",
-                webtransport_endpoint=f"https://mh-{i}.example:4433",
-                role=pb.MH_ROLE_PRIMARY if i == 0 else pb.MH_ROLE_BACKUP,
-            )
-            for i in range(mhs)
-        ],
-        requesting_gc_id="gc-test",
-    )
 
 
 @pytest.fixture

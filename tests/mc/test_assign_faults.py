@@ -16,7 +16,7 @@ from darktower.fencing import Lease, RedisFencedStore, StoreUnavailable
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
-from tests.mc.conftest import RunningMc
+from tests.support.mc import RunningMc
 
 StartMc = Callable[..., Awaitable[RunningMc]]
 

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from darktower.fencing import RedisFencedStore
 from darktower.wire.dark_tower import internal_pb2 as pb
-from tests.mc.conftest import RunningMc, assign_request
+from tests.support.mc import RunningMc, assign_request
 
 StartMc = Callable[..., Awaitable[RunningMc]]
 

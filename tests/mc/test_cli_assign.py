@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from tests.mc.conftest import RunningMc
+from tests.support.mc import RunningMc
 
 
 async def run_cli(*args: str) -> tuple[int, str, str]:

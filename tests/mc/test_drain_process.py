@@ -16,9 +16,9 @@ import pytest
 
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
-from tests.mc.conftest import assign_request
 from tests.mc.processes import McProcess, McProcesses
 from tests.mc.recording_gc import ENDED, FAST, Fail, RecordingGc
+from tests.support.mc import assign_request
 
 pytestmark = pytest.mark.slow
 

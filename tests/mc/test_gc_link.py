@@ -21,7 +21,6 @@ from darktower.auth.errors import FAILURE_REASONS, WRONG_CALLER
 from darktower.auth.tokens import SCOPE_GC, ServiceType
 from darktower.mc.controller import Abort, EndAll, SetDraining
 from darktower.wire.dark_tower import internal_pb2 as pb
-from tests.mc.conftest import RunningMc
 from tests.mc.recording_gc import (
     ANSWER,
     COMPREHENSIVE,
@@ -34,6 +33,7 @@ from tests.mc.recording_gc import (
     RecordingGc,
     Refuse,
 )
+from tests.support.mc import RunningMc
 
 StartMc = Callable[..., Awaitable[RunningMc]]
 

@@ -20,7 +20,7 @@ from darktower.mc.grpc_service import INTERNAL_MESSAGE, status_for
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
-from tests.mc.conftest import RunningMc, assign_request
+from tests.support.mc import RunningMc, assign_request
 
 StartMc = Callable[..., Awaitable[RunningMc]]
 

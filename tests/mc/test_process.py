@@ -16,8 +16,8 @@ import redis
 from darktower.embedded.redis import EmbeddedRedis, find_redis_server, free_port
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
-from tests.mc.conftest import assign_request
 from tests.mc.processes import McProcess, McProcesses, mc_command, mc_env, wait_until
+from tests.support.mc import assign_request
 
 pytestmark = pytest.mark.slow
 

@@ -43,8 +43,9 @@ from darktower.signaling.protocol import (
     Pong,
     SelfMute,
 )
-from tests.mc.conftest import TEST_BINDING_SECRET, RunningMc
 from tests.mc.signaling_client import SignalingClient, signaling_url
+from tests.support.keys import TEST_BINDING_SECRET
+from tests.support.mc import RunningMc
 
 GRACE = 1.0
 Start = Callable[..., Awaitable[RunningMc]]

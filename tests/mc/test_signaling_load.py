@@ -30,8 +30,8 @@ from darktower.signaling.protocol import (
     ParticipantJoined,
     ParticipantLeft,
 )
-from tests.mc.conftest import RunningMc
 from tests.mc.signaling_client import SignalingClient, signaling_url
+from tests.support.mc import RunningMc
 
 MEETINGS = 10
 PER_MEETING = 50

@@ -18,8 +18,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from darktower.wire.dark_tower import internal_pb2 as pb
-from tests.mc.conftest import RunningMc
 from tests.mc.recording_gc import RecordingGc
+from tests.support.mc import RunningMc
 
 StartMc = Callable[..., Awaitable[RunningMc]]
 INJECTED = "injected failure"

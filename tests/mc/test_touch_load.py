@@ -13,7 +13,7 @@ from darktower.fencing.metrics import REDIS_ERRORS
 from darktower.mc.controller import EndAll
 from darktower.mc.validation import AssignRequest, MhRole, MhTarget
 from darktower.runtime.redis_connect import DEFAULT_MAX_CONNECTIONS
-from tests.mc.conftest import RunningMc
+from tests.support.mc import RunningMc
 
 StartMc = Callable[..., Awaitable[RunningMc]]
 
