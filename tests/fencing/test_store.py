@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY
 from redis.exceptions import ResponseError
 
 from darktower.fencing import (
+    MAX_GENERATION,
     FencedOut,
     FencedStore,
     FencedWrite,
@@ -54,9 +55,10 @@ async def test_acquire_sets_gen_and_owner(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
     floor = await redis_now_us(redis_client)
-    gen = (await store.acquire(M, "mc-a")).generation
-    assert gen >= floor
-    assert await stored_gen(redis_client) == gen
+    lease = await store.acquire(M, "mc-a")
+    assert (lease.meeting_id, lease.owner) == (M, "mc-a")
+    assert lease.generation >= floor
+    assert await stored_gen(redis_client) == lease.generation
     assert await redis_client.get(K.owner) == b"mc-a"
     assert await redis_client.ttl(K.gen) == -1  # never expires
 
@@ -98,26 +100,26 @@ async def test_acquire_respects_min_generation(
 async def test_stale_generation_is_refused_and_nothing_written(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    old = (await store.acquire(M, "mc-a")).generation
-    await store.fenced_set(Lease(M, "mc-a", old), "mh", "v1")
-    await store.fenced_hset(Lease(M, "mc-a", old), {"f": "1"})
-    new = (await store.acquire(M, "mc-b")).generation
+    old = await store.acquire(M, "mc-a")
+    await store.fenced_set(old, "mh", "v1")
+    await store.fenced_hset(old, {"f": "1"})
+    new = await store.acquire(M, "mc-b")
 
     with pytest.raises(FencedOut) as caught:
-        await store.fenced_set(Lease(M, "mc-a", old), "mh", "v2")
-    assert (caught.value.stored_generation, caught.value.stored_owner) == (new, "mc-b")
+        await store.fenced_set(old, "mh", "v2")
+    assert (caught.value.stored_generation, caught.value.stored_owner) == (new.generation, "mc-b")
     with pytest.raises(FencedOut):
-        await store.fenced_hset(Lease(M, "mc-a", old), {"g": "2"}, remove=["f"])
+        await store.fenced_hset(old, {"g": "2"}, remove=["f"])
     with pytest.raises(FencedOut):
-        await store.fenced_delete(Lease(M, "mc-a", old))
+        await store.fenced_delete(old)
     # the previous owner at the current generation is refused too
     with pytest.raises(FencedOut):
-        await store.fenced_set(Lease(M, "mc-a", new), "mh", "v3")
+        await store.fenced_set(Lease(M, "mc-a", new.generation), "mh", "v3")
 
     assert await redis_client.get(K.mh) == b"v1"
     assert await redis_client.hgetall(K.state) == {b"f": b"1"}
     assert await redis_client.get(K.owner) == b"mc-b"
-    assert await stored_gen(redis_client) == new
+    assert await stored_gen(redis_client) == new.generation
 
 
 async def test_own_older_generation_is_refused(
@@ -125,17 +127,17 @@ async def test_own_older_generation_is_refused(
 ) -> None:
     # An MC that re-acquired its own meeting: writes still in flight under the old generation
     # must not land.
-    old = (await store.acquire(M, "mc-a")).generation
-    new = (await store.acquire(M, "mc-a")).generation
+    old = await store.acquire(M, "mc-a")
+    new = await store.acquire(M, "mc-a")
     with pytest.raises(FencedOut) as caught:
-        await store.fenced_set(Lease(M, "mc-a", old), "mh", "stale")
-    assert (caught.value.stored_generation, caught.value.stored_owner) == (new, "mc-a")
+        await store.fenced_set(old, "mh", "stale")
+    assert (caught.value.stored_generation, caught.value.stored_owner) == (new.generation, "mc-a")
     with pytest.raises(FencedOut):
-        await store.fenced_hset(Lease(M, "mc-a", old), {"f": "stale"})
+        await store.fenced_hset(old, {"f": "stale"})
     with pytest.raises(FencedOut):
-        await store.fenced_check(Lease(M, "mc-a", old))
+        await store.fenced_check(old)
     with pytest.raises(FencedOut):
-        await store.fenced_delete(Lease(M, "mc-a", old))
+        await store.fenced_delete(old)
     assert await redis_client.get(K.mh) is None
     assert await redis_client.exists(K.state) == 0
     assert await redis_client.get(K.owner) == b"mc-a"
@@ -168,18 +170,18 @@ async def test_writes_to_a_never_acquired_meeting_are_refused(
 async def test_delete_keeps_the_generation(
     store: RedisFencedStore, redis_client: aioredis.Redis
 ) -> None:
-    gen = (await store.acquire(M, "mc-a")).generation
-    await store.fenced_set(Lease(M, "mc-a", gen), "mh", '{"mh": []}')
-    await store.fenced_hset(Lease(M, "mc-a", gen), {"f": "1"})
-    await store.fenced_delete(Lease(M, "mc-a", gen))
+    lease = await store.acquire(M, "mc-a")
+    await store.fenced_set(lease, "mh", '{"mh": []}')
+    await store.fenced_hset(lease, {"f": "1"})
+    await store.fenced_delete(lease)
 
-    assert await stored_gen(redis_client) == gen
+    assert await stored_gen(redis_client) == lease.generation
     assert await redis_client.exists(K.owner, K.mh, K.state) == 0
     with pytest.raises(FencedOut) as caught:
-        await store.fenced_set(Lease(M, "mc-a", gen), "mh", "after delete")
-    assert (caught.value.stored_generation, caught.value.stored_owner) == (gen, None)
+        await store.fenced_set(lease, "mh", "after delete")
+    assert (caught.value.stored_generation, caught.value.stored_owner) == (lease.generation, None)
     assert await redis_client.get(K.mh) is None
-    assert (await store.acquire(M, "mc-b")).generation > gen
+    assert (await store.acquire(M, "mc-b")).generation > lease.generation
 
 
 async def test_hset_sets_and_removes_fields(
@@ -203,14 +205,14 @@ async def test_hset_many_fields(store: RedisFencedStore, redis_client: aioredis.
 
 
 async def test_fenced_check(store: RedisFencedStore, redis_client: aioredis.Redis) -> None:
-    old = (await store.acquire(M, "mc-a")).generation
-    await store.fenced_check(Lease(M, "mc-a", old))
-    new = (await store.acquire(M, "mc-b")).generation
-    await store.fenced_check(Lease(M, "mc-b", new))
+    old = await store.acquire(M, "mc-a")
+    await store.fenced_check(old)
+    new = await store.acquire(M, "mc-b")
+    await store.fenced_check(new)
     with pytest.raises(FencedOut):
-        await store.fenced_check(Lease(M, "mc-a", old))
+        await store.fenced_check(old)
     with pytest.raises(FencedOut):
-        await store.fenced_check(Lease(M, "mc-a", new))
+        await store.fenced_check(Lease(M, "mc-a", new.generation))
     assert await redis_client.get(K.owner) == b"mc-b"
 
 
@@ -413,10 +415,31 @@ async def test_invalid_arguments_are_refused_before_redis(store: RedisFencedStor
         await store.acquire(M, "mc-a", min_generation=-1)
     with pytest.raises(ValueError, match="name"):
         await store.fenced_set(Lease(M, "mc-a", 1), "owner", "x")
-    with pytest.raises(ValueError, match="generation"):
-        await store.fenced_check(Lease(M, "mc-a", 0))
-    with pytest.raises(ValueError, match="generation"):
-        await store.fenced_delete(Lease(M, "mc-a", True))
+
+
+@pytest.mark.parametrize(
+    ("meeting_id", "owner", "generation", "match"),
+    [
+        ("a{b}", "mc-a", 1, "meeting id"),
+        ("", "mc-a", 1, "meeting id"),
+        (M, "", 1, "owner"),
+        (M, "mc-a", 0, "generation"),
+        (M, "mc-a", -1, "generation"),
+        (M, "mc-a", True, "generation"),
+        (M, "mc-a", MAX_GENERATION + 1, "generation"),
+    ],
+)
+def test_a_lease_names_a_valid_meeting_owner_and_generation(
+    meeting_id: str, owner: str, generation: int, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        Lease(meeting_id, owner, generation)
+
+
+def test_a_lease_carries_its_meeting_keys() -> None:
+    lease = Lease(M, "mc-a", MAX_GENERATION)
+    assert lease.keys == K
+    assert FencedWrite(lease, "mh", "x").meeting_id == M
 
 
 # --- replica wait and metrics -------------------------------------------------------------------
