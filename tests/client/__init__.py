@@ -25,9 +25,9 @@ from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.client.session import ClientSession, SessionEvent
 from darktower.common.backoff import RegistrationBackoff
 from darktower.embedded.redis import free_port
+from darktower.gc.domain import Health
 from darktower.gc.server import GcApp
 from darktower.gc.settings import GcSettings
-from darktower.gc.store import Health
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.mhsim.simulator import MhConfig, MhSimulator

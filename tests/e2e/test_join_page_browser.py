@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from playwright.async_api import Page, ViewportSize, expect
 
 from darktower.client.session import ClientSession
-from darktower.gc.store import Health
+from darktower.gc.domain import Health, Heartbeat
 from darktower.signaling.protocol import LeaveReason, Muted, ParticipantLeft, ParticipantUpdated
 from tests.client import InProcessFleet, Watcher, in_process_fleet
 from tests.e2e.browser import requires_chromium
@@ -227,14 +227,16 @@ async def gc_with_meetings(tmp_path: Path) -> AsyncIterator[str]:
             loads[mc_id][meeting] = n
         for mc_id, meetings in loads.items():
             await store.record_heartbeat(
-                mc_id,
-                current_meetings=len(meetings),
-                current_participants=sum(meetings.values()),
-                max_meetings=500,
-                max_participants=9999,
-                health=Health.HEALTHY,
-                meeting_loads=meetings,
-                now=now,
+                Heartbeat(
+                    mc_id,
+                    current_meetings=len(meetings),
+                    current_participants=sum(meetings.values()),
+                    max_meetings=500,
+                    max_participants=9999,
+                    health=Health.HEALTHY,
+                    meeting_loads=meetings,
+                    at=now,
+                )
             )
         async with serve_app(gc.app) as url:
             yield url

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import free_port
+from darktower.gc.domain import Controller, MediaHandler
 from darktower.gc.server import GcApp
 from darktower.gc.settings import GcSettings
-from darktower.gc.store import Controller, MediaHandler
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
@@ -188,12 +188,13 @@ class Servers:
         return frozenset(self.redis.keys("*")), frozenset(self.mc.controller.meetings)
 
     def registry(self) -> Registry:
-        store = self.gc.store
+        store, heartbeats = self.gc.store, self.gc.heartbeats
         assert store is not None
 
         async def read() -> Registry:
             # Heartbeats are written behind: settle the accepted ones before comparing.
-            await store.flush_heartbeats()
+            if heartbeats is not None:
+                await heartbeats.flush()
             return await store.list_controllers(), await store.list_media_handlers()
 
         return self.loop.run(read())

@@ -20,6 +20,7 @@ from darktower.auth.interceptor import GRPC_SERVER_OPTIONS, UNAUTHENTICATED_MESS
 from darktower.auth.keys import generate_key_files, load_private_key, load_public_keys
 from darktower.auth.tokens import SCOPE_GC, SCOPE_MC, ServiceType, mint_service_token
 from darktower.embedded.redis import free_port
+from darktower.gc.domain import Health
 from darktower.gc.errors import GcUnavailable, InvalidArgument, NoControllerAvailable
 from darktower.gc.grpc_services import (
     INTERNAL_MESSAGE,
@@ -28,9 +29,9 @@ from darktower.gc.grpc_services import (
     auth_interceptor,
     status_for,
 )
+from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.store import (
     GcStore,
-    Health,
     StoreError,
     StoreUnavailable,
     UnknownController,
@@ -112,7 +113,9 @@ async def start_gc(keys: Keys, clock: Clock) -> AsyncIterator[StartGc]:
     servers: list[grpc.aio.Server] = []
     channels: list[grpc.aio.Channel] = []
 
-    async def start(store: GcStore, *, trust_gc_keys: bool = True) -> Gc:
+    async def start(
+        store: GcStore, *, trust_gc_keys: bool = True, heartbeats: HeartbeatBatcher | None = None
+    ) -> Gc:
         interceptor = auth_interceptor(
             keys.public("mc"), keys.public("mh"), keys.public("gc") if trust_gc_keys else ()
         )
@@ -125,6 +128,7 @@ async def start_gc(keys: Keys, clock: Clock) -> AsyncIterator[StartGc]:
             comprehensive_heartbeat_ms=4500,
             load_report_ms=2500,
             clock=clock,
+            heartbeats=heartbeats,
         )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -264,6 +268,34 @@ async def test_reregistration_resets_to_pending(gc: Gc, store: GcStore, keys: Ke
     assert again is not None
     assert again.health is Health.PENDING and again.max_meetings == 7
     assert again.webtransport_endpoint is None
+
+
+async def test_a_registration_flushes_pending_beats_first(
+    start_gc: StartGc, store: GcStore, keys: Keys, clock: Clock
+) -> None:
+    """A beat of the MC's previous life, still pending, must not land after its re-registration
+    (the MC would look HEALTHY with stale counts)."""
+    batcher = HeartbeatBatcher(store, interval_s=3600, max_pending=500)
+    await batcher.start()
+    try:
+        gc = await start_gc(store, heartbeats=batcher)
+        await gc.mcs.RegisterMC(register_mc(), metadata=keys.mc())
+        clock.now = T0 + timedelta(seconds=1)
+        await gc.mcs.FastHeartbeat(
+            pb.FastHeartbeatRequest(controller_id="mc-1", capacity=capacity(), health=pb.HEALTHY),
+            metadata=keys.mc(),
+        )
+        assert batcher.pending == 1
+        clock.now = T0 + timedelta(seconds=2)
+        await gc.mcs.RegisterMC(register_mc(max_meetings=7), metadata=keys.mc())
+        assert batcher.pending == 0
+        await batcher.flush()
+        again = await store.get_controller("mc-1")
+        assert again is not None
+        assert again.health is Health.PENDING and again.current_meetings == 0
+        assert again.registered_at == clock.now and again.last_heartbeat_at is None
+    finally:
+        await batcher.stop()
 
 
 async def test_an_mc_of_another_region_is_accepted(gc: Gc, store: GcStore, keys: Keys) -> None:

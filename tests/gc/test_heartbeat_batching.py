@@ -1,24 +1,27 @@
 """Heartbeats written behind: one transaction per burst, last values win, NOT_FOUND for
-unknown MCs, pending beats flushed before a sweep and on close."""
+unknown MCs, pending beats flushed before a sweep and at stop."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
-from darktower.gc.store import GcStore, Health, UnknownController
-from darktower.gc.store.repository import HeartbeatBatcher, HeartbeatUpdate
+from darktower.gc.domain import Health, Heartbeat
+from darktower.gc.heartbeats import HeartbeatBatcher
+from darktower.gc.store import GcStore, UnknownController
+from darktower.gc.sweeper import StalenessSweeper
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 REGION = "eu"
 
 
-def beat(mc_id: str, meetings: int, at: datetime = T0, **extra: Any) -> HeartbeatUpdate:
-    return HeartbeatUpdate(
+def beat(mc_id: str, meetings: int, at: datetime = T0, **extra: Any) -> Heartbeat:
+    return Heartbeat(
         mc_id,
         current_meetings=meetings,
         current_participants=meetings * 10,
@@ -41,12 +44,20 @@ class Writes:
         self.commits += 1
 
 
+async def started(store: GcStore, *, interval_s: float) -> HeartbeatBatcher:
+    batcher = HeartbeatBatcher(store, interval_s=interval_s, max_pending=500)
+    await batcher.start()
+    return batcher
+
+
 @pytest.fixture
-async def batcher(store: GcStore) -> HeartbeatBatcher:
+async def batcher(store: GcStore) -> AsyncIterator[HeartbeatBatcher]:
     for i in range(100):
         await store.upsert_controller(f"mc-{i}", REGION, f"http://mc-{i}:1", None, 100, 1000, T0)
-    # A long interval: the tests flush by hand or through the store.
-    return await store.start_heartbeat_batching(interval_s=3600, max_pending=500)
+    # A long interval: the tests flush by hand or through the sweeper.
+    batcher = await started(store, interval_s=3600)
+    yield batcher
+    await batcher.stop()
 
 
 async def test_a_burst_from_100_mcs_is_one_transaction_and_last_values_win(
@@ -92,15 +103,24 @@ async def test_the_sweep_sees_pending_beats(store: GcStore, batcher: HeartbeatBa
     for i in range(100):
         if i != 3:
             await batcher.submit(beat(f"mc-{i}", 1, late))
-    stale = await store.mark_stale_controllers(late - timedelta(seconds=30))
-    assert stale == ["mc-3"]
+    sweeper = StalenessSweeper(
+        store,
+        staleness_s=30,
+        interval_s=3600,
+        retention_s=3600,
+        heartbeats=batcher,
+        clock=lambda: late,
+    )
+    swept = await sweeper.sweep_once()
+    assert swept.stale_controllers == ("mc-3",) and batcher.pending == 0
 
 
-async def test_close_flushes_pending_beats(database_url: str) -> None:
+async def test_stop_flushes_pending_beats(database_url: str) -> None:
     store = await GcStore.open(database_url)
     await store.upsert_controller("mc-1", REGION, "http://m:1", None, 100, 1000, T0)
-    batcher = await store.start_heartbeat_batching(interval_s=3600, max_pending=500)
+    batcher = await started(store, interval_s=3600)
     await batcher.submit(beat("mc-1", 5))
+    await batcher.stop()
     await store.aclose()
 
     reopened = await GcStore.open(database_url)
@@ -113,12 +133,15 @@ async def test_close_flushes_pending_beats(database_url: str) -> None:
 
 async def test_the_background_task_flushes_within_the_interval(store: GcStore) -> None:
     await store.upsert_controller("mc-1", REGION, "http://m:1", None, 100, 1000, T0)
-    batcher = await store.start_heartbeat_batching(interval_s=0.05, max_pending=500)
-    await batcher.submit(beat("mc-1", 4))
-    for _ in range(100):
-        mc = await store.get_controller("mc-1")
-        assert mc is not None
-        if mc.current_meetings == 4:
-            break
-        await asyncio.sleep(0.02)
-    assert mc.current_meetings == 4 and batcher.pending == 0
+    batcher = await started(store, interval_s=0.05)
+    try:
+        await batcher.submit(beat("mc-1", 4))
+        for _ in range(100):
+            mc = await store.get_controller("mc-1")
+            assert mc is not None
+            if mc.current_meetings == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert mc.current_meetings == 4 and batcher.pending == 0
+    finally:
+        await batcher.stop()

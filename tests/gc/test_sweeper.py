@@ -11,7 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from darktower.embedded.redis import free_port
-from darktower.gc.store import GcStore, Health, StoreUnavailable, create_engine
+from darktower.gc.domain import Health, Heartbeat
+from darktower.gc.store import GcStore, StoreUnavailable, create_engine
 from darktower.gc.sweeper import StalenessSweeper, SweepResult
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -58,13 +59,15 @@ async def register_mc(store: GcStore, mc_id: str, at: float) -> None:
 
 async def beat(store: GcStore, mc_id: str, at: float, health: Health = Health.HEALTHY) -> None:
     await store.record_heartbeat(
-        mc_id,
-        current_meetings=1,
-        current_participants=10,
-        max_meetings=100,
-        max_participants=1000,
-        health=health,
-        now=T0 + timedelta(seconds=at),
+        Heartbeat(
+            mc_id,
+            current_meetings=1,
+            current_participants=10,
+            max_meetings=100,
+            max_participants=1000,
+            health=health,
+            at=T0 + timedelta(seconds=at),
+        )
     )
 
 

@@ -90,8 +90,8 @@ def inject(gc: GcApp, task: str, monkeypatch: pytest.MonkeyPatch) -> None:
         assert gc.sweeper is not None
         monkeypatch.setattr(gc.sweeper, "sweep_once", fail_once(gc.sweeper.sweep_once))
     elif task == "gc-heartbeats":
-        assert gc.store is not None and gc.store._batcher is not None
-        batcher = gc.store._batcher
+        assert gc.heartbeats is not None
+        batcher = gc.heartbeats
         monkeypatch.setattr(batcher, "flush", fail_once(batcher.flush))
     elif task == "gc-http":
         assert gc._http is not None

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from darktower.gc.domain import Health
 from darktower.gc.errors import GcError, InvalidArgument
-from darktower.gc.store import Health
 from darktower.gc.validation import (
     MAX_COUNT,
     McHeartbeat,

@@ -18,8 +18,9 @@ Decisions at this edge:
 * Heartbeats are written behind when the servicer has a `HeartbeatBatcher` (the GC app gives
   it one unless `GC_HEARTBEAT_FLUSH_MS=0`): the beat is answered at once — NOT_FOUND from the
   batcher's set of known MC ids — and reaches the database with the next flush, within the
-  flush interval (the consistency window, see `darktower.gc.store.repository`). Without one,
-  each beat is one transaction before it is answered.
+  flush interval (the consistency window, see `darktower.gc.heartbeats`). A registration
+  asks the batcher to flush first, so a beat of the MC's previous life cannot land after it.
+  Without one, each beat is one transaction before it is answered.
 * `NotifyMeetingEnded` ends the meeting's live assignment only if it is on the calling MC (the
   token's issuer, which an MC sets to its id), so a late notice from an MC that lost the
   meeting cannot end the assignment of its new host. It is acknowledged either way:
@@ -42,10 +43,11 @@ from prometheus_client import Counter
 from darktower.auth.interceptor import ServiceAuthInterceptor, current_claims
 from darktower.auth.tokens import SCOPE_GC, ServiceType, TokenVerifier
 from darktower.common.clock import Clock, utcnow
+from darktower.gc.domain import Heartbeat
 from darktower.gc.errors import GcUnavailable, InvalidArgument
+from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.metrics import HEARTBEATS, MEETING_END_NOTICES, REGISTRATIONS
 from darktower.gc.store import GcStore, StoreError, UnknownController, UnknownMediaHandler
-from darktower.gc.store.repository import HeartbeatBatcher, HeartbeatUpdate
 from darktower.gc.validation import (
     McHeartbeat,
     validate_comprehensive_heartbeat,
@@ -162,6 +164,8 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
     ) -> pb.RegisterMCResponse:
         """Upsert the MC as PENDING (until its first heartbeat); answer the intervals."""
         reg = validate_register_mc(request)
+        if self._heartbeats is not None:
+            await self._heartbeats.flush()
         await self._store.upsert_controller(
             reg.id,
             reg.region,
@@ -171,6 +175,8 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
             reg.max_participants,
             self._clock(),
         )
+        if self._heartbeats is not None:
+            self._heartbeats.registered(reg.id)
         log.info(
             "MC %s registered: region=%s endpoint=%s max_meetings=%d max_participants=%d%s",
             reg.id,
@@ -202,36 +208,24 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
         (stored on this MC's live assignments only)."""
         return await self._record(validate_comprehensive_heartbeat(request))
 
-    async def _record(self, beat: McHeartbeat) -> pb.HeartbeatResponse:
+    async def _record(self, valid: McHeartbeat) -> pb.HeartbeatResponse:
         now = self._clock()
-        if self._heartbeats is not None:
-            await self._heartbeats.submit(
-                HeartbeatUpdate(
-                    beat.controller_id,
-                    current_meetings=beat.current_meetings,
-                    current_participants=beat.current_participants,
-                    max_meetings=beat.max_meetings,
-                    max_participants=beat.max_participants,
-                    health=beat.health,
-                    at=now,
-                    cpu_percent=beat.cpu_percent,
-                    memory_percent=beat.memory_percent,
-                    meeting_loads=beat.meeting_loads,
-                )
-            )
-            return pb.HeartbeatResponse(acknowledged=True, timestamp=_ms(now))
-        await self._store.record_heartbeat(
-            beat.controller_id,
-            current_meetings=beat.current_meetings,
-            current_participants=beat.current_participants,
-            max_meetings=beat.max_meetings,
-            max_participants=beat.max_participants,
-            health=beat.health,
-            cpu_percent=beat.cpu_percent,
-            memory_percent=beat.memory_percent,
-            meeting_loads=beat.meeting_loads,
-            now=now,
+        beat = Heartbeat(
+            valid.controller_id,
+            current_meetings=valid.current_meetings,
+            current_participants=valid.current_participants,
+            max_meetings=valid.max_meetings,
+            max_participants=valid.max_participants,
+            health=valid.health,
+            at=now,
+            cpu_percent=valid.cpu_percent,
+            memory_percent=valid.memory_percent,
+            meeting_loads=valid.meeting_loads,
         )
+        if self._heartbeats is not None:
+            await self._heartbeats.submit(beat)
+        else:
+            await self._store.record_heartbeat(beat)
         return pb.HeartbeatResponse(acknowledged=True, timestamp=_ms(now))
 
     @_edge(MEETING_END_NOTICES)

@@ -2,9 +2,11 @@
 
 SPEC §4 "Staleness". Every `interval_s` one sweep, in this order:
 
-1. MCs whose last heartbeat (or registration, if they never beat) is more than `staleness_s`
-   old are marked UNHEALTHY — DRAINING and already-UNHEALTHY ones are left alone (the store's
-   rule); each marked id is logged at WARNING and counted (`gc_sweeper_marks_total`);
+1. heartbeats still pending in the GC's `HeartbeatBatcher` are flushed (staleness is never
+   judged on old data), then MCs whose last heartbeat (or registration, if they never beat)
+   is more than `staleness_s` old are marked UNHEALTHY — DRAINING and already-UNHEALTHY ones
+   are left alone (the store's rule); each marked id is logged at WARNING and counted
+   (`gc_sweeper_marks_total`);
 2. the same for MHs, by their last load report;
 3. assignments that ended more than `retention_s` ago are deleted;
 4. the fleet gauges `gc_controllers{health}` / `gc_media_handlers{health}` are refreshed.
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from darktower.common.clock import Clock, utcnow
+from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.metrics import (
     CONTROLLERS,
     MEDIA_HANDLERS,
@@ -57,6 +60,7 @@ class StalenessSweeper:
         staleness_s: float,
         interval_s: float,
         retention_s: float,
+        heartbeats: HeartbeatBatcher | None = None,
         clock: Clock = utcnow,
     ) -> None:
         for name, value in (
@@ -67,6 +71,7 @@ class StalenessSweeper:
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value}")
         self._store = store
+        self._heartbeats = heartbeats
         self._staleness = timedelta(seconds=staleness_s)
         self._interval = interval_s
         self._retention = timedelta(seconds=retention_s)
@@ -79,6 +84,8 @@ class StalenessSweeper:
         try:
             now = self._clock()
             older_than = now - self._staleness
+            if self._heartbeats is not None:
+                await self._heartbeats.flush()
             controllers = await self._store.mark_stale_controllers(older_than)
             self._marked("mc", "meeting controller", controllers)
             handlers = await self._store.mark_stale_media_handlers(older_than)

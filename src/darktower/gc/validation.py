@@ -42,8 +42,8 @@ from dataclasses import dataclass, replace
 from darktower.common import endpoints, ids
 from darktower.common.errors import invalid_field_as
 from darktower.common.limits import MAX_MEETING_LOADS
+from darktower.gc.domain import Health
 from darktower.gc.errors import InvalidArgument
-from darktower.gc.store.models import Health
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = [

@@ -8,14 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from darktower.gc.store import (
-    AssignmentState,
-    Claim,
-    ClaimLost,
-    GcStore,
-    Health,
-    UnknownController,
-)
+from darktower.gc.domain import AssignmentState, Claim, Health, Heartbeat
+from darktower.gc.store import ClaimLost, GcStore, UnknownController
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 STALE = timedelta(seconds=30)
@@ -239,12 +233,14 @@ async def test_assignments_since_heartbeat(store: GcStore) -> None:
     assert counts == {"mc-1": 3, "mc-2": 0}
 
     mc = await store.record_heartbeat(
-        "mc-1",
-        current_meetings=3,
-        current_participants=0,
-        max_meetings=100,
-        max_participants=1000,
-        health=Health.HEALTHY,
-        now=T0 + timedelta(seconds=1),
+        Heartbeat(
+            "mc-1",
+            current_meetings=3,
+            current_participants=0,
+            max_meetings=100,
+            max_participants=1000,
+            health=Health.HEALTHY,
+            at=T0 + timedelta(seconds=1),
+        )
     )
     assert mc.assignments_since_heartbeat == 0

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from darktower.gc.domain import Health, Heartbeat
 from darktower.gc.store import (
     GcStore,
-    Health,
     StoreUnavailable,
     create_engine,
     migrate,
@@ -96,13 +96,15 @@ async def test_database_down_is_unavailable_without_the_password() -> None:
     try:
         with pytest.raises(StoreUnavailable) as beating:
             await store.record_heartbeat(
-                "mc-1",
-                current_meetings=0,
-                current_participants=0,
-                max_meetings=1,
-                max_participants=1,
-                health=Health.HEALTHY,
-                now=datetime.now(UTC),
+                Heartbeat(
+                    "mc-1",
+                    current_meetings=0,
+                    current_participants=0,
+                    max_meetings=1,
+                    max_participants=1,
+                    health=Health.HEALTHY,
+                    at=datetime.now(UTC),
+                )
             )
     finally:
         await store.aclose()

@@ -6,12 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from darktower.gc.store import (
-    GcStore,
-    Health,
-    UnknownController,
-    UnknownMediaHandler,
-)
+from darktower.gc.domain import Health, Heartbeat
+from darktower.gc.store import GcStore, UnknownController, UnknownMediaHandler
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -26,13 +22,15 @@ async def _register_mc(
 
 async def _beat(store: GcStore, mc_id: str, at: datetime, health: Health = Health.HEALTHY) -> None:
     await store.record_heartbeat(
-        mc_id,
-        current_meetings=1,
-        current_participants=5,
-        max_meetings=1000,
-        max_participants=10000,
-        health=health,
-        now=at,
+        Heartbeat(
+            mc_id,
+            current_meetings=1,
+            current_participants=5,
+            max_meetings=1000,
+            max_participants=10000,
+            health=health,
+            at=at,
+        )
     )
 
 
@@ -72,15 +70,17 @@ async def test_heartbeat_updates_load_and_health(store: GcStore) -> None:
     at = T0 + timedelta(seconds=10)
 
     mc = await store.record_heartbeat(
-        "mc-1",
-        current_meetings=7,
-        current_participants=70,
-        max_meetings=800,
-        max_participants=9000,
-        health=Health.DEGRADED,
-        cpu_percent=81.5,
-        memory_percent=40.0,
-        now=at,
+        Heartbeat(
+            "mc-1",
+            current_meetings=7,
+            current_participants=70,
+            max_meetings=800,
+            max_participants=9000,
+            health=Health.DEGRADED,
+            cpu_percent=81.5,
+            memory_percent=40.0,
+            at=at,
+        )
     )
 
     assert (mc.current_meetings, mc.current_participants) == (7, 70)
@@ -101,9 +101,11 @@ async def test_fast_heartbeat_keeps_the_last_cpu_and_memory(store: GcStore) -> N
         "health": Health.HEALTHY,
     }
     await store.record_heartbeat(
-        "mc-1", **beat, cpu_percent=12.5, memory_percent=3.0, now=T0 + timedelta(seconds=1)
+        Heartbeat(
+            "mc-1", **beat, cpu_percent=12.5, memory_percent=3.0, at=T0 + timedelta(seconds=1)
+        )
     )
-    fast = await store.record_heartbeat("mc-1", **beat, now=T0 + timedelta(seconds=2))
+    fast = await store.record_heartbeat(Heartbeat("mc-1", **beat, at=T0 + timedelta(seconds=2)))
     assert (fast.cpu_percent, fast.memory_percent) == (12.5, 3.0)
     assert fast.last_heartbeat_at == T0 + timedelta(seconds=2)
 

@@ -1,8 +1,8 @@
-"""The GC's registry: domain values the repository returns, and the tables behind them.
+"""The GC store's tables: the SQLAlchemy declarative schema that migrations 0001 and 0002
+create (`tests/gc/store/test_migrations.py` checks the two agree).
 
-Domain values (`Controller`, `MediaHandler`, `Assignment`, `Claim`) are frozen dataclasses;
-callers never see ORM objects. The `*Row` classes are the SQLAlchemy declarative schema that
-migrations 0001 and 0002 create; `tests/gc/store/test_migrations.py` checks the two agree.
+Each `*Row` turns itself into its domain value (`darktower.gc.domain`) with `to_domain()`;
+callers of the store never see ORM objects.
 
 Every timestamp is an aware UTC `datetime`. SQLite has no time zone type, so `UtcDateTime`
 stores naive UTC there and hands back aware values on both databases.
@@ -10,14 +10,13 @@ stores naive UTC there and hands back aware values on both databases.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     Dialect,
     Float,
@@ -31,117 +30,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from darktower.gc.domain import Assignment, AssignmentState, Controller, Health, MediaHandler
+
 __all__ = [
-    "Assignment",
     "AssignmentRow",
-    "AssignmentState",
     "Base",
-    "Claim",
-    "Controller",
     "ControllerRow",
-    "Health",
-    "MediaHandler",
     "MediaHandlerRow",
     "UtcDateTime",
+    "live",
 ]
-
-
-class Health(StrEnum):
-    """Health of an MC or MH; mirrors `pb.HealthStatus` (stored as these strings)."""
-
-    PENDING = "pending"
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"
-    UNHEALTHY = "unhealthy"
-    DRAINING = "draining"
-
-
-class AssignmentState(StrEnum):
-    """`claimed`: a GC is placing the meeting; `active`: it is placed on `mc_id`."""
-
-    CLAIMED = "claimed"
-    ACTIVE = "active"
-
-
-@dataclass(frozen=True, slots=True)
-class Controller:
-    """A registered meeting controller and its last reported load."""
-
-    id: str
-    region: str
-    grpc_endpoint: str
-    webtransport_endpoint: str | None
-    max_meetings: int
-    max_participants: int
-    current_meetings: int
-    current_participants: int
-    health: Health
-    cpu_percent: float | None
-    memory_percent: float | None
-    registered_at: datetime
-    last_heartbeat_at: datetime | None
-    # Assignments activated on this MC since its last heartbeat (which reset it to 0): its
-    # reported counts do not include them yet, placement adds them so a burst spreads out.
-    assignments_since_heartbeat: int
-
-
-@dataclass(frozen=True, slots=True)
-class MediaHandler:
-    """A registered media handler and its last load report."""
-
-    id: str
-    region: str
-    zone: str | None
-    webtransport_endpoint: str
-    grpc_endpoint: str
-    max_streams: int
-    current_streams: int
-    health: Health
-    cpu_percent: float | None
-    memory_percent: float | None
-    bandwidth_percent: float | None
-    registered_at: datetime
-    last_report_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """One row of a meeting's placement history.
-
-    While `state` is CLAIMED, `mc_id` is None, `mh_ids` empty and `assigned_at` None; an
-    ACTIVE row has all three. `ended_at` is None for the live row (at most one per
-    meeting and region).
-    """
-
-    meeting_id: str
-    region: str
-    mc_id: str | None
-    mh_ids: tuple[str, ...]
-    state: AssignmentState
-    claimed_by: str
-    claimed_at: datetime
-    assigned_at: datetime | None
-    ended_at: datetime | None
-    # Participants the hosting MC last reported for the meeting (comprehensive heartbeats);
-    # 0 until the first report, and for a CLAIMED row.
-    participants: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """Outcome of `GcStore.claim_meeting`.
-
-    `won`: the caller now holds the live row in state CLAIMED and must activate or release
-    it; `taken_over` is the stale claim it replaced, if any. Otherwise `existing` is the live
-    row someone else holds (claimed or active).
-    """
-
-    won: bool
-    existing: Assignment | None = None
-    taken_over: Assignment | None = None
-
-
-# --- schema -------------------------------------------------------------------------------
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -292,3 +190,12 @@ class AssignmentRow(Base):
             ended_at=self.ended_at,
             participants=self.participants,
         )
+
+
+def live(meeting_id: str, region: str) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clauses of the meeting's live row (at most one: `uq_meeting_assignments_live`)."""
+    return (
+        AssignmentRow.meeting_id == meeting_id,
+        AssignmentRow.region == region,
+        AssignmentRow.ended_at.is_(None),
+    )

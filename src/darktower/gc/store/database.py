@@ -1,0 +1,65 @@
+"""`Database`: the engine the store's parts share, and how they run a transaction.
+
+Every store method is one short transaction opened by `begin_transaction`: database failures
+inside it surface as `StoreUnavailable` / `StoreError` (see `engine.database_errors`), with
+messages free of SQL, parameters and the URL. A read-only transaction is begun deferred on
+SQLite (see `engine`): in WAL mode it neither waits for nor blocks the writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from darktower.gc.store.engine import READ_ONLY, database_errors
+from darktower.gc.store.models import Base
+
+__all__ = ["ORM_BULK", "Database"]
+
+ORM_BULK: Mapping[str, Any] = {"synchronize_session": False}
+"""Execution options of a bulk UPDATE/DELETE: each runs in a fresh session, so there is no
+identity map to synchronise."""
+
+_Row = TypeVar("_Row", bound=Base)
+
+
+class Database:
+    """Sessions on `engine` (which the caller owns and disposes)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+
+    @asynccontextmanager
+    async def begin_transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed on exit (rolled back if the body raises)."""
+        sessions = self._read_sessions if read_only else self._sessions
+        with database_errors():
+            async with sessions.begin() as session:
+                yield session
+
+    def insert(self, row: type[Base]) -> Any:
+        """The dialect's INSERT of `row` (it has `on_conflict_do_*` on both databases)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(row)
+
+    async def upsert(
+        self, session: AsyncSession, row: type[_Row], id: str, values: dict[str, Any]
+    ) -> _Row:
+        """Insert the row `id` with `values`, or overwrite them if it exists; return it."""
+        statement = (
+            self.insert(row)
+            .values(id=id, **values)
+            .on_conflict_do_update(index_elements=["id"], set_=values)
+            .returning(row)
+        )
+        result = await session.scalars(statement, execution_options={"populate_existing": True})
+        upserted: _Row = result.one()
+        return upserted

@@ -1,0 +1,273 @@
+"""`RegistryStore`: the registered MCs and MHs — registration, heartbeats and load reports,
+the staleness marks, reads by id and by region.
+
+Registration resets a row (PENDING, counts 0, no heartbeat yet); a heartbeat or load report
+overwrites the reported load. Writing heartbeats behind is not done here: the GC's
+`darktower.gc.heartbeats.HeartbeatBatcher` calls `record_heartbeats` with a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Table, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from darktower.gc.domain import AssignmentState, Controller, Health, Heartbeat, MediaHandler
+from darktower.gc.store.database import ORM_BULK, Database
+from darktower.gc.store.errors import UnknownController, UnknownMediaHandler
+from darktower.gc.store.models import AssignmentRow, ControllerRow, MediaHandlerRow
+
+__all__ = ["RegistryStore"]
+
+_NOT_STALE = (Health.UNHEALTHY.value, Health.DRAINING.value)
+_R = TypeVar("_R", ControllerRow, MediaHandlerRow)
+
+
+class RegistryStore:
+    """The MC and MH registry on `db`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- meeting controllers ---------------------------------------------------------------
+
+    async def upsert_controller(
+        self,
+        id: str,
+        region: str,
+        grpc_endpoint: str,
+        webtransport_endpoint: str | None,
+        max_meetings: int,
+        max_participants: int,
+        now: datetime,
+    ) -> Controller:
+        """Register (or re-register) an MC: PENDING, counts 0, no heartbeat yet, as of `now`."""
+        values: dict[str, Any] = {
+            "region": region,
+            "grpc_endpoint": grpc_endpoint,
+            "webtransport_endpoint": webtransport_endpoint,
+            "max_meetings": max_meetings,
+            "max_participants": max_participants,
+            "current_meetings": 0,
+            "current_participants": 0,
+            "health": Health.PENDING.value,
+            "cpu_percent": None,
+            "memory_percent": None,
+            "registered_at": now,
+            "last_heartbeat_at": None,
+            "assignments_since_heartbeat": 0,
+        }
+        async with self._db.begin_transaction() as session:
+            row = await self._db.upsert(session, ControllerRow, id, values)
+        return row.to_domain()
+
+    async def record_heartbeat(self, beat: Heartbeat) -> Controller:
+        """Store an MC's reported load and health; resets `assignments_since_heartbeat`.
+
+        CPU and memory come only with comprehensive heartbeats: None keeps the last values
+        (a fast heartbeat must not erase them). `meeting_loads` (meeting id → participants,
+        comprehensive heartbeats) is the MC's whole list: in the same transaction every live
+        ACTIVE assignment on this MC takes its reported count, or 0 if the MC did not list it;
+        rows on other MCs are never touched, so a late report from an MC that lost a meeting
+        cannot overwrite the new host's count. Raises `UnknownController` if the MC is not
+        registered.
+        """
+        statement = (
+            update(ControllerRow)
+            .where(ControllerRow.id == beat.controller_id)
+            .values(**_heartbeat_values(beat))
+            .returning(ControllerRow)
+        )
+        async with self._db.begin_transaction() as session:
+            row = await session.scalar(statement, execution_options=ORM_BULK)
+            if row is None:
+                raise UnknownController(beat.controller_id)
+            if beat.meeting_loads is not None:
+                await _store_meeting_loads(session, beat.controller_id, beat.meeting_loads)
+            return row.to_domain()
+
+    async def record_heartbeats(self, beats: Sequence[Heartbeat]) -> None:
+        """Store many MCs' heartbeats in one transaction, as `record_heartbeat` would one by
+        one (at most one beat per MC: pass the latest). Beats of MCs that are not registered
+        are skipped. The UPDATEs go out as one executemany per set of columns (CPU and memory
+        come with comprehensive heartbeats only)."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for beat in beats:
+            values = _heartbeat_values(beat)
+            values["b_id"] = beat.controller_id
+            groups.setdefault(tuple(sorted(values)), []).append(values)
+        table = ControllerRow.__table__
+        assert isinstance(table, Table)
+        async with self._db.begin_transaction() as session:
+            for rows in groups.values():
+                await session.execute(update(table).where(table.c.id == bindparam("b_id")), rows)
+            for beat in beats:
+                if beat.meeting_loads is not None:
+                    await _store_meeting_loads(session, beat.controller_id, beat.meeting_loads)
+
+    async def controller_ids(self) -> set[str]:
+        """The ids of every registered MC."""
+        async with self._db.begin_transaction(read_only=True) as session:
+            return set(await session.scalars(select(ControllerRow.id)))
+
+    async def get_controller(self, id: str) -> Controller | None:
+        row = await self._get(ControllerRow, id)
+        return None if row is None else row.to_domain()
+
+    async def list_controllers(self, region: str | None = None) -> list[Controller]:
+        """All MCs (of `region`, if given), ordered by id."""
+        return [row.to_domain() for row in await self._list(ControllerRow, region)]
+
+    async def mark_stale_controllers(self, older_than: datetime) -> list[str]:
+        """Mark UNHEALTHY every MC silent since before `older_than`; return their ids, sorted.
+
+        Silent = last heartbeat (or registration, if it never beat) older than the threshold,
+        as the database has it: heartbeats written behind must be flushed first (the sweeper
+        does). DRAINING and already UNHEALTHY MCs are left alone and not returned.
+        """
+        last_seen = func.coalesce(ControllerRow.last_heartbeat_at, ControllerRow.registered_at)
+        return await self._mark_stale(ControllerRow, last_seen, older_than)
+
+    # --- media handlers --------------------------------------------------------------------
+
+    async def upsert_media_handler(
+        self,
+        id: str,
+        region: str,
+        webtransport_endpoint: str,
+        grpc_endpoint: str,
+        max_streams: int,
+        now: datetime,
+        *,
+        zone: str | None = None,
+    ) -> MediaHandler:
+        """Register (or re-register) an MH: PENDING, 0 streams, no load report yet."""
+        values: dict[str, Any] = {
+            "region": region,
+            "zone": zone,
+            "webtransport_endpoint": webtransport_endpoint,
+            "grpc_endpoint": grpc_endpoint,
+            "max_streams": max_streams,
+            "current_streams": 0,
+            "health": Health.PENDING.value,
+            "cpu_percent": None,
+            "memory_percent": None,
+            "bandwidth_percent": None,
+            "registered_at": now,
+            "last_report_at": None,
+        }
+        async with self._db.begin_transaction() as session:
+            row = await self._db.upsert(session, MediaHandlerRow, id, values)
+            return row.to_domain()
+
+    async def record_load_report(
+        self,
+        id: str,
+        *,
+        current_streams: int,
+        health: Health,
+        cpu_percent: float | None = None,
+        memory_percent: float | None = None,
+        bandwidth_percent: float | None = None,
+        now: datetime,
+    ) -> MediaHandler:
+        """Store an MH's load report. Raises `UnknownMediaHandler` if `id` is not registered."""
+        statement = (
+            update(MediaHandlerRow)
+            .where(MediaHandlerRow.id == id)
+            .values(
+                current_streams=current_streams,
+                health=Health(health).value,
+                cpu_percent=cpu_percent,
+                memory_percent=memory_percent,
+                bandwidth_percent=bandwidth_percent,
+                last_report_at=now,
+            )
+            .returning(MediaHandlerRow)
+        )
+        async with self._db.begin_transaction() as session:
+            row = await session.scalar(statement, execution_options=ORM_BULK)
+            if row is None:
+                raise UnknownMediaHandler(id)
+            return row.to_domain()
+
+    async def get_media_handler(self, id: str) -> MediaHandler | None:
+        row = await self._get(MediaHandlerRow, id)
+        return None if row is None else row.to_domain()
+
+    async def list_media_handlers(self, region: str | None = None) -> list[MediaHandler]:
+        """All MHs (of `region`, if given), ordered by id."""
+        return [row.to_domain() for row in await self._list(MediaHandlerRow, region)]
+
+    async def mark_stale_media_handlers(self, older_than: datetime) -> list[str]:
+        """As `mark_stale_controllers`, by last load report (or registration)."""
+        last_seen = func.coalesce(MediaHandlerRow.last_report_at, MediaHandlerRow.registered_at)
+        return await self._mark_stale(MediaHandlerRow, last_seen, older_than)
+
+    # --- either table ----------------------------------------------------------------------
+
+    async def _get(self, table: type[_R], id: str) -> _R | None:
+        async with self._db.begin_transaction(read_only=True) as session:
+            return await session.get(table, id)
+
+    async def _list(self, table: type[_R], region: str | None) -> list[_R]:
+        statement = select(table).order_by(table.id)
+        if region is not None:
+            statement = statement.where(table.region == region)
+        async with self._db.begin_transaction(read_only=True) as session:
+            return list(await session.scalars(statement))
+
+    async def _mark_stale(
+        self,
+        row: type[ControllerRow] | type[MediaHandlerRow],
+        last_seen: ColumnElement[datetime],
+        older_than: datetime,
+    ) -> list[str]:
+        statement = (
+            update(row)
+            .where(last_seen < older_than, row.health.not_in(_NOT_STALE))
+            .values(health=Health.UNHEALTHY.value)
+            .returning(row.id)
+        )
+        async with self._db.begin_transaction() as session:
+            return sorted(await session.scalars(statement, execution_options=ORM_BULK))
+
+
+def _heartbeat_values(beat: Heartbeat) -> dict[str, Any]:
+    """The controller columns a heartbeat sets; CPU and memory only when reported."""
+    values: dict[str, Any] = {
+        "current_meetings": beat.current_meetings,
+        "current_participants": beat.current_participants,
+        "max_meetings": beat.max_meetings,
+        "max_participants": beat.max_participants,
+        "health": Health(beat.health).value,
+        "last_heartbeat_at": beat.at,
+        "assignments_since_heartbeat": 0,
+    }
+    if beat.cpu_percent is not None:
+        values["cpu_percent"] = beat.cpu_percent
+    if beat.memory_percent is not None:
+        values["memory_percent"] = beat.memory_percent
+    return values
+
+
+async def _store_meeting_loads(session: AsyncSession, mc_id: str, loads: Mapping[str, int]) -> None:
+    """Each live ACTIVE assignment on `mc_id` takes its count in `loads` (0 if not listed)."""
+    hosted = await session.execute(
+        select(AssignmentRow.id, AssignmentRow.meeting_id, AssignmentRow.participants).where(
+            AssignmentRow.mc_id == mc_id,
+            AssignmentRow.state == AssignmentState.ACTIVE.value,
+            AssignmentRow.ended_at.is_(None),
+        )
+    )
+    changes = [
+        {"id": row_id, "participants": loads.get(meeting_id, 0)}
+        for row_id, meeting_id, participants in hosted
+        if loads.get(meeting_id, 0) != participants
+    ]
+    if changes:
+        # An UPDATE by primary key per changed row, sent as one executemany.
+        await session.execute(update(AssignmentRow), changes)
