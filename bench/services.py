@@ -38,9 +38,10 @@ class _McService:
         raise ValueError(f"unknown command {message['cmd']}")
 
     async def _attach(self, per_meeting: int) -> int:
-        """Create `per_meeting` ConnectionActors under each hosted meeting (no-op outbox)."""
+        """Create `per_meeting` ConnectionActors under each hosted meeting (no-op outbox),
+        started as the meeting's children without a participant (the bench MC admits no
+        clients: it measures what the connection actors cost, not joins)."""
         from darktower.mc.connection import ConnectionActor
-        from darktower.mc.meeting import AttachConnection
 
         async def outbox(_frame: object) -> None:
             return None
@@ -50,7 +51,7 @@ class _McService:
         for meeting in meetings:
             for i in range(per_meeting):
                 name = f"{meeting.meeting_id}-c{i}"
-                meeting.send(AttachConnection(ConnectionActor(name, f"p{i}", outbox)))
+                meeting.spawn(ConnectionActor(name, f"p{i}", outbox))
         # Children, not participant_count: an attached connection has no participant yet.
         expected = already + per_meeting * len(meetings)
         deadline = time.monotonic() + 60

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from darktower.auth.join_tokens import JoinClaims
 from darktower.fencing import FencedOut, RedisFencedStore, StoreUnavailable
+from darktower.mc.binding import RedisNonceLedger, SessionBinder
 from darktower.mc.connection import ConnectionActor
-from darktower.mc.meeting import AttachConnection, EndMeeting, MeetingActor, Touch
+from darktower.mc.meeting import EndMeeting, JoinRequest, MeetingActor, Touch
 from darktower.mc.validation import MhRole, MhTarget
 from darktower.signaling.protocol import LeaveReason, ParticipantLeft, parse_server
 
@@ -22,8 +26,11 @@ class Inbox:
         self.frames.append(frame)
 
 
-async def hosted(store: RedisFencedStore, meeting_id: str) -> MeetingActor:
-    actor = MeetingActor(await store.acquire(meeting_id, "mc-a"), store=store, mhs=MHS)
+async def hosted(
+    store: RedisFencedStore, meeting_id: str, binder: SessionBinder | None = None
+) -> MeetingActor:
+    lease = await store.acquire(meeting_id, "mc-a")
+    actor = MeetingActor(lease, store=store, mhs=MHS, binder=binder)
     actor.start()
     return actor
 
@@ -32,11 +39,13 @@ async def test_fenced_out_meeting_tells_connections_it_moved_and_stops_them(
     redis_client: aioredis.Redis,
 ) -> None:
     store = RedisFencedStore(redis_client)
-    meeting = await hosted(store, "room")
+    binder = SessionBinder(b"x" * 32, RedisNonceLedger(redis_client))
+    meeting = await hosted(store, "room", binder)
     inboxes = [Inbox(), Inbox()]
-    connections = [ConnectionActor(f"c{i}", f"p{i}", box) for i, box in enumerate(inboxes)]
-    for connection in connections:
-        await meeting.ask(AttachConnection(connection))
+    connections = [ConnectionActor(f"c{i}", "", box) for i, box in enumerate(inboxes)]
+    for i, connection in enumerate(connections):
+        claims = JoinClaims("room", f"user-{i}", f"User {i}", "gc-test", int(time.time()) + 60)
+        assert await meeting.ask(JoinRequest(claims, connection)) is None
     assert len(meeting.children) == 2
     assert await meeting.ask(Touch()) is None
     before = REGISTRY.get_sample_value("mc_fenced_out_total") or 0.0
@@ -48,11 +57,14 @@ async def test_fenced_out_meeting_tells_connections_it_moved_and_stops_them(
     await meeting.wait(2)
     assert not meeting.running and meeting.end_reason == "fenced_out"
     assert all(not c.running and c.close_reason == "moved" for c in connections)
-    # Each client is told it left the meeting, for itself, because the meeting moved.
-    for i, box in enumerate(inboxes):
-        assert [parse_server(f) for f in box.frames] == [
-            ParticipantLeft(participant_id=f"p{i}", reason=LeaveReason.MOVED)
-        ]
+    # Each client is told last that it left the meeting, for itself, because the meeting
+    # moved (after its join answer and, for the first, the second's arrival).
+    for connection, box in zip(connections, inboxes, strict=True):
+        assert connection.participant_id
+        assert parse_server(box.frames[-1]) == ParticipantLeft(
+            participant_id=connection.participant_id, reason=LeaveReason.MOVED
+        )
+        assert [parse_server(f).type for f in box.frames].count("participant_left") == 1
     assert REGISTRY.get_sample_value("mc_fenced_out_total") == before + 1
     # The refused write changed nothing of the new owner's.
     assert await redis_client.hget("meeting:{room}:state", "touched_at_ms") is not None

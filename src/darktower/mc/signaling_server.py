@@ -39,7 +39,7 @@ from darktower.actors import ActorStopped
 from darktower.auth.join_tokens import InvalidJoinToken, JoinTokenVerifier, WrongMeeting
 from darktower.mc.connection import Close, ConnectionActor, Deliver
 from darktower.mc.controller import MeetingControllerActor
-from darktower.mc.meeting import ClientFrame, ConnectionLost, JoinRefused, JoinRequest, MeetingActor
+from darktower.mc.meeting import ClientFrame, ConnectionLost, JoinRefusal, JoinRequest, MeetingActor
 from darktower.mc.metrics import JOIN_REFUSALS, SIGNALING_CONNECTIONS, SIGNALING_MESSAGES
 from darktower.runtime.serving import parse_bind
 from darktower.signaling.protocol import (
@@ -237,7 +237,7 @@ class SignalingServer:
             raise _Refused(
                 ErrorCode.MEETING_UNAVAILABLE, "the meeting is not hosted here", "not_hosted"
             ) from None
-        if isinstance(outcome, JoinRefused):
+        if isinstance(outcome, JoinRefusal):
             raise _Refused(outcome.code, outcome.message, outcome.reason)
 
     async def _relay(

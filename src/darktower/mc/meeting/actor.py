@@ -1,0 +1,201 @@
+"""MeetingActor: one per hosted meeting, child of the MeetingControllerActor.
+
+The actor is the meeting's owner on this MC: it holds the fencing lease, handles its
+mailbox (`messages.py`) one message at a time, hands everything about people to its
+`Participants` (`participants.py`), proves ownership (`Touch`), stores the MH list
+(`UpdateMhs`) and ends the meeting (`EndMeeting`, or the last participant gone for good).
+
+Replies: `handle` returns None on success, a `JoinRefusal` for a refused join, or the exception
+(FencedOut, StoreUnavailable) so that a refusal reaches the asker without crashing the actor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, assert_never
+
+from darktower.actors import Actor, ActorStopped
+from darktower.common.clock import now_ms
+from darktower.fencing import FencedOut, FencedStore, FencingError, Lease, StoreUnavailable
+from darktower.mc.binding import SessionBinder
+from darktower.mc.connection import ConnectionActor
+from darktower.mc.meeting.join import STORE_DOWN, UNAVAILABLE, JoinRefusal
+from darktower.mc.meeting.messages import (
+    ClientFrame,
+    ConnectionLost,
+    EndMeeting,
+    GraceExpired,
+    JoinRequest,
+    MeetingMessage,
+    Touch,
+    UpdateMhs,
+)
+from darktower.mc.meeting.participants import Participants
+from darktower.mc.meeting.roster_sync import RosterSync
+from darktower.mc.meeting.sessions import SessionTokens
+from darktower.mc.metrics import FENCED_OUT
+from darktower.mc.roster import Roster
+from darktower.mc.validation import MhTarget, mh_list_json
+from darktower.signaling.protocol import LeaveReason
+
+__all__ = ["LAST_PARTICIPANT_LEFT", "MeetingActor"]
+
+log = logging.getLogger(__name__)
+
+# The end reason of a meeting whose last participant left for good (reported to the GC).
+LAST_PARTICIPANT_LEFT = "last_participant_left"
+
+
+class MeetingActor(Actor[MeetingMessage]):
+    actor_type = "meeting"
+    mailbox_warning = 100
+    mailbox_critical = 500
+
+    def __init__(
+        self,
+        lease: Lease,
+        *,
+        store: FencedStore,
+        mhs: tuple[MhTarget, ...],
+        binder: SessionBinder | None = None,
+        grace_seconds: float = 30.0,
+        admit: Callable[[], bool] = lambda: True,
+        on_participants: Callable[[MeetingActor, int], None] | None = None,
+    ) -> None:
+        """`binder` None: no clients are admitted. `admit()` says whether the MC can take
+        one more participant (read at each join). `on_participants(self, delta)` is
+        called synchronously whenever the roster's size changes (the controller's totals)."""
+        super().__init__(lease.meeting_id)
+        meeting_id = self.meeting_id = lease.meeting_id
+        self.lease = lease  # (meeting, owner, generation) of every fenced write
+        self.mhs = mhs
+        self._store = store
+        self._sync = RosterSync(store, lease)
+        self._participants = Participants(
+            meeting_id,
+            sync=self._sync,
+            tokens=None if binder is None else SessionTokens(binder, meeting_id),
+            grace_seconds=grace_seconds,
+            admit=admit,
+            spawn=self.spawn,
+            expire=self._grace_due,
+            on_count=self._count,
+        )
+        self._on_participants = on_participants
+        # The roster size last reported through on_participants.
+        self.counted_participants = 0
+        # Why the actor ended: "fenced_out", or the EndMeeting reason; None while it runs or
+        # when it was stopped with the process.
+        self.end_reason: str | None = None
+
+    @property
+    def roster(self) -> Roster:
+        return self._participants.roster
+
+    @property
+    def lost(self) -> bool:
+        """True once the meeting is no longer this actor's to serve (fenced out or ended)."""
+        return self.end_reason is not None
+
+    @property
+    def participant_count(self) -> int:
+        """Participants in the roster: connected, or disconnected within their grace."""
+        return len(self.roster)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        try:
+            await self._participants.take_over()
+        except FencedOut as exc:
+            self._fenced_out(exc)
+        except FencingError as exc:
+            log.warning("meeting %s: roster not loaded (%s)", self.meeting_id, exc.code)
+
+    async def on_stop(self) -> None:
+        self._participants.graces.cancel_all()
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def handle(self, message: MeetingMessage) -> Exception | JoinRefusal | None:
+        joining = isinstance(message, JoinRequest)
+        if self.lost:
+            return UNAVAILABLE if joining else FencedOut(self.meeting_id, None, None)
+        try:
+            return await self._apply(message)
+        except FencedOut as exc:
+            self._fenced_out(exc)
+            return UNAVAILABLE if joining else exc
+        except StoreUnavailable as exc:
+            log.warning("meeting %s: redis unavailable, keeping the meeting", self.meeting_id)
+            return STORE_DOWN if joining else exc
+        except FencingError as exc:
+            log.error("meeting %s: %s", self.meeting_id, exc)
+            return STORE_DOWN if joining else exc
+
+    async def _apply(self, message: MeetingMessage) -> JoinRefusal | None:
+        participants = self._participants
+        match message:
+            case JoinRequest():
+                return await participants.join(message, stopping=not self._accepting)
+            case ClientFrame(connection, frame):
+                if await participants.client_frame(connection, frame):
+                    await self._end(LAST_PARTICIPANT_LEFT)
+            case ConnectionLost(connection):
+                await participants.connection_lost(connection)
+            case GraceExpired(participant_id, epoch):
+                if await participants.grace_expired(participant_id, epoch):
+                    await self._end(LAST_PARTICIPANT_LEFT)
+            case UpdateMhs(mhs):
+                await self._store.fenced_set(self.lease, "mh", mh_list_json(mhs, now_ms()))
+                self.mhs = mhs
+            case Touch():
+                await self._sync.touch(self.roster)
+            case EndMeeting(reason):
+                await self._end(reason)
+            case _:
+                assert_never(message)
+        return None
+
+    def _count(self) -> None:
+        """Report a change of the roster's size (called right after each add/remove)."""
+        delta = len(self.roster) - self.counted_participants
+        if delta:
+            self.counted_participants += delta
+            if self._on_participants is not None:
+                self._on_participants(self, delta)
+
+    def _grace_due(self, participant_id: str, epoch: int) -> None:
+        with contextlib.suppress(ActorStopped):
+            self.send(GraceExpired(participant_id, epoch))
+
+    # -- the end ---------------------------------------------------------------------------
+
+    async def _end(self, reason: str) -> None:
+        self._participants.connections.close_all(self.children, LeaveReason.MEETING_ENDED)
+        self.end_reason = reason
+        self.request_stop()
+        await self._store.fenced_delete(self.lease)
+
+    def _fenced_out(self, exc: FencedOut) -> None:
+        FENCED_OUT.inc()
+        log.warning(
+            "meeting %s fenced out at generation %d (now generation %s, owner %s): stopping",
+            self.meeting_id,
+            self.lease.generation,
+            exc.stored_generation,
+            exc.stored_owner,
+        )
+        self.end_reason = "fenced_out"
+        self._participants.connections.close_all(self.children, LeaveReason.MOVED)
+        self.request_stop()
+
+    def child_exited(self, child: Actor[Any], exc: BaseException | None) -> None:
+        if exc is not None:
+            log.warning("meeting %s: connection %s crashed", self.meeting_id, child.name)
+        if isinstance(child, ConnectionActor) and self._participants.connections.is_current(child):
+            # Ended without the meeting closing it (a crash): its participant is disconnected.
+            with contextlib.suppress(ActorStopped):
+                self.send(ConnectionLost(child))

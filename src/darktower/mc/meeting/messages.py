@@ -1,0 +1,86 @@
+"""What a `MeetingActor` is sent: its mailbox's message union, `MeetingMessage`.
+
+From the controller: `UpdateMhs`, `Touch`, `EndMeeting`. From the signaling server:
+`JoinRequest` (answered None or a `JoinRefusal`), `ClientFrame`, `ConnectionLost` (also sent
+by the meeting itself when a connection crashed). From the meeting's own grace timers:
+`GraceExpired`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from darktower.auth.join_tokens import JoinClaims
+from darktower.mc.connection import ConnectionActor
+from darktower.mc.validation import MhTarget
+from darktower.signaling.protocol import HostMute, Leave, Ping, SelfMute
+
+__all__ = [
+    "ClientFrame",
+    "ConnectionLost",
+    "EndMeeting",
+    "GraceExpired",
+    "JoinRequest",
+    "MeetingMessage",
+    "Touch",
+    "UpdateMhs",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateMhs:
+    """Store a new ranked MH list (idempotent re-assignment) under the current generation."""
+
+    mhs: tuple[MhTarget, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """Prove ownership with a fenced write of the meeting's liveness time."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndMeeting:
+    """End the meeting: tell the connections, delete its state (fenced), stop."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    """Admit `connection` for the verified join token `claims`; a reconnect when
+    `correlation_id` and `binding_token` are given. Answers None or a JoinRefusal."""
+
+    claims: JoinClaims
+    connection: ConnectionActor
+    correlation_id: str | None = None
+    binding_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFrame:
+    """A frame from an admitted client (everything but `join`)."""
+
+    connection: ConnectionActor
+    message: SelfMute | HostMute | Leave | Ping
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLost:
+    """The client's transport closed (without `leave`, or after it)."""
+
+    connection: ConnectionActor
+
+
+@dataclass(frozen=True, slots=True)
+class GraceExpired:
+    """The grace timer `epoch` of a disconnected participant ran out (ignored when that
+    timer was cancelled or replaced since)."""
+
+    participant_id: str
+    epoch: int
+
+
+MeetingMessage = (
+    UpdateMhs | Touch | EndMeeting | JoinRequest | ClientFrame | ConnectionLost | GraceExpired
+)

@@ -1,0 +1,329 @@
+"""Participants: the meeting's people — their roster, their connections, their grace.
+
+It carries out what happens to participants: a join as `decide_join` says (a new participant,
+a resumed session, a reclaimed seat, or a refusal), a client's frames (ping, mute, host mute,
+leave), a dropped connection (disconnected, grace starts) and a departure for good (the host
+rule of `roster.py`). Every roster change is written through `RosterSync` and told to the
+other clients through `Connections`.
+
+The meeting actor owns it and calls it one message at a time; it gives it three hooks: `spawn`
+(start a connection under the meeting), `expire` (a grace timer ran out: queue it to the
+meeting) and `on_count` (the roster's size changed). A departure that empties the roster
+answers True: the meeting ends (the actor does that). Store errors propagate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import assert_never
+
+from darktower.actors import ActorStopped
+from darktower.auth.join_tokens import JoinClaims
+from darktower.common.clock import now_ms
+from darktower.fencing import FencingError
+from darktower.mc.connection import Close, ConnectionActor
+from darktower.mc.meeting.fanout import Connections, send
+from darktower.mc.meeting.grace import GraceTimers
+from darktower.mc.meeting.join import (
+    NO_CLIENTS,
+    STORE_DOWN,
+    UNAVAILABLE,
+    Fresh,
+    JoinRefusal,
+    Reclaim,
+    Refuse,
+    Resume,
+    decide_join,
+)
+from darktower.mc.meeting.messages import JoinRequest
+from darktower.mc.meeting.roster_sync import RosterSync
+from darktower.mc.meeting.sessions import SessionTokens
+from darktower.mc.metrics import BINDING_REFUSALS
+from darktower.mc.roster import (
+    HOST_FIELD,
+    Member,
+    Roster,
+    new_participant_id,
+    participant_field,
+    uuid7,
+)
+from darktower.signaling.protocol import (
+    ErrorCode,
+    HostMute,
+    JoinAnswer,
+    Leave,
+    LeaveReason,
+    Muted,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    Ping,
+    SelfMute,
+)
+
+__all__ = ["Participants"]
+
+log = logging.getLogger(__name__)
+
+
+class Participants:
+    def __init__(
+        self,
+        meeting_id: str,
+        *,
+        sync: RosterSync,
+        tokens: SessionTokens | None,
+        grace_seconds: float,
+        admit: Callable[[], bool],
+        spawn: Callable[[ConnectionActor], object],
+        expire: Callable[[str, int], None],
+        on_count: Callable[[], None],
+    ) -> None:
+        """`tokens` None: client signaling is disabled, every join is refused. `admit()` says
+        whether the MC can take one more participant (read at each join)."""
+        self._meeting_id = meeting_id
+        self._sync = sync
+        self._tokens = tokens
+        self._admit = admit
+        self._spawn = spawn
+        self._on_count = on_count
+        self.roster = Roster()
+        self.connections = Connections()
+        self.graces = GraceTimers(grace_seconds, expire)
+
+    async def take_over(self) -> None:
+        """Load the roster a previous owner left in Redis: its participants stay, disconnected
+        with a fresh grace, so that their clients can reconnect here with their tokens."""
+        roster, bad = await self._sync.load()
+        if bad:
+            log.warning("meeting %s: unreadable roster fields %s", self._meeting_id, bad)
+        if not roster.members:
+            return
+        now = now_ms()
+        for member in roster.members.values():
+            member.connected, member.disconnected_at_ms = False, now
+        self.roster = roster
+        self._on_count()
+        self.graces.start(roster.members)
+        await self._sync.write_all(roster)
+        log.info(
+            "meeting %s: %d participants carried over, disconnected for %.0f s of grace",
+            self._meeting_id,
+            len(roster),
+            self.graces.seconds,
+        )
+
+    # -- joins -----------------------------------------------------------------------------
+
+    async def join(self, request: JoinRequest, *, stopping: bool) -> JoinRefusal | None:
+        """Admit `request`'s connection or say why not; `stopping`: the meeting is stopping."""
+        if self._tokens is None:
+            return NO_CLIENTS
+        try:
+            return await self._admit_or_refuse(self._tokens, request, stopping)
+        except ActorStopped:
+            # The MC is stopping this meeting (its own stop, not a loss): the client goes
+            # elsewhere; a participant already written stays, disconnected, for its grace.
+            return UNAVAILABLE
+
+    async def _admit_or_refuse(
+        self, tokens: SessionTokens, request: JoinRequest, stopping: bool
+    ) -> JoinRefusal | None:
+        if stopping:  # the join could not get its connection started
+            return UNAVAILABLE
+        reconnect = await tokens.check(request, self.roster)
+        members = self.roster.members
+        decision = decide_join(
+            request.claims.user_id,
+            reconnect,
+            members.values(),
+            self.roster.host_id,
+            has_room=self._admit(),
+        )
+        match decision:
+            case Fresh():
+                return await self._add(tokens, request.claims, request.connection)
+            case Resume(participant_id):
+                await self._resume(tokens, members[participant_id], request.connection)
+            case Reclaim(participant_id):
+                member = members[participant_id]
+                await self._reclaim(tokens, member, request.claims, request.connection)
+            case Refuse(refusal, binding_reason):
+                if binding_reason is not None:
+                    BINDING_REFUSALS.labels(binding_reason).inc()
+                    log.info("meeting %s: reconnect refused (%s)", self._meeting_id, binding_reason)
+                return refusal
+            case _:
+                assert_never(decision)
+        return None
+
+    async def _add(
+        self, tokens: SessionTokens, claims: JoinClaims, connection: ConnectionActor
+    ) -> JoinRefusal | None:
+        participant_id = new_participant_id()
+        while participant_id in self.roster.members:  # 48 random bits: practically never
+            participant_id = new_participant_id()
+        member = Member(
+            participant_id=participant_id,
+            user_id=claims.user_id,
+            display_name=claims.display_name,
+            correlation_id=str(uuid7()),
+            joined_at_ms=now_ms(),
+        )
+        # In the roster before the write: the seat counts for admission from now on.
+        self.roster.add(member)
+        self._on_count()
+        mapping = {participant_field(participant_id): member.to_json()}
+        if self.roster.host_id == participant_id:
+            mapping[HOST_FIELD] = participant_id
+        try:
+            written = await self._sync.write(mapping)
+        except FencingError:
+            self.roster.remove(participant_id)
+            self._on_count()
+            raise
+        if not written:
+            self.roster.remove(participant_id)
+            self._on_count()
+            return STORE_DOWN
+        self._admit_connection(
+            tokens.join_answer(member, self.roster, reconnected=False), connection
+        )
+        joined = ParticipantJoined(participant=member.public())
+        self.connections.broadcast(joined, exclude=participant_id)
+        return None
+
+    async def _reclaim(
+        self,
+        tokens: SessionTokens,
+        member: Member,
+        claims: JoinClaims,
+        connection: ConnectionActor,
+    ) -> None:
+        """A fresh join by the user of the disconnected `member` takes its seat back (see
+        `roster.seat_to_reclaim`). It is a new session: a new correlation id, so binding tokens
+        of the old one resume nothing any more; the name is the join token's."""
+        log.info(
+            "meeting %s: a fresh join took back participant %s (binding not resumable)",
+            self._meeting_id,
+            member.participant_id,
+        )
+        member.correlation_id = str(uuid7())
+        member.display_name = claims.display_name
+        await self._resume(tokens, member, connection)
+
+    async def _resume(
+        self, tokens: SessionTokens, member: Member, connection: ConnectionActor
+    ) -> None:
+        """`member` is back on `connection`: its grace ends, a connection it still had is hung
+        up, it gets a `join_answer` with `reconnected` and the others a `participant_updated`.
+        A write that does not reach Redis (not fenced out) is carried over to the next touch:
+        the participant was in the roster already, so no seat is at stake."""
+        participant_id = member.participant_id
+        replaced = self.connections.pop(participant_id)
+        if replaced is not None:
+            send(replaced, Close(None))
+        self.graces.cancel(participant_id)
+        was_connected = member.connected
+        member.connected, member.disconnected_at_ms = True, None
+        await self._sync.write_member(member)
+        self._admit_connection(
+            tokens.join_answer(member, self.roster, reconnected=True), connection
+        )
+        if not was_connected:
+            updated = ParticipantUpdated(participant=member.public())
+            self.connections.broadcast(updated, exclude=participant_id)
+
+    def _admit_connection(self, answer: JoinAnswer, connection: ConnectionActor) -> None:
+        """Start `connection` for the participant `answer` admits, and queue the answer."""
+        connection.participant_id = answer.participant_id
+        self._spawn(connection)  # ActorStopped while the meeting is stopping
+        self.connections.add(connection)
+        # The first frame in its mailbox: nothing of the meeting can overtake the answer.
+        self.connections.deliver(connection, answer)
+
+    # -- admitted clients ------------------------------------------------------------------
+
+    async def client_frame(
+        self, connection: ConnectionActor, message: SelfMute | HostMute | Leave | Ping
+    ) -> bool:
+        """Act on a client's frame; True when it was the last participant's `leave`."""
+        participant_id = connection.participant_id
+        member = self.roster.get(participant_id)
+        if member is None or not self.connections.is_current(connection):
+            return False  # a connection already replaced or removed: its frames no longer count
+        match message:
+            case Ping(nonce=nonce):
+                assert self._tokens is not None  # admitted, so client signaling is enabled
+                self.connections.deliver(connection, self._tokens.pong(member, nonce))
+            case Leave():
+                return await self.remove(participant_id, LeaveReason.VOLUNTARY)
+            case SelfMute(muted=muted):
+                member.muted = muted
+                await self._sync.write_member(member)
+                self.connections.broadcast(ParticipantUpdated(participant=member.public()))
+            case HostMute():
+                await self._host_mute(connection, message)
+            case _:
+                assert_never(message)
+        return False
+
+    async def _host_mute(self, connection: ConnectionActor, message: HostMute) -> None:
+        host_id = connection.participant_id
+        if self.roster.host_id != host_id:
+            text = "only the meeting's host may mute others"
+            self.connections.error(connection, ErrorCode.NOT_HOST, text)
+            return
+        target = self.roster.get(message.participant_id)
+        if target is None:
+            self.connections.error(connection, ErrorCode.UNKNOWN_PARTICIPANT, "no such participant")
+            return
+        target.host_muted = message.muted
+        await self._sync.write_member(target)
+        target_connection = self.connections.get(target.participant_id)
+        if target_connection is not None:
+            muted = Muted(participant_id=target.participant_id, muted=message.muted, by=host_id)
+            self.connections.deliver(target_connection, muted)
+        self.connections.broadcast(ParticipantUpdated(participant=target.public()))
+
+    async def connection_lost(self, connection: ConnectionActor) -> None:
+        """The client's transport closed: its participant is disconnected, its grace starts."""
+        participant_id = connection.participant_id
+        if not self.connections.is_current(connection):
+            connection.request_stop()
+            return
+        self.connections.pop(participant_id)
+        connection.request_stop()
+        member = self.roster.get(participant_id)
+        if member is None:
+            return
+        member.connected, member.disconnected_at_ms = False, now_ms()
+        self.graces.start([participant_id])
+        await self._sync.write_member(member)
+        self.connections.broadcast(ParticipantUpdated(participant=member.public()))
+
+    async def grace_expired(self, participant_id: str, epoch: int) -> bool:
+        """A grace timer ran out; True when it removed the last participant."""
+        if not self.graces.is_current(participant_id, epoch):  # a cancelled grace
+            return False
+        return await self.remove(participant_id, LeaveReason.TIMEOUT)
+
+    async def remove(self, participant_id: str, reason: LeaveReason) -> bool:
+        """The participant leaves for good. True when it was the last one: the meeting ends,
+        nothing is written or told here."""
+        self.graces.cancel(participant_id)
+        connection = self.connections.pop(participant_id)
+        if connection is not None:
+            send(connection, Close(reason))
+        host_changed = self.roster.remove(participant_id)
+        self._on_count()
+        if not self.roster.members:
+            return True
+        mapping = {HOST_FIELD: self.roster.host_id} if host_changed and self.roster.host_id else {}
+        await self._sync.write(mapping, remove=[participant_field(participant_id)])
+        left = ParticipantLeft(
+            participant_id=participant_id, reason=reason, host_id=self.roster.host_id
+        )
+        self.connections.broadcast(left)
+        return False
