@@ -1,5 +1,6 @@
-"""What the commands that talk to a GC share: finding its URL, checking a meeting id before it
-goes into a URL, printing untrusted text on one line. Used by `darktower join`/`status`
+"""What the commands that talk to a GC share: finding its URL, the CA they trust for `https://`
+GCs and `wss://` MCs, checking a meeting id before it goes into a URL, printing untrusted text
+on one line. Used by `darktower join`/`status`
 (`darktower.gc.cli`) and `darktower client` (`darktower.client.cli`); imports nothing of
 either service, so loading it stays cheap for every `darktower` command.
 """
@@ -7,6 +8,8 @@ either service, so loading it stays cheap for every `darktower` command.
 from __future__ import annotations
 
 import os
+import ssl
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,12 +18,15 @@ from darktower.common.errors import InvalidField
 from darktower.common.ids import validate_id
 
 __all__ = [
+    "CA_FILE_ENV",
     "DEFAULT_GC_URL",
     "UNREACHABLE_HINT",
+    "CaFile",
     "GcUrl",
     "check_meeting_id",
     "printable",
     "resolve_gc_url",
+    "tls_context",
 ]
 
 # Without --gc-url: DARKTOWER_GC_URL, else a running `darktower dev`, else the dev default.
@@ -28,6 +34,18 @@ DEFAULT_GC_URL = "http://127.0.0.1:8080"
 
 GcUrl = Annotated[
     str | None, typer.Option("--gc-url", help="The GC's HTTP base URL (default: the dev fleet's).")
+]
+
+CA_FILE_ENV = "DARKTOWER_CA_FILE"
+
+CaFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-file",
+        envvar=CA_FILE_ENV,
+        help="CA certificate (PEM) trusted for an https:// GC and wss:// MCs "
+        "(default: the system's roots).",
+    ),
 ]
 
 UNREACHABLE_HINT = (
@@ -46,6 +64,21 @@ def resolve_gc_url(value: str | None) -> str:
 
     url = value or os.environ.get("DARKTOWER_GC_URL") or running_dev_gc_url(say) or DEFAULT_GC_URL
     return url.rstrip("/")
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """What https:// and wss:// peers are verified with: the CA in `ca_file` (--ca-file or
+    DARKTOWER_CA_FILE), else the system's roots; host names are checked either way. A CA file
+    that cannot be read is said on stderr, exit 2."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not PEM"
+            typer.echo(f"darktower: cannot use the CA file {ca_file}: {reason}", err=True)
+            raise typer.Exit(2) from None
+    return context
 
 
 def printable(value: str, limit: int = 60) -> str:

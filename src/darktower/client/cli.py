@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 import time
 import unicodedata
 from collections.abc import Mapping
@@ -24,7 +25,14 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from darktower.cli_support import UNREACHABLE_HINT, GcUrl, check_meeting_id, resolve_gc_url
+from darktower.cli_support import (
+    UNREACHABLE_HINT,
+    CaFile,
+    GcUrl,
+    check_meeting_id,
+    resolve_gc_url,
+    tls_context,
+)
 from darktower.signaling.protocol import (
     ErrorMsg,
     Muted,
@@ -117,7 +125,12 @@ class _Printer:
 
 
 async def _run(
-    gc_url: str, meeting_id: str, name: str, user_id: str | None, console: Console
+    gc_url: str,
+    meeting_id: str,
+    name: str,
+    user_id: str | None,
+    console: Console,
+    ssl_context: ssl.SSLContext,
 ) -> int:
     from darktower.client.session import (
         ClientSession,
@@ -132,7 +145,9 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    session = ClientSession(gc_url, meeting_id, display_name=name, user_id=user_id)
+    session = ClientSession(
+        gc_url, meeting_id, display_name=name, user_id=user_id, ssl_context=ssl_context
+    )
     known: dict[str, Participant] = {}
 
     async def show() -> None:
@@ -194,9 +209,11 @@ def client(
         str | None,
         typer.Option("--user-id", help="Join as this user id (default: one the GC makes up)."),
     ] = None,
+    ca_file: CaFile = None,
 ) -> None:
     """Join a meeting from the terminal; print the roster and every change. Ctrl-C leaves."""
     check_meeting_id(meeting_id)  # before any request: the id goes into the GC's URL path
     console = Console(highlight=False, markup=False, emoji=False)
-    code = asyncio.run(_run(resolve_gc_url(gc_url), meeting_id, name, user_id, console))
+    verify = tls_context(ca_file)
+    code = asyncio.run(_run(resolve_gc_url(gc_url), meeting_id, name, user_id, console, verify))
     raise typer.Exit(code)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,6 +39,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from darktower.common.tls_errors import tls_failure
 from darktower.signaling.protocol import (
     MAX_SERVER_FRAME_BYTES,
     ErrorCode,
@@ -161,13 +163,19 @@ class ClientSession:
         backoff_base: float = 0.25,
         backoff_cap: float = 5.0,
         open_timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`ssl_context` verifies an https:// GC and wss:// MCs (default: the system's roots);
+        it is not used for a given `http` client."""
         self.gc_url = gc_url.rstrip("/")
+        self._ssl = ssl_context
         self.meeting_id = meeting_id
         self.display_name = display_name
         self.user_id = user_id
         self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=40.0, trust_env=False)
+        self._http = http or httpx.AsyncClient(
+            timeout=40.0, trust_env=False, verify=ssl_context or True
+        )
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
@@ -269,8 +277,10 @@ class ClientSession:
         try:
             response = await self._http.post(url, json=body)
         except httpx.HTTPError as exc:
+            tls = tls_failure(exc)
+            why = f": TLS handshake failed ({tls})" if tls else ""
             raise JoinRefused(
-                "gc_unreachable", f"cannot reach the GC at {self.gc_url}", retryable=True
+                "gc_unreachable", f"cannot reach the GC at {self.gc_url}{why}", retryable=True
             ) from exc
         data: Any = None
         with contextlib.suppress(ValueError):
@@ -307,10 +317,13 @@ class ClientSession:
                 max_size=MAX_SERVER_FRAME_BYTES,
                 compression=None,
                 proxy=None,
+                ssl=self._ssl if gc.signaling_url.startswith("wss://") else None,
             )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            tls = tls_failure(exc)
+            why = f": TLS handshake failed ({tls})" if tls else ""
             raise JoinRefused(
-                "mc_unreachable", f"cannot open {gc.signaling_url}", retryable=True
+                "mc_unreachable", f"cannot open {gc.signaling_url}{why}", retryable=True
             ) from exc
         resuming = resume and self.correlation_id is not None and self.binding_token is not None
         join = Join(

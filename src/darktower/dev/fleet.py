@@ -4,8 +4,9 @@ URL is given), N MCs registered with it and M simulated MHs in two zones, with f
 Every gRPC hop (MC↔GC, MH→GC) is TLS by default: a CA of the fleet's own and one certificate
 per service (for 127.0.0.1 and localhost) are made in `<keys>/tls`, and every service trusts
 that CA. The GC's HTTP API and the MCs' client WebSockets stay plain HTTP/WS: the dashboard
-and join page are opened by browsers that do not trust a private CA. `tls=False` (`darktower
-dev --no-tls`) runs everything plaintext.
+and join page are opened by browsers that do not trust a private CA (`https=True` serves them
+as HTTPS/WSS too, for clients given the CA). `tls=False` (`darktower dev --no-tls`) runs
+everything plaintext.
 
 Every service is a child process of this one, each in its own process group, writing to
 `<workdir>/<name>.log`; `restart()` starts a dead one again with the same id, ports and log;
@@ -21,6 +22,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -101,6 +103,7 @@ class Fleet:
     redis: EmbeddedRedis | None = None
     workdir: Path | None = None
     tls: bool = True
+    https: bool = False  # the GC's HTTP API and the client WebSockets too (needs `tls`)
 
     def __post_init__(self) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -116,9 +119,19 @@ class Fleet:
         return "https" if self.tls else "http"
 
     @property
+    def http_scheme(self) -> str:
+        return "https" if self.tls and self.https else "http"
+
+    @property
     def ca_file(self) -> Path | None:
         """The fleet's CA certificate (None with TLS off)."""
         return self.tls_dir / "ca.crt" if self.tls else None
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        """What the fleet's own readiness checks trust: its CA when it has one."""
+        if self.ca_file is None:
+            return True
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def _tls_env(self, name: str, prefix: str) -> dict[str, str]:
         """`<prefix>_TLS_*` for service `name`: its certificate (made here) and the fleet's CA."""
@@ -201,11 +214,12 @@ class Fleet:
                 "GC_MH_LOAD_REPORT_MS": "2000",
                 "GC_STALENESS_SECONDS": "6",
                 "GC_SWEEP_INTERVAL_SECONDS": "1",
-                "GC_HTTP_TLS": "false",
+                "GC_HTTP_TLS": str(self.https).lower(),
                 **self._tls_env("gc-1", "GC"),
             },
-            grpc=f"{self.grpc_scheme}://127.0.0.1:{gc_grpc}", http=f"http://127.0.0.1:{gc_http}",
-            ready_url=f"http://127.0.0.1:{gc_http}/health/ready",
+            grpc=f"{self.grpc_scheme}://127.0.0.1:{gc_grpc}",
+            http=f"{self.http_scheme}://127.0.0.1:{gc_http}",
+            ready_url=f"{self.http_scheme}://127.0.0.1:{gc_http}/health/ready",
             ports={"HTTP": gc_http, "gRPC": gc_grpc},
         )  # fmt: skip
         self._wait_ready(self.gc)
@@ -222,7 +236,7 @@ class Fleet:
                 "MC_SERVICE_KEY_FILE": str(keys / "mc.key"),
                 "MC_TRUSTED_GC_KEY_FILES": str(keys / "gc.pub"),
                 "MC_DRAIN_SECONDS": "5",
-                "MC_CLIENT_TLS": "false",
+                "MC_CLIENT_TLS": str(self.https).lower(),
                 **self._tls_env(name, "MC"),
             }
             self._launch(
@@ -295,7 +309,7 @@ class Fleet:
                     f"see {service.log}"
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(service.ready_url, timeout=1).is_success:
+                if httpx.get(service.ready_url, timeout=1, verify=self._verify()).is_success:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"{service.name} was not ready within {timeout:.0f}s; see {service.log}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
@@ -12,11 +13,14 @@ from rich.console import Console
 
 from darktower.cli_support import (
     UNREACHABLE_HINT,
+    CaFile,
     GcUrl,
     check_meeting_id,
     printable,
     resolve_gc_url,
+    tls_context,
 )
+from darktower.common.tls_errors import tls_failure
 from darktower.gc.status_view import FleetView, renderables, status_document
 from darktower.runtime.service_cli import run_service
 from darktower.runtime.settings_doc import documented_by
@@ -74,13 +78,22 @@ def gc_error_line(status_code: int, body: bytes) -> str:
     return f"GC answered {status_code}: {printable(text, 300)}"
 
 
-def _request(method: str, base: str, path: str) -> Any:
-    """The GC's JSON answer to `method base+path`. Exits 2 when the GC cannot be reached (with
-    the hint to start one), 1 when it answers an error (one readable line)."""
+def _request(method: str, base: str, path: str, verify: ssl.SSLContext) -> Any:
+    """The GC's JSON answer to `method base+path` (an https:// GC verified with `verify`).
+    Exits 2 when the GC cannot be reached (with the hint to start one, or the TLS reason), 1
+    when it answers an error (one readable line)."""
     shown = _shown_url(base)
     try:
-        response = httpx.request(method, f"{base}{path}", timeout=REQUEST_TIMEOUT_S)
+        response = httpx.request(method, f"{base}{path}", timeout=REQUEST_TIMEOUT_S, verify=verify)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
+        tls = tls_failure(exc)
+        if tls is not None:
+            typer.echo(
+                f"darktower: cannot reach the GC at {shown}: TLS handshake failed ({tls}); "
+                "trust its CA with --ca-file (or DARKTOWER_CA_FILE)",
+                err=True,
+            )
+            raise typer.Exit(2) from None
         typer.echo(f"darktower: cannot reach the GC at {shown} ({type(exc).__name__})", err=True)
         typer.echo(f"darktower: {UNREACHABLE_HINT}", err=True)
         raise typer.Exit(2) from None
@@ -109,11 +122,12 @@ def join(
         ),
     ],
     gc_url: GcUrl = None,
+    ca_file: CaFile = None,
 ) -> None:
     """Place a meeting through a GC; print the answer as JSON."""
     check_meeting_id(meeting_id)
     path = f"/v1/meetings/{quote(meeting_id, safe='')}/join"
-    body = _request("POST", resolve_gc_url(gc_url), path)
+    body = _request("POST", resolve_gc_url(gc_url), path, tls_context(ca_file))
     typer.echo(json.dumps(body, indent=2))
 
 
@@ -125,12 +139,14 @@ def status(
             "--json", help="One JSON document: the MCs (with the meetings each hosts), the MHs."
         ),
     ] = False,
+    ca_file: CaFile = None,
 ) -> None:
     """The fleet: every MC with health, load, heartbeat age and the meetings it hosts; the MHs."""
     base = resolve_gc_url(gc_url)
-    controllers = _request("GET", base, "/v1/controllers")
-    handlers = _request("GET", base, "/v1/media-handlers")
-    meetings = _request("GET", base, f"/v1/meetings?limit={MEETINGS_LIMIT}")
+    verify = tls_context(ca_file)
+    controllers = _request("GET", base, "/v1/controllers", verify)
+    handlers = _request("GET", base, "/v1/media-handlers", verify)
+    meetings = _request("GET", base, f"/v1/meetings?limit={MEETINGS_LIMIT}", verify)
     view = FleetView(
         gc_url=_shown_url(base),
         controllers=controllers,
