@@ -1,6 +1,9 @@
 """The receiving side: a grpc.aio server interceptor that admits only valid service tokens.
 
-Installed on a server, it checks every RPC of that server before the servicer sees it:
+Installed on a server, it checks every RPC of that server before the servicer sees it — and
+before the request body is read: the check needs only the call's metadata, and a refused call is
+answered by a handler that never reads its request stream, so an unauthenticated caller cannot
+make the server receive or deserialize a message (SPEC §7):
 
 * an invalid or missing token → UNAUTHENTICATED with `UNAUTHENTICATED_MESSAGE`, the same text
   whatever failed, so a caller learns nothing about which check it tripped;
@@ -29,6 +32,7 @@ from darktower.auth.errors import (
     AuthenticationFailed,
     CallerNotAllowed,
 )
+from darktower.auth.grpc_server import GRPC_SERVER_OPTIONS
 from darktower.auth.tokens import (
     AUTHORIZATION_HEADER,
     BEARER_PREFIX,
@@ -51,14 +55,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 UNAUTHENTICATED_MESSAGE = "missing or invalid service token"
-
-# gRPC's default metadata limit (8 KiB soft, 16 KiB hard — between the two, calls are refused
-# at random) is too close to a maximal 8192-byte token plus its header name. A server using this
-# interceptor should raise it, so that the size rule is ours (too_large) and deterministic.
-GRPC_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.max_metadata_size", 4 * MAX_TOKEN_BYTES),
-    ("grpc.absolute_max_metadata_size", 8 * MAX_TOKEN_BYTES),
-)
 
 AUTH_FAILURES = Counter(
     "service_auth_failures_total",
@@ -114,31 +110,21 @@ def _authorization_values(details: grpc.HandlerCallDetails) -> list[str]:
     return values
 
 
-def _rejection(handler: _Handler | None, code: grpc.StatusCode, message: str) -> _Handler:
-    """A handler of the same kind as `handler` whose only behaviour is to abort the call.
+def _rejection(code: grpc.StatusCode, message: str) -> _Handler:
+    """A handler whose only behaviour is to abort the call, without reading its request.
 
-    grpc.aio interceptors cannot abort by themselves: they must hand back a handler. Keeping
-    the real handler's kind and (de)serializers keeps the call well-formed for the client.
-    For an unknown method (`handler` None) a unary one is returned, so that an unauthenticated
-    caller cannot probe which methods exist.
+    grpc.aio interceptors cannot abort by themselves: they must hand back a handler. A unary
+    request handler would make grpc.aio receive the whole message and run its deserializer
+    before the behaviour starts; a request-streaming one gets a lazy iterator, never consumed
+    here, so the body is neither received into Python nor parsed (no deserializer at all). On
+    the wire a status without a response is the same for every kind of method, so one kind
+    serves all, and an unknown method looks like a known one to an unauthenticated caller.
     """
 
-    async def abort(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def abort(_requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(code, message)
 
-    if handler is None:
-        return grpc.unary_unary_rpc_method_handler(abort)
-    kwargs: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(abort, **kwargs)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(abort, **kwargs)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(abort, **kwargs)
-    return grpc.unary_unary_rpc_method_handler(abort, **kwargs)
+    return grpc.stream_unary_rpc_method_handler(abort)
 
 
 class ServiceAuthInterceptor(_ServerInterceptor):
@@ -176,20 +162,19 @@ class ServiceAuthInterceptor(_ServerInterceptor):
             claims = self._verifier_for(method).verify(token)
         except AuthenticationFailed as exc:
             self._count_failure(exc.reason, method)
-            handler = await continuation(handler_call_details)
-            return _rejection(handler, grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+            return _rejection(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
         except CallerNotAllowed as exc:
             self._count_failure(WRONG_CALLER, method)
-            handler = await continuation(handler_call_details)
-            return _rejection(handler, grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            return _rejection(grpc.StatusCode.PERMISSION_DENIED, str(exc))
 
         AUTH_SUCCESSES.labels(self._service).inc()
         logger.debug(
-            "service call admitted: service=%s method=%s caller=%s issuer=%s",
+            "service call admitted: service=%s method=%s caller=%s issuer=%s subject=%s",
             self._service,
             method,
             claims.service_type.value,
             claims.issuer,
+            claims.subject,
         )
         current_claims.set(claims)
         return await continuation(handler_call_details)

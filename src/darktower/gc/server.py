@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from darktower.auth.client import ServiceTokenProvider
-from darktower.auth.interceptor import GRPC_SERVER_OPTIONS
+from darktower.auth.grpc_server import service_grpc_server
 from darktower.auth.keys import load_private_key, load_public_keys
 from darktower.auth.tokens import SCOPE_MC, ServiceType
 from darktower.gc.grpc_services import add_gc_services, auth_interceptor
@@ -142,9 +142,9 @@ class GcApp:
                 max_pending=s.heartbeat_flush_max_pending,
             )
             await self.heartbeats.start(self.tasks)
-        self.grpc_server = grpc.aio.server(
+        self.grpc_server = service_grpc_server(
             interceptors=[auth_interceptor(self._mc_keys, self._mh_keys)],
-            options=GRPC_SERVER_OPTIONS + GRPC_LISTEN_OPTIONS,
+            options=GRPC_LISTEN_OPTIONS,
         )
         add_gc_services(
             self.grpc_server,

@@ -19,11 +19,10 @@ import logging
 import ssl
 import time
 
-import grpc
-
 from darktower.actors import ActorStopped
 from darktower.auth.client import ServiceTokenProvider
-from darktower.auth.interceptor import GRPC_SERVER_OPTIONS, ServiceAuthInterceptor
+from darktower.auth.grpc_server import service_grpc_server
+from darktower.auth.interceptor import ServiceAuthInterceptor
 from darktower.auth.join_tokens import JoinTokenVerifier
 from darktower.auth.keys import load_private_key, load_public_keys
 from darktower.auth.tokens import SCOPE_GC, SCOPE_MC, ServiceType, TokenVerifier
@@ -116,6 +115,8 @@ class McApp:
             gc_keys,
             required_scope=SCOPE_MC,
             allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+            # The legacy shared gc.pub is still what fleets trust (issue 13 switches this off).
+            allow_unbound_keys=True,
         )
         redis_url = settings.redis_url.get_secret_value()
         self.redis = connect(redis_url, socket_timeout=2.0, connect_timeout=2.0)
@@ -175,9 +176,9 @@ class McApp:
         self.assigner = Assigner(
             self.controller, self.store, on_store_failure=self.monitor.mark_unhealthy
         )
-        self.grpc_server = grpc.aio.server(
+        self.grpc_server = service_grpc_server(
             interceptors=[ServiceAuthInterceptor(verifier, service="mc")],
-            options=GRPC_SERVER_OPTIONS + GRPC_LISTEN_OPTIONS,
+            options=GRPC_LISTEN_OPTIONS,
         )
         pb_grpc.add_MeetingControllerServiceServicer_to_server(
             MeetingControllerServicer(self.assigner), self.grpc_server
