@@ -6,6 +6,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from darktower.auth.client import ServiceTokenProvider
+from darktower.auth.keys import TrustedKey
 from darktower.auth.tokens import SCOPE_GC, SCOPE_MC, ServiceType, TokenVerifier
 
 
@@ -87,3 +88,23 @@ def test_provider_refuses_nonsense(issuer: str, ttl: int, match: str) -> None:
             issuer=issuer,
             ttl_seconds=ttl,
         )
+
+
+def test_subject_and_audience_are_passed_through() -> None:
+    tokens = ServiceTokenProvider(
+        KEY,
+        service_type=ServiceType.GLOBAL_CONTROLLER,
+        scope=SCOPE_MC,
+        issuer="gc-1",
+        subject="gc-1",
+        audience="mc-2",
+    )
+    verifier = TokenVerifier(
+        [TrustedKey.bound(KEY.public_key(), ServiceType.GLOBAL_CONTROLLER, "gc-1")],
+        required_scope=SCOPE_MC,
+        allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+        audience="mc-2",
+        allow_unbound_keys=False,
+    )
+    claims = verifier.verify(tokens.token())
+    assert (claims.subject, claims.audience) == ("gc-1", ("mc-2",))

@@ -33,9 +33,13 @@ class ServiceTokenProvider:
         service_type: ServiceType,
         scope: str,
         issuer: str,
+        subject: str | None = None,
+        audience: str | None = None,
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`subject` (`sub`, default: `issuer`) and `audience` (`aud`, default: none) are
+        passed to `mint_service_token`; a caller of several audiences keeps one provider each."""
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
         if not issuer:
@@ -44,6 +48,8 @@ class ServiceTokenProvider:
         self._service_type = service_type
         self._scope = scope
         self._issuer = issuer
+        self._subject = subject
+        self._audience = audience
         self._ttl = ttl_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -60,6 +66,8 @@ class ServiceTokenProvider:
                     service_type=self._service_type,
                     scope=self._scope,
                     issuer=self._issuer,
+                    subject=self._subject,
+                    audience=self._audience,
                     ttl_seconds=self._ttl,
                     now=now,
                 )
