@@ -8,9 +8,11 @@ and join page are opened by browsers that do not trust a private CA (`https=True
 as HTTPS/WSS too, for clients given the CA). `tls=False` (`darktower dev --no-tls`) runs
 everything plaintext.
 
-Every service is a child process of this one, each in its own process group, writing to
-`<workdir>/<name>.log`; `restart()` starts a dead one again with the same id, ports and log;
-`stop()` sends SIGTERM to all, waits, then SIGKILLs what is left, so nothing outlives the fleet.
+Every service is a child process of this one (a `ManagedProcess`), each in its own process
+group, writing to `<workdir>/<name>.log`; `restart()` starts a dead one again with the same id,
+ports and log; `stop()` sends SIGTERM to all, waits, then SIGKILLs what is left, so nothing
+outlives the fleet. On Linux every child, the embedded Redis included, also dies with this
+process if it is killed without a chance to stop them.
 Deciding what to do when a child dies is the supervisor's job (`darktower.dev.supervisor`).
 """
 
@@ -20,21 +22,18 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from darktower.auth.certs import generate_certs, parse_hosts
 from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import EmbeddedRedis, free_port
+from darktower.runtime.processes import ManagedProcess, ProcessError, stop_all
 
 __all__ = ["ZONES", "Fleet", "FleetPorts", "PortInUse", "Service"]
 
@@ -53,7 +52,7 @@ class Service:
 
     kind: str  # "gc" | "mc" | "mh"
     name: str
-    process: subprocess.Popen[bytes]
+    process: ManagedProcess
     args: list[str]  # after `python -m darktower`
     env: dict[str, str]  # on top of ours, without MC_*/GC_*
     log: Path
@@ -270,25 +269,19 @@ class Fleet:
         zone: str = "",
     ) -> Service:
         log = self.logs / f"{name}.log"
-        process = self._popen(args, env, log)
+        process = self._popen(name, args, env, log)
         service = Service(
             kind, name, process, args, env, log, grpc, http, ready_url, ports or {}, zone
         )
         self.services.append(service)
         return service
 
-    def _popen(self, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    def _popen(self, name: str, args: list[str], env: dict[str, str], log: Path) -> ManagedProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_"))}
         full_env.update(env)
-        with log.open("ab") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "darktower", *args],
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        return ManagedProcess.start(
+            [sys.executable, "-m", "darktower", *args], log_path=log, env=full_env, name=name
+        )
 
     def restart(self, service: Service, note: str) -> None:
         """Start a dead `service` again: same id, ports, environment and log (`note` is written
@@ -297,22 +290,16 @@ class Fleet:
             raise RuntimeError(f"{service.name} is still running")
         with service.log.open("a") as log:
             log.write(f"--- darktower dev: {note} ---\n")
-        service.process = self._popen(service.args, service.env, service.log)
+        service.process = self._popen(service.name, service.args, service.env, service.log)
         service.started_at = time.monotonic()
 
     def _wait_ready(self, service: Service, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if service.process.poll() is not None:
-                raise RuntimeError(
-                    f"{service.name} exited with code {service.process.returncode}; "
-                    f"see {service.log}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(service.ready_url, timeout=1, verify=self._verify()).is_success:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"{service.name} was not ready within {timeout:.0f}s; see {service.log}")
+        try:
+            service.process.wait_ready_url(
+                service.ready_url, timeout=timeout, verify=self._verify()
+            )
+        except ProcessError as exc:
+            raise RuntimeError(f"{exc.args[0].partition('; log ')[0]}; see {service.log}") from exc
 
     def exited(self) -> list[Service]:
         return [s for s in self.services if s.process.poll() is not None]
@@ -320,18 +307,7 @@ class Fleet:
     def stop(self) -> None:
         """SIGTERM every child (MCs drain), wait, SIGKILL the rest, stop Redis; remove the keys
         (and the temporary directory, if the fleet made one)."""
-        for service in reversed(self.services):
-            if service.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(service.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for service in self.services:
-            try:
-                service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(service.process.pid, signal.SIGKILL)
-                service.process.wait()
+        stop_all([s.process for s in reversed(self.services)], grace=STOP_GRACE_SECONDS)
         if self.redis is not None:
             self.redis.stop()
         shutil.rmtree(self.key_dir, ignore_errors=True)

