@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from darktower.actors import Actor, ActorStopped
+from tests.support.waiting import eventually
 
 
 class Recorder(Actor[Any]):
@@ -122,7 +123,7 @@ async def test_cancelling_the_parent_cancels_its_children() -> None:
     child = Recorder("child")
     parent.spawn(child)
     child.send("sleep")
-    await asyncio.sleep(0.01)
+    await eventually(lambda: child.mailbox_depth == 0, timeout=5, what="the child sleeping")
     assert parent._task is not None
     parent._task.cancel()
     await parent.wait(2)
@@ -133,7 +134,7 @@ async def test_stop_deadline_cancels_a_stuck_actor() -> None:
     actor = Recorder("stuck")
     actor.start()
     actor.send("sleep")
-    await asyncio.sleep(0.01)
+    await eventually(lambda: actor.mailbox_depth == 0, timeout=5, what="the actor sleeping")
     await actor.stop(timeout=0.05)
     assert not actor.running and actor.stopped
 

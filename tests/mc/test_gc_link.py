@@ -420,7 +420,11 @@ async def test_beat_now_reports_draining_at_once(gc: RecordingGc, start_linked: 
     await gc.wait_for(lambda: gc.fast_beats, timeout=2, what="the first fast beat")
     assert mc.app.link is not None
     mc.app.controller.send(SetDraining())
-    await asyncio.sleep(0.05)  # the actor handles the message
+
+    async def draining() -> bool:  # the actor has handled the message
+        return mc.app.controller.draining
+
+    await eventually(draining, timeout=5, what="the MC draining")
     since = time.monotonic()
     mc.app.link.beat_now()
     await gc.wait_for(
