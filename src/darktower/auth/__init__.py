@@ -8,7 +8,9 @@ Modules, one concept each:
                  `TrustedKey`, `key_id` fingerprint
 * `tokens`       mint and verify tokens (pure): `mint_service_token`, `TokenVerifier`
 * `client`       the caller's side: `ServiceTokenProvider` (cached token, call metadata)
-* `interceptor`  the receiver's side: `ServiceAuthInterceptor` for grpc.aio servers
+* `interceptor`  the receiver's side: `ServiceAuthInterceptor` for grpc.aio servers, refusing
+                 before the request body is read
+* `grpc_server`  `service_grpc_server`: the services' gRPC server with its limits
 * `cli`          `darktower keys generate` and `darktower token`
 """
 

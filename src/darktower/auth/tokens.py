@@ -233,21 +233,28 @@ class TokenVerifier:
         *,
         required_scope: str,
         allowed_callers: Collection[ServiceType],
-        **options: Any,
+        audience: str | Collection[str] | None = None,
+        allow_unbound_keys: bool = ALLOW_UNBOUND_KEYS_DEFAULT,
+        max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
+        leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> TokenVerifier:
         """A verifier that trusts each key only for its own service type.
 
         A token signed by an MH key that claims to be an MC's is refused (`bad_claims`); a
         genuine token of a type not in `allowed_callers` is `CallerNotAllowed`
-        (PERMISSION_DENIED), which a single trust list could not tell apart. `options` are the
-        constructor's keyword options (`audience`, `allow_unbound_keys`, ...). A bound key given
-        in the set of another type is a ValueError.
+        (PERMISSION_DENIED), which a single trust list could not tell apart. The other options
+        are the constructor's. A bound key given in the set of another type is a ValueError.
         """
         verifier = cls(
             [key for keys in key_sets.values() for key in keys],
             required_scope=required_scope,
             allowed_callers=allowed_callers,
-            **options,
+            audience=audience,
+            allow_unbound_keys=allow_unbound_keys,
+            max_lifetime_seconds=max_lifetime_seconds,
+            leeway_seconds=leeway_seconds,
+            cache_size=cache_size,
         )
         for service_type, keys in key_sets.items():
             for key in map(_trusted, keys):
