@@ -26,6 +26,8 @@ def send(connection: ConnectionActor, message: Deliver | Close) -> None:
 
 
 class Connections:
+    __slots__ = ("_current",)
+
     def __init__(self) -> None:
         self._current: dict[str, ConnectionActor] = {}  # participant id → its connection
 

@@ -16,6 +16,8 @@ __all__ = ["GraceTimers"]
 
 
 class GraceTimers:
+    __slots__ = ("_epochs", "_expire", "_timers", "seconds")
+
     def __init__(self, seconds: float, expire: Callable[[str, int], None]) -> None:
         """`expire(participant_id, epoch)` runs on the loop when a grace of `seconds` ends."""
         self.seconds = seconds

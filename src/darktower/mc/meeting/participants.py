@@ -68,6 +68,18 @@ log = logging.getLogger(__name__)
 
 
 class Participants:
+    __slots__ = (
+        "_admit",
+        "_meeting_id",
+        "_on_count",
+        "_spawn",
+        "_sync",
+        "_tokens",
+        "connections",
+        "graces",
+        "roster",
+    )
+
     def __init__(
         self,
         meeting_id: str,

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class RosterSync:
+    __slots__ = ("_lease", "_meeting_id", "_resync", "_store")
+
     def __init__(self, store: FencedStore, lease: Lease) -> None:
         self._store = store
         self._lease = lease

@@ -17,6 +17,8 @@ __all__ = ["SessionTokens"]
 
 
 class SessionTokens:
+    __slots__ = ("_binder", "_meeting_id")
+
     def __init__(self, binder: SessionBinder, meeting_id: str) -> None:
         self._binder = binder
         self._meeting_id = meeting_id
