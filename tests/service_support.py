@@ -2,25 +2,23 @@
 inherited settings, a run expected to fail at start, and the shape of its stderr.
 
 Every process runs in a session of its own and is bounded in time; `ServiceProcess.close()`
-kills what is still running, so none outlives a test.
+kills what is still running, so none outlives a test, and on Linux each dies with the test
+process (`darktower.runtime.processes`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from darktower.embedded.redis import free_port
+from darktower.runtime.processes import ManagedProcess, ProcessError, parent_death_hook
 
 __all__ = [
     "START_TIMEOUT_S",
@@ -85,6 +83,7 @@ def run_to_exit(
         text=True,
         timeout=timeout,
         start_new_session=True,
+        preexec_fn=parent_death_hook(),  # only a prctl syscall between fork and exec
         cwd=cwd,
         check=False,
     )
@@ -102,56 +101,54 @@ def stderr_shape(stderr: str) -> tuple[list[str], list[str]]:
 
 @dataclass
 class ServiceProcess:
-    """A service started from a shell command line, its stderr in a file."""
+    """A service started from a shell command line (a `ManagedProcess`), its output in a file."""
 
-    proc: subprocess.Popen[bytes]
-    log_path: Path
+    process: ManagedProcess
 
     @classmethod
     def shell(cls, script: str, env: Mapping[str, str], cwd: Path) -> ServiceProcess:
-        log_path = cwd / "service.stderr.log"
-        with log_path.open("wb") as stderr:
-            proc = subprocess.Popen(
+        return cls(
+            ManagedProcess.start(
                 ["bash", "-c", script],
-                env=dict(env),
+                log_path=cwd / "service.stderr.log",
+                env=env,
                 cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-                start_new_session=True,
+                name="service",
+                truncate_log=True,
             )
-        return cls(proc, log_path)
+        )
+
+    @property
+    def proc(self) -> ManagedProcess:
+        return self.process
+
+    @property
+    def log_path(self) -> Path:
+        assert self.process.log_path is not None
+        return self.process.log_path
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.process.log()
 
     def wait_live(self, url: str, timeout: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url, timeout=2.0).status_code == 200:
-                    return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"exited with {self.proc.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{url} not answering within {timeout}s:\n{self.log()}")
-            time.sleep(0.1)
+        try:
+            self.process.wait_ready_url(url, timeout=timeout)
+        except ProcessError as exc:
+            raise AssertionError(str(exc)) from None
 
     def command_line(self) -> list[str]:
         """The argv of the process itself (bash execs the last command of a script)."""
-        raw = Path(f"/proc/{self.proc.pid}/cmdline").read_bytes()
+        raw = Path(f"/proc/{self.process.pid}/cmdline").read_bytes()
         return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
     def terminate(self, timeout: float) -> int:
         """SIGTERM the process; its exit code within `timeout` seconds."""
-        self.proc.send_signal(signal.SIGTERM)
+        self.process.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=timeout)
+            return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still running {timeout}s after SIGTERM:\n{self.log()}") from None
 
     def close(self) -> None:
         """SIGKILL the whole session if anything of it still runs; reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        self.process.kill()
