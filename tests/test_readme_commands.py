@@ -21,7 +21,7 @@ import pytest
 from darktower.auth.keys import load_public_keys
 from darktower.auth.tokens import SCOPE_MC, ServiceType, TokenVerifier
 from darktower.embedded.redis import free_port
-from tests.service_support import START_TIMEOUT_S, ServiceProcess, darktower_env
+from tests.support.services import START_TIMEOUT_S, ServiceProcess, darktower_env
 
 pytestmark = pytest.mark.slow
 

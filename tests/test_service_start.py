@@ -22,7 +22,7 @@ from darktower.gc.settings import GcSettings
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
 from darktower.runtime.serving import GRPC_LISTEN_OPTIONS, StartupError, add_grpc_port, parse_bind
-from tests.service_support import darktower_env, gc_values, mc_values, run_to_exit, stderr_shape
+from tests.support.services import darktower_env, gc_values, mc_values, run_to_exit, stderr_shape
 
 pytestmark = pytest.mark.slow
 

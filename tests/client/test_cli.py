@@ -16,9 +16,9 @@ import redis.asyncio as aioredis
 from darktower.cli_support import UNREACHABLE_HINT
 from darktower.client.session import ClientSession, JoinRefused
 from darktower.embedded.redis import free_port
-from tests.cli_support import BAD_MEETING_IDS, invoke, invoke_in_thread
 from tests.client import InProcessFleet, in_process_fleet
 from tests.faults.tcp_proxy import TcpProxy
+from tests.support.cli import BAD_MEETING_IDS, invoke, invoke_in_thread
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,7 +19,7 @@ from darktower.embedded.redis import free_port
 from darktower.gc.server import GcApp
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, create_engine, sqlite_url
-from tests.service_support import gc_values
+from tests.support.services import gc_values
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """What tests import to do their work, beside the fixtures in the `conftest.py` files: keys and
 tokens (`keys`), bounded waits (`waiting`), metric samples (`metrics`), managed processes
-(`processes`) and an in-process MC's handle (`mc`). A `conftest.py` holds fixtures only; a test
-module never imports from one."""
+(`processes`), an in-process MC's handle (`mc`), `darktower mc`/`gc` run as real processes
+(`services`) and `darktower` commands run in-process (`cli`). A `conftest.py` holds fixtures
+only; a test module never imports from one."""

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from darktower.embedded.redis import free_port
-from tests.service_support import START_TIMEOUT_S, ServiceProcess, darktower_env
+from tests.support.services import START_TIMEOUT_S, ServiceProcess, darktower_env
 
 pytestmark = pytest.mark.timeout(120)
 
