@@ -2,7 +2,8 @@
 
 Secrets are kept out of log calls by construction (settings hold them as `SecretStr`, errors
 are built without URLs). `SecretRedactingFilter` is the belt to those braces: it replaces
-every registered secret value in a formatted record, exception text included, with `***`.
+every registered secret value in a formatted record, exception text and stack info included,
+with `***`; a log call whose args do not fit its format is logged as given, not raised.
 """
 
 from __future__ import annotations
@@ -32,13 +33,20 @@ class SecretRedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:
             return True
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):
+            # The caller's format and args do not fit: log both rather than raise into the
+            # caller (a filter's exception is not caught by logging's error handling).
+            message = f"{record.msg} (args that do not fit it: {record.args!r})"
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         record.msg, record.args = self._scrub(message), None
         if record.exc_text:
             record.exc_text = self._scrub(record.exc_text)
         record.exc_info = None  # already rendered into exc_text, scrubbed
+        if record.stack_info:
+            record.stack_info = self._scrub(record.stack_info)
         return True
 
 
