@@ -17,8 +17,11 @@ from darktower.gc.domain import Health
 __all__ = [
     "CONTROLLERS",
     "HEARTBEATS",
+    "HTTP_LIMITS",
+    "HTTP_REFUSALS",
     "MEDIA_HANDLERS",
     "MEETING_END_NOTICES",
+    "RATE_LIMIT_KEYS",
     "REGISTRATIONS",
     "RESULTS",
     "SWEEPER_MARKS",
@@ -54,6 +57,19 @@ SWEEPS = Counter("gc_sweeps_total", "Staleness sweeps by result (ok/failed).", [
 MEETING_END_NOTICES = Counter(
     "gc_meeting_end_notices_total", "NotifyMeetingEnded calls by result.", ["result"]
 )
+HTTP_LIMITS = ("body", "join_ip", "join_api_key")
+"""The `limit` label of the HTTP limit metrics (`darktower.gc.limits`)."""
+HTTP_REFUSALS = Counter(
+    "gc_http_refusals_total",
+    "HTTP requests refused by a limit: body (413, over GC_MAX_BODY_BYTES), join_ip / "
+    "join_api_key (429, a join rate limit).",
+    ["limit"],
+)
+RATE_LIMIT_KEYS = Gauge(
+    "gc_rate_limit_keys",
+    "Join rate-limit buckets held in memory, by limit (at most GC_RATE_LIMIT_MAX_KEYS each).",
+    ["limit"],
+)
 TASKS = ("gc-sweeper", "gc-heartbeats", "gc-http")
 """The GC's supervised background tasks (`darktower.runtime.supervisor`)."""
 TASK_CRASHES = Counter(
@@ -76,6 +92,9 @@ for _kind in ("mc", "mh"):
     SWEEPER_MARKS.labels(_kind)
 for _result in ("ok", "failed"):
     SWEEPS.labels(_result)
+for _limit in HTTP_LIMITS:
+    HTTP_REFUSALS.labels(_limit)
+    RATE_LIMIT_KEYS.labels(_limit)
 for _task in TASKS:
     TASK_CRASHES.labels(_task)
 

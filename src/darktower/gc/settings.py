@@ -95,6 +95,26 @@ class GcSettings(BaseSettings):
     join_token_ttl_seconds: int = Field(
         default=120, ge=10, le=3600, description="lifetime of the join tokens in join answers"
     )
+    # Limits of the HTTP API (darktower.gc.limits). The join defaults let a class of 60
+    # behind one NAT address join at once, and a busy application's users through one key.
+    max_body_bytes: int = Field(
+        default=65_536, ge=1024, description="larger request bodies are refused (413)"
+    )
+    join_rate_per_ip: float = Field(
+        default=2.0, gt=0, description="joins per second one client IP regains (429 beyond)"
+    )
+    join_burst_per_ip: int = Field(
+        default=60, ge=1, description="joins one client IP may make at once"
+    )
+    join_rate_per_api_key: float = Field(
+        default=50.0, gt=0, description="joins per second one API key regains (429 beyond)"
+    )
+    join_burst_per_api_key: int = Field(
+        default=1000, ge=1, description="joins one API key's users may make at once"
+    )
+    rate_limit_max_keys: int = Field(
+        default=10_000, ge=1, description="rate-limit buckets kept per limit (LRU)"
+    )
     # TLS (gRPC, and the HTTP API as HTTPS): with a certificate and key the GC serves TLS;
     # the CA verifies the MCs it calls (https:// endpoints) and, when client certificates are
     # required, the MCs and MHs calling it (mTLS).
