@@ -37,6 +37,7 @@ __all__ = [
     "ProcessError",
     "ProcessExited",
     "ProcessNotReady",
+    "parent_death_hook",
     "stop_all",
 ]
 
@@ -63,12 +64,15 @@ class ProcessNotReady(ProcessError):
     """The readiness check did not pass within the timeout (the process still runs)."""
 
 
-def _die_with_parent_hook(parent_pid: int) -> Callable[[], None]:
-    """The preexec_fn: only a prctl and a getppid syscall between fork and exec (no locks,
-    no allocation beyond what ctypes has already prepared)."""
-    libc = _LIBC
-    assert libc is not None
-    prctl = libc.prctl
+def parent_death_hook() -> Callable[[], None] | None:
+    """A `preexec_fn` for `subprocess` that has the child SIGKILLed when the calling thread
+    ends (Linux; None elsewhere), for a child started otherwise than by `ManagedProcess`
+    (`subprocess.run` with captured output). Only a prctl and a getppid syscall run between
+    fork and exec."""
+    if _LIBC is None:
+        return None
+    parent_pid = os.getpid()
+    prctl = _LIBC.prctl
     sig = int(signal.SIGKILL)
 
     def hook() -> None:
@@ -103,7 +107,7 @@ class ManagedProcess:
         `log_path` (or discarded when None; `truncate_log` starts the file afresh).
 
         Raises OSError when the program cannot be started."""
-        hook = _die_with_parent_hook(os.getpid()) if die_with_parent and _LIBC is not None else None
+        hook = parent_death_hook() if die_with_parent else None
         with contextlib.ExitStack() as stack:
             if log_path is None:
                 out: int | object = subprocess.DEVNULL
