@@ -7,7 +7,13 @@ Modules, one concept each:
 * `keys`         key files (dev trio, or one per instance bound to it): generate, load,
                  `TrustedKey`, `key_id` fingerprint
 * `tokens`       mint and verify tokens (pure): `mint_service_token`, `TokenVerifier`
-* `client`       the caller's side: `ServiceTokenProvider` (cached token, call metadata)
+* `client`       the caller's side: `ServiceTokenProvider` (cached token, call metadata),
+                 `SigningKey` (the own private key, replaceable while running)
+* `jwks`         JWKS encode/decode (Ed25519 with darktower's binding fields) and
+                 `JwksTrustSource` (fetched, cached, refreshed; unknown kid → one refresh)
+* `keyring`      `KeyRing` (trusted keys reloaded from files on SIGHUP, plus a JWKS) and
+                 `ReloadableSigningKey`
+* `publishing`   `PublishedKeys`: what a GC's JWKS lists (current key, retired ones for a while)
 * `interceptor`  the receiver's side: `ServiceAuthInterceptor` for grpc.aio servers, refusing
                  before the request body is read
 * `grpc_server`  `service_grpc_server`: the services' gRPC server with its limits

@@ -1,4 +1,9 @@
-"""The calling side: a cached service token, ready to put on gRPC call metadata."""
+"""The calling side: a cached service token, ready to put on gRPC call metadata.
+
+`SigningKey` holds the private key a service signs with, replaceable while running (key
+rotation, SIGHUP): every `ServiceTokenProvider` built on it mints with the new key from its
+next token on.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from darktower.auth.keys import key_id
 from darktower.auth.tokens import (
     AUTHORIZATION_HEADER,
     BEARER_PREFIX,
@@ -16,7 +22,43 @@ from darktower.auth.tokens import (
     mint_service_token,
 )
 
-__all__ = ["ServiceTokenProvider"]
+__all__ = ["ServiceTokenProvider", "SigningKey"]
+
+
+class SigningKey:
+    """The current private key of this service; `replace` swaps it for every user at once.
+
+    Users read `current` when they sign; `version` grows with every replacement, so a holder
+    of a token minted with an older key can tell that it must mint again.
+    """
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        self._version = 0
+
+    @property
+    def current(self) -> Ed25519PrivateKey:
+        return self._key
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def kid(self) -> str:
+        """The `kid` of the current key (its public key's fingerprint)."""
+        return key_id(self._key.public_key())
+
+    def replace(self, private_key: Ed25519PrivateKey) -> bool:
+        """Sign with `private_key` from now on; False (nothing changes) if it is the same key."""
+        if key_id(private_key.public_key()) == self.kid:
+            return False
+        self._key = private_key
+        self._version += 1
+        return True
+
+    def __repr__(self) -> str:  # the fingerprint only, never the key material
+        return f"SigningKey(kid={self.kid!r}, version={self._version})"
 
 
 class ServiceTokenProvider:
@@ -28,7 +70,7 @@ class ServiceTokenProvider:
 
     def __init__(
         self,
-        private_key: Ed25519PrivateKey,
+        private_key: Ed25519PrivateKey | SigningKey,
         *,
         service_type: ServiceType,
         scope: str,
@@ -39,12 +81,16 @@ class ServiceTokenProvider:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`subject` (`sub`, default: `issuer`) and `audience` (`aud`, default: none) are
-        passed to `mint_service_token`; a caller of several audiences keeps one provider each."""
+        passed to `mint_service_token`; a caller of several audiences keeps one provider each.
+        With a `SigningKey`, a token minted with a key since replaced is minted again."""
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
         if not issuer:
             raise ValueError("issuer must not be empty")
-        self._private_key = private_key
+        self._signing_key = (
+            private_key if isinstance(private_key, SigningKey) else SigningKey(private_key)
+        )
+        self._minted_version = -1
         self._service_type = service_type
         self._scope = scope
         self._issuer = issuer
@@ -60,9 +106,10 @@ class ServiceTokenProvider:
         """The current token, re-minted when less than a third of its life remains."""
         with self._lock:
             now = self._clock()
-            if self._token is None or now >= self._refresh_at:
+            version = self._signing_key.version
+            if self._token is None or now >= self._refresh_at or version != self._minted_version:
                 self._token = mint_service_token(
-                    self._private_key,
+                    self._signing_key.current,
                     service_type=self._service_type,
                     scope=self._scope,
                     issuer=self._issuer,
@@ -73,6 +120,7 @@ class ServiceTokenProvider:
                 )
                 # iat is truncated to whole seconds, so count the life from there.
                 self._refresh_at = int(now) + self._ttl * 2 / 3
+                self._minted_version = version
             return self._token
 
     def metadata(self) -> tuple[tuple[str, str], ...]:

@@ -159,7 +159,7 @@ class ServiceAuthInterceptor(_ServerInterceptor):
         method = handler_call_details.method
         try:
             token = extract_bearer_token(_authorization_values(handler_call_details))
-            claims = self._verifier_for(method).verify(token)
+            claims = await self._verifier_for(method).verify_refreshing(token)
         except AuthenticationFailed as exc:
             self._count_failure(exc.reason, method)
             return _rejection(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from darktower.auth.keys import key_id
+from darktower.auth.keys import TrustedKey, key_id
 from darktower.auth.tokens import ALGORITHM, DEFAULT_LEEWAY_SECONDS, MAX_TOKEN_BYTES
 from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
 
@@ -74,6 +74,10 @@ def mint_join_token(
     return jwt.encode(payload, private_key, algorithm=ALGORITHM, headers=headers)
 
 
+def _public(key: Ed25519PublicKey | TrustedKey) -> Ed25519PublicKey:
+    return key.public_key if isinstance(key, TrustedKey) else key
+
+
 class JoinTokenVerifier:
     """Checks join tokens against the trusted GC keys (the MC's `MC_TRUSTED_GC_KEY_FILES`)."""
 
@@ -87,6 +91,12 @@ class JoinTokenVerifier:
             raise ValueError("a JoinTokenVerifier needs at least one trusted GC key")
         self._keys = {key_id(k): k for k in trusted_gc_keys}
         self._leeway = leeway_seconds
+
+    def replace_keys(self, trusted_gc_keys: Sequence[Ed25519PublicKey | TrustedKey]) -> None:
+        """Trust these GC keys from now on (key rotation: a `KeyRing` listener)."""
+        if not trusted_gc_keys:
+            raise ValueError("a JoinTokenVerifier needs at least one trusted GC key")
+        self._keys = {key_id(k): k for k in (_public(k) for k in trusted_gc_keys)}
 
     def verify(self, token: str, *, meeting_id: str | None = None) -> JoinClaims:
         """The claims of a valid token; `meeting_id`, when given, must be the token's."""

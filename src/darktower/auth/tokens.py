@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ __all__ = [
     "ServiceClaims",
     "ServiceType",
     "TokenVerifier",
+    "UnknownKidHook",
     "mint_service_token",
 ]
 
@@ -88,6 +89,9 @@ DEFAULT_CACHE_SIZE = 4096
 
 _REQUIRED_CLAIMS = ["iss", "sub", "iat", "exp"]
 _KNOWN_TYPES = frozenset(t.value for t in ServiceType)
+
+# Called with a token's unknown kid; True when it learnt new keys (see `on_unknown_kid`).
+UnknownKidHook = Callable[[str], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -206,17 +210,10 @@ class TokenVerifier:
         audiences = (audience,) if isinstance(audience, str) else tuple(audience or ())
         if any(not a for a in audiences):
             raise ValueError("an audience must not be empty")
-        self._keys: dict[str, TrustedKey] = {}
-        for key in map(_trusted, trusted_keys):
-            known = self._keys.get(key.kid)
-            if known is not None and known != key:
-                raise ValueError("one public key is trusted with two different bindings")
-            self._keys[key.kid] = key
         # kid → the service type that key belongs to: from its binding, or from the key set
         # it was given in (`from_key_sets`). A token must be signed by a key of the type it claims.
-        self._key_types: dict[str, ServiceType] = {
-            kid: key.service_type for kid, key in self._keys.items() if key.service_type
-        }
+        self._keys, self._key_types = _index_keys([(None, trusted_keys)])
+        self._unknown_kid_hook: UnknownKidHook | None = None
         self._required_scope = required_scope
         self._allowed_callers = frozenset(ServiceType(c) for c in allowed_callers)
         self._audiences = audiences
@@ -256,12 +253,54 @@ class TokenVerifier:
             leeway_seconds=leeway_seconds,
             cache_size=cache_size,
         )
-        for service_type, keys in key_sets.items():
-            for key in map(_trusted, keys):
-                if verifier._key_types.get(key.kid, service_type) != service_type:
-                    raise ValueError("one public key is trusted for two service types")
-                verifier._key_types[key.kid] = service_type
+        verifier._keys, verifier._key_types = _index_keys(key_sets.items())
         return verifier
+
+    def replace_keys(
+        self,
+        trusted_keys: Sequence[Ed25519PublicKey | TrustedKey]
+        | Mapping[ServiceType, Sequence[Ed25519PublicKey | TrustedKey]],
+    ) -> None:
+        """Trust these keys from now on, instead of the ones given so far (key rotation).
+
+        A flat sequence is the constructor's argument, a mapping `from_key_sets`'s. Checked like
+        them (ValueError, and the old keys stay). Remembered tokens are forgotten, so a token
+        of a key no longer trusted is refused from the next call on.
+        """
+        keys, key_types = _index_keys(
+            trusted_keys.items() if isinstance(trusted_keys, Mapping) else [(None, trusted_keys)]
+        )
+        if not keys:
+            raise ValueError("a TokenVerifier needs at least one trusted public key")
+        self._keys, self._key_types = keys, key_types
+        self._cache.clear()
+
+    @property
+    def kids(self) -> frozenset[str]:
+        """The `kid`s of the keys trusted now."""
+        return frozenset(self._keys)
+
+    def on_unknown_kid(self, hook: UnknownKidHook | None) -> None:
+        """Ask `hook(kid)` when a token names a key not trusted (see `verify_refreshing`).
+
+        The hook may fetch keys (a JWKS) and `replace_keys` this verifier; it answers whether
+        it did learn something new. It is the hook's job to bound how often it fetches: a
+        caller may present as many made-up kids as it likes."""
+        self._unknown_kid_hook = hook
+
+    async def verify_refreshing(self, token: str) -> ServiceClaims:
+        """`verify`, and when the token's kid is unknown and an `on_unknown_kid` hook learns
+        new keys, `verify` once more: a token of a key published moments ago is accepted."""
+        try:
+            return self.verify(token)
+        except AuthenticationFailed as exc:
+            hook = self._unknown_kid_hook
+            if exc.reason != "unknown_key" or hook is None:
+                raise
+            kid = jwt.get_unverified_header(token).get("kid")  # parsed once already
+            if not isinstance(kid, str) or not await hook(kid):
+                raise
+        return self.verify(token)
 
     @property
     def required_scope(self) -> str:
@@ -402,6 +441,29 @@ class TokenVerifier:
             subject=subject,
             audience=audience,
         )
+
+
+def _index_keys(
+    key_sets: Iterable[tuple[ServiceType | None, Sequence[Ed25519PublicKey | TrustedKey]]],
+) -> tuple[dict[str, TrustedKey], dict[str, ServiceType]]:
+    """kid → key, and kid → the service type the key signs for (its binding's, or that of the
+    set it is given in; None: a set of no type). ValueError when one key comes with two
+    bindings or for two types."""
+    keys: dict[str, TrustedKey] = {}
+    key_types: dict[str, ServiceType] = {}
+    for set_type, key_set in key_sets:
+        for key in map(_trusted, key_set):
+            known = keys.get(key.kid)
+            if known is not None and known != key:
+                raise ValueError("one public key is trusted with two different bindings")
+            keys[key.kid] = key
+            for key_type in (key.service_type, set_type):
+                if key_type is None:
+                    continue
+                if key_types.get(key.kid, key_type) != key_type:
+                    raise ValueError("one public key is trusted for two service types")
+                key_types[key.kid] = key_type
+    return keys, key_types
 
 
 def _audience(payload: dict[str, Any]) -> tuple[str, ...]:
