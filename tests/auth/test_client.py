@@ -61,6 +61,7 @@ def test_metadata_is_a_bearer_authorization_that_verifies() -> None:
         [KEY.public_key()],
         required_scope=SCOPE_GC,
         allowed_callers={ServiceType.MEETING_CONTROLLER},
+        allow_unbound_keys=True,
     )
     claims = verifier.verify(value.removeprefix("Bearer "))
     assert (claims.issuer, claims.expires_at - claims.issued_at) == ("mc-1", 300)
@@ -74,6 +75,7 @@ def test_scope_is_passed_through() -> None:
         [KEY.public_key()],
         required_scope=SCOPE_MC,
         allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+        allow_unbound_keys=True,
     )
     assert verifier.verify(tokens.token()).scope == SCOPE_MC
 

@@ -154,6 +154,7 @@ async def harness() -> AsyncIterator[Harness]:
         [k.public_key() for k in KEYS.values()],
         required_scope=SCOPE_MC,
         allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+        allow_unbound_keys=True,
     )
     server = grpc.aio.server(
         interceptors=[ServiceAuthInterceptor(verifier, service=SERVICE)],

@@ -34,6 +34,7 @@ def verifier(cache_size: int = 16) -> TokenVerifier:
         required_scope=SCOPE_MC,
         allowed_callers={ServiceType.GLOBAL_CONTROLLER},
         cache_size=cache_size,
+        allow_unbound_keys=True,
     )
 
 

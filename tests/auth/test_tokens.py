@@ -20,6 +20,7 @@ from darktower.auth.errors import (
 )
 from darktower.auth.keys import TrustedKey, key_id
 from darktower.auth.tokens import (
+    ALLOW_UNBOUND_KEYS_DEFAULT,
     MAX_TOKEN_BYTES,
     SCOPE_GC,
     SCOPE_MC,
@@ -42,6 +43,7 @@ def mc_verifier(*extra_trusted: Ed25519PrivateKey) -> TokenVerifier:
         [GC_KEY.public_key(), *(k.public_key() for k in extra_trusted)],
         required_scope=SCOPE_MC,
         allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+        allow_unbound_keys=True,
     )
 
 
@@ -161,6 +163,7 @@ def test_leeway_is_at_most_5_s(leeway: int) -> None:
             required_scope=SCOPE_MC,
             allowed_callers={ServiceType.GLOBAL_CONTROLLER},
             leeway_seconds=leeway,
+            allow_unbound_keys=True,
         )
 
 
@@ -307,6 +310,7 @@ def test_gc_verifier_admits_mc_and_mh() -> None:
         [mc_key.public_key(), mh_key.public_key()],
         required_scope=SCOPE_GC,
         allowed_callers=[ServiceType.MEETING_CONTROLLER, ServiceType.MEDIA_HANDLER],
+        allow_unbound_keys=True,
     )
     for name, key in (("mc", mc_key), ("mh", mh_key)):
         service_type, scope = SERVICE_PROFILES[name]
@@ -334,7 +338,13 @@ def test_verifier_refuses_a_bad_configuration(
     keys: list[Any], callers: set[ServiceType], leeway: int, match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
-        TokenVerifier(keys, required_scope=SCOPE_MC, allowed_callers=callers, leeway_seconds=leeway)
+        TokenVerifier(
+            keys,
+            required_scope=SCOPE_MC,
+            allowed_callers=callers,
+            leeway_seconds=leeway,
+            allow_unbound_keys=True,
+        )
 
 
 def test_unknown_failure_reason_is_a_programming_error() -> None:
@@ -351,6 +361,7 @@ def _keyed_verifier() -> tuple[TokenVerifier, Ed25519PrivateKey, Ed25519PrivateK
         },
         required_scope=SCOPE_GC,
         allowed_callers={ServiceType.MEETING_CONTROLLER},
+        allow_unbound_keys=True,
     )
     return verifier, mc_key, mh_key
 
@@ -383,6 +394,7 @@ def test_one_key_cannot_be_trusted_for_two_types() -> None:
             {ServiceType.MEETING_CONTROLLER: [key], ServiceType.MEDIA_HANDLER: [key]},
             required_scope=SCOPE_GC,
             allowed_callers={ServiceType.MEETING_CONTROLLER},
+            allow_unbound_keys=True,
         )
 
 
@@ -419,6 +431,7 @@ def test_a_verifier_may_accept_several_audiences() -> None:
         required_scope=SCOPE_MC,
         allowed_callers={ServiceType.GLOBAL_CONTROLLER},
         audience=["gc-1", "gc-fleet"],
+        allow_unbound_keys=True,
     )
     assert verifier.verify(encode(gc_claims(aud="gc-fleet"))).audience == ("gc-fleet",)
 
@@ -456,6 +469,18 @@ def test_unbound_keys_are_accepted_only_with_the_opt_in() -> None:
     assert info.value.reason == "unbound_key"
 
 
+def test_unbound_keys_are_refused_by_default() -> None:
+    assert ALLOW_UNBOUND_KEYS_DEFAULT is False
+    verifier = TokenVerifier(
+        [LEGACY_KEY.public_key()],
+        required_scope=SCOPE_MC,
+        allowed_callers={ServiceType.GLOBAL_CONTROLLER},
+    )
+    with pytest.raises(AuthenticationFailed) as info:
+        verifier.verify(encode(gc_claims(), LEGACY_KEY))
+    assert info.value.reason == "unbound_key"
+
+
 def test_the_maximum_lifetime_is_configurable() -> None:
     now = int(time.time())
     token = encode(gc_claims(iat=now, exp=now + 3000))
@@ -464,6 +489,7 @@ def test_the_maximum_lifetime_is_configurable() -> None:
         required_scope=SCOPE_MC,
         allowed_callers={ServiceType.GLOBAL_CONTROLLER},
         max_lifetime_seconds=3600,
+        allow_unbound_keys=True,
     )
     assert lenient.verify(token).expires_at == now + 3000
     with pytest.raises(AuthenticationFailed) as info:
@@ -479,4 +505,5 @@ def test_a_bound_key_in_the_key_set_of_another_type_is_refused_at_start() -> Non
             {ServiceType.MEETING_CONTROLLER: [bound]},
             required_scope=SCOPE_GC,
             allowed_callers={ServiceType.MEETING_CONTROLLER},
+            allow_unbound_keys=True,
         )

@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_LEEWAY_SECONDS",
     "DEFAULT_MAX_LIFETIME_SECONDS",
     "DEFAULT_TTL_SECONDS",
+    "GC_AUDIENCE",
     "MAX_LEEWAY_SECONDS",
     "MAX_TOKEN_BYTES",
     "SCOPE_GC",
@@ -76,10 +77,13 @@ DEFAULT_MAX_LIFETIME_SECONDS = 600
 # Clock skew tolerated on exp and iat. Hosts run NTP; more than a few seconds is a fault.
 DEFAULT_LEEWAY_SECONDS = 5
 MAX_LEEWAY_SECONDS = 5
-# A token signed by an unbound (legacy trio) key names any instance it likes. Accepted by
-# default only while the services still load the legacy trio; the intended final default is
-# False, with an explicit dev-only opt-in (see the README, "Service authentication").
-ALLOW_UNBOUND_KEYS_DEFAULT = True
+# A token signed by an unbound (legacy trio) key names any instance it likes: refused unless a
+# server opts in (GC_ALLOW_UNBOUND_KEYS / MC_ALLOW_UNBOUND_KEYS, dev and legacy fleets only).
+ALLOW_UNBOUND_KEYS_DEFAULT = False
+# The audience of MC and MH tokens to a GC: one fleet-wide name, so that a caller needs no GC id
+# to call the GC behind an endpoint (a GC also accepts its own id). A token minted for an MC
+# (aud = that MC's id) is refused by a GC, and a GC-audience token by every MC.
+GC_AUDIENCE = "darktower-gc"
 # SPEC §7. Enforced before any parsing, so that a huge header costs nothing but a length check.
 MAX_TOKEN_BYTES = 8192
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from darktower.auth.certs import generate_certs, parse_hosts
-from darktower.auth.keys import generate_key_files
+from darktower.auth.fleet_keys import generate_fleet_keys
 from darktower.embedded.redis import EmbeddedRedis, free_port
 from darktower.runtime.processes import ManagedProcess, ProcessError, stop_all
 
@@ -195,19 +195,24 @@ class Fleet:
         # One binding secret for the whole fleet: a client's session survives its meeting
         # moving to another MC. Generated here, handed over in the environment, never printed.
         binding_secret = secrets.token_urlsafe(32)
-        generate_key_files(self.key_dir)
+        # One key per instance, each bound to its id; peers trust the directories. No shared
+        # key: an MC can act only as itself at the GC, and the GC's tokens name one MC each.
+        keys = generate_fleet_keys(
+            self.key_dir,
+            mcs=[f"mc-{i + 1}" for i in range(self.mcs)],
+            mhs=[f"mh-{i + 1}" for i in range(self.mhs)],
+        )
         if not self.redis_url:
             self.redis = EmbeddedRedis().start()
-        keys = self.key_dir
         self._launch(
             "gc", "gc-1", ["gc"], {
                 "GC_ID": "gc-1",
                 "GC_GRPC_BIND": f"127.0.0.1:{gc_grpc}",
                 "GC_HTTP_BIND": f"127.0.0.1:{gc_http}",
                 "GC_DATABASE_URL": self.db_url or f"sqlite+aiosqlite:///{self.logs / 'gc.db'}",
-                "GC_SERVICE_KEY_FILE": str(keys / "gc.key"),
-                "GC_TRUSTED_MC_KEY_FILES": str(keys / "mc.pub"),
-                "GC_TRUSTED_MH_KEY_FILES": str(keys / "mh.pub"),
+                "GC_SERVICE_KEY_FILE": str(keys.key("gc", "gc-1")),
+                "GC_TRUSTED_MC_KEY_FILES": str(keys.trusted("mc")),
+                "GC_TRUSTED_MH_KEY_FILES": str(keys.trusted("mh")),
                 "GC_FAST_HEARTBEAT_MS": "2000",
                 "GC_COMPREHENSIVE_HEARTBEAT_MS": "4000",
                 "GC_MH_LOAD_REPORT_MS": "2000",
@@ -232,8 +237,8 @@ class Fleet:
                 "MC_BINDING_TOKEN_SECRET": binding_secret,
                 "MC_REDIS_URL": self.effective_redis_url,
                 "MC_GC_ENDPOINT": self.gc.grpc,
-                "MC_SERVICE_KEY_FILE": str(keys / "mc.key"),
-                "MC_TRUSTED_GC_KEY_FILES": str(keys / "gc.pub"),
+                "MC_SERVICE_KEY_FILE": str(keys.key("mc", name)),
+                "MC_TRUSTED_GC_KEY_FILES": str(keys.trusted("gc")),
                 "MC_DRAIN_SECONDS": "5",
                 "MC_CLIENT_TLS": str(self.https).lower(),
                 **self._tls_env(name, "MC"),
@@ -248,7 +253,8 @@ class Fleet:
         for i in range(self.mhs):
             name = f"mh-{i + 1}"
             zone = ZONES[i % len(ZONES)]
-            args = ["mh-sim", "--key", str(keys / "mh.key"), "--gc", self.gc.grpc, "--id", name]
+            key = str(keys.key("mh", name))
+            args = ["mh-sim", "--key", key, "--gc", self.gc.grpc, "--id", name]
             args += self._tls_args(name)
             self._launch("mh", name, [*args, "--zone", zone], {}, zone=zone)
         for service in self.services:

@@ -6,6 +6,7 @@
     ├── InvalidArgument          code "invalid_argument"  a malformed request; names the field
     ├── NoControllerAvailable    code "no_controller"     no MC would take the meeting
     ├── NoMediaHandlerAvailable  code "no_media_handler"  no MH to hand to the meeting
+    ├── CallerMismatch           code "caller_mismatch"   a caller acting for another id
     └── GcUnavailable            code "unavailable"       a dependency (the database) failed
 
 Each error carries a stable `code`. Only the gRPC/HTTP boundary turns these (and the store's
@@ -18,6 +19,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "CallerMismatch",
     "GcError",
     "GcUnavailable",
     "InvalidArgument",
@@ -66,6 +68,18 @@ class NoMediaHandlerAvailable(GcError):
     def __init__(self, detail: str) -> None:
         super().__init__(f"no media handler available: {detail}")
         self.detail = detail
+
+
+class CallerMismatch(GcError):
+    """A request names an MC or MH (or a meeting of an MC) other than the caller its token's
+    bound key vouches for. The message is fixed; `rpc` is for the metric label."""
+
+    code: ClassVar[str] = "caller_mismatch"
+    MESSAGE: ClassVar[str] = "caller may not act for this id"
+
+    def __init__(self, rpc: str) -> None:
+        super().__init__(self.MESSAGE)
+        self.rpc = rpc
 
 
 class GcUnavailable(GcError):

@@ -4,6 +4,7 @@
 Errors become status codes in one place, `status_for`, applied to every RPC by `_edge`:
 
 * `InvalidArgument`                        → INVALID_ARGUMENT, "<field>: <reason>"
+* `CallerMismatch`                         → PERMISSION_DENIED, "caller may not act for this id"
 * `UnknownController` / `UnknownMediaHandler` → NOT_FOUND, "unknown controller <id>"
 * `StoreError` (incl. `StoreUnavailable`), `GcUnavailable` → UNAVAILABLE, `UNAVAILABLE_MESSAGE`
 * anything else                            → INTERNAL, "internal error"
@@ -21,10 +22,17 @@ Decisions at this edge:
   flush interval (the consistency window, see `darktower.gc.heartbeats`). A registration
   asks the batcher to flush first, so a beat of the MC's previous life cannot land after it.
   Without one, each beat is one transaction before it is answered.
-* `NotifyMeetingEnded` ends the meeting's live assignment only if it is on the calling MC (the
-  token's issuer, which an MC sets to its id), so a late notice from an MC that lost the
-  meeting cannot end the assignment of its new host. It is acknowledged either way:
-  idempotent. Without verified claims (no interceptor) it ends the live assignment as is.
+* Identity binding: a request acts for the caller its token names (`sub`, which a bound key
+  vouches for) or is refused with `CallerMismatch` — PERMISSION_DENIED, one fixed message,
+  counted in `gc_identity_refusals_total{rpc}`, the store untouched. `RegisterMC.id` and the
+  heartbeats' `controller_id` must be the calling MC, `RegisterMH.handler_id` and
+  `SendLoadReport.handler_id` the calling MH. The check follows validation (a malformed id is
+  INVALID_ARGUMENT first). Without verified claims (no interceptor, in-process tests) there is
+  nobody to compare with and nothing is refused.
+* `NotifyMeetingEnded` ends the meeting's live assignment only if it is on the calling MC. A
+  notice for a meeting live on another MC is refused (`CallerMismatch`) and the meeting stays
+  live; one for a meeting with no live assignment is acknowledged (idempotent: a late or
+  repeated notice). Without verified claims it ends the live assignment as is.
 """
 
 from __future__ import annotations
@@ -41,10 +49,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import Counter
 
 from darktower.auth.interceptor import ServiceAuthInterceptor, current_claims
-from darktower.auth.tokens import SCOPE_GC, ServiceType, TokenVerifier
+from darktower.auth.keys import TrustedKey
+from darktower.auth.tokens import (
+    ALLOW_UNBOUND_KEYS_DEFAULT,
+    GC_AUDIENCE,
+    SCOPE_GC,
+    ServiceType,
+    TokenVerifier,
+)
 from darktower.common.clock import Clock, utcnow
 from darktower.gc.domain import Heartbeat
-from darktower.gc.errors import GcUnavailable, InvalidArgument
+from darktower.gc.errors import CallerMismatch, GcUnavailable, InvalidArgument
 from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.metrics import HEARTBEATS, MEETING_END_NOTICES, REGISTRATIONS
 from darktower.gc.store import GcStore, StoreError, UnknownController, UnknownMediaHandler
@@ -62,6 +77,7 @@ from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
 __all__ = [
     "GC_SERVICE_PREFIX",
+    "IDENTITY_REFUSALS",
     "INTERNAL_MESSAGE",
     "MH_REGISTRY_PREFIX",
     "UNAVAILABLE_MESSAGE",
@@ -79,6 +95,21 @@ MH_REGISTRY_PREFIX = "/dark_tower.internal.MediaHandlerRegistryService/"
 UNAVAILABLE_MESSAGE = "registry database unavailable, retry later"
 INTERNAL_MESSAGE = "internal error"
 
+IDENTITY_REFUSALS = Counter(
+    "gc_identity_refusals_total",
+    "Requests refused because they act for an id other than the caller's (its token's sub).",
+    ["rpc"],
+)
+for _rpc in (
+    "RegisterMC",
+    "FastHeartbeat",
+    "ComprehensiveHeartbeat",
+    "NotifyMeetingEnded",
+    "RegisterMH",
+    "SendLoadReport",
+):
+    IDENTITY_REFUSALS.labels(_rpc)
+
 Context = grpc.aio.ServicerContext[Any, Any]
 _S = TypeVar("_S")
 _Q = TypeVar("_Q")
@@ -93,6 +124,8 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str]:
     """The status code, the caller-safe message and the metric `result` for a failed RPC."""
     if isinstance(exc, InvalidArgument):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid"
+    if isinstance(exc, CallerMismatch):
+        return grpc.StatusCode.PERMISSION_DENIED, CallerMismatch.MESSAGE, "denied"
     if isinstance(exc, UnknownController):
         return grpc.StatusCode.NOT_FOUND, f"unknown controller {exc.controller_id}", "not_found"
     if isinstance(exc, UnknownMediaHandler):
@@ -124,6 +157,10 @@ def _edge(
                 if result == "error":
                     # The type only: an unexpected exception's text may hold anything.
                     log.error("%s failed: %s", rpc, type(exc).__name__)
+                elif result == "denied":
+                    IDENTITY_REFUSALS.labels(rpc).inc()
+                    # Who asked, never the token: the claims were verified by the interceptor.
+                    log.warning("%s refused: caller %s may not act for this id", rpc, _caller())
                 elif result == "unavailable":
                     # Store messages are clean by contract: they name exception classes only.
                     log.warning("%s failed: %s", rpc, exc)
@@ -136,6 +173,18 @@ def _edge(
         return call
 
     return decorate
+
+
+def _caller() -> str:
+    claims = current_claims.get()
+    return "?" if claims is None else claims.subject
+
+
+def _require_caller(rpc: str, acted_for: str) -> None:
+    """Raise `CallerMismatch` unless the verified caller is `acted_for` (no claims: no check)."""
+    claims = current_claims.get()
+    if claims is not None and claims.subject != acted_for:
+        raise CallerMismatch(rpc)
 
 
 class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
@@ -164,6 +213,7 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
     ) -> pb.RegisterMCResponse:
         """Upsert the MC as PENDING (until its first heartbeat); answer the intervals."""
         reg = validate_register_mc(request)
+        _require_caller("RegisterMC", reg.id)
         if self._heartbeats is not None:
             await self._heartbeats.flush()
         await self._store.upsert_controller(
@@ -198,7 +248,9 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
         self, request: pb.FastHeartbeatRequest, context: Context
     ) -> pb.HeartbeatResponse:
         """Record counts and health; NOT_FOUND for an MC this GC does not know."""
-        return await self._record(validate_fast_heartbeat(request))
+        valid = validate_fast_heartbeat(request)
+        _require_caller("FastHeartbeat", valid.controller_id)
+        return await self._record(valid)
 
     @_edge(HEARTBEATS, "comprehensive")
     async def ComprehensiveHeartbeat(
@@ -206,7 +258,9 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
     ) -> pb.HeartbeatResponse:
         """As `FastHeartbeat`, with cpu and memory usage and the participants per meeting
         (stored on this MC's live assignments only)."""
-        return await self._record(validate_comprehensive_heartbeat(request))
+        valid = validate_comprehensive_heartbeat(request)
+        _require_caller("ComprehensiveHeartbeat", valid.controller_id)
+        return await self._record(valid)
 
     async def _record(self, valid: McHeartbeat) -> pb.HeartbeatResponse:
         now = self._clock()
@@ -232,7 +286,8 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
     async def NotifyMeetingEnded(
         self, request: pb.NotifyMeetingEndedRequest, context: Context
     ) -> pb.NotifyMeetingEndedResponse:
-        """End the meeting's live assignment on the calling MC; acknowledged even if none."""
+        """End the meeting's live assignment on the calling MC; acknowledged if there is none,
+        refused (`CallerMismatch`) if it is live on another MC."""
         end = validate_meeting_ended(request)
         claims = current_claims.get()
         now = self._clock()
@@ -240,9 +295,13 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
             ended = await self._store.end_assignment(end.meeting_id, end.region, now)
         else:
             ended = await self._store.end_assignment_if(
-                end.meeting_id, end.region, claims.issuer, now
+                end.meeting_id, end.region, claims.subject, now
             )
-        caller = "?" if claims is None else claims.issuer
+            if not ended:
+                live = await self._store.active_assignment(end.meeting_id, end.region)
+                if live is not None and live.mc_id != claims.subject:
+                    raise CallerMismatch("NotifyMeetingEnded")
+        caller = _caller()
         if ended:
             log.info("meeting %s in %s ended on %s", end.meeting_id, end.region, caller)
         else:
@@ -266,6 +325,7 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
     ) -> pb.RegisterMHResponse:
         """Upsert the MH as PENDING (until its first load report); answer the interval."""
         reg = validate_register_mh(request)
+        _require_caller("RegisterMH", reg.id)
         await self._store.upsert_media_handler(
             reg.id,
             reg.region,
@@ -293,6 +353,7 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
     ) -> pb.MHLoadReportResponse:
         """Record the MH's load; NOT_FOUND for an MH this GC does not know."""
         report = validate_load_report(request)
+        _require_caller("SendLoadReport", report.handler_id)
         now = self._clock()
         await self._store.record_load_report(
             report.handler_id,
@@ -306,20 +367,29 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
         return pb.MHLoadReportResponse(acknowledged=True, timestamp=_ms(now))
 
 
+TrustedKeys = Sequence[Ed25519PublicKey | TrustedKey]
+
+
 def auth_interceptor(
-    mc_keys: Sequence[Ed25519PublicKey],
-    mh_keys: Sequence[Ed25519PublicKey],
-    gc_keys: Sequence[Ed25519PublicKey] = (),
+    mc_keys: TrustedKeys,
+    mh_keys: TrustedKeys,
+    gc_keys: TrustedKeys = (),
+    *,
+    audience: str | Sequence[str] = GC_AUDIENCE,
+    allow_unbound_keys: bool = ALLOW_UNBOUND_KEYS_DEFAULT,
 ) -> ServiceAuthInterceptor:
     """The GC server's token check: MCs only on GlobalControllerService, MHs only on the
-    MH registry, scope `service.write.gc` on both; other methods are checked as MC calls.
+    MH registry, scope `service.write.gc` and `aud` one of `audience` on both; other methods
+    are checked as MC calls.
 
     Each key is trusted for its own service type only, so an MH-signed token claiming to be an
-    MC's is UNAUTHENTICATED. Trusting `gc_keys` turns a peer GC's (scope-gc) token into a
-    clear PERMISSION_DENIED instead of UNAUTHENTICATED; it grants nothing. Raises ValueError
-    if no key at all is given, or one key is given for two types.
+    MC's is UNAUTHENTICATED; a bound key (`TrustedKey` from `load_trusted_keys`) only for its
+    own instance (`sub`), and an unbound one only with `allow_unbound_keys`. Trusting
+    `gc_keys` turns a peer GC's (scope-gc) token into a clear PERMISSION_DENIED instead of
+    UNAUTHENTICATED; it grants nothing. Raises ValueError if no key at all is given, or one
+    key is given for two types.
     """
-    key_sets: dict[ServiceType, Sequence[Ed25519PublicKey]] = {
+    key_sets: dict[ServiceType, TrustedKeys] = {
         ServiceType.MEETING_CONTROLLER: list(mc_keys),
         ServiceType.MEDIA_HANDLER: list(mh_keys),
     }
@@ -328,7 +398,11 @@ def auth_interceptor(
 
     def verifier(caller: ServiceType) -> TokenVerifier:
         return TokenVerifier.from_key_sets(
-            key_sets, required_scope=SCOPE_GC, allowed_callers={caller}
+            key_sets,
+            required_scope=SCOPE_GC,
+            allowed_callers={caller},
+            audience=audience,
+            allow_unbound_keys=allow_unbound_keys,
         )
 
     mc_verifier = verifier(ServiceType.MEETING_CONTROLLER)

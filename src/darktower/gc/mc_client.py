@@ -1,10 +1,14 @@
-"""The GC's client of MCs: one reused channel per MC endpoint, a GC token on every call."""
+"""The GC's client of MCs: one reused channel per MC endpoint, a GC token on every call.
+
+Each MC gets tokens of its own: `aud` = that MC's id (one `ServiceTokenProvider` per MC,
+made on first use and kept), so a token captured by one MC is refused by every other.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -46,14 +50,18 @@ _REASONS = {
 class McClient:
     def __init__(
         self,
-        tokens: ServiceTokenProvider,
+        tokens: ServiceTokenProvider | Callable[[str], ServiceTokenProvider],
         *,
         gc_id: str,
         timeout: float = 10.0,
         tls: TlsConfig | None = None,
     ) -> None:
-        """`tls`: the CA that verifies https:// MCs and the certificate presented to them."""
-        self._tokens = tokens
+        """`tokens`: a provider per MC id (called once per MC, its provider kept), or one
+        provider for every MC (tokens without an audience: tests of MCs that check none).
+        `tls`: the CA that verifies https:// MCs and the certificate presented to them."""
+        self._tokens_for = tokens if not isinstance(tokens, ServiceTokenProvider) else None
+        self._shared = tokens if isinstance(tokens, ServiceTokenProvider) else None
+        self._providers: dict[str, ServiceTokenProvider] = {}
         self._tls = tls
         self._gc_id = gc_id
         self._timeout = timeout
@@ -65,10 +73,20 @@ class McClient:
             channel = self._channels[endpoint] = channel_for(endpoint, tls=self._tls)
         return pb_grpc.MeetingControllerServiceStub(channel)
 
+    def _metadata(self, mc_id: str) -> tuple[tuple[str, str], ...]:
+        if self._shared is not None:
+            return self._shared.metadata()
+        assert self._tokens_for is not None
+        provider = self._providers.get(mc_id)
+        if provider is None:
+            provider = self._providers[mc_id] = self._tokens_for(mc_id)
+        return provider.metadata()
+
     async def assign(
-        self, endpoint: str, meeting_id: str, mhs: Sequence[MhTargetSpec]
+        self, endpoint: str, meeting_id: str, mhs: Sequence[MhTargetSpec], *, mc_id: str
     ) -> AssignOutcome:
-        """Ask the MC at `endpoint` to host the meeting; never raises for the MC's faults."""
+        """Ask MC `mc_id` at `endpoint` to host the meeting, with a token for that MC only;
+        never raises for the MC's faults."""
         request = pb.AssignMeetingWithMhRequest(
             meeting_id=meeting_id,
             mh_assignments=[
@@ -81,7 +99,7 @@ class McClient:
         )
         try:
             answer = await self._stub(endpoint).AssignMeetingWithMh(
-                request, metadata=self._tokens.metadata(), timeout=self._timeout
+                request, metadata=self._metadata(mc_id), timeout=self._timeout
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:

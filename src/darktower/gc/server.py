@@ -22,8 +22,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.grpc_server import service_grpc_server
-from darktower.auth.keys import load_private_key, load_public_keys
-from darktower.auth.tokens import SCOPE_MC, ServiceType
+from darktower.auth.keys import ServiceKey, load_service_key, load_trusted_keys
+from darktower.auth.tokens import GC_AUDIENCE, SCOPE_MC, ServiceType
 from darktower.gc.grpc_services import add_gc_services, auth_interceptor
 from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.http import create_app
@@ -65,6 +65,20 @@ def _tls(settings: GcSettings) -> TlsConfig:
         raise StartupError(str(exc)) from None
 
 
+def _signing_key(settings: GcSettings) -> ServiceKey:
+    """The GC's own key; a key bound to another instance (or service) is refused at start."""
+    assert settings.service_key_file is not None
+    key = load_service_key(settings.service_key_file)
+    if key.instance_id is not None and (
+        key.instance_id != settings.id or key.service_type is not ServiceType.GLOBAL_CONTROLLER
+    ):
+        raise StartupError(
+            f"GC_SERVICE_KEY_FILE is bound to {key.instance_id!r}, not to this GC "
+            f"(GC_ID={settings.id})"
+        )
+    return key
+
+
 class GcApp:
     def __init__(self, settings: GcSettings) -> None:
         if settings.service_key_file is None:
@@ -74,15 +88,22 @@ class GcApp:
         self.settings = settings
         self.tasks = TaskSupervisor(TASKS, crashes=TASK_CRASHES)
         self.tls = _tls(settings)
-        self._mc_keys = load_public_keys(settings.trusted_mc_key_files)
-        self._mh_keys = load_public_keys(settings.trusted_mh_key_files)
-        private_key = load_private_key(settings.service_key_file)
-        self._tokens = ServiceTokenProvider(
-            private_key,
-            service_type=ServiceType.GLOBAL_CONTROLLER,
-            scope=SCOPE_MC,
-            issuer=settings.id,
-        )
+        self._mc_keys = load_trusted_keys(settings.trusted_mc_key_files)
+        self._mh_keys = load_trusted_keys(settings.trusted_mh_key_files)
+        private_key = _signing_key(settings).private_key
+
+        def tokens_for(mc_id: str) -> ServiceTokenProvider:
+            # `sub` = GC_ID (what a bound GC key vouches for), `aud` = the one MC called.
+            return ServiceTokenProvider(
+                private_key,
+                service_type=ServiceType.GLOBAL_CONTROLLER,
+                scope=SCOPE_MC,
+                issuer=settings.id,
+                subject=settings.id,
+                audience=mc_id,
+            )
+
+        self._tokens_for = tokens_for
         # The same key signs clients' meeting join tokens, which the MCs check against the
         # GC public keys they already trust (MC_TRUSTED_GC_KEY_FILES).
         self.join_tokens = JoinTokenIssuer(
@@ -143,7 +164,14 @@ class GcApp:
             )
             await self.heartbeats.start(self.tasks)
         self.grpc_server = service_grpc_server(
-            interceptors=[auth_interceptor(self._mc_keys, self._mh_keys)],
+            interceptors=[
+                auth_interceptor(
+                    self._mc_keys,
+                    self._mh_keys,
+                    audience=(GC_AUDIENCE, s.id),
+                    allow_unbound_keys=s.allow_unbound_keys,
+                )
+            ],
             options=GRPC_LISTEN_OPTIONS,
         )
         add_gc_services(
@@ -166,7 +194,7 @@ class GcApp:
         )
         self.sweeper.start(self.tasks)
         self.mc_client = McClient(
-            self._tokens, gc_id=s.id, timeout=s.mc_call_timeout_seconds, tls=self.tls
+            self._tokens_for, gc_id=s.id, timeout=s.mc_call_timeout_seconds, tls=self.tls
         )
         self.placement = PlacementService(
             self.store,

@@ -49,12 +49,19 @@ class GcSettings(BaseSettings):
     service_key_file: Path | None = Field(
         default=None, description="required: private key signing calls to MCs and join tokens"
     )
+    # Files or directories (every *.pub in one). A key bound to an instance (`darktower keys
+    # generate --service mc --id mc-1`) lets its holder act only as that instance.
     trusted_mc_key_files: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
-        description="required: comma-separated public keys of the MCs allowed in",
+        description="required: comma-separated public keys (files or directories) of the MCs",
     )
     trusted_mh_key_files: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list, description="comma-separated public keys of the MHs allowed in"
+        default_factory=list,
+        description="comma-separated public keys (files or directories) of the MHs allowed in",
+    )
+    # Dev and legacy fleets only: with a shared (unbound) key any holder can act as any MC/MH.
+    allow_unbound_keys: bool = Field(
+        default=False, description="accept tokens of unbound (shared) keys: dev/legacy only"
     )
     staleness_seconds: float = Field(
         default=30.0, gt=0, description="an MC or MH silent this long is marked unhealthy"

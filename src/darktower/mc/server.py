@@ -24,8 +24,8 @@ from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.grpc_server import service_grpc_server
 from darktower.auth.interceptor import ServiceAuthInterceptor
 from darktower.auth.join_tokens import JoinTokenVerifier
-from darktower.auth.keys import load_private_key, load_public_keys
-from darktower.auth.tokens import SCOPE_GC, SCOPE_MC, ServiceType, TokenVerifier
+from darktower.auth.keys import ServiceKey, load_service_key, load_trusted_keys
+from darktower.auth.tokens import GC_AUDIENCE, SCOPE_GC, SCOPE_MC, ServiceType, TokenVerifier
 from darktower.common.backoff import RegistrationBackoff
 from darktower.fencing import FencedStore, RedisFencedStore
 from darktower.mc.assign import Assigner
@@ -101,6 +101,20 @@ def _tls(settings: McSettings) -> TlsConfig:
         raise StartupError(str(exc)) from None
 
 
+def _signing_key(settings: McSettings) -> ServiceKey:
+    """The MC's own key; a key bound to another instance (or service) is refused at start."""
+    assert settings.service_key_file is not None
+    key = load_service_key(settings.service_key_file)
+    if key.instance_id is not None and (
+        key.instance_id != settings.id or key.service_type is not ServiceType.MEETING_CONTROLLER
+    ):
+        raise StartupError(
+            f"MC_SERVICE_KEY_FILE is bound to {key.instance_id!r}, not to this MC "
+            f"(MC_ID={settings.id})"
+        )
+    return key
+
+
 class McApp:
     def __init__(self, settings: McSettings, *, store: FencedStore | None = None) -> None:
         """`store` replaces the Redis store built from the settings (fault-injection tests)."""
@@ -110,13 +124,14 @@ class McApp:
         self.tasks = TaskSupervisor(TASKS, crashes=TASK_CRASHES)
         self.tls = _tls(settings)
         secret = _binding_secret(settings)
-        gc_keys = load_public_keys(settings.trusted_gc_key_files)
+        gc_keys = load_trusted_keys(settings.trusted_gc_key_files)
         verifier = TokenVerifier(
             gc_keys,
             required_scope=SCOPE_MC,
             allowed_callers={ServiceType.GLOBAL_CONTROLLER},
-            # The legacy shared gc.pub is still what fleets trust (issue 13 switches this off).
-            allow_unbound_keys=True,
+            # Only tokens minted for this MC: one captured by (or minted for) another is refused.
+            audience=settings.id,
+            allow_unbound_keys=settings.allow_unbound_keys,
         )
         redis_url = settings.redis_url.get_secret_value()
         self.redis = connect(redis_url, socket_timeout=2.0, connect_timeout=2.0)
@@ -155,7 +170,7 @@ class McApp:
             self.signaling = SignalingServer(
                 settings.client_bind,
                 controller=self.controller,
-                verifier=JoinTokenVerifier(gc_keys),
+                verifier=JoinTokenVerifier([k.public_key for k in gc_keys]),
                 ssl_context=self._client_ssl_context(),
             )
         self.link: GcLink | None = None
@@ -164,10 +179,12 @@ class McApp:
                 raise StartupError("MC_SERVICE_KEY_FILE is needed to call the GC")
             service_type, scope = ServiceType.MEETING_CONTROLLER, SCOPE_GC
             tokens = ServiceTokenProvider(
-                load_private_key(settings.service_key_file),
+                _signing_key(settings).private_key,
                 service_type=service_type,
                 scope=scope,
                 issuer=settings.id,
+                subject=settings.id,
+                audience=GC_AUDIENCE,
             )
             try:
                 self._gc_client = GcClient(settings.gc_endpoint, tokens, tls=self.tls)

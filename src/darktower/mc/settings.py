@@ -72,7 +72,11 @@ class McSettings(BaseSettings):
     )
     trusted_gc_key_files: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
-        description="required: comma-separated public keys of the GCs allowed to call",
+        description="required: comma-separated public keys (files or directories) of the GCs",
+    )
+    # Dev and legacy fleets only: with a shared (unbound) gc.key any holder can act as any GC.
+    allow_unbound_keys: bool = Field(
+        default=False, description="accept tokens of unbound (shared) keys: dev/legacy only"
     )
     binding_token_secret: SecretStr | None = Field(
         default=None,

@@ -12,8 +12,8 @@ import typer
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.errors import AuthError
-from darktower.auth.keys import load_private_key
-from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.auth.keys import load_service_key
+from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
 from darktower.runtime.logs import configure_logging
 from darktower.runtime.tls import TlsError, load_tls
 
@@ -44,8 +44,23 @@ def mh_sim(
     configure_logging("INFO")
     service_type, scope = SERVICE_PROFILES["mh"]
     try:
+        signing = load_service_key(key)
+        if signing.instance_id is not None and (
+            signing.instance_id != id or signing.service_type is not service_type
+        ):
+            typer.echo(
+                f"darktower mh-sim: {key} is bound to {signing.instance_id!r}, not to --id {id}",
+                err=True,
+            )
+            raise typer.Exit(2)
+        # `sub` = the handler id (what a bound key vouches for), `aud` = the fleet's GCs.
         tokens = ServiceTokenProvider(
-            load_private_key(key), service_type=service_type, scope=scope, issuer=id
+            signing.private_key,
+            service_type=service_type,
+            scope=scope,
+            issuer=id,
+            subject=id,
+            audience=GC_AUDIENCE,
         )
         tls = load_tls(tls_cert, tls_key, tls_ca, prefix="--tls")
     except (AuthError, TlsError) as exc:

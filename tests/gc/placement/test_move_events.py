@@ -33,7 +33,7 @@ class AcceptingMcs:
         self.asked: list[str] = []
 
     async def assign(
-        self, endpoint: str, meeting_id: str, targets: Sequence[MhTargetSpec]
+        self, endpoint: str, meeting_id: str, targets: Sequence[MhTargetSpec], *, mc_id: str
     ) -> AssignOutcome:
         self.asked.append(endpoint)
         return AssignOutcome(accepted=True, reason="")

@@ -21,7 +21,7 @@ STALENESS_S = 30.0
 
 class AcceptingMcs:
     async def assign(
-        self, endpoint: str, meeting_id: str, targets: Sequence[MhTargetSpec]
+        self, endpoint: str, meeting_id: str, targets: Sequence[MhTargetSpec], *, mc_id: str
     ) -> AssignOutcome:
         return AssignOutcome(accepted=True, reason="")
 

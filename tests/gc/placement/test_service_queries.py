@@ -33,7 +33,7 @@ class AcceptingMcs:
         self.calls = 0
 
     async def assign(
-        self, endpoint: str, meeting_id: str, targets: Sequence[MhTargetSpec]
+        self, endpoint: str, meeting_id: str, targets: Sequence[MhTargetSpec], *, mc_id: str
     ) -> AssignOutcome:
         self.calls += 1
         return AssignOutcome(accepted=True, reason="")

@@ -224,7 +224,9 @@ class PlacementService:
         for candidate in ranked[: self._attempts]:
             controller = by_id[candidate.id]
             started = time.perf_counter()
-            outcome = await self._mcs.assign(controller.grpc_endpoint, meeting_id, targets)
+            outcome = await self._mcs.assign(
+                controller.grpc_endpoint, meeting_id, targets, mc_id=controller.id
+            )
             MC_CALL_LATENCY.observe(time.perf_counter() - started)
             MC_CALLS.labels("accepted" if outcome.accepted else outcome.reason).inc()
             if not outcome.accepted:
