@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from darktower.auth.certs import generate_certs, parse_hosts
+from darktower.auth.fleet_keys import FleetKeys
 from darktower.client.session import ClientSession
 from darktower.dev.fleet import Fleet, FleetPorts
 from tests.mc.processes import McProcesses
@@ -119,14 +120,14 @@ def test_an_mc_with_the_wrong_ca_says_why_it_cannot_register(
 ) -> None:
     other = tmp_path / "other-ca"
     generate_certs(other, "mc-x", parse_hosts("127.0.0.1"))
-    keys = fleet.key_dir
-    processes = McProcesses(tmp_path, keys / "gc.pub")
+    keys = FleetKeys(fleet.key_dir)
+    processes = McProcesses(tmp_path, keys.trusted("gc"))
     try:
         wrong_ca = processes.start(
             redis_url,
             id="mc-wrong-ca",
             gc_endpoint=fleet.gc.grpc,
-            service_key_file=str(keys / "mc.key"),
+            service_key_file=str(keys.add("mc", "mc-wrong-ca")),
             tls_cert_file=str(other / "mc-x.crt"),
             tls_key_file=str(other / "mc-x.key"),
             tls_ca_file=str(other / "ca.crt"),
@@ -135,7 +136,7 @@ def test_an_mc_with_the_wrong_ca_says_why_it_cannot_register(
             redis_url,
             id="mc-plaintext",
             gc_endpoint=fleet.gc.grpc.replace("https://", "http://"),
-            service_key_file=str(keys / "mc.key"),
+            service_key_file=str(keys.add("mc", "mc-plaintext")),
         )
         expected = (
             f"cannot reach the GC at {fleet.gc.grpc}: TLS handshake failed "
