@@ -515,7 +515,8 @@ async def test_a_replayed_binding_token_is_invalid_binding(
     await first.close()
     await alice.expect(ParticipantUpdated)  # bob gone again, within the grace
     before = sample("mc_binding_refusals_total", reason="replayed")
-    error = await room.refused(join)  # the same binding token a second time
+    # The same binding token a second time, with a fresh join token (a join token is single-use).
+    error = await room.refused(join.model_copy(update={"token": room.token("bob")}))
     assert error.code is ErrorCode.INVALID_BINDING
     assert sample("mc_binding_refusals_total", reason="replayed") == before + 1
 

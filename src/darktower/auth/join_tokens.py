@@ -2,12 +2,15 @@
 which the meeting's MC checks when the client connects.
 
 Claims: `iss` (GC id), `iat`, `exp`, `aud` = "darktower-meeting-join", `sub` (user id),
-`mid` (meeting id), `name` (display name). Distinct from service tokens: another audience, and
-no `scope` / `service_type`, so neither kind can stand in for the other.
+`mid` (meeting id), `jti` (a random id: the MC accepts each token for one join), `name`
+(display name). Distinct from service tokens: another audience, and no `scope` /
+`service_type`, so neither kind can stand in for the other.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ __all__ = [
 
 JOIN_AUDIENCE = "darktower-meeting-join"
 JOIN_TOKEN_TTL_SECONDS = 120
+_JTI = re.compile(r"[0-9a-f]{32}")
 
 
 class InvalidJoinToken(Exception):
@@ -48,6 +52,7 @@ class JoinClaims:
     display_name: str
     issuer: str
     expires_at: int
+    token_id: str = ""  # the `jti`: 32 lower-case hex digits
 
 
 def mint_join_token(
@@ -68,6 +73,7 @@ def mint_join_token(
         "aud": JOIN_AUDIENCE,
         "sub": user_id,
         "mid": meeting_id,
+        "jti": secrets.token_hex(16),
         "name": display_name[:MAX_DISPLAY_NAME_CHARS],
     }
     headers = {"kid": key_id(private_key.public_key())}
@@ -113,7 +119,7 @@ class JoinTokenVerifier:
                 algorithms=[ALGORITHM],
                 audience=JOIN_AUDIENCE,
                 leeway=self._leeway,
-                options={"require": ["iss", "iat", "exp", "aud", "sub", "mid"]},
+                options={"require": ["iss", "iat", "exp", "aud", "sub", "mid", "jti"]},
             )
         except jwt.InvalidTokenError:
             raise InvalidJoinToken("invalid join token") from None
@@ -121,6 +127,9 @@ class JoinTokenVerifier:
         if not all(isinstance(c, str) for c in claims) or not claims[0] or not claims[1]:
             raise InvalidJoinToken("invalid join token")
         mid, sub, name = (str(c) for c in claims)
+        jti = payload["jti"]
+        if not isinstance(jti, str) or not _JTI.fullmatch(jti):
+            raise InvalidJoinToken("invalid join token")
         if meeting_id is not None and mid != meeting_id:
             raise WrongMeeting("join token is for another meeting")
         return JoinClaims(
@@ -129,4 +138,5 @@ class JoinTokenVerifier:
             display_name=name,
             issuer=str(payload["iss"]),
             expires_at=int(payload["exp"]),
+            token_id=jti,
         )

@@ -4,8 +4,10 @@ All keys of one meeting carry the meeting id as a hash tag (`{<id>}`), so that u
 Cluster they live in one slot and a single Lua script may touch all of them.
 
     meeting:{<id>}:gen    string, a decimal integer ("1764000000000001"); the meeting's
-                          fencing generation. Never expires, is never deleted and never goes
-                          down: a later acquire must always issue a higher number.
+                          fencing generation. Never deleted and never goes down: a later
+                          acquire must always issue a higher number. Expires an hour after the
+                          meeting ended (fenced_delete); acquire's clock term (Redis TIME in
+                          µs) then keeps the next generation higher.
     meeting:{<id>}:owner  string, the id of the meeting controller holding the meeting
                           ("mc-eu-1"); absent when no MC holds it.
     meeting:{<id>}:mh     string, JSON: the ranked media-handler list and assigned_at, written
@@ -20,13 +22,17 @@ Cluster they live in one slot and a single Lua script may touch all of them.
                           Written by any MC (not fenced: the secret is shared and a nonce is
                           spent wherever it is shown); gone when the token could no longer be
                           valid anyway. Not among the KEYS the fencing scripts receive.
+    meeting:{<id>}:jti:<hex>
+                          string "1" with an expiry (SET NX EX); a GC join token's `jti` (32
+                          hex digits) that has been used for a join (`darktower.mc.join_once`),
+                          kept for the rest of the token's life. Not fenced, like the nonces.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MeetingKeys", "binding_nonce_key"]
+__all__ = ["MeetingKeys", "binding_nonce_key", "join_token_key"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +89,14 @@ def binding_nonce_key(meeting_id: str, nonce_hex: str) -> str:
         raise ValueError("nonce must be lower-case hex")
     MeetingKeys.for_meeting(meeting_id)  # the same checks on the id
     return f"meeting:{{{meeting_id}}}:nonce:{nonce_hex}"
+
+
+def join_token_key(meeting_id: str, token_id: str) -> str:
+    """`meeting:{<id>}:jti:<hex>`: a used join token's id, in the meeting's slot.
+
+    Raises ValueError as `binding_nonce_key` does.
+    """
+    if not token_id or any(c not in "0123456789abcdef" for c in token_id):
+        raise ValueError("a join token id must be lower-case hex")
+    MeetingKeys.for_meeting(meeting_id)
+    return f"meeting:{{{meeting_id}}}:jti:{token_id}"

@@ -123,7 +123,7 @@ class FencedStore(Protocol):
         ...
 
     async def fenced_delete(self, lease: Lease) -> None:
-        """Delete owner, MH list and state if `lease` still holds; gen stays."""
+        """Delete owner, MH list and state if `lease` still holds; gen stays for an hour."""
         ...
 
     async def fenced_check(self, lease: Lease) -> None:

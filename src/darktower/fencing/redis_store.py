@@ -72,7 +72,11 @@ from darktower.fencing.translate import (
 )
 from darktower.runtime.redis_connect import RedisLike
 
-__all__ = ["RedisFencedStore"]
+__all__ = ["ENDED_GEN_TTL_SECONDS", "RedisFencedStore"]
+
+# How long an ended meeting's gen key is kept (see lua/fenced_delete.lua): an hour in which a
+# re-acquire does not depend on the Redis clock; afterwards the meeting leaves no key behind.
+ENDED_GEN_TTL_SECONDS = 3600
 
 
 class RedisFencedStore:
@@ -216,7 +220,7 @@ class RedisFencedStore:
 
     async def fenced_delete(self, lease: Lease) -> None:
         keys = lease.keys
-        args = (self._audit_flag, lease.owner, lease.generation)
+        args = (self._audit_flag, lease.owner, lease.generation, ENDED_GEN_TTL_SECONDS)
         script_keys = self._audited(keys, keys.gen, keys.owner, keys.mh, keys.state)
         with observed("delete"):
             await self._replicated(ScriptCall(self._scripts.fenced_delete, keys, script_keys, args))

@@ -28,8 +28,13 @@ from darktower.actors import Actor, ActorStopped
 from darktower.fencing import FencedStore, Lease
 from darktower.mc.admission import AdmissionState, Rejection, decide_admission
 from darktower.mc.binding import SessionBinder
-from darktower.mc.meeting import EndMeeting, MeetingActor, Touch
-from darktower.mc.metrics import MEETINGS_ACTIVE, MEETINGS_ADMITTING, PARTICIPANTS_ACTIVE
+from darktower.mc.meeting import EndMeeting, MeetingActor, MeetingLimits, Touch
+from darktower.mc.metrics import (
+    MEETINGS_ACTIVE,
+    MEETINGS_ADMITTING,
+    MEETINGS_ENDED,
+    PARTICIPANTS_ACTIVE,
+)
 from darktower.mc.validation import MhTarget
 from darktower.runtime.supervisor import TaskSupervisor
 
@@ -150,9 +155,11 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         binder: SessionBinder | None = None,
         disconnect_grace_seconds: float = 30.0,
         tasks: TaskSupervisor | None = None,
+        meeting_limits: MeetingLimits | None = None,
     ) -> None:
         """`binder` None: the meetings admit no clients (client signaling disabled). `tasks`
-        runs the touch loop (task `touch-loop`; a private supervisor if None)."""
+        runs the touch loop (task `touch-loop`; a private supervisor if None).
+        `meeting_limits`: each meeting's empty timeout, participant cap and coalescing."""
         super().__init__(mc_id)
         self.mc_id = mc_id
         self._store = store
@@ -162,6 +169,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._on_meeting_ended = on_meeting_ended
         self._binder = binder
         self._grace_seconds = disconnect_grace_seconds
+        self._meeting_limits = meeting_limits or MeetingLimits()
         self._meetings: dict[str, MeetingActor] = {}
         # Sum of counted_participants over self._meetings, kept up to date by the meetings'
         # on_participants reports and by commit/forget (admission reads it on every Reserve).
@@ -280,6 +288,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
             grace_seconds=self._grace_seconds,
             admit=self.can_admit_participant,
             on_participants=self._participants_changed,
+            limits=self._meeting_limits,
         )
         self.spawn(meeting)
         self._meetings[message.meeting_id] = meeting
@@ -303,6 +312,8 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._forget(child)
         reason = "crashed" if exc is not None else child.end_reason or "stopped"
         log.info("meeting %s left this MC (%s)", child.meeting_id, reason)
+        if reason != "stopped":
+            MEETINGS_ENDED.labels(reason).inc()
         # A fenced-out meeting is reported too: after a real takeover the GC ignores the notice
         # (its live assignment names the new MC), but when Redis lost the meeting's state the
         # GC must forget the assignment so that the next join places the meeting anew. Only a

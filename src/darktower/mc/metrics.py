@@ -19,13 +19,17 @@ __all__ = [
     "JOIN_REFUSALS",
     "MEETINGS_ACTIVE",
     "MEETINGS_ADMITTING",
+    "MEETINGS_ENDED",
     "MEETING_END_NOTICES",
     "PARTICIPANTS_ACTIVE",
     "READY",
     "REGISTERED",
     "REGISTRATION_ATTEMPTS",
     "SIGNALING_CONNECTIONS",
+    "SIGNALING_CUTOFFS",
     "SIGNALING_MESSAGES",
+    "SIGNALING_RATE_LIMITED",
+    "STATE_UPDATES_COALESCED",
     "TASKS",
     "TASK_CRASHES",
 ]
@@ -71,6 +75,11 @@ REGISTRATION_ATTEMPTS = Counter(
     ["result"],
 )
 REGISTERED = Gauge("mc_registered", "1 while the GC has accepted this MC's registration.")
+MEETINGS_ENDED = Counter(
+    "mc_meetings_ended_total",
+    "Meetings this MC ended, by reason (last_participant_left, empty_timeout, ...).",
+    ["reason"],
+)
 MEETING_END_NOTICES = Counter(
     "mc_meeting_end_notices_total", "NotifyMeetingEnded reports by result (ok/failed).", ["result"]
 )
@@ -82,6 +91,23 @@ SIGNALING_MESSAGES = Counter(
     "mc_signaling_messages_total",
     "Client signaling frames received, by message type (`invalid` for unparseable ones).",
     ["type"],
+)
+SIGNALING_RATE_LIMITED = Counter(
+    "mc_signaling_rate_limited_total",
+    "Client frames dropped for exceeding MC_CLIENT_MESSAGE_RATE.",
+)
+SIGNALING_CUTOFFS = Counter(
+    "mc_signaling_cutoffs_total",
+    "Client connections the MC closed to protect itself, by reason "
+    "(rate_limited: 1008, slow_consumer: send queue full, connection_cap: 1013).",
+    ["reason"],
+)
+for _reason in ("rate_limited", "slow_consumer", "connection_cap"):
+    SIGNALING_CUTOFFS.labels(_reason)
+STATE_UPDATES_COALESCED = Counter(
+    "mc_state_updates_coalesced_total",
+    "self_mute frames merged into a later one within MC_STATE_COALESCE_SECONDS "
+    "(no Redis write or broadcast of their own).",
 )
 BINDING_REFUSALS = Counter(
     "mc_binding_refusals_total",
@@ -95,7 +121,7 @@ JOIN_REFUSALS = Counter(
     ["reason"],
 )
 
-TASKS = ("gc-link", "redis-monitor", "touch-loop", "health-http")
+TASKS = ("gc-link", "redis-monitor", "touch-loop", "health-http", "jwks-refresh")
 """The MC's supervised background tasks (`darktower.runtime.supervisor`)."""
 TASK_CRASHES = Counter(
     "mc_task_crashes_total",

@@ -36,6 +36,8 @@ from darktower.mc.gc_link import GcLink, Registration
 from darktower.mc.grpc_service import MeetingControllerServicer
 from darktower.mc.health import derive_health
 from darktower.mc.http import health_app
+from darktower.mc.join_once import RedisJoinTokenLedger
+from darktower.mc.limits import client_limits, meeting_limits
 from darktower.mc.metrics import READY, TASK_CRASHES, TASKS
 from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.settings import McSettings
@@ -164,6 +166,7 @@ class McApp:
             binder=binder,
             disconnect_grace_seconds=settings.disconnect_grace_seconds,
             tasks=self.tasks,
+            meeting_limits=meeting_limits(settings),
         )
         self.signaling: SignalingServer | None = None
         if binder is not None:
@@ -172,6 +175,8 @@ class McApp:
                 controller=self.controller,
                 verifier=JoinTokenVerifier([k.public_key for k in gc_keys]),
                 ssl_context=self._client_ssl_context(),
+                limits=client_limits(settings),
+                spent_tokens=RedisJoinTokenLedger(self.redis),
             )
         self.link: GcLink | None = None
         if settings.gc_endpoint:

@@ -52,6 +52,28 @@ class McSettings(BaseSettings):
     binding_token_ttl_seconds: int = Field(
         default=30, gt=0, description="how long a session binding token is valid"
     )
+    # Limits that keep the MC up under abuse (README "Limits").
+    empty_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="a meeting with nobody connected this long ends"
+    )
+    max_participants_per_meeting: int = Field(
+        default=1000, ge=1, description="participants of one meeting (join beyond: meeting_full)"
+    )
+    max_connections: int = Field(
+        default=12000, ge=1, description="open client WebSockets (more: closed with 1013)"
+    )
+    client_message_rate: float = Field(
+        default=20.0, gt=0, description="client frames per second per connection (token bucket)"
+    )
+    client_message_burst: int = Field(
+        default=40, ge=1, description="client frames a connection may send at once"
+    )
+    client_send_queue: int = Field(
+        default=256, ge=1, description="frames queued for a client before it is disconnected"
+    )
+    state_coalesce_seconds: float = Field(
+        default=0.05, ge=0, description="window in which a participant's self_mute flips merge"
+    )
     health_bind: str = Field(
         default="0.0.0.0:8081", description="health HTTP listen address (/health, /metrics)"
     )
@@ -125,6 +147,16 @@ class McSettings(BaseSettings):
     # for browsers that do not trust its private CA).
     client_tls: bool = Field(
         default=True, description="serve the client WebSocket as WSS when a certificate is set"
+    )
+    # GC keys published by the GC (README "Key rotation"): with or instead of the key files.
+    trusted_gc_jwks_url: str = Field(
+        default="", description="the GC's JWKS (https://gc/.well-known/jwks.json); empty: none"
+    )
+    trusted_gc_jwks_refresh_seconds: float = Field(
+        default=300.0, gt=0, description="how often the JWKS is fetched again"
+    )
+    trusted_gc_jwks_min_refresh_seconds: float = Field(
+        default=10.0, ge=0, description="shortest time between fetches for unknown key ids"
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 

@@ -16,6 +16,18 @@ The edge between a client's socket and its meeting's actors; it decides nothing 
    reason, `leave` included — the meeting gets `ConnectionLost`; without a `leave` before it,
    that starts the participant's grace period.
 
+Limits (`ClientLimits`, from the `MC_*` settings), so that no client can take the MC down:
+
+* at most `max_connections` open sockets; one more is accepted and closed at once with 1013
+  (try again later) — the client's GC join may place it elsewhere;
+* a join token joins once (its `jti` spent in Redis, `darktower.mc.join_once`): shown again it
+  is refused `token_reused`;
+* an admitted client's frames pass a per-connection token bucket (`ratelimit.FrameLimiter`):
+  a frame over the rate is dropped and the client told `rate_limited` (once per run of drops);
+  a client that keeps on is closed with 1008;
+* at most `send_queue` frames wait for a client; a client that does not read is cut off (see
+  `connection.py`) and the meeting carries on without waiting for it.
+
 Frames are at most `protocol.MAX_FRAME_BYTES` (a larger one closes the socket, code 1009).
 Compression is off: signaling frames are small JSON and per-connection deflate state would
 cost more memory than it saves bandwidth.
@@ -27,7 +39,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 import ssl
+import time
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -36,11 +51,26 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from darktower.actors import ActorStopped
-from darktower.auth.join_tokens import InvalidJoinToken, JoinTokenVerifier, WrongMeeting
-from darktower.mc.connection import Close, ConnectionActor, Deliver
+from darktower.auth.join_tokens import (
+    InvalidJoinToken,
+    JoinClaims,
+    JoinTokenVerifier,
+    WrongMeeting,
+)
+from darktower.auth.tokens import DEFAULT_LEEWAY_SECONDS
+from darktower.fencing import StoreUnavailable
+from darktower.mc.connection import DEFAULT_SEND_QUEUE, Close, ConnectionActor, Deliver
 from darktower.mc.controller import MeetingControllerActor
+from darktower.mc.join_once import JoinTokenLedger
 from darktower.mc.meeting import ClientFrame, ConnectionLost, JoinRefusal, JoinRequest, MeetingActor
-from darktower.mc.metrics import JOIN_REFUSALS, SIGNALING_CONNECTIONS, SIGNALING_MESSAGES
+from darktower.mc.metrics import (
+    JOIN_REFUSALS,
+    SIGNALING_CONNECTIONS,
+    SIGNALING_CUTOFFS,
+    SIGNALING_MESSAGES,
+    SIGNALING_RATE_LIMITED,
+)
+from darktower.mc.ratelimit import FrameLimiter, Verdict
 from darktower.runtime.serving import parse_bind
 from darktower.signaling.protocol import (
     MAX_FRAME_BYTES,
@@ -56,16 +86,31 @@ from darktower.signaling.protocol import (
     parse_client,
 )
 
-__all__ = ["JOIN_TIMEOUT_SECONDS", "SIGNALING_PATH", "SignalingServer"]
+__all__ = ["JOIN_TIMEOUT_SECONDS", "SIGNALING_PATH", "ClientLimits", "SignalingServer"]
 
 log = logging.getLogger(__name__)
 
 SIGNALING_PATH = "/v1/signaling"
 JOIN_TIMEOUT_SECONDS = 10.0
+# The kernel's send buffer of a client socket (SO_SNDBUF). Left to autotuning it grows to
+# megabytes on a connection that does not read, which would hold thousands of frames before
+# MC_CLIENT_SEND_QUEUE could notice the client; signaling needs little in flight.
+SOCKET_SEND_BUFFER_BYTES = 64 * 1024
 # Longest wait for a client's closing handshake before the TCP connection is dropped.
 CLOSE_TIMEOUT_SECONDS = 2.0
 
 _sequence = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """The signaling edge's limits (MC_MAX_CONNECTIONS, MC_CLIENT_MESSAGE_RATE,
+    MC_CLIENT_MESSAGE_BURST, MC_CLIENT_SEND_QUEUE)."""
+
+    max_connections: int = 12000
+    message_rate: float = 20.0
+    message_burst: int = 40
+    send_queue: int = DEFAULT_SEND_QUEUE
 
 
 class _Refused(Exception):
@@ -108,13 +153,19 @@ class SignalingServer:
         verifier: JoinTokenVerifier,
         join_timeout: float = JOIN_TIMEOUT_SECONDS,
         ssl_context: ssl.SSLContext | None = None,
+        limits: ClientLimits | None = None,
+        spent_tokens: JoinTokenLedger | None = None,
     ) -> None:
-        """`ssl_context`: serve WSS (TLS) with it; plain WS without."""
+        """`ssl_context`: serve WSS (TLS) with it; plain WS without. `spent_tokens`: where
+        used join tokens are recorded (None: join tokens are not single-use)."""
         self._bind = bind
         self._ssl = ssl_context
         self._controller = controller
         self._verifier = verifier
         self._join_timeout = join_timeout
+        self._limits = limits or ClientLimits()
+        self._spent_tokens = spent_tokens
+        self._open = 0  # sockets whose handler runs (the connection cap counts these)
         self._server: Server | None = None
         self.port = 0
 
@@ -153,12 +204,25 @@ class SignalingServer:
     # -- one client ------------------------------------------------------------------------
 
     async def _session(self, ws: ServerConnection) -> None:
+        if self._open >= self._limits.max_connections:
+            SIGNALING_CUTOFFS.labels("connection_cap").inc()
+            await ws.close(CloseCode.TRY_AGAIN_LATER, "connection_cap")
+            return
+        self._open += 1
         SIGNALING_CONNECTIONS.inc()
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER_BYTES)
         # Set from the moment the meeting may have admitted the connection: from then on the
         # meeting hears when the socket is gone, whatever ends this handler.
         admitted_by: MeetingActor | None = None
         connection = ConnectionActor(
-            f"ws-{next(_sequence)}", "", lambda frame: _send(ws, frame), hangup=ws.close
+            f"ws-{next(_sequence)}",
+            "",
+            lambda frame: _send(ws, frame),
+            hangup=ws.close,
+            cut=ws.transport.abort,
+            max_queue=self._limits.send_queue,
         )
         try:
             join = await self._await_join(ws)
@@ -166,6 +230,7 @@ class SignalingServer:
                 return
             try:
                 request, meeting = self._check(join, connection)
+                await self._spend(request.claims)
                 admitted_by = meeting
                 await self._admit(meeting, request)
             except _Refused as refusal:
@@ -178,6 +243,7 @@ class SignalingServer:
         except ConnectionClosed:
             pass
         finally:
+            self._open -= 1
             SIGNALING_CONNECTIONS.dec()
             if admitted_by is not None:
                 with contextlib.suppress(ActorStopped):
@@ -229,6 +295,23 @@ class SignalingServer:
             )
         return JoinRequest(claims, connection, join.correlation_id, join.binding_token), meeting
 
+    async def _spend(self, claims: JoinClaims) -> None:
+        """Spend the join token (single use); _Refused when it was used before or the ledger
+        cannot say (a token is never accepted twice, even while Redis is away)."""
+        if self._spent_tokens is None:
+            return
+        remaining = claims.expires_at - int(time.time()) + DEFAULT_LEEWAY_SECONDS
+        try:
+            fresh = await self._spent_tokens.spend(claims.meeting_id, claims.token_id, remaining)
+        except StoreUnavailable:
+            raise _Refused(
+                ErrorCode.MEETING_UNAVAILABLE,
+                "the meeting state is unavailable, try again",
+                "store",
+            ) from None
+        if not fresh:
+            raise _Refused(ErrorCode.TOKEN_REUSED, "this join token was used already")
+
     async def _admit(self, meeting: MeetingActor, request: JoinRequest) -> None:
         """Have the meeting admit the connection; _Refused when it does not."""
         try:
@@ -243,11 +326,28 @@ class SignalingServer:
     async def _relay(
         self, ws: ServerConnection, meeting: MeetingActor, connection: ConnectionActor
     ) -> None:
-        """Client frames to the meeting until the socket closes."""
+        """Client frames to the meeting until the socket closes (or the client floods)."""
         closing = False
+        limits = self._limits
+        clock = asyncio.get_running_loop().time
+        limiter = FrameLimiter(limits.message_rate, limits.message_burst, clock())
+        told = False  # the client was told `rate_limited` since its last accepted frame
         async for frame in ws:
             if closing:
                 continue  # a fatal error was sent; the connection hangs up after it
+            verdict = limiter.check(clock())
+            if verdict is not Verdict.ALLOW:
+                SIGNALING_RATE_LIMITED.inc()
+                if verdict is Verdict.CLOSE:
+                    SIGNALING_CUTOFFS.labels("rate_limited").inc()
+                    await _send(ws, _error(ErrorCode.RATE_LIMITED, "too many messages"))
+                    await ws.close(CloseCode.POLICY_VIOLATION, ErrorCode.RATE_LIMITED.value)
+                    return
+                if not told:
+                    told = True
+                    self._tell(connection, Deliver(_error(ErrorCode.RATE_LIMITED, "slow down")))
+                continue
+            told = False
             try:
                 message = _parse(frame)
             except ProtocolError as exc:

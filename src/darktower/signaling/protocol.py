@@ -20,7 +20,7 @@ MC → client:
 
     join_answer         {participant_id, correlation_id, binding_token, roster, host_id,
                          reconnected}
-    participant_joined  {participant}
+    participant_joined  {participant, host_id?}   host_id: set when the joiner became host
     participant_left    {participant_id, reason, host_id?}
                                                reason: voluntary | timeout | removed |
                                                meeting_ended | moved; host_id: the meeting's
@@ -92,6 +92,9 @@ class ErrorCode(StrEnum):
     NOT_HOST = "not_host"  # host_mute from a participant who is not the host
     UNKNOWN_PARTICIPANT = "unknown_participant"
     MEETING_UNAVAILABLE = "meeting_unavailable"  # not hosted here, full, or Redis down
+    MEETING_FULL = "meeting_full"  # the meeting is at MC_MAX_PARTICIPANTS_PER_MEETING
+    TOKEN_REUSED = "token_reused"  # noqa: S105 - a join token is good for one join
+    RATE_LIMITED = "rate_limited"  # frames faster than MC_CLIENT_MESSAGE_RATE; dropped
 
 
 class LeaveReason(StrEnum):
@@ -167,6 +170,9 @@ class JoinAnswer(_Frame):
 class ParticipantJoined(_Frame):
     type: Literal["participant_joined"] = "participant_joined"
     participant: Participant
+    # Added in v1 (optional): set when the joiner became host (a host-role access token taking
+    # the host over from a first joiner without the role).
+    host_id: str | None = None
 
 
 class ParticipantLeft(_Frame):

@@ -19,8 +19,10 @@ Participants (see `darktower.mc.roster` for the Redis layout and the host rule):
 * A connection that drops without `leave` (`ConnectionLost`) marks its participant
   disconnected; the participant stays for the grace period (a timer), then is removed
   (`participant_left`, reason `timeout`). `leave` removes at once (`voluntary`).
-* When the last participant is gone for good the meeting ends (fenced delete; the controller
-  reports it to the GC).
+* When the last participant is gone for good, or nobody has been connected for the empty
+  timeout (also a meeting nobody ever joined), the meeting ends (fenced delete; the
+  controller reports it to the GC). `MeetingLimits` also caps the roster (`meeting_full`)
+  and coalesces self_mute flips.
 * On start — including after a failover to this MC — the roster is loaded from Redis; the old
   MC's participants are kept as disconnected with a fresh grace period, so that their clients
   can reconnect here with their binding tokens.
@@ -32,6 +34,7 @@ The modules, one concept each:
     sessions.py      the meeting's binding tokens: checking a reconnect's, minting new ones
     roster_sync.py   `RosterSync`, the fenced Redis writes of the roster
     grace.py         `GraceTimers`, how long a disconnected participant keeps its seat
+    limits.py        `MeetingLimits`: empty timeout, participant cap, coalescing window
     fanout.py        `Connections`, the admitted connections and delivery to them
     participants.py  `Participants`, carrying out joins, client frames, disconnects, departures
     actor.py         `MeetingActor`, which owns the meeting and wires the rest
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 from darktower.mc.meeting.actor import LAST_PARTICIPANT_LEFT, MeetingActor
 from darktower.mc.meeting.join import JoinRefusal
+from darktower.mc.meeting.limits import EMPTY_TIMEOUT, MeetingLimits
 from darktower.mc.meeting.messages import (
     ClientFrame,
     ConnectionLost,
@@ -52,6 +56,7 @@ from darktower.mc.meeting.messages import (
 )
 
 __all__ = [
+    "EMPTY_TIMEOUT",
     "LAST_PARTICIPANT_LEFT",
     "ClientFrame",
     "ConnectionLost",
@@ -59,6 +64,7 @@ __all__ = [
     "JoinRefusal",
     "JoinRequest",
     "MeetingActor",
+    "MeetingLimits",
     "MeetingMessage",
     "Touch",
     "UpdateMhs",

@@ -3,7 +3,14 @@
 The actor is the meeting's owner on this MC: it holds the fencing lease, handles its
 mailbox (`messages.py`) one message at a time, hands everything about people to its
 `Participants` (`participants.py`), proves ownership (`Touch`), stores the MH list
-(`UpdateMhs`) and ends the meeting (`EndMeeting`, or the last participant gone for good).
+(`UpdateMhs`) and ends the meeting (`EndMeeting`, the last participant gone for good, or
+nobody connected for `MeetingLimits.empty_timeout_seconds`).
+
+The empty timer runs whenever no participant is connected — from the start, so that a
+meeting that was assigned but never joined ends too — and is cancelled by the first
+connection; it is re-armed after each message that leaves nobody connected. When it runs out
+the meeting ends with reason `empty_timeout` (its Redis keys deleted by the fenced delete,
+the GC told by the controller).
 
 Replies: `handle` returns None on success, a `JoinRefusal` for a refused join, or the exception
 (FencedOut, StoreUnavailable) so that a refusal reaches the asker without crashing the actor.
@@ -11,7 +18,9 @@ Replies: `handle` returns None on success, a `JoinRefusal` for a refused join, o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Any, assert_never
@@ -22,10 +31,13 @@ from darktower.fencing import FencedOut, FencedStore, FencingError, Lease, Store
 from darktower.mc.binding import SessionBinder
 from darktower.mc.connection import ConnectionActor
 from darktower.mc.meeting.join import STORE_DOWN, UNAVAILABLE, JoinRefusal
+from darktower.mc.meeting.limits import EMPTY_TIMEOUT, MeetingLimits
 from darktower.mc.meeting.messages import (
     ClientFrame,
     ConnectionLost,
+    EmptyExpired,
     EndMeeting,
+    FlushUpdates,
     GraceExpired,
     JoinRequest,
     MeetingMessage,
@@ -63,6 +75,7 @@ class MeetingActor(Actor[MeetingMessage]):
         grace_seconds: float = 30.0,
         admit: Callable[[], bool] = lambda: True,
         on_participants: Callable[[MeetingActor, int], None] | None = None,
+        limits: MeetingLimits | None = None,
     ) -> None:
         """`binder` None: no clients are admitted. `admit()` says whether the MC can take
         one more participant (read at each join). `on_participants(self, delta)` is
@@ -82,7 +95,12 @@ class MeetingActor(Actor[MeetingMessage]):
             spawn=self.spawn,
             expire=self._grace_due,
             on_count=self._count,
+            limits=limits,
+            flush_later=self._flush_later,
         )
+        self._empty_timeout = (limits or MeetingLimits()).empty_timeout_seconds
+        self._empty_epochs = itertools.count(1)
+        self._empty_timer: tuple[int, asyncio.TimerHandle] | None = None
         self._on_participants = on_participants
         # The roster size last reported through on_participants.
         self.counted_participants = 0
@@ -107,6 +125,7 @@ class MeetingActor(Actor[MeetingMessage]):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        self._watch_empty()
         try:
             await self._participants.take_over()
         except FencedOut as exc:
@@ -116,6 +135,7 @@ class MeetingActor(Actor[MeetingMessage]):
 
     async def on_stop(self) -> None:
         self._participants.graces.cancel_all()
+        self._disarm_empty()
 
     # -- messages --------------------------------------------------------------------------
 
@@ -134,6 +154,9 @@ class MeetingActor(Actor[MeetingMessage]):
         except FencingError as exc:
             log.error("meeting %s: %s", self.meeting_id, exc)
             return STORE_DOWN if joining else exc
+        finally:
+            if not self.lost:
+                self._watch_empty()
 
     async def _apply(self, message: MeetingMessage) -> JoinRefusal | None:
         participants = self._participants
@@ -153,6 +176,17 @@ class MeetingActor(Actor[MeetingMessage]):
                 self.mhs = mhs
             case Touch():
                 await self._sync.touch(self.roster)
+            case FlushUpdates():
+                await participants.flush()
+            case EmptyExpired(epoch):
+                current = self._empty_timer is not None and self._empty_timer[0] == epoch
+                if current and not participants.connections:
+                    log.info(
+                        "meeting %s: nobody connected for %.0f s, ending",
+                        self.meeting_id,
+                        self._empty_timeout,
+                    )
+                    await self._end(EMPTY_TIMEOUT)
             case EndMeeting(reason):
                 await self._end(reason)
             case _:
@@ -166,6 +200,33 @@ class MeetingActor(Actor[MeetingMessage]):
             self.counted_participants += delta
             if self._on_participants is not None:
                 self._on_participants(self, delta)
+
+    def _watch_empty(self) -> None:
+        """Arm the empty timer while nobody is connected, cancel it once someone is."""
+        if self._participants.connections:
+            self._disarm_empty()
+        elif self._empty_timer is None:
+            epoch = next(self._empty_epochs)
+            timer = asyncio.get_running_loop().call_later(
+                self._empty_timeout, self._empty_due, epoch
+            )
+            self._empty_timer = (epoch, timer)
+
+    def _disarm_empty(self) -> None:
+        if self._empty_timer is not None:
+            self._empty_timer[1].cancel()
+            self._empty_timer = None
+
+    def _empty_due(self, epoch: int) -> None:
+        with contextlib.suppress(ActorStopped):
+            self.send(EmptyExpired(epoch))
+
+    def _flush_later(self, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self._flush_due)
+
+    def _flush_due(self) -> None:
+        with contextlib.suppress(ActorStopped):
+            self.send(FlushUpdates())
 
     def _grace_due(self, participant_id: str, epoch: int) -> None:
         with contextlib.suppress(ActorStopped):

@@ -31,6 +31,10 @@ class Connections:
     def __init__(self) -> None:
         self._current: dict[str, ConnectionActor] = {}  # participant id → its connection
 
+    def __len__(self) -> int:
+        """Connected participants (each has one current connection)."""
+        return len(self._current)
+
     def get(self, participant_id: str) -> ConnectionActor | None:
         return self._current.get(participant_id)
 

@@ -2,8 +2,9 @@
 
 From the controller: `UpdateMhs`, `Touch`, `EndMeeting`. From the signaling server:
 `JoinRequest` (answered None or a `JoinRefusal`), `ClientFrame`, `ConnectionLost` (also sent
-by the meeting itself when a connection crashed). From the meeting's own grace timers:
-`GraceExpired`.
+by the meeting itself when a connection crashed). From the meeting's own timers:
+`GraceExpired`, `EmptyExpired` (nobody connected for the empty timeout) and `FlushUpdates`
+(the coalescing window of self_mute flips closed).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from darktower.signaling.protocol import HostMute, Leave, Ping, SelfMute
 __all__ = [
     "ClientFrame",
     "ConnectionLost",
+    "EmptyExpired",
     "EndMeeting",
+    "FlushUpdates",
     "GraceExpired",
     "JoinRequest",
     "MeetingMessage",
@@ -81,6 +84,26 @@ class GraceExpired:
     epoch: int
 
 
+@dataclass(frozen=True, slots=True)
+class EmptyExpired:
+    """The empty timer `epoch` ran out (ignored when someone connected since)."""
+
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlushUpdates:
+    """Write and broadcast the participant state changes held back for coalescing."""
+
+
 MeetingMessage = (
-    UpdateMhs | Touch | EndMeeting | JoinRequest | ClientFrame | ConnectionLost | GraceExpired
+    UpdateMhs
+    | Touch
+    | EndMeeting
+    | JoinRequest
+    | ClientFrame
+    | ConnectionLost
+    | GraceExpired
+    | EmptyExpired
+    | FlushUpdates
 )

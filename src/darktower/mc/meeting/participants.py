@@ -6,10 +6,18 @@ leave), a dropped connection (disconnected, grace starts) and a departure for go
 rule of `roster.py`). Every roster change is written through `RosterSync` and told to the
 other clients through `Connections`.
 
-The meeting actor owns it and calls it one message at a time; it gives it three hooks: `spawn`
+The meeting actor owns it and calls it one message at a time; it gives it four hooks: `spawn`
 (start a connection under the meeting), `expire` (a grace timer ran out: queue it to the
-meeting) and `on_count` (the roster's size changed). A departure that empties the roster
-answers True: the meeting ends (the actor does that). Store errors propagate.
+meeting), `on_count` (the roster's size changed) and `flush_later` (queue a `FlushUpdates`
+after the coalescing window). A departure that empties the roster answers True: the meeting
+ends (the actor does that). Store errors propagate.
+
+A new participant beyond `MeetingLimits.max_participants` is refused `meeting_full`. A
+participant's self_mute flips are coalesced: the first is written and broadcast at once and
+opens a window of `MeetingLimits.coalesce_seconds`; later flips in the window only change the
+member in memory; when it closes (`flush`), the member is written and broadcast once more if
+its value differs from the one last told — one fenced write and one broadcast per window, not
+one per frame, the last value winning.
 """
 
 from __future__ import annotations
@@ -36,10 +44,11 @@ from darktower.mc.meeting.join import (
     Resume,
     decide_join,
 )
+from darktower.mc.meeting.limits import MEETING_FULL, MeetingLimits
 from darktower.mc.meeting.messages import JoinRequest
 from darktower.mc.meeting.roster_sync import RosterSync
 from darktower.mc.meeting.sessions import SessionTokens
-from darktower.mc.metrics import BINDING_REFUSALS
+from darktower.mc.metrics import BINDING_REFUSALS, STATE_UPDATES_COALESCED
 from darktower.mc.roster import (
     HOST_FIELD,
     Member,
@@ -70,11 +79,14 @@ log = logging.getLogger(__name__)
 class Participants:
     __slots__ = (
         "_admit",
+        "_flush_later",
+        "_limits",
         "_meeting_id",
         "_on_count",
         "_spawn",
         "_sync",
         "_tokens",
+        "_told_muted",
         "connections",
         "graces",
         "roster",
@@ -91,9 +103,15 @@ class Participants:
         spawn: Callable[[ConnectionActor], object],
         expire: Callable[[str, int], None],
         on_count: Callable[[], None],
+        limits: MeetingLimits | None = None,
+        flush_later: Callable[[float], None] = lambda _delay: None,
     ) -> None:
         """`tokens` None: client signaling is disabled, every join is refused. `admit()` says
         whether the MC can take one more participant (read at each join)."""
+        self._limits = limits or MeetingLimits()
+        self._flush_later = flush_later
+        # Participants inside a coalescing window → the self_mute value the others were told.
+        self._told_muted: dict[str, bool] = {}
         self._meeting_id = meeting_id
         self._sync = sync
         self._tokens = tokens
@@ -155,6 +173,8 @@ class Participants:
         )
         match decision:
             case Fresh():
+                if len(self.roster) >= self._limits.max_participants:
+                    return MEETING_FULL
                 return await self._add(tokens, request.claims, request.connection)
             case Resume(participant_id):
                 await self._resume(tokens, members[participant_id], request.connection)
@@ -272,14 +292,34 @@ class Participants:
             case Leave():
                 return await self.remove(participant_id, LeaveReason.VOLUNTARY)
             case SelfMute(muted=muted):
-                member.muted = muted
-                await self._sync.write_member(member)
-                self.connections.broadcast(ParticipantUpdated(participant=member.public()))
+                await self._self_mute(member, muted)
             case HostMute():
                 await self._host_mute(connection, message)
             case _:
                 assert_never(message)
         return False
+
+    async def _self_mute(self, member: Member, muted: bool) -> None:
+        member.muted = muted
+        if member.participant_id in self._told_muted:
+            STATE_UPDATES_COALESCED.inc()
+            return
+        if self._limits.coalesce_seconds > 0:
+            if not self._told_muted:
+                self._flush_later(self._limits.coalesce_seconds)
+            self._told_muted[member.participant_id] = muted
+        await self._sync.write_member(member)
+        self.connections.broadcast(ParticipantUpdated(participant=member.public()))
+
+    async def flush(self) -> None:
+        """The coalescing window closed: tell each changed self_mute once (last value)."""
+        told, self._told_muted = self._told_muted, {}
+        for participant_id, muted in told.items():
+            member = self.roster.get(participant_id)
+            if member is None or member.muted == muted:
+                continue
+            await self._sync.write_member(member)
+            self.connections.broadcast(ParticipantUpdated(participant=member.public()))
 
     async def _host_mute(self, connection: ConnectionActor, message: HostMute) -> None:
         host_id = connection.participant_id
