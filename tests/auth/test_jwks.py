@@ -346,3 +346,16 @@ def test_a_url_must_be_http_or_https() -> None:
     for url in ("ftp://gc/jwks", "file:///etc/jwks.json", "gc:8080/jwks", "http:///jwks"):
         with pytest.raises(ValueError, match="http:// or https://"):
             JwksTrustSource(url, service_type=GC)
+
+
+async def test_a_periodic_fetch_does_not_hold_back_an_unknown_kid(jwks_server: JwksServer) -> None:
+    # The rate limit counts fetches caused by unknown kids only: a rotation right after a
+    # periodic fetch is still picked up by the first token of the new key.
+    jwks_server.payload = body(KEY)
+    clock = Clock()
+    jwks = source(jwks_server, clock, min_refresh_seconds=10.0)
+    await jwks.refresh()  # periodic
+    jwks_server.payload = body(OTHER, KEY)
+    clock.now += 0.1
+    assert await jwks.resolve_unknown_kid(OTHER.kid) is True
+    assert jwks_server.requests == 2

@@ -179,6 +179,15 @@ class ServiceAuthInterceptor(_ServerInterceptor):
         current_claims.set(claims)
         return await continuation(handler_call_details)
 
+    @property
+    def verifiers(self) -> list[TokenVerifier]:
+        """Every distinct verifier of this server (to keep them on rotated keys)."""
+        found: list[TokenVerifier] = []
+        for verifier in (self._verifier, *self._routes.values()):
+            if all(verifier is not known for known in found):
+                found.append(verifier)
+        return found
+
     def _verifier_for(self, method: str) -> TokenVerifier:
         for prefix, verifier in self._routes.items():
             if method.startswith(prefix):

@@ -209,12 +209,14 @@ class JwksTrustSource:
         self._service_type = service_type
         self.on_change = on_change
         self._refresh_seconds = refresh_seconds
-        self._min_refresh_seconds = min_refresh_seconds
+        self._min_refresh = min_refresh_seconds
         self._timeout = timeout_seconds
         self._verify = verify
         self._clock = clock
         self._keys: list[TrustedKey] = []
-        self._last_attempt: float | None = None
+        # When an unknown kid last caused a fetch: the periodic ones do not count, so that a
+        # rotation right after one is still picked up at once.
+        self._last_demand: float | None = None
         self._inflight: asyncio.Task[bool] | None = None
         self.fetches = 0  # attempts, for tests and the curious
         self.failures = 0
@@ -244,17 +246,14 @@ class JwksTrustSource:
         `min_refresh_seconds` ago. True when `kid` is known afterwards (an `UnknownKidHook`)."""
         if kid in self.kids:
             return True
-        if self._inflight is None and self._rate_limited():
-            log.debug("JWKS refresh for an unknown kid skipped: fetched moments ago")
-            return False
+        if self._inflight is None:
+            now = self._clock()
+            if self._last_demand is not None and now - self._last_demand < self._min_refresh:
+                log.debug("JWKS refresh for an unknown kid skipped: one ran moments ago")
+                return False
+            self._last_demand = now
         await self.refresh()
         return kid in self.kids
-
-    def _rate_limited(self) -> bool:
-        return (
-            self._last_attempt is not None
-            and self._clock() - self._last_attempt < self._min_refresh_seconds
-        )
 
     async def run(self) -> None:
         """Refresh every `refresh_seconds`, until cancelled (a supervised background task)."""
@@ -302,7 +301,6 @@ class JwksTrustSource:
         return self._apply(bytes(body))
 
     def _begin(self) -> None:
-        self._last_attempt = self._clock()
         self.fetches += 1
 
     def _failed(self, exc: JwksError) -> bool:

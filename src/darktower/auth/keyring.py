@@ -109,16 +109,17 @@ class KeyRing:
                 "%s not reloaded, keeping %d keys: none would be left", self.name, len(old_keys)
             )
             return False
+        # Listeners may read `keys` of this ring (and of others): it is set before they run.
+        self._keys = keys
         try:
             for listener in self._listeners:
                 listener(keys)
         except ValueError as exc:  # a verifier refused the set (one key for two types)
-            self._file_keys = old_file_keys
+            self._file_keys, self._keys = old_file_keys, old_keys
             for listener in self._listeners:
                 listener(old_keys)
             log.error("%s not reloaded, keeping %d keys: %s", self.name, len(old_keys), exc)
             return False
-        self._keys = keys
         old, new = {k.kid for k in old_keys}, {k.kid for k in keys}
         if old == new:
             return False
@@ -149,11 +150,19 @@ class ReloadableSigningKey:
     refused at start (`KeyFileError`) and at reload (one error line, the old key stays).
     """
 
-    def __init__(self, path: Path, *, service_type: ServiceType, instance_id: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        service_type: ServiceType,
+        instance_id: str,
+        loaded: ServiceKey | None = None,
+    ) -> None:
+        """`loaded`: the file's key, when the caller has already loaded (and checked) it."""
         self.path = path
         self._service_type = service_type
         self._instance_id = instance_id
-        self.service_key = self._checked(load_service_key(path))
+        self.service_key = self._checked(loaded or load_service_key(path))
         self.signing_key = SigningKey(self.service_key.private_key)
 
     def reload(self) -> bool:

@@ -140,6 +140,12 @@ class GcSettings(BaseSettings):
     http_tls: bool = Field(
         default=True, description="serve the HTTP API as HTTPS when a certificate is set"
     )
+    # After SIGHUP puts a new key in GC_SERVICE_KEY_FILE, the old one stays in the JWKS this
+    # long: tokens it signed (600 s at most, plus 5 s leeway) stay verifiable (README "Key
+    # rotation").
+    retired_key_publish_seconds: float = Field(
+        default=605.0, ge=0, description="how long a replaced signing key stays in the JWKS"
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     _paths = field_validator("trusted_mc_key_files", "trusted_mh_key_files", mode="before")(

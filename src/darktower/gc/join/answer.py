@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from darktower.auth.client import SigningKey
 from darktower.auth.join_tokens import JOIN_TOKEN_TTL_SECONDS, mint_join_token
 from darktower.gc.join.joiner import Joiner
 
@@ -32,15 +33,17 @@ def signaling_url(client_endpoint: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class JoinTokenIssuer:
-    """Mints the meeting join tokens of this GC (`issuer` = the GC's id)."""
+    """Mints the meeting join tokens of this GC (`issuer` = the GC's id), with the current
+    key of a `SigningKey` (replaced on SIGHUP)."""
 
-    private_key: Ed25519PrivateKey = field(repr=False)
+    private_key: Ed25519PrivateKey | SigningKey = field(repr=False)
     issuer: str
     ttl_seconds: int = JOIN_TOKEN_TTL_SECONDS
 
     def mint(self, meeting_id: str, joiner: Joiner) -> str:
+        key = self.private_key
         return mint_join_token(
-            self.private_key,
+            key.current if isinstance(key, SigningKey) else key,
             meeting_id=meeting_id,
             user_id=joiner.user_id,
             display_name=joiner.display_name,
