@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from darktower.auth.keys import load_public_keys
+from darktower.auth.keys import load_trusted_keys
 from darktower.auth.tokens import SCOPE_MC, ServiceType, TokenVerifier
 from darktower.embedded.redis import free_port
 from tests.support.services import START_TIMEOUT_S, ServiceProcess, darktower_env
@@ -28,6 +28,14 @@ pytestmark = pytest.mark.slow
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_REDIS_URL = "redis://127.0.0.1:6379/0"
 STOP_TIMEOUT_S = 40.0  # the drain deadline is 30 s; with nothing hosted it takes well under 1 s
+
+
+def key_lines() -> str:
+    """The MC example's `darktower keys generate` lines (the GC example uses their keys)."""
+    lines = bash_block("Running a Meeting Controller").splitlines()
+    keys = [line for line in lines if line.startswith("darktower keys generate")]
+    assert keys and lines[: len(keys)] == keys, lines
+    return "\n".join(keys)
 
 
 def bash_block(section: str) -> str:
@@ -87,9 +95,8 @@ def test_the_readme_mc_example_runs_as_typed(
 def test_the_readme_gc_example_runs_as_typed(
     tmp_path: Path, services: list[ServiceProcess]
 ) -> None:
-    # The GC example uses the keys made by the MC example's first command.
-    keys_line = bash_block("Running a Meeting Controller").splitlines()[0]
-    assert keys_line.startswith("darktower keys generate"), keys_line
+    # The GC example uses the keys made by the MC example's first commands.
+    keys_line = key_lines()
     script = bash_block("Running a Global Controller")
     assert "darktower gc" in script
     http = free_port()
@@ -133,13 +140,16 @@ def test_the_readme_assign_and_token_examples_run_as_typed(
     token_block = _block_after("passing a token from the CLI as metadata")
     printed = _bash(f'{token_block}\nprintf "%s" "$TOKEN"', tmp_path)
     assert printed.returncode == 0, printed.stderr
+    # What mc-1 runs: the GC keys of keys/gc, each bound to its GC, tokens for mc-1 only.
     verifier = TokenVerifier(
-        load_public_keys([tmp_path / "keys" / "gc.pub"]),
+        load_trusted_keys([tmp_path / "keys" / "gc"]),
         required_scope=SCOPE_MC,
         allowed_callers=frozenset({ServiceType.GLOBAL_CONTROLLER}),
+        audience="mc-1",
     )
     claims = verifier.verify(printed.stdout)
     assert claims.service_type is ServiceType.GLOBAL_CONTROLLER
+    assert (claims.subject, claims.audience) == ("gc-1", ("mc-1",))
     assert mc.terminate(STOP_TIMEOUT_S) == 0, mc.log()
 
 
@@ -168,7 +178,7 @@ def test_the_readme_mh_sim_example_registers_with_the_readme_gc(
 ) -> None:
     """The GC example, then the `darktower mh-sim` line as typed (only the README's GC port
     50051 becomes the GC's free port): the MH registers in its zone."""
-    keys_line = bash_block("Running a Meeting Controller").splitlines()[0]
+    keys_line = key_lines()
     grpc, http = free_port(), free_port()
     gc = ServiceProcess.shell(
         f"{keys_line}\n{bash_block('Running a Global Controller')}",

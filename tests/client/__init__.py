@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from darktower.auth.client import ServiceTokenProvider
-from darktower.auth.keys import generate_key_files, load_private_key
-from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.auth.fleet_keys import FleetKeys, generate_fleet_keys
+from darktower.auth.keys import load_private_key
+from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
 from darktower.client.session import ClientSession, SessionEvent
 from darktower.common.backoff import RegistrationBackoff
 from darktower.embedded.redis import free_port
@@ -43,7 +44,7 @@ READY_TIMEOUT_S = 20.0
 
 @dataclass
 class InProcessFleet:
-    key_dir: Path
+    key_dir: Path  # `<service>/<id>.key` and `.pub` per instance (darktower.auth.fleet_keys)
     gc: GcApp
     mcs: list[McApp] = field(default_factory=list)
     mhs: list[MhSimulator] = field(default_factory=list)
@@ -77,13 +78,15 @@ class InProcessFleet:
                 await asyncio.sleep(0.05)
 
 
-def _tokens(key_dir: Path, service: str, issuer: str) -> ServiceTokenProvider:
+def _tokens(keys: FleetKeys, service: str, issuer: str) -> ServiceTokenProvider:
+    """`issuer`'s tokens to the GC, signed with its own bound key."""
     service_type, scope = SERVICE_PROFILES[service]
     return ServiceTokenProvider(
-        load_private_key(key_dir / f"{service}.key"),
+        load_private_key(keys.key(service, issuer)),
         service_type=service_type,
         scope=scope,
         issuer=issuer,
+        audience=GC_AUDIENCE,
     )
 
 
@@ -99,16 +102,23 @@ async def in_process_fleet(
 ) -> AsyncIterator[InProcessFleet]:
     """A started fleet (see the module docstring); the caller flushed Redis beforehand."""
     key_dir = tmp_path / "keys"
-    generate_key_files(key_dir)
+    # One key per instance (`key_dir/<service>/<id>.key`), trusted by directory; a directory
+    # is never empty (the GC refuses to trust nobody), even in a fleet without MCs or MHs.
+    keys = generate_fleet_keys(
+        key_dir,
+        gcs=["gc-test"],
+        mcs=[f"mc-{i + 1}" for i in range(max(mcs, 1))],
+        mhs=[f"mh-{i + 1}" for i in range(max(mhs, 1))],
+    )
     gc_values: dict[str, Any] = {
         "id": "gc-test",
         "region": REGION,
         "grpc_bind": f"127.0.0.1:{free_port()}",
         "http_bind": f"127.0.0.1:{free_port()}",
         "database_url": f"sqlite+aiosqlite:///{tmp_path / 'gc.sqlite3'}",
-        "service_key_file": key_dir / "gc.key",
-        "trusted_mc_key_files": [key_dir / "mc.pub"],
-        "trusted_mh_key_files": [key_dir / "mh.pub"],
+        "service_key_file": keys.key("gc", "gc-test"),
+        "trusted_mc_key_files": [keys.trusted("mc")],
+        "trusted_mh_key_files": [keys.trusted("mh")],
         "fast_heartbeat_ms": 200,
         "comprehensive_heartbeat_ms": 300,
         "mh_load_report_ms": 200,
@@ -133,7 +143,7 @@ async def in_process_fleet(
                     grpc_endpoint=f"http://127.0.0.1:{free_port()}",
                     target_load=0.1,
                 ),
-                _tokens(key_dir, "mh", f"mh-{i + 1}"),
+                _tokens(keys, "mh", f"mh-{i + 1}"),
                 backoff=RegistrationBackoff(base=0.1, cap=0.5),
             )
             fleet.mhs.append(mh)
@@ -148,8 +158,8 @@ async def in_process_fleet(
                 "binding_token_secret": binding_secret,
                 "redis_url": redis_url,
                 "gc_endpoint": fleet.gc_grpc,
-                "service_key_file": key_dir / "mc.key",
-                "trusted_gc_key_files": [key_dir / "gc.pub"],
+                "service_key_file": keys.key("mc", f"mc-{i + 1}"),
+                "trusted_gc_key_files": [keys.trusted("gc")],
                 "max_meetings": 100,
                 "max_participants": 10_000,
                 "drain_seconds": 2,

@@ -233,7 +233,7 @@ async def fleet(
 
 
 def _verifier(fleet: InProcessFleet) -> JoinTokenVerifier:
-    return JoinTokenVerifier(load_public_keys([fleet.key_dir / "gc.pub"]))
+    return JoinTokenVerifier(load_public_keys([fleet.key_dir / "gc" / "gc-test.pub"]))
 
 
 async def test_the_join_answer_carries_a_token_for_that_meeting_and_user(

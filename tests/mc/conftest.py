@@ -30,7 +30,8 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def gc_metadata(key_dir: Path) -> tuple[tuple[str, str], ...]:
-    return token_provider(key_dir, "gc").metadata()
+    """A GC token for the default MC ("mc-test"), signed with the legacy unbound gc.key."""
+    return token_provider(key_dir, "gc", audience="mc-test").metadata()
 
 
 @pytest.fixture
@@ -46,6 +47,8 @@ def mc_settings(redis_url: str, key_dir: Path) -> Callable[..., McSettings]:
             "redis_url": redis_url,
             "gc_endpoint": "",
             "trusted_gc_key_files": [key_dir / "gc.pub"],
+            # The legacy trio by opt-in; bound keys and audiences: test_audience.py.
+            "allow_unbound_keys": True,
             "max_meetings": 100,
             "max_participants": 10000,
             "drain_seconds": 5,
@@ -61,7 +64,7 @@ def mc_settings(redis_url: str, key_dir: Path) -> Callable[..., McSettings]:
 async def start_mc(
     redis_client: Any,  # flushes the database first
     mc_settings: Callable[..., McSettings],
-    gc_metadata: tuple[tuple[str, str], ...],
+    key_dir: Path,
 ) -> AsyncIterator[Callable[..., Awaitable[RunningMc]]]:
     """Start in-process MCs (real gRPC and HTTP servers on loopback); all stopped afterwards."""
     started: list[tuple[McApp, grpc.aio.Channel]] = []
@@ -74,7 +77,7 @@ async def start_mc(
         return RunningMc(
             app=app,
             stub=pb_grpc.MeetingControllerServiceStub(channel),
-            metadata=gc_metadata,
+            metadata=token_provider(key_dir, "gc", audience=app.settings.id).metadata(),
             health_url=f"http://{app.settings.health_bind}",
         )
 

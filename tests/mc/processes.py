@@ -93,7 +93,8 @@ class McProcesses:
     def start(self, redis_url: str, **settings: str) -> McProcess:
         """An MC (standalone: no GC) on `redis_url`, live on /health/live; `settings` are
         extra MC_* values by lower-case field name (`drain_seconds="5"`)."""
-        mc_id = settings.pop("id", f"mc-proc-{len(self.started)}")
+        # The id the `gc_metadata` fixture's tokens are for (aud), unless a test names another.
+        mc_id = settings.pop("id", "mc-test")
         grpc_port, health_port = free_port(), free_port()
         values = {
             "MC_ID": mc_id,
@@ -105,9 +106,10 @@ class McProcesses:
             "MC_REDIS_URL": redis_url,
             "MC_GC_ENDPOINT": "",
             "MC_TRUSTED_GC_KEY_FILES": str(self.trusted_key_file),
+            "MC_ALLOW_UNBOUND_KEYS": "true",  # the legacy trio's gc.key, by opt-in
         }
         values.update({f"MC_{k.upper()}": v for k, v in settings.items()})
-        log_path = self.tmp_path / f"{mc_id}.stderr.log"
+        log_path = self.tmp_path / f"{mc_id}-{len(self.started)}.stderr.log"
         with log_path.open("wb") as stderr:
             proc = subprocess.Popen(
                 mc_command(),

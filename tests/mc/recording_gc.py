@@ -134,6 +134,7 @@ class RecordingGc:
             load_public_keys([self.key_dir / "mc.pub"]),
             required_scope=SCOPE_GC,
             allowed_callers={ServiceType.MEETING_CONTROLLER},
+            allow_unbound_keys=True,  # the legacy trio's mc.key, by opt-in
         )
         server = grpc.aio.server(
             interceptors=[ServiceAuthInterceptor(verifier, service="gc")],

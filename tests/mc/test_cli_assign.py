@@ -31,7 +31,14 @@ async def test_assign_command_places_a_meeting(
 ) -> None:
     target = f"127.0.0.1:{mc.app.grpc_port}"
     code, out, _ = await run_cli(
-        "assign", "cli-meeting", "--key", str(key_dir / "gc.key"), "--mc", target
+        "assign",
+        "cli-meeting",
+        "--key",
+        str(key_dir / "gc.key"),
+        "--mc",
+        target,
+        "--mc-id",
+        "mc-test",
     )
     assert code == 0
     assert json.loads(out) == {"accepted": True, "rejection_reason": "REJECTION_REASON_UNSPECIFIED"}

@@ -18,6 +18,7 @@ from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 from tests.mc.processes import McProcess, McProcesses
 from tests.mc.recording_gc import ENDED, FAST, Fail, RecordingGc
+from tests.support.keys import token_provider
 from tests.support.mc import assign_request
 
 pytestmark = pytest.mark.slow
@@ -74,8 +75,8 @@ async def test_sigterm_drains_tells_the_gc_and_exits_zero(
     redis_url: str,
     redis_client: Any,  # flushes the database first
     key_dir: Path,
-    gc_metadata: Metadata,
 ) -> None:
+    gc_metadata = token_provider(key_dir, "gc", audience="mc-drain").metadata()
     # Started in a thread: the GC on this loop must answer while the process comes up.
     mc = await asyncio.to_thread(
         processes.start,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from darktower.auth.fleet_keys import generate_fleet_keys
 from darktower.embedded.redis import free_port
 from darktower.runtime.processes import ManagedProcess, ProcessError, parent_death_hook
 
@@ -45,7 +46,9 @@ def darktower_env(values: Mapping[str, str]) -> dict[str, str]:
 
 
 def mc_values(redis_url: str, key_dir: Path) -> dict[str, str]:
-    """A standalone MC on free loopback ports."""
+    """A standalone MC (`mc-start`) on free loopback ports, trusting the GC keys of `key_dir/gc`
+    (one per instance, made here when missing)."""
+    keys = generate_fleet_keys(key_dir, gcs=["gc-start"], mcs=["mc-start"])
     return {
         "MC_ID": "mc-start",
         "MC_GRPC_BIND": f"127.0.0.1:{free_port()}",
@@ -54,20 +57,23 @@ def mc_values(redis_url: str, key_dir: Path) -> dict[str, str]:
         "MC_BINDING_TOKEN_SECRET": "test-binding-secret-3f9a1c",
         "MC_REDIS_URL": redis_url,
         "MC_GC_ENDPOINT": "",
-        "MC_TRUSTED_GC_KEY_FILES": str(key_dir / "gc.pub"),
+        "MC_SERVICE_KEY_FILE": str(keys.key("mc", "mc-start")),
+        "MC_TRUSTED_GC_KEY_FILES": str(keys.trusted("gc")),
     }
 
 
 def gc_values(tmp_path: Path, key_dir: Path) -> dict[str, str]:
-    """A GC on a SQLite file in `tmp_path`, on free loopback ports."""
+    """A GC (`gc-start`) on a SQLite file in `tmp_path`, on free loopback ports, with its own
+    bound key and trusting the MC and MH keys of `key_dir/mc` and `key_dir/mh`."""
+    keys = generate_fleet_keys(key_dir, gcs=["gc-start"], mcs=["mc-start"], mhs=["mh-start"])
     return {
         "GC_ID": "gc-start",
         "GC_GRPC_BIND": f"127.0.0.1:{free_port()}",
         "GC_HTTP_BIND": f"127.0.0.1:{free_port()}",
         "GC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gc.sqlite3'}",
-        "GC_SERVICE_KEY_FILE": str(key_dir / "gc.key"),
-        "GC_TRUSTED_MC_KEY_FILES": str(key_dir / "mc.pub"),
-        "GC_TRUSTED_MH_KEY_FILES": str(key_dir / "mh.pub"),
+        "GC_SERVICE_KEY_FILE": str(keys.key("gc", "gc-start")),
+        "GC_TRUSTED_MC_KEY_FILES": str(keys.trusted("mc")),
+        "GC_TRUSTED_MH_KEY_FILES": str(keys.trusted("mh")),
     }
 
 

@@ -12,7 +12,7 @@ import typer
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.errors import AuthError
-from darktower.auth.keys import load_private_key
+from darktower.auth.keys import load_service_key
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
@@ -32,6 +32,9 @@ def assign(
     meeting_id: Annotated[str, typer.Argument(help="The meeting to place on the MC.")],
     key: Annotated[Path, typer.Option(help="The GC's private key (darktower keys generate).")],
     mc: Annotated[str, typer.Option(help="The MC's gRPC address, host:port.")] = "127.0.0.1:50052",
+    mc_id: Annotated[
+        str, typer.Option("--mc-id", help="The MC's id: the token is for it alone (aud).")
+    ] = "mc-1",
     mh: Annotated[
         list[str] | None, typer.Option(help="MH endpoint, best first (repeatable).")
     ] = None,
@@ -39,8 +42,15 @@ def assign(
     """Call AssignMeetingWithMh on an MC with a GC service token; print the answer as JSON."""
     service_type, scope = SERVICE_PROFILES["gc"]
     try:
+        signing = load_service_key(key)
+        # A bound key vouches for its own GC only (`sub`); a legacy one names the CLI.
+        issuer = signing.instance_id or "darktower-cli"
         provider = ServiceTokenProvider(
-            load_private_key(key), service_type=service_type, scope=scope, issuer="darktower-cli"
+            signing.private_key,
+            service_type=service_type,
+            scope=scope,
+            issuer=issuer,
+            audience=mc_id,
         )
     except AuthError as exc:
         typer.echo(f"darktower assign: {exc}", err=True)
