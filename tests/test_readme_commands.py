@@ -182,7 +182,13 @@ def test_the_readme_mh_sim_example_registers_with_the_readme_gc(
     grpc, http = free_port(), free_port()
     gc = ServiceProcess.shell(
         f"{keys_line}\n{bash_block('Running a Global Controller')}",
-        darktower_env({"GC_GRPC_BIND": f"127.0.0.1:{grpc}", "GC_HTTP_BIND": f"127.0.0.1:{http}"}),
+        darktower_env(
+            {
+                "GC_GRPC_BIND": f"127.0.0.1:{grpc}",
+                "GC_HTTP_BIND": f"127.0.0.1:{http}",
+                "GC_ALLOW_GUESTS": "true",  # the registry is read without a token below
+            }
+        ),
         tmp_path,
     )
     services.append(gc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from darktower.auth.access_cli import access_token, api_key_app
 from darktower.auth.certs_cli import certs_app
 from darktower.auth.cli import keys_app, token
 from darktower.client.cli import client
@@ -26,6 +27,8 @@ app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(certs_app, name="certs")
 app.command("token")(token)
+app.add_typer(api_key_app, name="api-key")
+app.command("access-token")(access_token)
 
 app.command("mc")(mc)
 app.command("assign")(assign)

@@ -1,6 +1,6 @@
 """What the commands that talk to a GC share: finding its URL, the CA they trust for `https://`
-GCs and `wss://` MCs, checking a meeting id before it goes into a URL, printing untrusted text
-on one line. Used by `darktower join`/`status`
+GCs and `wss://` MCs, the access token they send, checking a meeting id before it goes into a
+URL, printing untrusted text on one line. Used by `darktower join`/`status`
 (`darktower.gc.cli`) and `darktower client` (`darktower.client.cli`); imports nothing of
 either service, so loading it stays cheap for every `darktower` command.
 """
@@ -8,6 +8,7 @@ either service, so loading it stays cheap for every `darktower` command.
 from __future__ import annotations
 
 import os
+import secrets
 import ssl
 from pathlib import Path
 from typing import Annotated
@@ -18,11 +19,14 @@ from darktower.common.errors import InvalidField
 from darktower.common.ids import validate_id
 
 __all__ = [
+    "ACCESS_TOKEN_ENV",
     "CA_FILE_ENV",
     "DEFAULT_GC_URL",
     "UNREACHABLE_HINT",
+    "AccessTokenOpt",
     "CaFile",
     "GcUrl",
+    "access_token_for",
     "check_meeting_id",
     "printable",
     "resolve_gc_url",
@@ -48,6 +52,19 @@ CaFile = Annotated[
     ),
 ]
 
+ACCESS_TOKEN_ENV = "DARKTOWER_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
+
+AccessTokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar=ACCESS_TOKEN_ENV,
+        help="Access token sent to the GC (Bearer; darktower access-token). Default: one "
+        "minted with the running dev fleet's API key when the GC is that fleet's.",
+        show_default=False,
+    ),
+]
+
 UNREACHABLE_HINT = (
     "start a local fleet with `darktower dev`, or name a running GC with --gc-url URL "
     "(or DARKTOWER_GC_URL)"
@@ -64,6 +81,50 @@ def resolve_gc_url(value: str | None) -> str:
 
     url = value or os.environ.get("DARKTOWER_GC_URL") or running_dev_gc_url(say) or DEFAULT_GC_URL
     return url.rstrip("/")
+
+
+def access_token_for(
+    token: str | None,
+    gc_url: str,
+    *,
+    meeting_id: str | None = None,
+    identity: str | None = None,
+    name: str | None = None,
+    admin: bool = False,
+) -> str | None:
+    """The access token to send to `gc_url`: `token` (--token or DARKTOWER_ACCESS_TOKEN) if
+    given; else, when `gc_url` is a running `darktower dev` fleet's GC, one minted for
+    `meeting_id` (or the admin grant) with that fleet's API key, for `identity` (default: a
+    random `u-…` id), valid one hour; else None (the request goes without one)."""
+    if token:
+        return token
+    from darktower.auth.access_tokens import mint_access_token
+    from darktower.auth.api_keys import ApiKeyError, load_api_key_file
+    from darktower.dev.state import StateDirError, running_fleets
+
+    try:
+        fleets = running_fleets()
+    except StateDirError:
+        return None
+    for fleet in fleets:
+        if fleet.gc_url.rstrip("/") != gc_url.rstrip("/") or not fleet.api_key_file:
+            continue
+        try:
+            key = load_api_key_file(Path(fleet.api_key_file))
+        except ApiKeyError:
+            return None
+        try:
+            return mint_access_token(
+                key,
+                identity=identity or "u-" + secrets.token_hex(8),
+                meeting_id=meeting_id,
+                name=name,
+                admin=admin,
+            )
+        except ValueError as exc:  # a user id or name the GC would refuse too
+            typer.echo(f"darktower: cannot make an access token: {exc}", err=True)
+            raise typer.Exit(2) from None
+    return None
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:

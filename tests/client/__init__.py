@@ -125,6 +125,7 @@ async def in_process_fleet(
         "staleness_seconds": 5.0,
         "sweep_interval_seconds": 0.5,
         "mc_call_timeout_seconds": 5.0,
+        "allow_guests": True,  # joins without an access token, unless a test overrides
     }
     gc_values.update(gc_overrides or {})
     fleet = InProcessFleet(key_dir=key_dir, gc=GcApp(GcSettings(**gc_values)))

@@ -71,6 +71,9 @@ FAST_GC_ENV = {
     "GC_COMPREHENSIVE_HEARTBEAT_MS": "1000",
     "GC_MH_LOAD_REPORT_MS": "500",
     "GC_MC_CALL_TIMEOUT_SECONDS": "5",
+    # These tests join as guests (no access token); tests/e2e/test_access_e2e.py runs the
+    # production access model (guests off, API keys).
+    "GC_ALLOW_GUESTS": "true",
 }
 FAST_MC_ENV = {
     "MC_REGION": REGION,

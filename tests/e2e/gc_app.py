@@ -17,10 +17,12 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from darktower.auth.api_keys import ApiKeyRing
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import generate_key_files, load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.embedded.redis import free_port
+from darktower.gc.access import GcAccess
 from darktower.gc.http import create_app
 from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import McClient
@@ -59,8 +61,11 @@ async def serve_app(app: FastAPI) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def gc_http_app(tmp_path: Path) -> AsyncIterator[GcHttpApp]:
-    """The GC's HTTP app on an empty store in `tmp_path` (region `test`, GC `gc-1`)."""
+async def gc_http_app(
+    tmp_path: Path, *, access: GcAccess | None = None
+) -> AsyncIterator[GcHttpApp]:
+    """The GC's HTTP app on an empty store in `tmp_path` (region `test`, GC `gc-1`), with
+    `access` (None: no API keys, guests allowed, as in a dev fleet)."""
     store = await GcStore.open(sqlite_url(tmp_path / "gc.sqlite3"))
     keys = tmp_path / "keys"
     generate_key_files(keys)
@@ -83,7 +88,13 @@ async def gc_http_app(tmp_path: Path) -> AsyncIterator[GcHttpApp]:
         async def ready() -> tuple[bool, str]:
             return True, ""
 
-        app = create_app(store, placement, region=REGION, is_ready=ready)
+        app = create_app(
+            store,
+            placement,
+            region=REGION,
+            is_ready=ready,
+            access=access or GcAccess(ApiKeyRing(), allow_guests=True),
+        )
         yield GcHttpApp(app=app, store=store, region=REGION)
     finally:
         await mc_client.aclose()

@@ -186,6 +186,7 @@ class FaultFleet(Fleet):
             "GC_SERVICE_KEY_FILE": str(self.key_dir / "gc.key"),
             "GC_TRUSTED_MC_KEY_FILES": str(self.key_dir / "mc.pub"),
             "GC_TRUSTED_MH_KEY_FILES": str(self.key_dir / "mh.pub"),
+            "GC_ALLOW_GUESTS": "true",  # the fault scenarios join as guests
         }
         name = f"{gc_id}-{sum(p.name.startswith(gc_id) for p in self.procs)}"
         gc = GcProc(

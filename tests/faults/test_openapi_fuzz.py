@@ -10,8 +10,10 @@ import (`_document`), not fetched from a fixture: see there why, and
 Two fleets, each fuzzed whole:
 
 * `fleet`: one in-process MC (real Redis) registered with the GC and heartbeating, and one MH
-  registered and reporting, so a join with a valid id is placed (200);
-* `empty`: a GC with nobody registered, so a join with a valid id is the documented 503.
+  registered and reporting, guests allowed, so a join with a valid id is placed (200);
+* `empty`: a GC with nobody registered, an API key and guests off (the production access
+  model), so a join or an operator read without a valid access token is the documented 401,
+  and a join with a valid token for a valid id the documented 503.
 
 Checks (`CHECKS`): no 5xx, except a 503 from `POST /v1/meetings/{meeting_id}/join` that carries
 the JSON error body `{error, reason, message}`; every response's status code and body conform to
@@ -38,8 +40,17 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from darktower.auth.access_tokens import mint_access_token
+from darktower.auth.api_keys import (
+    ApiKey,
+    ApiKeyRing,
+    generate_api_key,
+    load_api_key_file,
+    write_api_key_file,
+)
 from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import free_port
+from darktower.gc.access import GcAccess
 from darktower.gc.http import create_app
 from darktower.gc.join import PlacementService
 from darktower.gc.server import GcApp
@@ -128,6 +139,7 @@ def _wait_for_healthy_mc(http_url: str) -> None:
 class RunningGc:
     http_url: str
     grpc_port: int
+    api_key: ApiKey
 
 
 @pytest.fixture(scope="module")
@@ -140,17 +152,18 @@ def loop() -> Iterator[BackgroundLoop]:
 def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("faults-openapi-keys")
     generate_key_files(out)
+    write_api_key_file(out / "api-key.json", generate_api_key())
     return out
 
 
 @pytest.fixture(scope="module")
 def start_gc(
     loop: BackgroundLoop, key_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], RunningGc]]:
+) -> Iterator[Callable[..., RunningGc]]:
     """Start GCs on fresh databases; all stopped (and their schemas dropped) afterwards."""
     started: list[tuple[GcApp, Database]] = []
 
-    def start(name: str) -> RunningGc:
+    def start(name: str, *, allow_guests: bool = False) -> RunningGc:
         database = loop.run(create_database(tmp_path_factory.mktemp(f"gc-{name}")))
         gc = GcApp(
             GcSettings(
@@ -164,11 +177,14 @@ def start_gc(
                 trusted_mh_key_files=[key_dir / "mh.pub"],
                 fast_heartbeat_ms=200,
                 mc_call_timeout_seconds=5,
+                api_key_files=[key_dir / "api-key.json"],
+                allow_guests=allow_guests,
             )
         )
         started.append((gc, database))
         loop.run(gc.start())
-        return RunningGc(f"http://127.0.0.1:{gc.http_port}", gc.grpc_port)
+        api_key = load_api_key_file(key_dir / "api-key.json")
+        return RunningGc(f"http://127.0.0.1:{gc.http_port}", gc.grpc_port, api_key)
 
     yield start
     for gc, database in started:
@@ -179,12 +195,12 @@ def start_gc(
 @pytest.fixture(scope="module")
 def fleet(
     loop: BackgroundLoop,
-    start_gc: Callable[[str], RunningGc],
+    start_gc: Callable[..., RunningGc],
     key_dir: Path,
     redis_url: str,
 ) -> Iterator[RunningGc]:
-    """A GC with one healthy MC and one healthy MH: valid joins are placed."""
-    gc = start_gc("fleet")
+    """A GC with one healthy MC and one healthy MH, guests allowed: valid joins are placed."""
+    gc = start_gc("fleet", allow_guests=True)
     with redis.Redis.from_url(redis_url) as client:
         client.flushdb()
     mc = loop.run(
@@ -218,8 +234,9 @@ def fleet(
 
 
 @pytest.fixture(scope="module")
-def empty(start_gc: Callable[[str], RunningGc]) -> RunningGc:
-    """A GC nobody registered with: valid joins get the documented 503."""
+def empty(start_gc: Callable[..., RunningGc]) -> RunningGc:
+    """A GC nobody registered with, guests off: joins need a token, then get the documented
+    503."""
     return start_gc("empty")
 
 
@@ -239,7 +256,11 @@ def _document() -> dict[str, Any]:
     checks that a running GC serves exactly this document.
     """
     app = create_app(
-        cast(GcStore, None), cast(PlacementService, None), region="test", is_ready=_never_ready
+        cast(GcStore, None),
+        cast(PlacementService, None),
+        region="test",
+        is_ready=_never_ready,
+        access=GcAccess(ApiKeyRing(), allow_guests=False),
     )
     return app.openapi()
 
@@ -277,9 +298,34 @@ def test_both_join_outcomes_happen(fleet: RunningGc, empty: RunningGc) -> None:
     placed = httpx.post(f"{fleet.http_url}/v1/meetings/checks-ok/join", timeout=15)
     assert placed.status_code == 200, placed.text
     assert placed.json()["mc_id"] == "mc-fuzz"
-    refused = httpx.post(f"{empty.http_url}/v1/meetings/checks-503/join", timeout=15)
+    token = mint_access_token(empty.api_key, identity="ada", meeting_id="checks-503")
+    refused = httpx.post(
+        f"{empty.http_url}/v1/meetings/checks-503/join",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=15,
+    )
     assert refused.status_code == 503
     assert set(refused.json()) == ERROR_FIELDS
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/controllers", "/v1/media-handlers", "/v1/meetings", "/v1/placements/recent"]
+)
+def test_operator_reads_need_an_admin_token_when_guests_are_off(
+    empty: RunningGc, path: str
+) -> None:
+    """The fuzzed `empty` GC runs the production access model: its operator reads answer the
+    documented 401 without a token, 403 with a participant's, 200 with an admin's."""
+    url = f"{empty.http_url}{path}"
+    participant = mint_access_token(empty.api_key, identity="ada", meeting_id="m-1")
+    admin = mint_access_token(empty.api_key, identity="ops", meeting_id=None, admin=True)
+    missing = httpx.get(url, timeout=15)
+    assert (missing.status_code, missing.json()["reason"]) == (401, "token_missing")
+    assert set(missing.json()) == ERROR_FIELDS
+    denied = httpx.get(url, headers={"Authorization": f"Bearer {participant}"}, timeout=15)
+    assert (denied.status_code, denied.json()["reason"]) == (403, "admin_required")
+    allowed = httpx.get(url, headers={"Authorization": f"Bearer {admin}"}, timeout=15)
+    assert allowed.status_code == 200, allowed.text
 
 
 def test_metrics_are_documented_as_text() -> None:

@@ -352,6 +352,7 @@ def _run(
         "GC_COMPREHENSIVE_HEARTBEAT_MS": "1000",
         "GC_MC_CALL_TIMEOUT_SECONDS": "5",
         "GC_LOG_LEVEL": "DEBUG",
+        "GC_ALLOW_GUESTS": "true",
     }
     mc_env = {
         "MC_ID": MC_ID,

@@ -18,6 +18,7 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 
+from darktower.auth.api_keys import ApiKeyRing
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.join_tokens import (
     JOIN_AUDIENCE,
@@ -27,6 +28,7 @@ from darktower.auth.join_tokens import (
 )
 from darktower.auth.keys import generate_key_files, load_private_key, load_public_keys
 from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.gc.access import GcAccess
 from darktower.gc.errors import InvalidArgument
 from darktower.gc.http import create_app
 from darktower.gc.join import (
@@ -155,7 +157,13 @@ async def api(store: GcStore, keys: Path) -> AsyncIterator[httpx.AsyncClient]:
     async def ready() -> tuple[bool, str]:
         return True, ""
 
-    app = create_app(store, placement, region="test", is_ready=ready)
+    app = create_app(
+        store,
+        placement,
+        region="test",
+        is_ready=ready,
+        access=GcAccess(ApiKeyRing(), allow_guests=True),
+    )
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://gc.test") as client:
@@ -218,7 +226,7 @@ async def test_openapi_describes_the_join_body_and_answer(api: httpx.AsyncClient
     assert set(answer["properties"]) == JOIN_ANSWER_FIELDS
     assert {"400", "503"} <= set(join["responses"])
     listing = document["paths"]["/v1/meetings"]["get"]
-    assert [p["name"] for p in listing["parameters"]] == ["limit"]
+    assert [p["name"] for p in listing["parameters"]] == ["limit", "Authorization"]
 
 
 # --- a real fleet --------------------------------------------------------------------------

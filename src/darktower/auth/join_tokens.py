@@ -3,8 +3,9 @@ which the meeting's MC checks when the client connects.
 
 Claims: `iss` (GC id), `iat`, `exp`, `aud` = "darktower-meeting-join", `sub` (user id),
 `mid` (meeting id), `jti` (a random id: the MC accepts each token for one join), `name`
-(display name). Distinct from service tokens: another audience, and no `scope` /
-`service_type`, so neither kind can stand in for the other.
+(display name), `role` (`host` | `participant`: what the joiner's
+access token granted; absent is `participant`). Distinct from service tokens: another
+audience, and no `scope` / `service_type`, so neither kind can stand in for the other.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
 __all__ = [
     "JOIN_AUDIENCE",
     "JOIN_TOKEN_TTL_SECONDS",
+    "ROLES",
     "InvalidJoinToken",
     "JoinClaims",
     "JoinTokenVerifier",
@@ -34,6 +36,7 @@ __all__ = [
 
 JOIN_AUDIENCE = "darktower-meeting-join"
 JOIN_TOKEN_TTL_SECONDS = 120
+ROLES = ("host", "participant")
 _JTI = re.compile(r"[0-9a-f]{32}")
 
 
@@ -52,6 +55,7 @@ class JoinClaims:
     display_name: str
     issuer: str
     expires_at: int
+    role: str = "participant"
     token_id: str = ""  # the `jti`: 32 lower-case hex digits
 
 
@@ -62,6 +66,7 @@ def mint_join_token(
     user_id: str,
     display_name: str,
     issuer: str,
+    role: str = "participant",
     ttl_seconds: int = JOIN_TOKEN_TTL_SECONDS,
     now: float | None = None,
 ) -> str:
@@ -75,6 +80,7 @@ def mint_join_token(
         "mid": meeting_id,
         "jti": secrets.token_hex(16),
         "name": display_name[:MAX_DISPLAY_NAME_CHARS],
+        "role": role,
     }
     headers = {"kid": key_id(private_key.public_key())}
     return jwt.encode(payload, private_key, algorithm=ALGORITHM, headers=headers)
@@ -127,8 +133,9 @@ class JoinTokenVerifier:
         if not all(isinstance(c, str) for c in claims) or not claims[0] or not claims[1]:
             raise InvalidJoinToken("invalid join token")
         mid, sub, name = (str(c) for c in claims)
+        role = payload.get("role", "participant")
         jti = payload["jti"]
-        if not isinstance(jti, str) or not _JTI.fullmatch(jti):
+        if role not in ROLES or not isinstance(jti, str) or not _JTI.fullmatch(jti):
             raise InvalidJoinToken("invalid join token")
         if meeting_id is not None and mid != meeting_id:
             raise WrongMeeting("join token is for another meeting")
@@ -138,5 +145,6 @@ class JoinTokenVerifier:
             display_name=name,
             issuer=str(payload["iss"]),
             expires_at=int(payload["exp"]),
+            role=str(role),
             token_id=jti,
         )

@@ -27,8 +27,10 @@ from rich.text import Text
 
 from darktower.cli_support import (
     UNREACHABLE_HINT,
+    AccessTokenOpt,
     CaFile,
     GcUrl,
+    access_token_for,
     check_meeting_id,
     resolve_gc_url,
     tls_context,
@@ -131,6 +133,7 @@ async def _run(
     user_id: str | None,
     console: Console,
     ssl_context: ssl.SSLContext,
+    access_token: str | None = None,
 ) -> int:
     from darktower.client.session import (
         ClientSession,
@@ -146,7 +149,12 @@ async def _run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     session = ClientSession(
-        gc_url, meeting_id, display_name=name, user_id=user_id, ssl_context=ssl_context
+        gc_url,
+        meeting_id,
+        display_name=name,
+        user_id=user_id,
+        access_token=access_token,
+        ssl_context=ssl_context,
     )
     known: dict[str, Participant] = {}
 
@@ -210,10 +218,15 @@ def client(
         typer.Option("--user-id", help="Join as this user id (default: one the GC makes up)."),
     ] = None,
     ca_file: CaFile = None,
+    token: AccessTokenOpt = None,
 ) -> None:
-    """Join a meeting from the terminal; print the roster and every change. Ctrl-C leaves."""
+    """Join a meeting from the terminal; print the roster and every change. Ctrl-C leaves.
+    The join carries --token, else one minted with the dev fleet's API key (for --user-id,
+    named --name), else none (a guest)."""
     check_meeting_id(meeting_id)  # before any request: the id goes into the GC's URL path
     console = Console(highlight=False, markup=False, emoji=False)
     verify = tls_context(ca_file)
-    code = asyncio.run(_run(resolve_gc_url(gc_url), meeting_id, name, user_id, console, verify))
+    base = resolve_gc_url(gc_url)
+    access = access_token_for(token, base, meeting_id=meeting_id, identity=user_id, name=name)
+    code = asyncio.run(_run(base, meeting_id, name, user_id, console, verify, access))
     raise typer.Exit(code)

@@ -158,6 +158,7 @@ class ClientSession:
         *,
         display_name: str,
         user_id: str | None = None,
+        access_token: str | None = None,
         http: httpx.AsyncClient | None = None,
         max_attempts: int = 8,
         backoff_base: float = 0.25,
@@ -166,12 +167,15 @@ class ClientSession:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """`ssl_context` verifies an https:// GC and wss:// MCs (default: the system's roots);
-        it is not used for a given `http` client."""
+        it is not used for a given `http` client. `access_token` (an application's, for this
+        meeting) is sent with every join (`Authorization: Bearer`); without one the session
+        joins as a guest, which the GC allows only with GC_ALLOW_GUESTS=true."""
         self.gc_url = gc_url.rstrip("/")
         self._ssl = ssl_context
         self.meeting_id = meeting_id
         self.display_name = display_name
         self.user_id = user_id
+        self._access_token = access_token
         self._own_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=40.0, trust_env=False, verify=ssl_context or True
@@ -275,7 +279,10 @@ class ClientSession:
         if self.user_id is not None:
             body["user_id"] = self.user_id
         try:
-            response = await self._http.post(url, json=body)
+            headers = (
+                {"Authorization": f"Bearer {self._access_token}"} if self._access_token else {}
+            )
+            response = await self._http.post(url, json=body, headers=headers)
         except httpx.HTTPError as exc:
             tls = tls_failure(exc)
             why = f": TLS handshake failed ({tls})" if tls else ""
@@ -425,6 +432,8 @@ class ClientSession:
             return None
         if isinstance(message, ParticipantJoined | ParticipantUpdated):
             self.roster[message.participant.participant_id] = message.participant
+            if isinstance(message, ParticipantJoined) and message.host_id is not None:
+                self.host_id = message.host_id
         elif isinstance(message, ParticipantLeft):
             if message.host_id is not None:
                 self.host_id = message.host_id

@@ -86,7 +86,14 @@ def dev(
 
         def publish() -> None:
             state.publish(
-                FleetRecord(os.getpid(), fleet.gc_url, started, str(logs), fleet.processes())
+                FleetRecord(
+                    os.getpid(),
+                    fleet.gc_url,
+                    started,
+                    str(logs),
+                    fleet.processes(),
+                    api_key_file=str(fleet.api_key_file),
+                )
             )
 
         failure: str | None = None

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from darktower.auth.api_keys import generate_api_key, write_api_key_file
 from darktower.auth.certs import generate_certs, parse_hosts
 from darktower.auth.fleet_keys import generate_fleet_keys
 from darktower.embedded.redis import EmbeddedRedis, free_port
@@ -112,6 +113,11 @@ class Fleet:
         self.logs: Path = self.workdir
         self.key_dir = self.logs / "keys"
         self.tls_dir = self.key_dir / "tls"
+
+    @property
+    def api_key_file(self) -> Path:
+        """The dev fleet's API key ({"key_id", "secret"}, 0600), removed with the keys."""
+        return self.key_dir / "api-key.json"
 
     @property
     def grpc_scheme(self) -> str:
@@ -202,6 +208,9 @@ class Fleet:
             mcs=[f"mc-{i + 1}" for i in range(self.mcs)],
             mhs=[f"mh-{i + 1}" for i in range(self.mhs)],
         )
+        # The dev API key: `darktower join`, `client` and `status` find it through the fleet's
+        # state record and mint their own access tokens with it; guests are on for the page.
+        write_api_key_file(self.api_key_file, generate_api_key(), force=True)
         if not self.redis_url:
             self.redis = EmbeddedRedis().start()
         self._launch(
@@ -219,6 +228,8 @@ class Fleet:
                 "GC_STALENESS_SECONDS": "6",
                 "GC_SWEEP_INTERVAL_SECONDS": "1",
                 "GC_HTTP_TLS": str(self.https).lower(),
+                "GC_API_KEY_FILES": str(self.api_key_file),
+                "GC_ALLOW_GUESTS": "true",
                 **self._tls_env("gc-1", "GC"),
             },
             grpc=f"{self.grpc_scheme}://127.0.0.1:{gc_grpc}",

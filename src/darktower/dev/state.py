@@ -37,6 +37,7 @@ __all__ = [
     "StateDir",
     "StateDirError",
     "choice_notes",
+    "running_dev_fleet",
     "running_dev_gc_url",
     "running_fleets",
     "state_dir_path",
@@ -70,6 +71,8 @@ class FleetRecord:
     started: float  # time.time() at start; the newest fleet is the default one
     logs: str
     processes: dict[str, int] = field(default_factory=dict)  # name -> pid
+    # The fleet's API key file (a path, never the secret): commands mint access tokens with it.
+    api_key_file: str | None = None
 
     @classmethod
     def parse(cls, raw: bytes) -> FleetRecord | None:
@@ -81,6 +84,7 @@ class FleetRecord:
                 started=data["started"],
                 logs=data["logs"],
                 processes=data.get("processes", {}),
+                api_key_file=data.get("api_key_file"),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -92,6 +96,7 @@ class FleetRecord:
             and isinstance(record.logs, str)
             and isinstance(record.processes, dict)
             and all(isinstance(k, str) and isinstance(v, int) for k, v in record.processes.items())
+            and (record.api_key_file is None or isinstance(record.api_key_file, str))
         )
         return record if well_typed else None
 
@@ -268,3 +273,15 @@ def running_dev_gc_url(say: Callable[[str], None]) -> str | None:
     for note in choice_notes(fleets):
         say(note)
     return fleets[0].gc_url if fleets else None
+
+
+def running_dev_fleet(say: Callable[[str], None]) -> FleetRecord | None:
+    """The newest running `darktower dev` fleet's record, if any (`say` as above)."""
+    try:
+        fleets = running_fleets()
+    except StateDirError as exc:
+        say(f"{exc}; not looking for a dev fleet there")
+        return None
+    for note in choice_notes(fleets):
+        say(note)
+    return fleets[0] if fleets else None

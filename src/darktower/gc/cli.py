@@ -13,8 +13,10 @@ from rich.console import Console
 
 from darktower.cli_support import (
     UNREACHABLE_HINT,
+    AccessTokenOpt,
     CaFile,
     GcUrl,
+    access_token_for,
     check_meeting_id,
     printable,
     resolve_gc_url,
@@ -78,13 +80,19 @@ def gc_error_line(status_code: int, body: bytes) -> str:
     return f"GC answered {status_code}: {printable(text, 300)}"
 
 
-def _request(method: str, base: str, path: str, verify: ssl.SSLContext) -> Any:
-    """The GC's JSON answer to `method base+path` (an https:// GC verified with `verify`).
+def _request(
+    method: str, base: str, path: str, verify: ssl.SSLContext, token: str | None = None
+) -> Any:
+    """The GC's JSON answer to `method base+path` (an https:// GC verified with `verify`),
+    sent with the access token `token` if any.
     Exits 2 when the GC cannot be reached (with the hint to start one, or the TLS reason), 1
     when it answers an error (one readable line)."""
     shown = _shown_url(base)
     try:
-        response = httpx.request(method, f"{base}{path}", timeout=REQUEST_TIMEOUT_S, verify=verify)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = httpx.request(
+            method, f"{base}{path}", timeout=REQUEST_TIMEOUT_S, verify=verify, headers=headers
+        )
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
         tls = tls_failure(exc)
         if tls is not None:
@@ -123,11 +131,15 @@ def join(
     ],
     gc_url: GcUrl = None,
     ca_file: CaFile = None,
+    token: AccessTokenOpt = None,
 ) -> None:
-    """Place a meeting through a GC; print the answer as JSON."""
+    """Place a meeting through a GC; print the answer as JSON. The join carries --token, else
+    one minted with the dev fleet's API key, else none (a guest)."""
     check_meeting_id(meeting_id)
     path = f"/v1/meetings/{quote(meeting_id, safe='')}/join"
-    body = _request("POST", resolve_gc_url(gc_url), path, tls_context(ca_file))
+    base = resolve_gc_url(gc_url)
+    access = access_token_for(token, base, meeting_id=meeting_id)
+    body = _request("POST", base, path, tls_context(ca_file), access)
     typer.echo(json.dumps(body, indent=2))
 
 
@@ -140,13 +152,17 @@ def status(
         ),
     ] = False,
     ca_file: CaFile = None,
+    token: AccessTokenOpt = None,
 ) -> None:
-    """The fleet: every MC with health, load, heartbeat age and the meetings it hosts; the MHs."""
+    """The fleet: every MC with health, load, heartbeat age and the meetings it hosts; the MHs.
+    The reads carry --token (it needs the admin grant), else an admin token minted with the
+    dev fleet's API key, else none (enough when the GC allows guests)."""
     base = resolve_gc_url(gc_url)
     verify = tls_context(ca_file)
-    controllers = _request("GET", base, "/v1/controllers", verify)
-    handlers = _request("GET", base, "/v1/media-handlers", verify)
-    meetings = _request("GET", base, f"/v1/meetings?limit={MEETINGS_LIMIT}", verify)
+    access = access_token_for(token, base, identity="darktower-status", admin=True)
+    controllers = _request("GET", base, "/v1/controllers", verify, access)
+    handlers = _request("GET", base, "/v1/media-handlers", verify, access)
+    meetings = _request("GET", base, f"/v1/meetings?limit={MEETINGS_LIMIT}", verify, access)
     view = FleetView(
         gc_url=_shown_url(base),
         controllers=controllers,

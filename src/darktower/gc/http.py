@@ -3,17 +3,21 @@ the dashboard, the API documentation (`/docs`, offline), health and metrics.
 
 Errors map here and only here: InvalidArgument and a malformed request (body, query) → 400
 with the offending field as `reason`, NoControllerAvailable / NoMediaHandlerAvailable / a
-database outage → 503, each as `{"error", "reason", "message"}`. Messages never echo the
-input.
+database outage → 503, an access refusal (`darktower.gc.access`) → 401 `unauthenticated` or
+403 `forbidden`, each as `{"error", "reason", "message"}`. Messages never echo the input.
+
+Access (`darktower.gc.access`): the join needs an access token for its meeting (or guests
+allowed); the operator reads need one with `admin` (or guests allowed); health, metrics, the
+JWKS, the docs and the pages are open.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -22,7 +26,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from darktower.common.clock import utcnow
+from darktower.common.errors import invalid_field_as
+from darktower.common.ids import validate_id
 from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
+from darktower.gc.access import AccessRefused, GcAccess
 from darktower.gc.api_docs import mount_api_docs
 from darktower.gc.dashboard import mount_dashboard
 from darktower.gc.domain import Assignment, Controller, MediaHandler
@@ -42,19 +49,24 @@ MAX_MEETINGS_LIMIT = 1000
 
 
 class JoinIn(BaseModel):
-    """Who joins; both optional. The same `user_id` again (with a fresh token) is how a client
-    reconnects as the same participant."""
+    """Who joins; both optional. With an access token the joiner is the token's: a `user_id`
+    other than its `sub` is refused (403 `identity_mismatch`), `display_name` is used only
+    when the token has no `name`. A guest (no token, `GC_ALLOW_GUESTS=true`) is named here;
+    the same `user_id` again is how a guest reconnects as the same participant."""
 
     user_id: str | None = Field(
         default=None,
         pattern=USER_ID_PATTERN,
-        description="1-64 of A-Z a-z 0-9 . _ - @; absent: a random `u-<hex>` id",
+        description="1-64 of A-Z a-z 0-9 . _ - @; with a token: absent or the token's `sub`; "
+        "a guest without one: a random `u-<hex>` id",
     )
     display_name: str | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_DISPLAY_NAME_CHARS,
-        description='1-100 characters (trimmed), no control characters; absent: "Guest"',
+        description="1-100 characters (NFC, trimmed), no control, format (zero-width, "
+        "bidirectional) or invisible characters; absent: the token's `name`, else its `sub`; "
+        'a guest: "Guest"',
     )
 
 
@@ -156,7 +168,7 @@ class PlacementEventOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    error: Literal["invalid_argument", "unavailable"]
+    error: Literal["invalid_argument", "unauthenticated", "forbidden", "unavailable"]
     reason: str
     message: str
 
@@ -251,7 +263,9 @@ def create_app(
     *,
     region: str,
     is_ready: Callable[[], Awaitable[tuple[bool, str]]],
+    access: GcAccess,
 ) -> FastAPI:
+    """The GC's HTTP app; `access` decides who may join and read (see the module docstring)."""
     app = FastAPI(
         title="darktower Global Controller",
         version="1",
@@ -280,6 +294,28 @@ def create_app(
     async def _invalid(request: Request, exc: InvalidArgument) -> JSONResponse:
         return _error(400, "invalid_argument", exc.field, str(exc))
 
+    @app.exception_handler(AccessRefused)
+    async def _refused(request: Request, exc: AccessRefused) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        body = ErrorOut(error=exc.error, reason=exc.reason, message=str(exc))
+        return JSONResponse(body.model_dump(), exc.status, headers=headers)
+
+    authorization_header = Header(
+        default=None,
+        alias="Authorization",
+        description="`Bearer <access token>` (an API key's HS256 JWT, docs/applications.md)",
+    )
+
+    def operator(authorization: str | None = authorization_header) -> None:
+        """Operator reads need an access token with `admin` (unless guests are allowed)."""
+        access.check_operator(authorization)
+
+    operator_only = [Depends(operator)]
+    refusals: dict[int | str, Any] = {
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+    }
+
     @app.exception_handler(NoControllerAvailable)
     async def _no_mc(request: Request, exc: NoControllerAvailable) -> JSONResponse:
         return _error(503, "unavailable", exc.reason, exc.detail)
@@ -296,17 +332,37 @@ def create_app(
     async def _gc_error(request: Request, exc: GcError) -> JSONResponse:
         return _error(503, "unavailable", exc.code, "the global controller cannot answer now")
 
-    @app.post("/v1/meetings/{meeting_id}/join", responses=errors)  # type: ignore[arg-type]
-    async def join(meeting_id: str, body: JoinIn | None = None) -> JoinOut:
+    join_responses: dict[int | str, Any] = dict(refusals)
+    for status, response in errors.items():
+        join_responses[status] = response
+
+    @app.post("/v1/meetings/{meeting_id}/join", responses=join_responses)
+    async def join(
+        meeting_id: str,
+        body: JoinIn | None = None,
+        authorization: str | None = authorization_header,
+    ) -> JoinOut:
         """Place the meeting (or find where it is) and answer its MC and MHs, with a fresh
-        join token for the joiner and the MC's signaling URL."""
-        joiner = body or JoinIn()
-        result = await placement.join(
-            meeting_id, user_id=joiner.user_id, display_name=joiner.display_name
+        join token for the joiner and the MC's signaling URL. Needs an access token for this
+        meeting (`Authorization: Bearer …`), unless guests are allowed: 401 without a valid
+        one, 403 for another meeting's or a `user_id` that is not the token's."""
+        with invalid_field_as(InvalidArgument):
+            validate_id(meeting_id, "meeting_id")  # first: a bad id is a 400 whoever asks
+        wanted = body or JoinIn()
+        joiner = access.joiner(
+            authorization,
+            meeting_id,
+            body_user_id=wanted.user_id,
+            body_display_name=wanted.display_name,
         )
+        result = await placement.join(meeting_id, joiner=joiner)
         return _join(result)
 
-    @app.get("/v1/meetings", responses={400: {"model": ErrorOut}})
+    @app.get(
+        "/v1/meetings",
+        responses={400: {"model": ErrorOut}, **refusals},
+        dependencies=operator_only,
+    )
     async def meetings(
         limit: int = Query(default=100, ge=1, le=MAX_MEETINGS_LIMIT),
     ) -> MeetingsOut:
@@ -315,7 +371,11 @@ def create_app(
         rows, total = await store.list_live_meetings(region, limit=limit)
         return MeetingsOut(total=total, meetings=[_meeting_load(a) for a in rows])
 
-    @app.get("/v1/meetings/{meeting_id}", responses={404: {"description": "not placed"}})
+    @app.get(
+        "/v1/meetings/{meeting_id}",
+        responses={404: {"description": "not placed"}, **refusals},
+        dependencies=operator_only,
+    )
     async def meeting(meeting_id: str) -> MeetingOut:
         """The meeting's live assignment (claimed while being placed, then active)."""
         live = await store.active_assignment(meeting_id, region)
@@ -331,15 +391,15 @@ def create_app(
             participants=live.participants,
         )
 
-    @app.get("/v1/controllers")
+    @app.get("/v1/controllers", responses=refusals, dependencies=operator_only)
     async def controllers() -> list[ControllerOut]:
         return [_controller(c) for c in await store.list_controllers()]
 
-    @app.get("/v1/media-handlers")
+    @app.get("/v1/media-handlers", responses=refusals, dependencies=operator_only)
     async def media_handlers() -> list[MediaHandlerOut]:
         return [_handler(h) for h in await store.list_media_handlers()]
 
-    @app.get("/v1/placements/recent")
+    @app.get("/v1/placements/recent", responses=refusals, dependencies=operator_only)
     async def recent() -> list[PlacementEventOut]:
         return [
             PlacementEventOut(

@@ -3,6 +3,8 @@
 Start: database (migrated to head), gRPC (GlobalControllerService for MCs,
 MediaHandlerRegistryService for MHs, each with its own token rules), the staleness sweeper,
 then HTTP (placement with join tokens, read API, join page, dashboard, health, metrics).
+SIGHUP reloads what can change without a restart (`reloads`: the API keys of
+`GC_API_KEY_FILES`; a bad file keeps the previous keys).
 Stop on SIGTERM/SIGINT: HTTP and gRPC stop taking calls, the sweeper stops, channels close,
 pending heartbeats are flushed (they are written behind, `GC_HEARTBEAT_FLUSH_MS`), the
 database closes, and what became of the background tasks is logged; exit 0.
@@ -20,10 +22,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from darktower.auth.api_keys import ApiKeyError, ApiKeyRing
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.grpc_server import service_grpc_server
 from darktower.auth.keys import ServiceKey, load_service_key, load_trusted_keys
 from darktower.auth.tokens import GC_AUDIENCE, SCOPE_MC, ServiceType
+from darktower.gc.access import GcAccess
 from darktower.gc.grpc_services import add_gc_services, auth_interceptor
 from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.http import create_app
@@ -33,6 +37,7 @@ from darktower.gc.metrics import TASK_CRASHES, TASKS
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
+from darktower.runtime.reload import ReloadHooks
 from darktower.runtime.serving import (
     GRPC_LISTEN_OPTIONS,
     HttpServer,
@@ -109,6 +114,13 @@ class GcApp:
         self.join_tokens = JoinTokenIssuer(
             private_key, issuer=settings.id, ttl_seconds=settings.join_token_ttl_seconds
         )
+        try:
+            api_keys = ApiKeyRing(settings.api_key_files)
+        except ApiKeyError as exc:
+            raise StartupError(f"GC_API_KEY_FILES: {exc}") from None
+        self.access = GcAccess(api_keys, allow_guests=settings.allow_guests)
+        self.reloads = ReloadHooks()
+        self.reloads.add(api_keys.reload)
         self.store: GcStore | None = None
         self.heartbeats: HeartbeatBatcher | None = None
         self.grpc_server: grpc.aio.Server | None = None
@@ -207,7 +219,13 @@ class GcApp:
             claim_stale_s=s.claim_stale_seconds,
         )
         self._http = HttpServer(
-            create_app(self.store, self.placement, region=s.region, is_ready=self.ready),
+            create_app(
+                self.store,
+                self.placement,
+                region=s.region,
+                is_ready=self.ready,
+                access=self.access,
+            ),
             s.http_bind,
             what="GC HTTP",
             tasks=self.tasks,
@@ -215,6 +233,7 @@ class GcApp:
             tls=self.tls if s.http_tls else None,
         )
         self.http_port = await self._http.start()
+        self.reloads.install()
         log.info(
             "GC %s serving gRPC%s on %s:%d and HTTP on %s (region %s)",
             s.id,
@@ -226,6 +245,7 @@ class GcApp:
         )
 
     async def stop(self) -> None:
+        self.reloads.uninstall()
         if self._http is not None:
             await self._http.stop()
         if self.grpc_server is not None:

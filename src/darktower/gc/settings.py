@@ -140,6 +140,17 @@ class GcSettings(BaseSettings):
     http_tls: bool = Field(
         default=True, description="serve the HTTP API as HTTPS when a certificate is set"
     )
+    # Access (README "Access model"): the API keys whose access tokens the GC accepts, reloaded
+    # on SIGHUP; guests (joins without a token, operator reads without admin) for dev fleets.
+    api_key_files: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated API key files (darktower api-key create) trusted for "
+        "access tokens; reloaded on SIGHUP",
+    )
+    allow_guests: bool = Field(
+        default=False,
+        description="joins without an access token (as guests) and open operator reads: dev only",
+    )
     # After SIGHUP puts a new key in GC_SERVICE_KEY_FILE, the old one stays in the JWKS this
     # long: tokens it signed (600 s at most, plus 5 s leeway) stay verifiable (README "Key
     # rotation").
@@ -148,9 +159,9 @@ class GcSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
-    _paths = field_validator("trusted_mc_key_files", "trusted_mh_key_files", mode="before")(
-        _split_paths
-    )
+    _paths = field_validator(
+        "trusted_mc_key_files", "trusted_mh_key_files", "api_key_files", mode="before"
+    )(_split_paths)
 
     @field_validator("grpc_bind", "http_bind")
     @classmethod

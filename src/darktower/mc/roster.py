@@ -3,17 +3,30 @@
 Stored in the meeting's state hash (`meeting:{<id>}:state`, see `darktower.fencing.keys`),
 written only by the meeting's owner through fenced writes:
 
-    p:<participant_id>  JSON {user_id, display_name, correlation_id, muted, host_muted,
+    p:<participant_id>  JSON {user_id, display_name, role, correlation_id, muted, host_muted,
                         connected, joined_at_ms, disconnected_at_ms}   one per participant
+                        (role: "host" | "participant", granted by the access token; an entry
+                        written before roles existed reads as "participant")
     host                the host's participant id (absent while the roster is empty)
 
 A participant is in the roster while connected and, after its connection drops, for the
 disconnect grace period; it is removed (field deleted) when it leaves or the grace runs out.
 
-Host rule (`next_host`): the first participant of a meeting is its host. The host stays host
-through a disconnect within the grace period. When the host leaves for good, the participant
-present longest (earliest `joined_at_ms`, ties by participant id) among the connected ones
-becomes host; if none is connected, the longest present among those within their grace.
+Host rule (`host_after_join`, `next_host`). The host role is granted by the access token
+(`role: host`, carried to the MC in the GC's join token); the first joiner is host only while no
+host-role participant is there (guests, tokens without the role):
+
+* a join into an empty meeting (no host): the joiner becomes host, whatever its role;
+* a host-role joiner while the host is not host-role: the joiner takes the host over (the
+  first-joiner host was only standing in); while the host is host-role: nothing changes (the
+  first host-role participant stays host, a second host-role joiner is an ordinary participant
+  until then);
+* any other join: nothing changes.
+
+The host stays host through a disconnect within the grace period. When the host leaves for
+good, the next is chosen among the connected ones first, host-role ones before the others,
+each by presence (earliest `joined_at_ms`, ties by participant id); if none is connected, the
+same order among those within their grace.
 
 Returning user rule (`seat_to_reclaim`): a fresh join (no resumable session) by a user who
 still has a disconnected entry in the roster takes that entry back instead of adding a second
@@ -43,6 +56,7 @@ __all__ = [
     "PARTICIPANT_PREFIX",
     "Member",
     "Roster",
+    "host_after_join",
     "new_participant_id",
     "next_host",
     "participant_field",
@@ -87,6 +101,7 @@ class Member:
     display_name: str
     correlation_id: str
     joined_at_ms: int
+    role: str = "participant"
     muted: bool = False
     host_muted: bool = False
     connected: bool = True
@@ -110,6 +125,9 @@ class Member:
         flags = ("muted", "host_muted", "connected")
         if not all(isinstance(data.get(k, False), bool) for k in flags):
             raise ValueError("flags")
+        role = data.get("role", "participant")
+        if role not in ("host", "participant"):
+            raise ValueError("role")
         joined, gone = data.get("joined_at_ms"), data.get("disconnected_at_ms")
         if not isinstance(joined, int) or not (gone is None or isinstance(gone, int)):
             raise ValueError("times")
@@ -119,6 +137,7 @@ class Member:
             display_name=data.get("display_name", ""),
             correlation_id=data["correlation_id"],
             joined_at_ms=joined,
+            role=role,
             muted=data.get("muted", False),
             host_muted=data.get("host_muted", False),
             connected=data.get("connected", False),
@@ -138,8 +157,18 @@ class Member:
 
 def next_host(members: Iterable[Member]) -> str | None:
     """The host after the current one left for good (see the module docstring)."""
-    ranked = sorted(members, key=lambda m: (not m.connected, m.joined_at_ms, m.participant_id))
+    ranked = sorted(
+        members,
+        key=lambda m: (not m.connected, m.role != "host", m.joined_at_ms, m.participant_id),
+    )
     return ranked[0].participant_id if ranked else None
+
+
+def host_after_join(host: Member | None, joiner: Member) -> str:
+    """The host once `joiner` joined a meeting whose host is `host` (None: no host yet)."""
+    if host is None or (joiner.role == "host" and host.role != "host"):
+        return joiner.participant_id
+    return host.participant_id
 
 
 def seat_to_reclaim(members: Iterable[Member], user_id: str, host_id: str | None) -> Member | None:
@@ -189,11 +218,12 @@ class Roster:
     def seat_to_reclaim(self, user_id: str) -> Member | None:
         return seat_to_reclaim(self.members.values(), user_id, self.host_id)
 
-    def add(self, member: Member) -> None:
-        """Add a member; the first one (no host yet) becomes host."""
+    def add(self, member: Member) -> bool:
+        """Add a member; True when it became host (`host_after_join`)."""
+        host = self.members.get(self.host_id) if self.host_id is not None else None
         self.members[member.participant_id] = member
-        if self.host_id is None:
-            self.host_id = member.participant_id
+        self.host_id = host_after_join(host, member)
+        return self.host_id == member.participant_id
 
     def remove(self, participant_id: str) -> bool:
         """Remove a member for good; True when the host changed (see `next_host`)."""

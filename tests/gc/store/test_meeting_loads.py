@@ -15,10 +15,12 @@ import pytest
 from alembic import command
 from sqlalchemy import Connection, inspect, text
 
+from darktower.auth.api_keys import ApiKeyRing
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import generate_key_files, load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.common.limits import MAX_MEETING_LOADS
+from darktower.gc.access import GcAccess
 from darktower.gc.domain import Health, Heartbeat
 from darktower.gc.errors import InvalidArgument
 from darktower.gc.grpc_services import add_gc_services
@@ -347,7 +349,13 @@ async def api(two_mcs: GcStore, keys: Path) -> AsyncIterator[httpx.AsyncClient]:
     async def ready() -> tuple[bool, str]:
         return True, ""
 
-    app = create_app(store, placement, region=REGION, is_ready=ready)
+    app = create_app(
+        store,
+        placement,
+        region=REGION,
+        is_ready=ready,
+        access=GcAccess(ApiKeyRing(), allow_guests=True),
+    )
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://gc.test") as client:

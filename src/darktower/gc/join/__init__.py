@@ -21,6 +21,7 @@ from darktower.gc.join.joiner import (
     DEFAULT_DISPLAY_NAME,
     USER_ID_PATTERN,
     Joiner,
+    Role,
     new_user_id,
     validate_joiner,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "MhInfo",
     "PlacementEvent",
     "PlacementService",
+    "Role",
     "new_user_id",
     "signaling_url",
     "validate_joiner",

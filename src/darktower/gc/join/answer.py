@@ -48,6 +48,7 @@ class JoinTokenIssuer:
             user_id=joiner.user_id,
             display_name=joiner.display_name,
             issuer=self.issuer,
+            role=joiner.role,
             ttl_seconds=self.ttl_seconds,
         )
 

@@ -1,46 +1,44 @@
-"""Who joins: the joiner a request names, checked for form only (SPEC §4).
+"""Who joins: the joiner a request names or an access token grants (SPEC §4).
 
-The GC authenticates no end user: the join token only binds the user id and display name it
-was given to one meeting for a short while. `validate_joiner` fills in the defaults and refuses
-what could not be shown safely.
+The GC authenticates end users through access tokens (`darktower.auth.access_tokens`): the
+token's `sub`, `name` and `role` make the joiner. A guest (only with `GC_ALLOW_GUESTS=true`)
+has a random id, the name it gave and the participant role. Either way the id and the name are
+checked by the shared rules (`darktower.common.names`), which refuse what could not be shown
+safely; the join token the GC mints carries the result to the MC.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
-import unicodedata
 from dataclasses import dataclass
+from typing import Literal
 
-from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
+from darktower.common.errors import invalid_field_as
+from darktower.common.names import USER_ID_PATTERN, normalize_display_name, validate_user_id
 from darktower.gc.errors import InvalidArgument
 
 __all__ = [
     "DEFAULT_DISPLAY_NAME",
     "USER_ID_PATTERN",
     "Joiner",
+    "Role",
     "new_user_id",
     "validate_joiner",
 ]
 
 DEFAULT_DISPLAY_NAME = "Guest"
-# ASCII letters, digits and `.`, `_`, `-`, `@` (e-mail-like ids): safe in logs, URLs and
-# JSON without escaping, and nothing that could pose as another user's id through Unicode.
-USER_ID_PATTERN = r"^[A-Za-z0-9._@-]{1,64}$"
-_USER_ID = re.compile(USER_ID_PATTERN)
-# Unicode categories refused in display names: control characters, surrogates, line and
-# paragraph separators; and the bidirectional overrides and isolates, which would let a name
-# reorder the text shown after it on other participants' screens.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+Role = Literal["host", "participant"]
 
 
 @dataclass(frozen=True, slots=True)
 class Joiner:
-    """Who joins: a user id (stable across reconnects) and the name others see."""
+    """Who joins: a user id (stable across reconnects), the name others see, and the role
+    granted (`host` only from an access token)."""
 
     user_id: str
     display_name: str
+    role: Role = "participant"
 
 
 def new_user_id() -> str:
@@ -48,31 +46,24 @@ def new_user_id() -> str:
     return "u-" + secrets.token_hex(8)
 
 
-def validate_joiner(user_id: str | None, display_name: str | None) -> Joiner:
-    """The joiner a request names, defaults filled in; `InvalidArgument` naming the field.
+def validate_joiner(
+    user_id: str | None,
+    display_name: str | None,
+    *,
+    role: Role = "participant",
+    name_field: str = "display_name",
+) -> Joiner:
+    """The joiner, defaults filled in; `InvalidArgument` naming the field.
 
-    `user_id`: absent → `new_user_id()`; else 1 to 64 of `USER_ID_PATTERN`'s characters.
-    `display_name`: absent → "Guest"; else trimmed of surrounding white space, then 1 to 100
-    characters, none of them a control character, a surrogate, a line or paragraph separator
-    or a bidirectional control.
+    `user_id`: absent → `new_user_id()`; else the shared user id rule. `display_name`: absent →
+    "Guest"; else the shared display name rule (NFC, trimmed, 1 to 100 characters, no control,
+    format or invisible characters), refused as `name_field`.
     """
-    if user_id is None:
-        user_id = new_user_id()
-    elif not _USER_ID.fullmatch(user_id):
-        raise InvalidArgument("user_id", "must be 1 to 64 of A-Z a-z 0-9 . _ - @")
-    if display_name is None:
-        display_name = DEFAULT_DISPLAY_NAME
-    else:
-        display_name = display_name.strip()
-        if not display_name:
-            raise InvalidArgument("display_name", "must not be empty")
-        if len(display_name) > MAX_DISPLAY_NAME_CHARS:
-            raise InvalidArgument(
-                "display_name", f"must be at most {MAX_DISPLAY_NAME_CHARS} characters"
-            )
-        if any(
-            unicodedata.category(ch) in _REFUSED_CATEGORIES or ch in _BIDI_CONTROLS
-            for ch in display_name
-        ):
-            raise InvalidArgument("display_name", "must not contain control characters")
-    return Joiner(user_id=user_id, display_name=display_name)
+    with invalid_field_as(InvalidArgument):
+        uid = new_user_id() if user_id is None else validate_user_id(user_id)
+        name = (
+            DEFAULT_DISPLAY_NAME
+            if display_name is None
+            else normalize_display_name(display_name, name_field)
+        )
+    return Joiner(user_id=uid, display_name=name, role=role)

@@ -97,13 +97,21 @@ class PlacementService:
         self.recent: deque[PlacementEvent] = deque(maxlen=200)
 
     async def join(
-        self, meeting_id: str, *, user_id: str | None = None, display_name: str | None = None
+        self,
+        meeting_id: str,
+        *,
+        user_id: str | None = None,
+        display_name: str | None = None,
+        joiner: Joiner | None = None,
     ) -> JoinResult:
         """Where the meeting is (placed now if needed), with a fresh join token for the
-        joiner (`validate_joiner`). InvalidArgument for a bad meeting id, user id or name."""
+        joiner: `joiner` as the caller checked it (an access token's grant), else the one
+        `user_id` and `display_name` name (`validate_joiner`). InvalidArgument for a bad
+        meeting id, user id or name."""
         with invalid_field_as(InvalidArgument):
             validate_id(meeting_id, "meeting_id")
-        joiner = validate_joiner(user_id, display_name)
+        if joiner is None:
+            joiner = validate_joiner(user_id, display_name)
         move: Move | None = None
         for _ in range(MAX_ROUNDS):
             placement = await self._store.live_placement(meeting_id, self._region)

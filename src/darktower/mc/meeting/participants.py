@@ -200,11 +200,13 @@ class Participants:
             participant_id=participant_id,
             user_id=claims.user_id,
             display_name=claims.display_name,
+            role=claims.role,
             correlation_id=str(uuid7()),
             joined_at_ms=now_ms(),
         )
         # In the roster before the write: the seat counts for admission from now on.
-        self.roster.add(member)
+        previous_host = self.roster.host_id
+        became_host = self.roster.add(member)
         self._on_count()
         mapping = {participant_field(participant_id): member.to_json()}
         if self.roster.host_id == participant_id:
@@ -213,16 +215,22 @@ class Participants:
             written = await self._sync.write(mapping)
         except FencingError:
             self.roster.remove(participant_id)
+            self.roster.host_id = previous_host
             self._on_count()
             raise
         if not written:
             self.roster.remove(participant_id)
+            self.roster.host_id = previous_host
             self._on_count()
             return STORE_DOWN
         self._admit_connection(
             tokens.join_answer(member, self.roster, reconnected=False), connection
         )
-        joined = ParticipantJoined(participant=member.public())
+        # A host-role joiner that took the host over says so (`host_id`); see `host_after_join`.
+        took_over = became_host and previous_host is not None
+        joined = ParticipantJoined(
+            participant=member.public(), host_id=participant_id if took_over else None
+        )
         self.connections.broadcast(joined, exclude=participant_id)
         return None
 

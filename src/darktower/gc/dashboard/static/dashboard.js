@@ -21,11 +21,17 @@
 // * `#last-refresh` carries the time of the last good refresh, `#error-banner` is shown while
 //   the GC does not answer, and `body[data-refreshes]` counts good refreshes.
 //
+// * `/#token=ACCESS_TOKEN`: the reads send that token (`Authorization: Bearer`; it needs the
+//   admin grant, `darktower access-token --admin`) unless the GC allows guests; the fragment
+//   never reaches a server and is removed from the address bar at once.
+//
 // Every string from the API reaches the page through `textContent`, never as markup.
 "use strict";
 
 (function () {
   const REFRESH_MS = 1500;
+  const accessToken = new URLSearchParams(window.location.hash.slice(1)).get("token");
+  if (accessToken) history.replaceState(null, "", window.location.pathname);
   const FETCH_TIMEOUT_MS = 4000;
   const MAX_PLACEMENTS = 100;
   const MAX_MEETINGS = 100;
@@ -494,11 +500,9 @@
 
   // `optional`: a 404 answers null (an API without that endpoint), not an error.
   async function fetchJson(path, signal, wantList = true, optional = false) {
-    const response = await fetch(path, {
-      signal,
-      cache: "no-store",
-      headers: { Accept: "application/json" },
-    });
+    const headers = { Accept: "application/json" };
+    if (accessToken) headers.Authorization = "Bearer " + accessToken;
+    const response = await fetch(path, { signal, cache: "no-store", headers });
     if (optional && response.status === 404) return null;
     if (!response.ok) throw new Error(path + " answered HTTP " + response.status);
     const body = await response.json();

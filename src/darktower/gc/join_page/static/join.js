@@ -10,6 +10,11 @@
 //   at once, exactly as a click on Join would (same checks: a bad meeting id or an empty name
 //   is an error on the page and nothing is sent); without it the page waits for the click.
 //
+// * `/join?meeting=ID#token=ACCESS_TOKEN`: the page joins with that access token (sent as
+//   `Authorization: Bearer`; the fragment never reaches a server and is removed from the
+//   address bar at once). Without one the page joins as a guest, which a GC allows only with
+//   GC_ALLOW_GUESTS=true (`darktower dev` does); otherwise the GC's 401 is shown.
+//
 // A dropped socket is reconnected with a fresh join answer for the same user id plus the
 // session's correlation id and binding token (same participant); when the MC refuses those,
 // or the meeting moved to another MC, the page joins afresh. Every string from the GC or the
@@ -31,6 +36,7 @@
     meetingId: "",
     displayName: "",
     userId: null,
+    accessToken: null,
     socket: null,
     participantId: null,
     correlationId: null,
@@ -140,13 +146,15 @@
   async function askGc() {
     const body = { display_name: state.displayName };
     if (state.userId) body.user_id = state.userId;
+    const headers = { "Content-Type": "application/json", Accept: "application/json" };
+    if (state.accessToken) headers.Authorization = "Bearer " + state.accessToken;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
     let response;
     try {
       response = await fetch("v1/meetings/" + encodeURIComponent(state.meetingId) + "/join", {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        headers: headers,
         body: JSON.stringify(body),
         cache: "no-store",
         signal: controller.signal,
@@ -246,7 +254,10 @@
         break;
       case "participant_joined":
       case "participant_updated":
+        // A host-role joiner that took the host over says so on its participant_joined.
+        if (m.host_id) state.hostId = String(m.host_id);
         upsert(m.participant);
+        if (m.host_id) rerenderAll();
         break;
       case "participant_left":
         onLeft(m);
@@ -419,6 +430,11 @@
     // Join refuse one that is too long instead.
     if (meeting) $("meeting").value = meeting;
     if (name) $("name").value = name;
+    const fragment = new URLSearchParams(window.location.hash.slice(1));
+    if (fragment.get("token")) {
+      state.accessToken = fragment.get("token");
+      history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
     return params.get("autojoin") === "1";
   }
 
