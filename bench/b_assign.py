@@ -88,13 +88,15 @@ def assign_request(meeting_id: str) -> pb.AssignMeetingWithMhRequest:
     )
 
 
-def gc_tokens(ctx: BenchContext) -> ServiceTokenProvider:
+def gc_tokens(ctx: BenchContext, mc_id: str) -> ServiceTokenProvider:
+    """The GC's tokens for MC `mc_id` (its `aud`)."""
     service_type, scope = SERVICE_PROFILES["gc"]
     return ServiceTokenProvider(
         load_private_key(ctx.keys / "gc.key"),
         service_type=service_type,
         scope=scope,
         issuer="gc-bench",
+        audience=mc_id,
     )
 
 
@@ -149,7 +151,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
         )
         bare = ctx.host("assign-bare", "bench.b_assign:bare_service")
         async with hosts(mc, bare):
-            metadata = gc_tokens(ctx).metadata()
+            metadata = gc_tokens(ctx, "mc-bench").metadata()
             clients = {
                 "mc": AssignClient(mc.info["grpc_port"], metadata),
                 "bare": AssignClient(bare.info["grpc_port"], metadata),

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.context import REGION, BenchContext
 from bench.hosting import hosts
@@ -23,7 +24,7 @@ from bench.profiling import Profile, cpu_window
 from bench.results import BenchResult, Metric
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import load_private_key
-from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -54,13 +55,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
     result.parameters.update({"mcs": sizes, "seconds": seconds, "interval_s": 1.0, "channels": 1})
     gc = ctx.host("heartbeat-gc", "bench.services:gc_service", {"fast_ms": 1000})
     async with hosts(gc):
-        service_type, scope = SERVICE_PROFILES["mc"]
-        tokens = ServiceTokenProvider(
-            load_private_key(ctx.keys / "mc.key"),
-            service_type=service_type,
-            scope=scope,
-            issuer="bench-mcsim",
-        )
+        tokens = _SimTokens(load_private_key(ctx.keys / "mc.key"))
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{gc.info['grpc_port']}")
         stub = pb_grpc.GlobalControllerServiceStub(channel)
         try:
@@ -119,8 +114,30 @@ def _add_window(result: BenchResult, n: int, window: _Window) -> None:
         )
 
 
+class _SimTokens:
+    """A token per simulated MC `sim-<i>`, from the shared legacy mc.key (the bench GC opts in
+    to unbound keys): each acts as itself (`sub`), as the GC's identity binding requires."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self._providers: dict[int, ServiceTokenProvider] = {}
+
+    def metadata(self, i: int) -> tuple[tuple[str, str], ...]:
+        provider = self._providers.get(i)
+        if provider is None:
+            service_type, scope = SERVICE_PROFILES["mc"]
+            provider = self._providers[i] = ServiceTokenProvider(
+                self._key,
+                service_type=service_type,
+                scope=scope,
+                issuer=f"sim-{i}",
+                audience=GC_AUDIENCE,
+            )
+        return provider.metadata()
+
+
 async def _register(
-    stub: pb_grpc.GlobalControllerServiceAsyncStub, tokens: ServiceTokenProvider, n: int
+    stub: pb_grpc.GlobalControllerServiceAsyncStub, tokens: _SimTokens, n: int
 ) -> int:
     """Register sim-0 .. sim-(n-1), 8 at a time; a call that times out or finds the GC
     unavailable is retried (up to 5 times, as an MC retries); returns the retries."""
@@ -138,7 +155,7 @@ async def _register(
         )
         for attempt in range(REGISTER_ATTEMPTS):
             try:
-                answer = await stub.RegisterMC(request, metadata=tokens.metadata(), timeout=10)
+                answer = await stub.RegisterMC(request, metadata=tokens.metadata(i), timeout=10)
             except grpc.aio.AioRpcError as exc:
                 retryable = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
                 if exc.code() not in retryable or attempt == REGISTER_ATTEMPTS - 1:
@@ -174,7 +191,7 @@ class _Window:
 
 async def _beat_for(
     stub: pb_grpc.GlobalControllerServiceAsyncStub,
-    tokens: ServiceTokenProvider,
+    tokens: _SimTokens,
     n: int,
     seconds: int,
     gc_pid: int,
@@ -195,7 +212,7 @@ async def _beat_for(
             window.lateness.append((loop.time() - due) * 1000)
             sent = time.perf_counter()
             try:
-                await stub.FastHeartbeat(request, metadata=tokens.metadata(), timeout=2)
+                await stub.FastHeartbeat(request, metadata=tokens.metadata(i), timeout=2)
             except grpc.aio.AioRpcError:
                 window.errors += 1
                 continue

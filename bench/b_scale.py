@@ -55,7 +55,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
             },
         )
         async with hosts(mc):
-            client = AssignClient(mc.info["grpc_port"], gc_tokens(ctx).metadata())
+            client = AssignClient(mc.info["grpc_port"], gc_tokens(ctx, "mc-scale").metadata())
             try:
                 empty = await _rss(mc.pid)
                 result.add(Metric("RSS empty MC", empty / 2**20, "MiB"))

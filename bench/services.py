@@ -82,6 +82,8 @@ async def mc_service(params: Mapping[str, Any]) -> Service:
         gc_endpoint=params.get("gc_endpoint", ""),
         service_key_file=keys / "mc.key",
         trusted_gc_key_files=[keys / "gc.pub"],
+        # The bench shares the legacy trio between its simulated instances: by opt-in.
+        allow_unbound_keys=True,
         max_meetings=params.get("max_meetings", 1000),
         max_participants=params.get("max_participants", 10_000_000),
         meeting_touch_seconds=params.get("meeting_touch_seconds", 5.0),
@@ -124,6 +126,9 @@ async def gc_service(params: Mapping[str, Any]) -> Service:
         service_key_file=keys / "gc.key",
         trusted_mc_key_files=[keys / "mc.pub"],
         trusted_mh_key_files=[keys / "mh.pub"],
+        # One shared mc.key / mh.key for every simulated MC and MH: by opt-in. Each still acts
+        # only as itself (its tokens' `sub`), so identity binding is measured too.
+        allow_unbound_keys=True,
         staleness_seconds=params.get("staleness_s", 30.0),
         sweep_interval_seconds=params.get("sweep_s", 5.0),
         fast_heartbeat_ms=params.get("fast_ms", 10_000),
@@ -155,16 +160,18 @@ async def mh_service(params: Mapping[str, Any]) -> Service:
     """Simulated MHs (params gc_endpoint, count), registered and reporting, in one process."""
     from darktower.auth.client import ServiceTokenProvider
     from darktower.auth.keys import load_private_key
-    from darktower.auth.tokens import SERVICE_PROFILES
+    from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
     from darktower.mhsim.simulator import MhConfig, MhSimulator
 
     service_type, scope = SERVICE_PROFILES["mh"]
-    tokens = ServiceTokenProvider(
-        load_private_key(Path(params["keys"]) / "mh.key"),
-        service_type=service_type,
-        scope=scope,
-        issuer="bench-mh",
-    )
+    key = load_private_key(Path(params["keys"]) / "mh.key")
+
+    def tokens(handler_id: str) -> ServiceTokenProvider:
+        # Each MH acts as itself (`sub`) at the GC (the fleet audience).
+        return ServiceTokenProvider(
+            key, service_type=service_type, scope=scope, issuer=handler_id, audience=GC_AUDIENCE
+        )
+
     simulators = [
         MhSimulator(
             params["gc_endpoint"],
@@ -175,7 +182,7 @@ async def mh_service(params: Mapping[str, Any]) -> Service:
                 webtransport_endpoint=f"https://mh-{i + 1}.bench.invalid:4433",
                 grpc_endpoint=f"http://mh-{i + 1}.bench.invalid:50053",
             ),
-            tokens,
+            tokens(f"mh-{i + 1}"),
         )
         for i in range(int(params["count"]))
     ]

@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from darktower.auth.fleet_keys import FleetKeys, generate_fleet_keys
 from darktower.embedded.redis import free_port
 from darktower.gc.store import create_engine, sqlite_url
 
@@ -47,6 +48,8 @@ __all__ = [
     "REGION",
     "STALENESS_S",
     "SWEEP_S",
+    "USUAL_MCS",
+    "USUAL_MHS",
     "Fleet",
     "GcProc",
     "McProc",
@@ -84,18 +87,22 @@ FAST_MC_ENV = {
     # Shared by every MC of a fleet, so a client session survives a failover; tests only.
     "MC_BINDING_TOKEN_SECRET": "e2e-binding-secret-0123456789abcdef",
 }
+# Ids whose keys every GC of a fleet trusts without `Fleet.add_keys`.
+USUAL_MCS = ("mc-1", "mc-2", "mc-3")
+USUAL_MHS = ("mh-1", "mh-2")
 # Two CPUs and several interpreters importing at once: starting is the slow part.
 START_TIMEOUT_S = 40.0
 HTTP_TIMEOUT_S = 30.0
 KILL_WAIT_S = 10.0
 
-# Several simulated MHs in one process: argv = key file, GC endpoint, region, id=zone...
+# Several simulated MHs in one process: argv = key directory (<id>.key each), GC endpoint,
+# region, id=zone...
 _MH_GROUP_SCRIPT = """
 import asyncio, logging, sys
 from pathlib import Path
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import load_private_key
-from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
 from darktower.common.backoff import RegistrationBackoff
 from darktower.mhsim.simulator import MhConfig, MhSimulator
 
@@ -105,7 +112,11 @@ async def main(key, gc, region, specs):
     for spec in specs:
         handler_id, zone = spec.split("=")
         tokens = ServiceTokenProvider(
-            load_private_key(Path(key)), service_type=service_type, scope=scope, issuer=handler_id
+            load_private_key(Path(key) / f"{handler_id}.key"),
+            service_type=service_type,
+            scope=scope,
+            issuer=handler_id,
+            audience=GC_AUDIENCE,
         )
         config = MhConfig(
             handler_id=handler_id,
@@ -345,6 +356,26 @@ class Fleet:
     procs: list[Proc] = field(default_factory=list)
     mcs: dict[str, McProc] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # One key per instance, bound to its id (`<tmp_path>/keys/<service>/<id>.key`); the GCs
+        # trust the `mc` and `mh` directories, the MCs the `gc` one. `key_dir` keeps the legacy
+        # trio for tests that need an unbound key.
+        self.keys = FleetKeys(self.tmp_path / "keys")
+        self._gc_started = False
+
+    def add_keys(self, *, mcs: Iterable[str] = (), mhs: Iterable[str] = ()) -> None:
+        """Generate the keys of MCs and MHs started after a GC: call it before the GC starts,
+        which reads the trusted directories once."""
+        generate_fleet_keys(self.keys.root, gcs=(), mcs=mcs, mhs=mhs)
+
+    def _key(self, service: str, instance_id: str) -> Path:
+        if not self.keys.key(service, instance_id).exists() and self._gc_started:
+            raise AssertionError(
+                f"{instance_id} has no key and a GC already started: call "
+                f"fleet.add_keys({service}s=[{instance_id!r}]) before start_gc"
+            )
+        return self.keys.add(service, instance_id)
+
     def _popen(
         self, name: str, argv: Sequence[str], env: Mapping[str, str]
     ) -> tuple[subprocess.Popen[bytes], Path]:
@@ -380,11 +411,14 @@ class Fleet:
             "GC_GRPC_BIND": f"127.0.0.1:{grpc_port}",
             "GC_HTTP_BIND": f"127.0.0.1:{http_port}",
             "GC_DATABASE_URL": database_url,
-            "GC_SERVICE_KEY_FILE": str(self.key_dir / "gc.key"),
-            "GC_TRUSTED_MC_KEY_FILES": str(self.key_dir / "mc.pub"),
-            "GC_TRUSTED_MH_KEY_FILES": str(self.key_dir / "mh.pub"),
+            "GC_SERVICE_KEY_FILE": str(self.keys.add("gc", gc_id)),
+            "GC_TRUSTED_MC_KEY_FILES": str(self.keys.trusted("mc")),
+            "GC_TRUSTED_MH_KEY_FILES": str(self.keys.trusted("mh")),
             **env,
         }
+        # The usual ids need no `add_keys` (and no trusted directory is ever empty).
+        self.add_keys(mcs=USUAL_MCS, mhs=USUAL_MHS)
+        self._gc_started = True
         gc = GcProc(
             gc_id,
             *self._popen(gc_id, darktower_command("gc"), values),
@@ -411,8 +445,8 @@ class Fleet:
             "MC_CLIENT_BIND": f"127.0.0.1:{free_port()}",
             "MC_REDIS_URL": self.redis_url,
             "MC_GC_ENDPOINT": gc.grpc_endpoint,
-            "MC_SERVICE_KEY_FILE": str(self.key_dir / "mc.key"),
-            "MC_TRUSTED_GC_KEY_FILES": str(self.key_dir / "gc.pub"),
+            "MC_SERVICE_KEY_FILE": str(self._key("mc", mc_id)),
+            "MC_TRUSTED_GC_KEY_FILES": str(self.keys.trusted("gc")),
         }
         values.update({f"MC_{k.upper()}": v for k, v in settings.items()})
         mc = McProc(
@@ -431,11 +465,13 @@ class Fleet:
     def start_mh_group(self, gc: GcProc, zones: Mapping[str, str]) -> Proc:
         """One light process running a simulated MH per `id -> zone` of `zones`."""
         specs = [f"{mh_id}={zone}" for mh_id, zone in zones.items()]
+        for mh_id in zones:
+            self._key("mh", mh_id)
         argv = [
             sys.executable,
             "-c",
             _MH_GROUP_SCRIPT,
-            str(self.key_dir / "mh.key"),
+            str(self.keys.trusted("mh")),
             gc.grpc_endpoint,
             REGION,
             *specs,
@@ -447,7 +483,7 @@ class Fleet:
         argv = darktower_command(
             "mh-sim",
             "--key",
-            str(self.key_dir / "mh.key"),
+            str(self._key("mh", mh_id)),
             "--gc",
             gc.grpc_endpoint,
             "--id",
@@ -470,6 +506,7 @@ class Fleet:
     ) -> GcProc:
         """A GC, the MCs `mcs` (id -> MC settings) and MHs `mhs` (id -> zone), all started at
         once; returns when the GC is ready, every MC healthy and every MH reporting."""
+        self.add_keys(mcs=mcs, mhs=mhs)
         gc = self.start_gc(database_url, wait=False)
         for mc_id, settings in mcs.items():
             self.start_mc(gc, mc_id, **settings)

@@ -103,6 +103,7 @@ def standard_fleet(
         fresh_database(tmp) as database_url,
         Fleet(tmp_path=tmp, key_dir=e2e_keys, redis_url=redis_url) as fleet,
     ):
+        fleet.add_keys(mcs=TWO_MCS, mhs=[*GROUP_MHS, CLI_MH])
         gc = fleet.start_gc(database_url, wait=False)
         for mc_id in TWO_MCS:
             fleet.start_mc(gc, mc_id)
@@ -345,6 +346,7 @@ async def test_two_gcs_on_one_database_agree_on_one_mc(
         pytest.skip("two GC processes need a shared PostgreSQL: set DARKTOWER_TEST_DATABASE_URL")
 
     def start() -> tuple[GcProc, GcProc]:
+        fleet.add_keys(mcs=TWO_MCS, mhs=TWO_ZONES)
         first = fleet.start_gc(database_url, gc_id="gc-1", wait=False)
         second = fleet.start_gc(database_url, gc_id="gc-2", wait=False)
         for mc_id in TWO_MCS:  # MCs and MHs know gc-1 only; gc-2 sees them through SQL

@@ -37,6 +37,7 @@ import redis
 import redis.asyncio as aioredis
 
 from darktower.auth.client import ServiceTokenProvider
+from darktower.auth.fleet_keys import FleetKeys
 from darktower.auth.keys import load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.embedded.redis import free_port
@@ -48,6 +49,8 @@ from tests.e2e.fleet import (
     FAST_MC_ENV,
     HTTP_TIMEOUT_S,
     START_TIMEOUT_S,
+    USUAL_MCS,
+    USUAL_MHS,
     Fleet,
     GcProc,
     McProc,
@@ -183,11 +186,13 @@ class FaultFleet(Fleet):
             "GC_GRPC_BIND": f"127.0.0.1:{grpc_port}",
             "GC_HTTP_BIND": f"127.0.0.1:{http_port}",
             "GC_DATABASE_URL": database_url,
-            "GC_SERVICE_KEY_FILE": str(self.key_dir / "gc.key"),
-            "GC_TRUSTED_MC_KEY_FILES": str(self.key_dir / "mc.pub"),
-            "GC_TRUSTED_MH_KEY_FILES": str(self.key_dir / "mh.pub"),
+            "GC_SERVICE_KEY_FILE": str(self.keys.add("gc", gc_id)),
+            "GC_TRUSTED_MC_KEY_FILES": str(self.keys.trusted("mc")),
+            "GC_TRUSTED_MH_KEY_FILES": str(self.keys.trusted("mh")),
             "GC_ALLOW_GUESTS": "true",  # the fault scenarios join as guests
         }
+        self.add_keys(mcs=USUAL_MCS, mhs=USUAL_MHS)  # as `Fleet.start_gc`
+        self._gc_started = True
         name = f"{gc_id}-{sum(p.name.startswith(gc_id) for p in self.procs)}"
         gc = GcProc(
             name,
@@ -245,8 +250,8 @@ class FaultFleet(Fleet):
             "MC_HEALTH_BIND": f"127.0.0.1:{mc.health_port}",
             "MC_REDIS_URL": mc.redis_url,
             "MC_GC_ENDPOINT": mc.gc_link.url,
-            "MC_SERVICE_KEY_FILE": str(self.key_dir / "mc.key"),
-            "MC_TRUSTED_GC_KEY_FILES": str(self.key_dir / "gc.pub"),
+            "MC_SERVICE_KEY_FILE": str(self._key("mc", mc.mc_id)),
+            "MC_TRUSTED_GC_KEY_FILES": str(self.keys.trusted("gc")),
         }
         if mc.inbound is not None:
             values["MC_GRPC_ADVERTISE"] = mc.inbound.url
@@ -300,6 +305,7 @@ class FaultFleet(Fleet):
         """A GC, the MCs `mcs` and the MHs `mhs`, all started at once. Returns when the GC is
         ready, every MH reporting, every MC not held healthy at the GC and every held MC's
         health server answering (so a later `release` measures registration, not imports)."""
+        self.add_keys(mcs=mcs, mhs=mhs)
         gc = self.start_gc_at(database_url, wait=False)
         started = {
             mc_id: self.start_fault_mc(
@@ -459,13 +465,17 @@ def join_until(
 
 
 def assign_direct(
-    key_dir: Path, mc: FaultMc, meeting_id: str, *, timeout: float = 10.0
+    keys: FleetKeys, mc: FaultMc, meeting_id: str, *, timeout: float = 10.0
 ) -> tuple[bool, str]:
-    """AssignMeetingWithMh straight to the MC (not through the GC), signed with the GC key:
-    (accepted, rejection reason name)."""
+    """AssignMeetingWithMh straight to the MC (not through the GC), signed with gc-1's key and
+    for that MC: (accepted, rejection reason name)."""
     service_type, scope = SERVICE_PROFILES["gc"]
     tokens = ServiceTokenProvider(
-        load_private_key(key_dir / "gc.key"), service_type=service_type, scope=scope, issuer="gc-1"
+        load_private_key(keys.key("gc", "gc-1")),
+        service_type=service_type,
+        scope=scope,
+        issuer="gc-1",
+        audience=mc.mc_id,
     )
     request = pb.AssignMeetingWithMhRequest(
         meeting_id=meeting_id,

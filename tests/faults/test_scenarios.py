@@ -564,7 +564,7 @@ def test_6_while_redis_is_down_mcs_refuse_and_keep_their_meetings_then_recover_s
     recovery.measure("redis_down_to_unhealthy_at_gc", time.monotonic() - down_at)
 
     refused = gc.join("outage-new")
-    direct = assign_direct(fault_fleet.key_dir, mcs["mc-a"], "outage-direct")
+    direct = assign_direct(fault_fleet.keys, mcs["mc-a"], "outage-direct")
     time.sleep(4 * TOUCH_S)  # touches fail against the dead Redis: meetings must stay
     kept = {mc_id: active(mc) for mc_id, mc in mcs.items()}
     lost = {mc_id: fenced_out(mc) for mc_id, mc in mcs.items()}

@@ -221,7 +221,8 @@ class Fleet:
                 "GC_DATABASE_URL": self.db_url or f"sqlite+aiosqlite:///{self.logs / 'gc.db'}",
                 "GC_SERVICE_KEY_FILE": str(keys.key("gc", "gc-1")),
                 "GC_TRUSTED_MC_KEY_FILES": str(keys.trusted("mc")),
-                "GC_TRUSTED_MH_KEY_FILES": str(keys.trusted("mh")),
+                # No directory without MHs: trusting an empty one is refused.
+                "GC_TRUSTED_MH_KEY_FILES": str(keys.trusted("mh")) if self.mhs else "",
                 "GC_FAST_HEARTBEAT_MS": "2000",
                 "GC_COMPREHENSIVE_HEARTBEAT_MS": "4000",
                 "GC_MH_LOAD_REPORT_MS": "2000",
