@@ -32,8 +32,10 @@ from darktower.gc.grpc_services import add_gc_services, auth_interceptor
 from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.http import create_app
 from darktower.gc.join import JoinTokenIssuer, PlacementService
+from darktower.gc.jwks_route import mount_jwks
 from darktower.gc.mc_client import McClient
 from darktower.gc.metrics import TASK_CRASHES, TASKS
+from darktower.gc.service_keys import GcServiceKeys
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
@@ -95,7 +97,10 @@ class GcApp:
         self.tls = _tls(settings)
         self._mc_keys = load_trusted_keys(settings.trusted_mc_key_files)
         self._mh_keys = load_trusted_keys(settings.trusted_mh_key_files)
-        private_key = _signing_key(settings).private_key
+        # The keys SIGHUP reloads (README "Key rotation"): every token is signed with the
+        # current one, and the JWKS publishes it (and a replaced one for a while).
+        self.keys = GcServiceKeys(settings, signing=_signing_key(settings))
+        private_key = self.keys.signing.signing_key
 
         def tokens_for(mc_id: str) -> ServiceTokenProvider:
             # `sub` = GC_ID (what a bound GC key vouches for), `aud` = the one MC called.
@@ -121,6 +126,7 @@ class GcApp:
         self.access = GcAccess(api_keys, allow_guests=settings.allow_guests)
         self.reloads = ReloadHooks()
         self.reloads.add(api_keys.reload)
+        self.reloads.add(self.keys.reload)
         self.store: GcStore | None = None
         self.heartbeats: HeartbeatBatcher | None = None
         self.grpc_server: grpc.aio.Server | None = None
@@ -175,16 +181,15 @@ class GcApp:
                 max_pending=s.heartbeat_flush_max_pending,
             )
             await self.heartbeats.start(self.tasks)
+        interceptor = auth_interceptor(
+            self._mc_keys,
+            self._mh_keys,
+            audience=(GC_AUDIENCE, s.id),
+            allow_unbound_keys=s.allow_unbound_keys,
+        )
+        self.keys.follow(interceptor.verifiers)
         self.grpc_server = service_grpc_server(
-            interceptors=[
-                auth_interceptor(
-                    self._mc_keys,
-                    self._mh_keys,
-                    audience=(GC_AUDIENCE, s.id),
-                    allow_unbound_keys=s.allow_unbound_keys,
-                )
-            ],
-            options=GRPC_LISTEN_OPTIONS,
+            interceptors=[interceptor], options=GRPC_LISTEN_OPTIONS
         )
         add_gc_services(
             self.grpc_server,
@@ -218,14 +223,16 @@ class GcApp:
             attempts=s.placement_attempts,
             claim_stale_s=s.claim_stale_seconds,
         )
+        app = create_app(
+            self.store,
+            self.placement,
+            region=s.region,
+            is_ready=self.ready,
+            access=self.access,
+        )
+        mount_jwks(app, self.keys.jwks_keys)
         self._http = HttpServer(
-            create_app(
-                self.store,
-                self.placement,
-                region=s.region,
-                is_ready=self.ready,
-                access=self.access,
-            ),
+            app,
             s.http_bind,
             what="GC HTTP",
             tasks=self.tasks,

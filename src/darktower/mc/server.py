@@ -23,8 +23,7 @@ from darktower.actors import ActorStopped
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.grpc_server import service_grpc_server
 from darktower.auth.interceptor import ServiceAuthInterceptor
-from darktower.auth.join_tokens import JoinTokenVerifier
-from darktower.auth.keys import ServiceKey, load_service_key, load_trusted_keys
+from darktower.auth.keys import ServiceKey, load_service_key
 from darktower.auth.tokens import GC_AUDIENCE, SCOPE_GC, SCOPE_MC, ServiceType, TokenVerifier
 from darktower.common.backoff import RegistrationBackoff
 from darktower.fencing import FencedStore, RedisFencedStore
@@ -40,9 +39,11 @@ from darktower.mc.join_once import RedisJoinTokenLedger
 from darktower.mc.limits import client_limits, meeting_limits
 from darktower.mc.metrics import READY, TASK_CRASHES, TASKS
 from darktower.mc.redis_monitor import RedisMonitor
+from darktower.mc.service_keys import McServiceKeys
 from darktower.mc.settings import McSettings
 from darktower.mc.signaling_server import SignalingServer
 from darktower.runtime.redis_connect import connect
+from darktower.runtime.reload import ReloadHooks
 from darktower.runtime.serving import (
     GRPC_LISTEN_OPTIONS,
     HttpServer,
@@ -120,21 +121,29 @@ def _signing_key(settings: McSettings) -> ServiceKey:
 class McApp:
     def __init__(self, settings: McSettings, *, store: FencedStore | None = None) -> None:
         """`store` replaces the Redis store built from the settings (fault-injection tests)."""
-        if not settings.trusted_gc_key_files:
-            raise StartupError("MC_TRUSTED_GC_KEY_FILES is empty: no GC could call this MC")
+        if not settings.trusted_gc_key_files and not settings.trusted_gc_jwks_url:
+            raise StartupError(
+                "MC_TRUSTED_GC_KEY_FILES and MC_TRUSTED_GC_JWKS_URL are empty: no GC could call "
+                "this MC"
+            )
         self.settings = settings
         self.tasks = TaskSupervisor(TASKS, crashes=TASK_CRASHES)
         self.tls = _tls(settings)
         secret = _binding_secret(settings)
-        gc_keys = load_trusted_keys(settings.trusted_gc_key_files)
+        # The GC keys trusted (files and/or the GC's JWKS) and the own key, reloaded on SIGHUP
+        # (README "Key rotation").
+        self.keys = McServiceKeys(settings, self.tls)
+        self.reloads = ReloadHooks()
+        self.reloads.add(self.keys.reload)
         verifier = TokenVerifier(
-            gc_keys,
+            self.keys.gc.keys,
             required_scope=SCOPE_MC,
             allowed_callers={ServiceType.GLOBAL_CONTROLLER},
             # Only tokens minted for this MC: one captured by (or minted for) another is refused.
             audience=settings.id,
             allow_unbound_keys=settings.allow_unbound_keys,
         )
+        self.keys.follow(verifier)
         redis_url = settings.redis_url.get_secret_value()
         self.redis = connect(redis_url, socket_timeout=2.0, connect_timeout=2.0)
         self.store: FencedStore = store or RedisFencedStore(
@@ -173,7 +182,7 @@ class McApp:
             self.signaling = SignalingServer(
                 settings.client_bind,
                 controller=self.controller,
-                verifier=JoinTokenVerifier([k.public_key for k in gc_keys]),
+                verifier=self.keys.join_verifier(),
                 ssl_context=self._client_ssl_context(),
                 limits=client_limits(settings),
                 spent_tokens=RedisJoinTokenLedger(self.redis),
@@ -184,7 +193,7 @@ class McApp:
                 raise StartupError("MC_SERVICE_KEY_FILE is needed to call the GC")
             service_type, scope = ServiceType.MEETING_CONTROLLER, SCOPE_GC
             tokens = ServiceTokenProvider(
-                _signing_key(settings).private_key,
+                self.keys.sign_with(_signing_key(settings)),
                 service_type=service_type,
                 scope=scope,
                 issuer=settings.id,
@@ -321,6 +330,8 @@ class McApp:
             task_name="health-http",
         )
         await self._http.start()
+        self.keys.start(self.tasks)
+        self.reloads.install()
 
     async def drain(self, deadline_seconds: float | None = None) -> None:
         """Stop admitting and tell the GC at once (DRAINING); let meetings end by themselves
@@ -349,6 +360,7 @@ class McApp:
         """Stop admitting, then stop everything within the deadline (drain seconds)."""
         budget = self.settings.drain_seconds if deadline_seconds is None else deadline_seconds
         deadline = time.monotonic() + budget
+        self.reloads.uninstall()
         if self.controller.running:
             self.controller.send(SetDraining())
         if self.signaling is not None:
