@@ -48,11 +48,14 @@ from darktower.auth.api_keys import (
     load_api_key_file,
     write_api_key_file,
 )
-from darktower.auth.keys import generate_key_files
+from darktower.auth.client import ServiceTokenProvider
+from darktower.auth.keys import generate_key_files, load_private_key
+from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
 from darktower.embedded.redis import free_port
 from darktower.gc.access import GcAccess
 from darktower.gc.http import create_app
 from darktower.gc.join import PlacementService
+from darktower.gc.jwks_route import mount_jwks
 from darktower.gc.server import GcApp
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore
@@ -65,7 +68,6 @@ from tests.faults.inprocess import (
     create_database,
     drop_database,
     make_mc,
-    token_provider,
 )
 
 JOIN_OPERATION = ("POST", "/v1/meetings/{meeting_id}/join")
@@ -103,7 +105,16 @@ CHECKS = [
 
 def _register_mh(gc_grpc_port: int, key_dir: Path) -> None:
     """One MH in the GC's region, registered and reporting HEALTHY (as the MH simulator would)."""
-    metadata = token_provider(key_dir, "mh").metadata()
+    # Since identity binding (issue 13) an MH token names the MH (`sub`) and the GC (`aud`).
+    service_type, scope = SERVICE_PROFILES["mh"]
+    metadata = ServiceTokenProvider(
+        load_private_key(key_dir / "mh.key"),
+        service_type=service_type,
+        scope=scope,
+        issuer="mh-fuzz",
+        subject="mh-fuzz",
+        audience=GC_AUDIENCE,
+    ).metadata()
     with grpc.insecure_channel(f"127.0.0.1:{gc_grpc_port}") as channel:
         stub = pb_grpc.MediaHandlerRegistryServiceStub(channel)
         stub.RegisterMH(
@@ -179,6 +190,7 @@ def start_gc(
                 mc_call_timeout_seconds=5,
                 api_key_files=[key_dir / "api-key.json"],
                 allow_guests=allow_guests,
+                allow_unbound_keys=True,  # the legacy key trio (`key_dir`)
             )
         )
         started.append((gc, database))
@@ -218,6 +230,7 @@ def fleet(
                 max_meetings=100_000,
                 max_participants=10_000_000,
                 drain_seconds=3,
+                allow_unbound_keys=True,
                 meeting_touch_seconds=60,
             )
         )
@@ -262,6 +275,7 @@ def _document() -> dict[str, Any]:
         is_ready=_never_ready,
         access=GcAccess(ApiKeyRing(), allow_guests=False),
     )
+    mount_jwks(app, list)  # as `GcApp` does: the route is in the document, the keys are not
     return app.openapi()
 
 

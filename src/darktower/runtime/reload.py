@@ -37,9 +37,16 @@ class ReloadHooks:
                 log.exception("a reload failed; the service keeps what it had")
 
     def install(self) -> None:
-        """Run the hooks on SIGHUP in the running loop (until `uninstall`)."""
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_signal_handler(signal.SIGHUP, self.run)
+        """Run the hooks on SIGHUP in the running loop (until `uninstall`). A loop that cannot
+        take signals (one outside the main thread: a service embedded in a test or a tool)
+        keeps running without reload, said once in the log; `run()` still works."""
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self.run)
+        except (ValueError, RuntimeError, NotImplementedError) as exc:
+            log.warning("no reload on SIGHUP in this event loop (%s)", exc)
+            return
+        self._loop = loop
 
     def uninstall(self) -> None:
         if self._loop is not None and not self._loop.is_closed():

@@ -1,0 +1,200 @@
+"""The access model on real processes (README "Access model", docs/applications.md): the
+README's key and token commands as typed, a GC with guests off that admits a token holder as
+host through a real MC, refuses the rest with nothing placed, reloads its API keys on SIGHUP,
+and accepts the token the docs' Python example mints."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+
+from darktower.auth.access_tokens import mint_access_token
+from darktower.auth.api_keys import generate_api_key, load_api_key_file, write_api_key_file
+from darktower.dev.state import FleetRecord, StateDir
+from tests.e2e.fleet import Fleet, GcProc, wait_until
+from tests.support.services import darktower_env
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOC = ROOT / "docs" / "applications.md"
+
+
+def bash_block(text: str, after: str) -> str:
+    """The first ```bash block after the heading or phrase `after` in `text`."""
+    match = re.search(r"```bash\n(.*?)```", text[text.index(after) :], re.DOTALL)
+    assert match, f"no bash block after {after!r}"
+    return match.group(1)
+
+
+def run_bash(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-ec", script],
+        env=darktower_env({}),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_readme_and_docs_commands_run_as_typed(tmp_path: Path) -> None:
+    """The README's block (key, host token, admin token) and the docs' shell lines, as typed."""
+    script = bash_block(README.read_text(), "\n## Access model\n")
+    shown = run_bash(script + 'printf "%s\\n%s\\n" "$TOKEN" "$ADMIN"\n', tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    key_file = tmp_path / "keys" / "api-key.json"
+    key = load_api_key_file(key_file)
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert shown.stdout.splitlines()[0] == key.key_id  # `create` prints the key id
+    token, admin = shown.stdout.splitlines()[1:3]
+    claims = jwt.decode(token, key.secret, algorithms=["HS256"])
+    assert (claims["sub"], claims["name"], claims["role"], claims["meeting"]) == (
+        "ada",
+        "Ada Lovelace",
+        "host",
+        "standup",
+    )
+    assert jwt.decode(admin, key.secret, algorithms=["HS256"])["admin"] is True
+    again = run_bash(script.splitlines()[0], tmp_path)  # no overwrite without --force
+    assert again.returncode == 2 and load_api_key_file(key_file) == key
+
+    docs = run_bash(bash_block(DOC.read_text(), "Or from a shell"), tmp_path)
+    assert docs.returncode == 0, docs.stderr
+    host, ops = docs.stdout.splitlines()
+    assert jwt.decode(host, key.secret, algorithms=["HS256"])["role"] == "host"
+    assert jwt.decode(ops, key.secret, algorithms=["HS256"])["admin"] is True
+
+
+def python_example() -> str:
+    match = re.search(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert match
+    return match.group(1)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def post_join(gc: GcProc, meeting: str, token: str | None, **body: Any) -> httpx.Response:
+    headers = bearer(token) if token else {}
+    return httpx.post(
+        f"{gc.http_url}/v1/meetings/{meeting}/join", json=body or None, headers=headers, timeout=30
+    )
+
+
+def test_a_gc_without_guests_admits_token_holders_only(
+    fleet: Fleet, database_url: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "api-key.json"
+    key = generate_api_key()
+    write_api_key_file(key_file, key)
+    fleet.add_keys(mcs=["mc-1"], mhs=["mh-1"])
+    gc = fleet.start_gc(database_url, GC_API_KEY_FILES=str(key_file), GC_ALLOW_GUESTS="false")
+    fleet.start_mc(gc, "mc-1")
+    fleet.start_mh_group(gc, {"mh-1": "zone-a"})
+    admin = mint_access_token(key, identity="ops", meeting_id=None, admin=True)
+
+    def fleet_up() -> bool:
+        mcs = httpx.get(f"{gc.http_url}/v1/controllers", headers=bearer(admin), timeout=5)
+        mhs = httpx.get(f"{gc.http_url}/v1/media-handlers", headers=bearer(admin), timeout=5)
+        return any(c["health"] == "healthy" for c in mcs.json()) and bool(mhs.json())
+
+    wait_until(fleet_up, timeout=60, what="mc-1 healthy and mh-1 reporting")
+
+    # Refused, with nothing placed.
+    assert post_join(gc, "class", None).status_code == 401
+    other = mint_access_token(key, identity="ada", meeting_id="other")
+    assert post_join(gc, "class", other).json()["reason"] == "wrong_meeting"
+    stranger = mint_access_token(generate_api_key(), identity="ada", meeting_id="class")
+    assert post_join(gc, "class", stranger).json()["reason"] == "unknown_key"
+    ada = mint_access_token(key, identity="ada", meeting_id="class", name="Ada", role="host")
+    assert post_join(gc, "class", ada, user_id="mallory").json()["reason"] == ("identity_mismatch")
+    assert httpx.get(f"{gc.http_url}/v1/controllers", timeout=5).status_code == 401
+    participant = httpx.get(f"{gc.http_url}/v1/controllers", headers=bearer(ada), timeout=5)
+    assert participant.json()["reason"] == "admin_required"
+    recent = httpx.get(f"{gc.http_url}/v1/placements/recent", headers=bearer(admin), timeout=5)
+    assert [e for e in recent.json() if e["meeting_id"] == "class"] == []
+
+    # Admitted: the GC's join token for the MC carries the token's identity, name and role.
+    answer = post_join(gc, "class", ada)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["user_id"], body["display_name"], body["mc_id"]) == ("ada", "Ada", "mc-1")
+    join_claims = jwt.decode(body["join_token"], options={"verify_signature": False})
+    assert (join_claims["sub"], join_claims["role"]) == ("ada", "host")
+
+    # Next to a dev fleet (its state record names the GC and the API key file), `darktower
+    # join` and `darktower status` mint their own tokens: they pass a GC without guests.
+    state = tmp_path / "dev-state"
+    with StateDir(state) as records:
+        records.publish(
+            FleetRecord(
+                os.getpid(), gc.http_url, time.time(), str(tmp_path), api_key_file=str(key_file)
+            )
+        )
+    cli_env = darktower_env({"DARKTOWER_DEV_STATE": str(state)})
+    cli_env.pop("DARKTOWER_GC_URL", None)
+    cli_env.pop("DARKTOWER_ACCESS_TOKEN", None)
+    joined = subprocess.run(
+        [sys.executable, "-m", "darktower", "join", "seminar"],
+        env=cli_env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert joined.returncode == 0, joined.stderr
+    assert json.loads(joined.stdout)["user_id"].startswith("u-")
+    status = subprocess.run(
+        [sys.executable, "-m", "darktower", "status", "--json"],
+        env=cli_env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    assert "mc-1" in status.stdout
+    refused = subprocess.run(
+        [sys.executable, "-m", "darktower", "status", "--gc-url", gc.http_url, "--token", "junk"],
+        env=cli_env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "401" in refused.stderr
+
+    # SIGHUP: a new key is trusted, the old one no longer.
+    new_key = generate_api_key()
+    write_api_key_file(key_file, new_key, force=True)
+    gc.send_signal(signal.SIGHUP)
+    fresh = mint_access_token(new_key, identity="bo", meeting_id="class")
+    wait_until(
+        lambda: post_join(gc, "class", fresh).status_code == 200,
+        timeout=20,
+        what="the reloaded key accepted",
+    )
+    assert post_join(gc, "class", ada).json()["reason"] == "unknown_key"
+    assert key.secret not in gc.log() and new_key.secret not in gc.log()
+    # A broken file on SIGHUP keeps the keys the GC has.
+    key_file.write_text("broken")
+    gc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "previous ones stay" in gc.log(), timeout=20, what="the reload refusal")
+    assert post_join(gc, "class", fresh).status_code == 200
+    gc.check_running()
+
+    # The docs' Python example, run as a program with the new key, mints a token the GC takes.
+    write_api_key_file(key_file, new_key, force=True)
+    minted = subprocess.run(
+        [sys.executable, "-c", python_example()],
+        env={**os.environ, "DARKTOWER_API_KEY_FILE": str(key_file)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+    example = post_join(gc, "standup", minted)
+    assert example.status_code == 200, example.text
+    assert (example.json()["user_id"], example.json()["display_name"]) == ("ada", "Ada Lovelace")
+    assert json.loads(key_file.read_text())["key_id"] == new_key.key_id
