@@ -87,7 +87,8 @@ FAST_MC_ENV = {
     # Shared by every MC of a fleet, so a client session survives a failover; tests only.
     "MC_BINDING_TOKEN_SECRET": "e2e-binding-secret-0123456789abcdef",
 }
-# Ids whose keys every GC of a fleet trusts without `Fleet.add_keys`.
+# Ids whose keys every GC (MC) of a fleet trusts without `Fleet.add_keys`.
+USUAL_GCS = ("gc-1", "gc-2")
 USUAL_MCS = ("mc-1", "mc-2", "mc-3")
 USUAL_MHS = ("mh-1", "mh-2")
 # Two CPUs and several interpreters importing at once: starting is the slow part.
@@ -362,6 +363,8 @@ class Fleet:
         # trio for tests that need an unbound key.
         self.keys = FleetKeys(self.tmp_path / "keys")
         self._gc_started = False
+        # The GCs' keys exist from the start: an MC may start before its GC (and trusts both).
+        generate_fleet_keys(self.keys.root, gcs=USUAL_GCS)
 
     def add_keys(self, *, mcs: Iterable[str] = (), mhs: Iterable[str] = ()) -> None:
         """Generate the keys of MCs and MHs started after a GC: call it before the GC starts,
