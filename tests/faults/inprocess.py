@@ -108,11 +108,16 @@ async def make_mc(settings: McSettings) -> McApp:
     return McApp(settings)  # built on the loop: grpc.aio binds its server to it
 
 
-def token_provider(key_dir: Path, service: str) -> ServiceTokenProvider:
+def token_provider(
+    key_dir: Path, service: str, *, issuer: str | None = None, audience: str | None = None
+) -> ServiceTokenProvider:
+    """Tokens of `service` from the legacy `key_dir/<service>.key` (the fuzzed servers opt in to
+    unbound keys), naming `issuer` (also `sub`) and `audience`."""
     service_type, scope = SERVICE_PROFILES[service]
     return ServiceTokenProvider(
         load_private_key(key_dir / f"{service}.key"),
         service_type=service_type,
         scope=scope,
-        issuer=f"fuzz-{service}",
+        issuer=issuer or f"fuzz-{service}",
+        audience=audience,
     )

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import generate_key_files
+from darktower.auth.tokens import GC_AUDIENCE
 from darktower.embedded.redis import free_port
 from darktower.gc.domain import Controller, MediaHandler
 from darktower.gc.server import GcApp
@@ -77,17 +78,24 @@ ALLOWED_CODES: dict[str, frozenset[Code]] = {
     f"{_MC}.RegisterController": frozenset({Code.RESOURCE_EXHAUSTED}),
     f"{_MC}.SendHeartbeat": frozenset({Code.RESOURCE_EXHAUSTED}),
     f"{_MC}.Assign": frozenset({Code.RESOURCE_EXHAUSTED}),
-    f"{_GC}.RegisterMC": frozenset({Code.INVALID_ARGUMENT, Code.RESOURCE_EXHAUSTED}),
+    # At the GC a request for another id than the caller's is PERMISSION_DENIED (issue 13).
+    f"{_GC}.RegisterMC": frozenset(
+        {Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED}
+    ),
     f"{_GC}.FastHeartbeat": frozenset(
-        {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.RESOURCE_EXHAUSTED}
+        {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED}
     ),
     f"{_GC}.ComprehensiveHeartbeat": frozenset(
-        {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.RESOURCE_EXHAUSTED}
+        {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED}
     ),
-    f"{_GC}.NotifyMeetingEnded": frozenset({Code.INVALID_ARGUMENT, Code.RESOURCE_EXHAUSTED}),
-    f"{_MH}.RegisterMH": frozenset({Code.INVALID_ARGUMENT, Code.RESOURCE_EXHAUSTED}),
+    f"{_GC}.NotifyMeetingEnded": frozenset(
+        {Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED}
+    ),
+    f"{_MH}.RegisterMH": frozenset(
+        {Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED}
+    ),
     f"{_MH}.SendLoadReport": frozenset(
-        {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.RESOURCE_EXHAUSTED}
+        {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED}
     ),
 }
 
@@ -219,6 +227,7 @@ def servers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 service_key_file=key_dir / "gc.key",
                 trusted_mc_key_files=[key_dir / "mc.pub"],
                 trusted_mh_key_files=[key_dir / "mh.pub"],
+                allow_unbound_keys=True,  # the legacy trio, by opt-in
                 # Nothing here is stale during the run: the registry changes only by our calls.
                 staleness_seconds=3600,
                 sweep_interval_seconds=1800,  # below staleness, or the settings are refused
@@ -233,6 +242,7 @@ def servers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             client_enabled=False,  # client signaling is not what this fuzzes
             gc_endpoint="",
             trusted_gc_key_files=[key_dir / "gc.pub"],
+            allow_unbound_keys=True,  # the legacy trio, by opt-in
             max_meetings=100_000,
             max_participants=10_000_000,
             drain_seconds=5,
@@ -248,9 +258,9 @@ def servers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             channels[_MC] = grpc.insecure_channel(f"127.0.0.1:{mc.grpc_port}")
             channels[_GC] = channels[_MH] = grpc.insecure_channel(f"127.0.0.1:{gc.grpc_port}")
             tokens = {
-                _MC: token_provider(key_dir, "gc"),
-                _GC: token_provider(key_dir, "mc"),
-                _MH: token_provider(key_dir, "mh"),
+                _MC: token_provider(key_dir, "gc", issuer="gc-fuzz", audience=MC_ID),
+                _GC: token_provider(key_dir, "mc", issuer=KNOWN_MC, audience=GC_AUDIENCE),
+                _MH: token_provider(key_dir, "mh", issuer=KNOWN_MH, audience=GC_AUDIENCE),
             }
             running = Servers(loop, mc, gc, sync_redis, channels, tokens)
             # The known MC and MH exist, so heartbeats and load reports can reach them.

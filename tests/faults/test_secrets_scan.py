@@ -47,7 +47,7 @@ from sqlalchemy.engine import make_url
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import generate_key_files, load_private_key
-from darktower.auth.tokens import SERVICE_PROFILES
+from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
 from darktower.embedded.redis import find_redis_server, free_port
 from darktower.gc.store import create_engine, sqlite_url
 from darktower.wire.dark_tower import internal_pb2 as pb
@@ -194,13 +194,21 @@ class Scenario:
 # --- the services' calls -------------------------------------------------------------------
 
 
-def _tokens(key_dir: Path, service: str) -> tuple[tuple[str, str], ...]:
+def _tokens(key_dir: Path, service: str, as_id: str = "") -> tuple[tuple[str, str], ...]:
+    """`service`'s token as its instance here, or `as_id` (`sub`), for the server it calls
+    (`aud`)."""
     service_type, scope = SERVICE_PROFILES[service]
+    issuer, audience = {
+        "gc": ("gc-secrets", MC_ID),
+        "mc": (MC_ID, GC_AUDIENCE),
+        "mh": ("mh-secrets", GC_AUDIENCE),
+    }[service]
     provider = ServiceTokenProvider(
         load_private_key(key_dir / f"{service}.key"),
         service_type=service_type,
         scope=scope,
-        issuer=f"scan-{service}",
+        issuer=as_id or issuer,
+        audience=audience,
     )
     return provider.metadata()
 
@@ -353,6 +361,7 @@ def _run(
         "GC_MC_CALL_TIMEOUT_SECONDS": "5",
         "GC_LOG_LEVEL": "DEBUG",
         "GC_ALLOW_GUESTS": "true",
+        "GC_ALLOW_UNBOUND_KEYS": "true",  # the legacy trio, by opt-in
     }
     mc_env = {
         "MC_ID": MC_ID,
@@ -370,6 +379,7 @@ def _run(
         "MC_REGISTRATION_BACKOFF_CAP": "0.5",
         "MC_DRAIN_SECONDS": "3",
         "MC_LOG_LEVEL": "DEBUG",
+        "MC_ALLOW_UNBOUND_KEYS": "true",  # the legacy trio, by opt-in
     }
     gc = _start("gc", [*command, "gc"], _service_env(gc_env), tmp)
     started.append(gc)
@@ -488,7 +498,7 @@ def _exercise(
                 controller_id="mc-unknown",
                 capacity=pb.ControllerCapacity(max_meetings=1, max_participants=1),
             ),
-            mc_metadata,
+            _tokens(key_dir, "mc", as_id="mc-unknown"),  # itself, so NOT_FOUND: unregistered
         )
         _grpc_error(
             scenario,
