@@ -25,6 +25,7 @@ from darktower.embedded.redis import free_port
 from darktower.gc.access import GcAccess
 from darktower.gc.http import create_app
 from darktower.gc.join import JoinTokenIssuer, PlacementService
+from darktower.gc.limits import HttpLimits
 from darktower.gc.mc_client import McClient
 from darktower.gc.store import GcStore, sqlite_url
 from darktower.runtime.serving import EmbeddedUvicorn
@@ -62,10 +63,11 @@ async def serve_app(app: FastAPI) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def gc_http_app(
-    tmp_path: Path, *, access: GcAccess | None = None
+    tmp_path: Path, *, limits: HttpLimits | None = None, access: GcAccess | None = None
 ) -> AsyncIterator[GcHttpApp]:
     """The GC's HTTP app on an empty store in `tmp_path` (region `test`, GC `gc-1`), with
-    `access` (None: no API keys, guests allowed, as in a dev fleet)."""
+    `limits` (the defaults if None) and `access` (None: no API keys, guests allowed, as in a
+    dev fleet)."""
     store = await GcStore.open(sqlite_url(tmp_path / "gc.sqlite3"))
     keys = tmp_path / "keys"
     generate_key_files(keys)
@@ -94,6 +96,7 @@ async def gc_http_app(
             region=REGION,
             is_ready=ready,
             access=access or GcAccess(ApiKeyRing(), allow_guests=True),
+            limits=limits,
         )
         yield GcHttpApp(app=app, store=store, region=REGION)
     finally:

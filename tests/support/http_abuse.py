@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -34,42 +36,62 @@ async def stream_body(
     timeout: float = 30.0,
 ) -> StreamedAnswer:
     """POST `total` bytes to `path`, chunked (or with `content_length` declared, which may
-    lie), stopping as soon as the server answers or hangs up; the answer and what was sent."""
+    lie), stopping as soon as the server answers or hangs up; the answer and what was sent.
+
+    A blocking socket in a thread: asyncio's streams drop an answer already received when a
+    later write meets the server's reset, and a server that answers early and closes resets."""
     url = urlsplit(base_url)
     assert url.hostname is not None and url.port is not None
-    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    return await asyncio.to_thread(
+        _stream, url.hostname, url.port, path, total, chunk_size, content_length, timeout
+    )
+
+
+def _stream(
+    host: str,
+    port: int,
+    path: str,
+    total: int,
+    chunk_size: int,
+    content_length: int | None,
+    timeout: float,
+) -> StreamedAnswer:
     framing = (
         f"Content-Length: {content_length}"
         if content_length is not None
         else "Transfer-Encoding: chunked"
     )
-    writer.write(
-        f"POST {path} HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"
-        f"{framing}\r\n\r\n".encode()
-    )
     chunk = b"x" * chunk_size
-    answer = asyncio.create_task(reader.read(65536))
+    frame = chunk if content_length is not None else b"%x\r\n%s\r\n" % (len(chunk), chunk)
     sent = 0
-    try:
-        async with asyncio.timeout(timeout):
-            with contextlib.suppress(ConnectionError):
-                while sent < total and not answer.done():
-                    if content_length is None:
-                        writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    else:
-                        writer.write(chunk)
-                    await writer.drain()
-                    sent += len(chunk)
-            raw = await answer
-    finally:
-        answer.cancel()
-        writer.close()
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"{framing}\r\n\r\n".encode()
+        )
         with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+            while sent < total and not select.select([sock], [], [], 0)[0]:
+                sock.sendall(frame)
+                sent += len(chunk)
+        raw = b""
+        with contextlib.suppress(ConnectionError):
+            while b"\r\n\r\n" not in raw or len(raw.partition(b"\r\n\r\n")[2]) < _length(raw):
+                data = sock.recv(65536)
+                if not data:
+                    break
+                raw += data
     head, _, body = raw.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].decode()
     assert status_line.startswith("HTTP/1.1 "), f"no HTTP answer: {raw[:200]!r}"
     return StreamedAnswer(int(status_line.split()[1]), head.decode(), body, sent)
+
+
+def _length(raw: bytes) -> int:
+    for line in raw.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
 
 
 def client_from(local_address: str, base_url: str, *, timeout: float = 30.0) -> httpx.AsyncClient:

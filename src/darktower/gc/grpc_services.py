@@ -61,6 +61,7 @@ from darktower.common.clock import Clock, utcnow
 from darktower.gc.domain import Heartbeat
 from darktower.gc.errors import CallerMismatch, GcUnavailable, InvalidArgument
 from darktower.gc.heartbeats import HeartbeatBatcher
+from darktower.gc.last_heard import LastHeard
 from darktower.gc.metrics import HEARTBEATS, MEETING_END_NOTICES, REGISTRATIONS
 from darktower.gc.store import GcStore, StoreError, UnknownController, UnknownMediaHandler
 from darktower.gc.validation import (
@@ -314,10 +315,18 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
 class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
     """Registration and load reports of MHs."""
 
-    def __init__(self, store: GcStore, *, load_report_ms: int, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        store: GcStore,
+        *,
+        load_report_ms: int,
+        clock: Clock = utcnow,
+        last_heard: LastHeard | None = None,
+    ) -> None:
         self._store = store
         self._load_report_ms = load_report_ms
         self._clock = clock
+        self._last_heard = last_heard
 
     @_edge(REGISTRATIONS, "mh")
     async def RegisterMH(
@@ -335,6 +344,8 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
             self._clock(),
             zone=reg.zone,
         )
+        if self._last_heard is not None:
+            self._last_heard.forget("mh", reg.id)
         log.info(
             "MH %s registered: region=%s zone=%s endpoint=%s max_streams=%d",
             reg.id,
@@ -355,6 +366,9 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
         report = validate_load_report(request)
         _require_caller("SendLoadReport", report.handler_id)
         now = self._clock()
+        if self._last_heard is not None:
+            # Received now, whenever the write below gets through (no false staleness).
+            self._last_heard.heard("mh", report.handler_id, now)
         await self._store.record_load_report(
             report.handler_id,
             current_streams=report.current_streams,
@@ -426,9 +440,11 @@ def add_gc_services(
     load_report_ms: int,
     clock: Clock = utcnow,
     heartbeats: HeartbeatBatcher | None = None,
+    last_heard: LastHeard | None = None,
 ) -> None:
     """Register both GC servicers on `server` (which should carry `auth_interceptor(...)`);
-    MC heartbeats go through `heartbeats` when given (written behind)."""
+    MC heartbeats go through `heartbeats` when given (written behind); MH load reports are
+    noted in `last_heard` as they are received."""
     pb_grpc.add_GlobalControllerServiceServicer_to_server(
         GlobalControllerServicer(
             store,
@@ -441,5 +457,8 @@ def add_gc_services(
         server,
     )
     pb_grpc.add_MediaHandlerRegistryServiceServicer_to_server(
-        MediaHandlerRegistryServicer(store, load_report_ms=load_report_ms, clock=clock), server
+        MediaHandlerRegistryServicer(
+            store, load_report_ms=load_report_ms, clock=clock, last_heard=last_heard
+        ),
+        server,
     )

@@ -21,6 +21,7 @@ import logging
 from dataclasses import replace
 
 from darktower.gc.domain import Heartbeat
+from darktower.gc.last_heard import LastHeard
 from darktower.gc.store import GcStore, StoreError, UnknownController
 from darktower.runtime.supervisor import TaskSupervisor
 
@@ -38,10 +39,19 @@ class HeartbeatBatcher:
     `interval_s`, or early once `max_pending` MCs have a beat pending; `stop` flushes the rest.
     """
 
-    def __init__(self, store: GcStore, *, interval_s: float, max_pending: int) -> None:
+    def __init__(
+        self,
+        store: GcStore,
+        *,
+        interval_s: float,
+        max_pending: int,
+        last_heard: LastHeard | None = None,
+    ) -> None:
         if not interval_s > 0 or max_pending < 1:
             raise ValueError("interval_s must be positive and max_pending at least 1")
         self._store = store
+        # Each accepted beat's receipt time, at once: staleness does not wait for the flush.
+        self.last_heard = last_heard or LastHeard()
         self._interval = interval_s
         self._max_pending = max_pending
         self._pending: dict[str, Heartbeat] = {}
@@ -69,15 +79,18 @@ class HeartbeatBatcher:
     def registered(self, controller_id: str) -> None:
         """`controller_id` was just registered: its beats are accepted from now on."""
         self._known.add(controller_id)
+        self.last_heard.forget("mc", controller_id)
 
     async def submit(self, beat: Heartbeat) -> None:
         """Keep `beat` as its MC's latest (CPU, memory and meeting loads it lacks are kept
-        from a pending older beat). Raises `UnknownController` for an unregistered MC."""
+        from a pending older beat) and note its receipt time (`beat.at`) in `last_heard`.
+        Raises `UnknownController` for an unregistered MC."""
         mc_id = beat.controller_id
         if mc_id not in self._known:
             if await self._store.get_controller(mc_id) is None:
                 raise UnknownController(mc_id)
             self._known.add(mc_id)
+        self.last_heard.heard("mc", mc_id, beat.at)
         older = self._pending.get(mc_id)
         self._pending[mc_id] = beat if older is None else _merged(older, beat)
         if len(self._pending) >= self._max_pending:

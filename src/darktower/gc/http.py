@@ -41,6 +41,7 @@ from darktower.gc.errors import (
 )
 from darktower.gc.join import USER_ID_PATTERN, JoinResult, PlacementService
 from darktower.gc.join_page import mount_join_page
+from darktower.gc.limits import HttpLimits, api_key_of, install_limits
 from darktower.gc.store import GcStore, StoreError
 
 __all__ = ["MAX_MEETINGS_LIMIT", "create_app"]
@@ -168,7 +169,14 @@ class PlacementEventOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    error: Literal["invalid_argument", "unauthenticated", "forbidden", "unavailable"]
+    error: Literal[
+        "invalid_argument",
+        "unauthenticated",
+        "forbidden",
+        "unavailable",
+        "payload_too_large",
+        "rate_limited",
+    ]
     reason: str
     message: str
 
@@ -264,6 +272,7 @@ def create_app(
     region: str,
     is_ready: Callable[[], Awaitable[tuple[bool, str]]],
     access: GcAccess,
+    limits: HttpLimits | None = None,
 ) -> FastAPI:
     """The GC's HTTP app; `access` decides who may join and read (see the module docstring)."""
     app = FastAPI(
@@ -274,8 +283,23 @@ def create_app(
         # (`mount_api_docs`), served from the package; there is no `/redoc`.
         docs_url=None,
         redoc_url=None,
+        # Every route may answer 413 (`darktower.gc.limits.BodyLimit`).
+        responses={413: {"model": ErrorOut, "description": "request body over the cap"}},
     )
-    errors = {400: {"model": ErrorOut}, 503: {"model": ErrorOut}}
+    errors = {
+        400: {"model": ErrorOut},
+        429: {
+            "model": ErrorOut,
+            "description": "a join rate limit (per client IP, per API key)",
+            "headers": {
+                "Retry-After": {
+                    "description": "seconds until a join is accepted again",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+        503: {"model": ErrorOut},
+    }
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -438,4 +462,5 @@ def create_app(
     mount_join_page(app)
     mount_api_docs(app)
     mount_dashboard(app)
+    install_limits(app, limits or HttpLimits(), api_key=api_key_of(access.key_id))
     return app

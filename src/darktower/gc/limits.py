@@ -3,10 +3,11 @@
 Both are plain ASGI middleware, outside routing and body parsing, so a refused request costs
 no JSON decoding, no database and no placement:
 
-* `BodyLimit`: a request whose body exceeds `max_bytes` is answered 413 `payload_too_large`.
-  A declared `Content-Length` over the cap is refused before one byte is read; a chunked (or
-  lying) body is counted as it streams in and cut off at the first byte over, so memory never
-  holds more than the cap plus one chunk. Every route is covered.
+* `BodyLimit`: a request whose body exceeds `max_bytes` is answered 413 `payload_too_large`,
+  before routing, so every path and method is covered. A declared `Content-Length` over the
+  cap is refused before one byte is read (the server delivers no more than it declares); a
+  chunked body is read here, counted as it streams in and refused at the first chunk over, so
+  memory never holds more than the cap plus one chunk.
 * `JoinRateLimit`: `POST /v1/meetings/{id}/join` is charged to one token bucket per key that
   each of its `RateRule`s gives (the client's IP, then the API key that signed its access
   token); an empty bucket answers 429 `rate_limited` with `Retry-After` (whole seconds). The
@@ -167,46 +168,40 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(send)
-            return
-        received = 0
-        over = False
-        started = False
-        refused = False
-
-        async def counted_receive() -> Message:
-            nonlocal received, over
-            if over:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # The app sees a client gone; whatever it answers is replaced below.
-                    over = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started, refused
-            if over and not started:
-                if not refused:
-                    refused = True
-                    await self._refuse(send)
+        if declared is not None:
+            # The server delivers exactly the declared length: the header is the whole check.
+            if declared > self.max_bytes:
+                await self._refuse(send)
                 return
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+            await self.app(scope, receive, send)
+            return
+        if not _has_header(scope, b"transfer-encoding"):
+            await self.app(scope, receive, send)  # no body
+            return
+        # Chunked: read it here, before routing (a route that never reads its body would
+        # not be cut off), at most the cap plus one chunk, then hand it on as it came.
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, counted_receive, guarded_send)
-        except Exception:
-            if not over or started:
-                raise
-        if over and not refused and not started:
-            refused = True
-            await self._refuse(send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _has_header(scope: Scope, wanted: bytes) -> bool:
+    return any(name == wanted for name, _ in scope.get("headers", ()))
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -24,6 +24,7 @@ __all__ = [
     "RATE_LIMIT_KEYS",
     "REGISTRATIONS",
     "RESULTS",
+    "SWEEPER_LATENESS",
     "SWEEPER_MARKS",
     "SWEEPS",
     "TASKS",
@@ -52,6 +53,11 @@ REGISTRATIONS = Counter(
 )
 SWEEPER_MARKS = Counter(
     "gc_sweeper_marks_total", "MCs / MHs marked unhealthy for silence, by kind (mc/mh).", ["kind"]
+)
+SWEEPER_LATENESS = Gauge(
+    "gc_sweeper_lateness_seconds",
+    "The longest recent delay of the sweeper's own wake-ups (a busy GC); the staleness "
+    "threshold is extended by it.",
 )
 SWEEPS = Counter("gc_sweeps_total", "Staleness sweeps by result (ok/failed).", ["result"])
 MEETING_END_NOTICES = Counter(

@@ -33,6 +33,8 @@ from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.http import create_app
 from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.jwks_route import mount_jwks
+from darktower.gc.last_heard import LastHeard
+from darktower.gc.limits import limits_from
 from darktower.gc.mc_client import McClient
 from darktower.gc.metrics import TASK_CRASHES, TASKS
 from darktower.gc.service_keys import GcServiceKeys
@@ -129,6 +131,8 @@ class GcApp:
         self.reloads.add(self.keys.reload)
         self.store: GcStore | None = None
         self.heartbeats: HeartbeatBatcher | None = None
+        # Receipt times of beats and load reports: staleness judged on when they arrived.
+        self.last_heard = LastHeard()
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port = 0
         self.http_port = 0
@@ -179,6 +183,7 @@ class GcApp:
                 self.store,
                 interval_s=s.heartbeat_flush_ms / 1000,
                 max_pending=s.heartbeat_flush_max_pending,
+                last_heard=self.last_heard,
             )
             await self.heartbeats.start(self.tasks)
         interceptor = auth_interceptor(
@@ -199,6 +204,7 @@ class GcApp:
             comprehensive_heartbeat_ms=s.comprehensive_heartbeat_ms,
             load_report_ms=s.mh_load_report_ms,
             heartbeats=self.heartbeats,
+            last_heard=self.last_heard,
         )
         self.grpc_port = add_grpc_port(self.grpc_server, s.grpc_bind, "GC gRPC", tls=self.tls)
         await self.grpc_server.start()
@@ -208,6 +214,7 @@ class GcApp:
             interval_s=s.sweep_interval_seconds,
             retention_s=s.assignment_retention_hours * 3600,
             heartbeats=self.heartbeats,
+            last_heard=self.last_heard,
         )
         self.sweeper.start(self.tasks)
         self.mc_client = McClient(
@@ -222,6 +229,7 @@ class GcApp:
             staleness_s=s.staleness_seconds,
             attempts=s.placement_attempts,
             claim_stale_s=s.claim_stale_seconds,
+            last_heard=self.last_heard,
         )
         app = create_app(
             self.store,
@@ -229,6 +237,7 @@ class GcApp:
             region=s.region,
             is_ready=self.ready,
             access=self.access,
+            limits=limits_from(s),
         )
         mount_jwks(app, self.keys.jwks_keys)
         self._http = HttpServer(

@@ -2,12 +2,17 @@
 
 SPEC §4 "Staleness". Every `interval_s` one sweep, in this order:
 
-1. heartbeats still pending in the GC's `HeartbeatBatcher` are flushed (staleness is never
-   judged on old data), then MCs whose last heartbeat (or registration, if they never beat)
-   is more than `staleness_s` old are marked UNHEALTHY — DRAINING and already-UNHEALTHY ones
-   are left alone (the store's rule); each marked id is logged at WARNING and counted
-   (`gc_sweeper_marks_total`);
-2. the same for MHs, by their last load report;
+1. heartbeats still pending in the GC's `HeartbeatBatcher` are flushed, then MCs whose last
+   heartbeat (or registration, if they never beat) is more than `staleness_s` old are marked
+   UNHEALTHY — DRAINING and already-UNHEALTHY ones are left alone (the store's rule), and so
+   is every MC this GC RECEIVED a beat from since the threshold (`LastHeard`), whatever the
+   database has yet: under a join flood the writes queue behind the joins' transactions, and
+   a beat received on time must not look late (no false failover). Each marked id is logged
+   at WARNING and counted (`gc_sweeper_marks_total`);
+   The threshold is also extended by how late this GC itself has been (the longest delay of
+   the sweeper's own wake-ups over the last `staleness_s`): a GC whose event loop is
+   saturated handles beats late too, and must not blame the MCs for its own lateness;
+2. the same for MHs, by their last load report received or stored;
 3. assignments that ended more than `retention_s` ago are deleted;
 4. the fleet gauges `gc_controllers{health}` / `gc_media_handlers{health}` are refreshed.
 
@@ -21,14 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 
 from darktower.common.clock import Clock, utcnow
 from darktower.gc.heartbeats import HeartbeatBatcher
+from darktower.gc.last_heard import LastHeard
 from darktower.gc.metrics import (
     CONTROLLERS,
     MEDIA_HANDLERS,
+    SWEEPER_LATENESS,
     SWEEPER_MARKS,
     SWEEPS,
     set_health_gauge,
@@ -61,8 +70,11 @@ class StalenessSweeper:
         interval_s: float,
         retention_s: float,
         heartbeats: HeartbeatBatcher | None = None,
+        last_heard: LastHeard | None = None,
         clock: Clock = utcnow,
     ) -> None:
+        """`last_heard`: the receipts the GC's edge notes (the batcher's if None and
+        `heartbeats` is given; none: the database alone decides)."""
         for name, value in (
             ("staleness_s", staleness_s),
             ("interval_s", interval_s),
@@ -72,23 +84,50 @@ class StalenessSweeper:
                 raise ValueError(f"{name} must be positive, got {value}")
         self._store = store
         self._heartbeats = heartbeats
+        self._last_heard = last_heard or (heartbeats.last_heard if heartbeats else None)
         self._staleness = timedelta(seconds=staleness_s)
         self._interval = interval_s
         self._retention = timedelta(seconds=retention_s)
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        # (monotonic time, seconds late) of the loop's wake-ups within the last staleness_s.
+        self._lateness: deque[tuple[float, float]] = deque()
+
+    def note_lateness(self, late_s: float, *, at: float | None = None) -> None:
+        """This GC woke up `late_s` seconds later than it asked to (its loop was busy)."""
+        now = time.monotonic() if at is None else at
+        if late_s > 0:
+            self._lateness.append((now, late_s))
+        self._forget_lateness(now)
+
+    def lateness_allowance(self, *, at: float | None = None) -> float:
+        """Seconds the staleness threshold is extended by: the longest recent lateness."""
+        self._forget_lateness(time.monotonic() if at is None else at)
+        return max((late for _, late in self._lateness), default=0.0)
+
+    def _forget_lateness(self, now: float) -> None:
+        horizon = now - self._staleness.total_seconds()
+        while self._lateness and self._lateness[0][0] < horizon:
+            self._lateness.popleft()
 
     async def sweep_once(self) -> SweepResult:
         """One sweep (see the module docstring). Raises `StoreError` if the database fails;
         marks made before the failure stay made, logged and counted."""
         try:
             now = self._clock()
-            older_than = now - self._staleness
+            allowance = self.lateness_allowance()
+            SWEEPER_LATENESS.set(allowance)
+            older_than = now - self._staleness - timedelta(seconds=allowance)
             if self._heartbeats is not None:
                 await self._heartbeats.flush()
-            controllers = await self._store.mark_stale_controllers(older_than)
+            heard = self._last_heard
+            controllers = await self._store.mark_stale_controllers(
+                older_than, heard=heard.heard_since("mc", older_than) if heard else ()
+            )
             self._marked("mc", "meeting controller", controllers)
-            handlers = await self._store.mark_stale_media_handlers(older_than)
+            handlers = await self._store.mark_stale_media_handlers(
+                older_than, heard=heard.heard_since("mh", older_than) if heard else ()
+            )
             self._marked("mh", "media handler", handlers)
             purged = await self._store.purge_ended(now - self._retention)
             if purged:
@@ -140,4 +179,6 @@ class StalenessSweeper:
                 await self.sweep_once()
             except StoreError as exc:
                 log.warning("staleness sweep failed: %s", exc)
+            asked = time.monotonic()
             await asyncio.sleep(self._interval)
+            self.note_lateness(time.monotonic() - asked - self._interval)

@@ -43,6 +43,7 @@ from darktower.gc.join.answer import JoinResult, JoinTokenIssuer, MhInfo, signal
 from darktower.gc.join.events import PlacementEvent
 from darktower.gc.join.joiner import Joiner, validate_joiner
 from darktower.gc.join.metrics import MC_CALL_LATENCY, MC_CALLS, PLACEMENTS
+from darktower.gc.last_heard import LastHeard
 from darktower.gc.mc_client import McClient, MhTargetSpec
 from darktower.gc.placement import (
     ExistingAssignment,
@@ -82,8 +83,11 @@ class PlacementService:
         wait_for_winner_s: float = 35.0,
         rng: random.Random | None = None,
         now: Clock = utcnow,
+        last_heard: LastHeard | None = None,
     ) -> None:
         self._store = store
+        # Freshness by the newest beat / load report received, not only the stored one.
+        self._last_heard = last_heard or LastHeard()
         self._mcs = mc_client
         self._join_tokens = join_tokens
         self._gc_id = gc_id
@@ -154,6 +158,8 @@ class PlacementService:
         """The answer from the live assignment, or — its MC no longer fit to host
         (`decide_reuse`) — the assignment ended and what the move away from that MC was."""
         live, controller = placement.assignment, placement.controller
+        if controller is not None:
+            controller = self._last_heard.controller(controller)
         record, now = _mc_record(controller), self._now()
         decision = decide_reuse(_existing(live), record, staleness_s=self._staleness_s, now=now)
         if isinstance(decision, Reuse):
@@ -202,7 +208,8 @@ class PlacementService:
         self, meeting_id: str, joiner: Joiner, registry: Registry, move: Move | None
     ) -> JoinResult:
         now = self._now()
-        controllers, handlers = registry.controllers, registry.media_handlers
+        controllers = [self._last_heard.controller(c) for c in registry.controllers]
+        handlers = [self._last_heard.media_handler(h) for h in registry.media_handlers]
         mhs = choose_mhs(
             [_mh_candidate(h, now) for h in handlers],
             region=self._region,

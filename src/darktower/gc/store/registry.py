@@ -8,7 +8,7 @@ overwrites the reported load. Writing heartbeats behind is not done here: the GC
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -121,15 +121,18 @@ class RegistryStore:
         """All MCs (of `region`, if given), ordered by id."""
         return [row.to_domain() for row in await self._list(ControllerRow, region)]
 
-    async def mark_stale_controllers(self, older_than: datetime) -> list[str]:
+    async def mark_stale_controllers(
+        self, older_than: datetime, *, heard: Collection[str] = ()
+    ) -> list[str]:
         """Mark UNHEALTHY every MC silent since before `older_than`; return their ids, sorted.
 
         Silent = last heartbeat (or registration, if it never beat) older than the threshold,
-        as the database has it: heartbeats written behind must be flushed first (the sweeper
-        does). DRAINING and already UNHEALTHY MCs are left alone and not returned.
+        as the database has it, and not in `heard`: the MCs the caller heard from since the
+        threshold (a beat received but not yet written; the sweeper passes them). DRAINING and
+        already UNHEALTHY MCs are left alone and not returned.
         """
         last_seen = func.coalesce(ControllerRow.last_heartbeat_at, ControllerRow.registered_at)
-        return await self._mark_stale(ControllerRow, last_seen, older_than)
+        return await self._mark_stale(ControllerRow, last_seen, older_than, heard)
 
     # --- media handlers --------------------------------------------------------------------
 
@@ -202,10 +205,12 @@ class RegistryStore:
         """All MHs (of `region`, if given), ordered by id."""
         return [row.to_domain() for row in await self._list(MediaHandlerRow, region)]
 
-    async def mark_stale_media_handlers(self, older_than: datetime) -> list[str]:
+    async def mark_stale_media_handlers(
+        self, older_than: datetime, *, heard: Collection[str] = ()
+    ) -> list[str]:
         """As `mark_stale_controllers`, by last load report (or registration)."""
         last_seen = func.coalesce(MediaHandlerRow.last_report_at, MediaHandlerRow.registered_at)
-        return await self._mark_stale(MediaHandlerRow, last_seen, older_than)
+        return await self._mark_stale(MediaHandlerRow, last_seen, older_than, heard)
 
     # --- either table ----------------------------------------------------------------------
 
@@ -225,13 +230,12 @@ class RegistryStore:
         row: type[ControllerRow] | type[MediaHandlerRow],
         last_seen: ColumnElement[datetime],
         older_than: datetime,
+        heard: Collection[str],
     ) -> list[str]:
-        statement = (
-            update(row)
-            .where(last_seen < older_than, row.health.not_in(_NOT_STALE))
-            .values(health=Health.UNHEALTHY.value)
-            .returning(row.id)
-        )
+        statement = update(row).where(last_seen < older_than, row.health.not_in(_NOT_STALE))
+        if heard:
+            statement = statement.where(row.id.not_in(list(heard)))
+        statement = statement.values(health=Health.UNHEALTHY.value).returning(row.id)
         async with self._db.begin_transaction() as session:
             return sorted(await session.scalars(statement, execution_options=ORM_BULK))
 

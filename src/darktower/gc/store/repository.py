@@ -12,7 +12,7 @@ Heartbeats written behind are not the store's business: see `darktower.gc.heartb
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -98,8 +98,10 @@ class GcStore:
     async def list_controllers(self, region: str | None = None) -> list[Controller]:
         return await self.registry.list_controllers(region)
 
-    async def mark_stale_controllers(self, older_than: datetime) -> list[str]:
-        return await self.registry.mark_stale_controllers(older_than)
+    async def mark_stale_controllers(
+        self, older_than: datetime, *, heard: Collection[str] = ()
+    ) -> list[str]:
+        return await self.registry.mark_stale_controllers(older_than, heard=heard)
 
     async def upsert_media_handler(
         self,
@@ -143,8 +145,10 @@ class GcStore:
     async def list_media_handlers(self, region: str | None = None) -> list[MediaHandler]:
         return await self.registry.list_media_handlers(region)
 
-    async def mark_stale_media_handlers(self, older_than: datetime) -> list[str]:
-        return await self.registry.mark_stale_media_handlers(older_than)
+    async def mark_stale_media_handlers(
+        self, older_than: datetime, *, heard: Collection[str] = ()
+    ) -> list[str]:
+        return await self.registry.mark_stale_media_handlers(older_than, heard=heard)
 
     # --- assignments -----------------------------------------------------------------------
 
