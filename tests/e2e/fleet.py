@@ -1,11 +1,11 @@
 """Real processes for the end-to-end tests: a GC, MCs and simulated MHs on loopback.
 
-Every process runs in a session of its own (a SIGKILL of its process group takes anything it
-started), writes stderr (and stdout) to a file under the test's `tmp_path`, and is killed by
-`Fleet.close()`, which the `fleet` fixture calls in a `finally`: no process outlives its test,
-failed or not. On Linux each is also bound to the thread that started it (`PR_SET_PDEATHSIG`),
-so even a pytest killed with SIGKILL leaves no orphan. Every wait is bounded and names what it
-waited for.
+Every process is a `ManagedProcess` (`darktower.runtime.processes`): a session of its own (a
+SIGKILL of its process group takes anything it started), stderr (and stdout) in a file under
+the test's `tmp_path`, killed by `Fleet.close()`, which the `fleet` fixture calls in a
+`finally`: no process outlives its test, failed or not. On Linux each is also bound to the
+thread that started it (`PR_SET_PDEATHSIG`), so even a pytest killed with SIGKILL leaves no
+orphan. Every wait is bounded and names what it waited for (`tests.support.waiting`).
 
 * `darktower gc` and `darktower mc` run through the real entry point (`python -m darktower`).
 * MHs run either through `darktower mh-sim` (one process per MH), or — cheaper, since every
@@ -20,27 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from darktower.auth.fleet_keys import FleetKeys, generate_fleet_keys
 from darktower.embedded.redis import free_port
 from darktower.gc.store import create_engine, sqlite_url
+from darktower.runtime.processes import ManagedProcess, parent_death_hook
+from tests.support.metrics import metric
+from tests.support.processes import clean_env as _clean_env
+from tests.support.waiting import wait_until
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -94,7 +95,6 @@ USUAL_MHS = ("mh-1", "mh-2")
 # Two CPUs and several interpreters importing at once: starting is the slow part.
 START_TIMEOUT_S = 40.0
 HTTP_TIMEOUT_S = 30.0
-KILL_WAIT_S = 10.0
 
 # Several simulated MHs in one process: argv = key directory (<id>.key each), GC endpoint,
 # region, id=zone...
@@ -134,47 +134,6 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]))
 """
 
 
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL me when the thread that started me ends."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> float:
-    """Poll `condition` every 50 ms; return the seconds it took, AssertionError naming
-    `what` after `timeout` seconds."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not {what} within {timeout}s")
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
-def metric(exposition: str, name: str, **labels: str) -> float | None:
-    """The value of the sample `name{labels}` (labels matched exactly) in a Prometheus text
-    exposition; None if there is no such sample."""
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return None
-
-
-def _clean_env(values: Mapping[str, str]) -> dict[str, str]:
-    """This environment without inherited service settings, plus `values`."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_", "DARKTOWER_GC_URL"))
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(values)
-    return env
-
-
 def darktower_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "darktower", *args]
 
@@ -189,7 +148,7 @@ def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[st
         text=True,
         timeout=timeout,
         start_new_session=True,
-        preexec_fn=_die_with_parent,  # only a prctl syscall between fork and exec
+        preexec_fn=parent_death_hook(),  # only a prctl syscall between fork and exec
         check=False,
     )
 
@@ -237,32 +196,37 @@ def fresh_database(tmp_dir: Path) -> Iterator[str]:
 
 @dataclass
 class Proc:
-    """One started process and the file its output goes to."""
+    """One started process, named for the failure reports; its output is in `log_path`."""
 
     name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
+    process: ManagedProcess
+
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        return self.process.popen
+
+    @property
+    def log_path(self) -> Path:
+        assert self.process.log_path is not None
+        return self.process.log_path
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.process.log()
 
     @property
     def running(self) -> bool:
-        return self.popen.poll() is None
+        return self.process.running
 
     def send_signal(self, sig: signal.Signals) -> None:
-        self.popen.send_signal(sig)
+        self.process.send_signal(sig)
 
     def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout=timeout)
+        return self.process.wait(timeout)
 
     def kill(self) -> None:
         """SIGKILL the whole session (the process and anything it started) and reap it."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=KILL_WAIT_S)
+            self.process.kill()
 
     def check_running(self) -> None:
         if self.popen.poll() is not None:
@@ -379,24 +343,17 @@ class Fleet:
             )
         return self.keys.add(service, instance_id)
 
-    def _popen(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str]
-    ) -> tuple[subprocess.Popen[bytes], Path]:
-        log_path = self.tmp_path / f"{name}.log"
-        with log_path.open("wb") as out:
-            popen = subprocess.Popen(
-                list(argv),
-                env=_clean_env(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,  # only a prctl syscall between fork and exec
-            )
-        return popen, log_path
+    def _start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> ManagedProcess:
+        return ManagedProcess.start(
+            argv,
+            log_path=self.tmp_path / f"{name}.log",
+            env=_clean_env(env),
+            name=name,
+            truncate_log=True,
+        )
 
     def _spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> Proc:
-        proc = Proc(name, *self._popen(name, argv, env))
+        proc = Proc(name, self._start(name, argv, env))
         self.procs.append(proc)
         return proc
 
@@ -424,7 +381,7 @@ class Fleet:
         self._gc_started = True
         gc = GcProc(
             gc_id,
-            *self._popen(gc_id, darktower_command("gc"), values),
+            self._start(gc_id, darktower_command("gc"), values),
             gc_id=gc_id,
             grpc_endpoint=f"http://127.0.0.1:{grpc_port}",
             http_url=f"http://127.0.0.1:{http_port}",
@@ -454,7 +411,7 @@ class Fleet:
         values.update({f"MC_{k.upper()}": v for k, v in settings.items()})
         mc = McProc(
             mc_id,
-            *self._popen(mc_id, darktower_command("mc"), values),
+            self._start(mc_id, darktower_command("mc"), values),
             mc_id=mc_id,
             grpc_endpoint=f"http://127.0.0.1:{grpc_port}",
             health_url=f"http://127.0.0.1:{health_port}",
@@ -558,5 +515,5 @@ class Fleet:
         parts = []
         for proc in self.procs:
             lines = proc.log().splitlines()[-tail:]
-            parts.append(f"----- {proc.name} (rc={proc.popen.poll()}) -----\n" + "\n".join(lines))
+            parts.append(f"----- {proc.name} (rc={proc.process.poll()}) -----\n" + "\n".join(lines))
         return "\n".join(parts)

@@ -77,6 +77,8 @@ __all__ = [
     "mc_metric",
     "owner",
     "ready_status",
+    "redis_now_ms",
+    "touched_since",
     "wait_until",
 ]
 
@@ -196,7 +198,7 @@ class FaultFleet(Fleet):
         name = f"{gc_id}-{sum(p.name.startswith(gc_id) for p in self.procs)}"
         gc = GcProc(
             name,
-            *self._popen(name, darktower_command("gc"), values),
+            self._start(name, darktower_command("gc"), values),
             gc_id=gc_id,
             grpc_endpoint=f"http://127.0.0.1:{grpc_port}",
             http_url=f"http://127.0.0.1:{http_port}",
@@ -259,7 +261,7 @@ class FaultFleet(Fleet):
         name = mc.mc_id if mc.restarts == 0 else f"{mc.mc_id}-r{mc.restarts}"
         mc.proc = McProc(
             name,
-            *self._popen(name, darktower_command("mc"), values),
+            self._start(name, darktower_command("mc"), values),
             mc_id=mc.mc_id,
             grpc_endpoint=f"http://127.0.0.1:{mc.grpc_port}",
             health_url=f"http://127.0.0.1:{mc.health_port}",
@@ -385,6 +387,29 @@ def audit_logs(redis_url: str, meeting_ids: Iterable[str]) -> dict[str, list[Aud
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, read()).result(timeout=60)
+
+
+def redis_now_ms(r: redis.Redis) -> int:
+    """The Redis server's clock in ms: what audit entries are stamped with."""
+    seconds, micros = r.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def touched_since(
+    redis_url: str, owners: Mapping[str, str], since_ms: int, *, times: int = 1
+) -> bool:
+    """Whether every meeting of `owners` has at least `times` touches (audited `hset`s) by its
+    owner appended at or after `since_ms` (Redis time): the owner really hosts it."""
+    logs = audit_logs(redis_url, owners)
+    return all(
+        sum(
+            1
+            for e in logs[m]
+            if e.op == "hset" and e.owner == who and int(e.entry_id.split("-", 1)[0]) >= since_ms
+        )
+        >= times
+        for m, who in owners.items()
+    )
 
 
 def audit_violations(meeting_id: str, entries: Iterable[AuditEntry]) -> list[str]:

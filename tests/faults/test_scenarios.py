@@ -21,6 +21,7 @@ reported to the GC).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -49,6 +50,8 @@ from tests.faults.harness import (
     mc_metric,
     owner,
     ready_status,
+    redis_now_ms,
+    touched_since,
     wait_until,
 )
 from tests.faults.recovery_times import ScenarioRecord
@@ -245,7 +248,16 @@ def test_2_a_partitioned_mc_is_fenced_out_of_its_moved_meetings_and_rejoins_afte
         assert (body["mc_id"], body["reused"]) == ("mc-b", False), body
         assert gen_of(fault_redis, m) > gens[m]
         assert owner(fault_redis, m) == "mc-b"
-    time.sleep(4 * TOUCH_S)  # more touches by mc-b; mc-a has nothing left to touch
+    # Two more touch rounds by mc-b: time in which mc-a, with nothing left to touch, must not
+    # write (checked in the audit below).
+    since_ms = redis_now_ms(fault_redis)
+    wait_until(
+        lambda: touched_since(
+            fault_fleet.redis_url, dict.fromkeys(meetings, "mc-b"), since_ms, times=2
+        ),
+        timeout=10 * TOUCH_S + 10,
+        what="mc-b touching its 5 meetings twice more",
+    )
     assert (fenced_out(cut_mc), active(cut_mc)) == (5, 0)
     cut_mc.proc.check_running()
     logs = clean_audit(fault_fleet.redis_url, meetings)
@@ -375,7 +387,14 @@ def test_3_under_random_kills_partitions_and_replacements_no_meeting_has_two_wri
     seconds, micros = fault_redis.time()
     since_ms = seconds * 1000 + micros // 1000
     named = {m: joined(gc, m) for m in meetings}
-    time.sleep(4 * TOUCH_S)
+    with contextlib.suppress(AssertionError):  # what is missing is reported below
+        wait_until(
+            lambda: touched_since(
+                fault_fleet.redis_url, {m: body["mc_id"] for m, body in named.items()}, since_ms
+            ),
+            timeout=10 * TOUCH_S + 10,
+            what="every named MC touching its meetings",
+        )
     after = audit_logs(fault_fleet.redis_url, meetings)
     orphaned = {
         m: {

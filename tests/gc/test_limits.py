@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from darktower.auth.access_tokens import mint_access_token
+from darktower.auth.api_keys import ApiKey, ApiKeyRing, generate_api_key, write_api_key_file
+from darktower.gc.access import GcAccess
 from darktower.gc.limits import HttpLimits, TokenBuckets, limits_from
 from darktower.gc.settings import GcSettings
 from tests.e2e.gc_app import gc_http_app, serve_app
@@ -167,3 +170,38 @@ def test_openapi_documents_413_everywhere_and_429_on_join(tmp_path: Path) -> Non
             assert "413" in operation["responses"], (method, path)
     join = paths["/v1/meetings/{meeting_id}/join"]["post"]
     assert "Retry-After" in join["responses"]["429"]["headers"]
+
+
+async def test_joins_over_an_api_keys_budget_are_429_whatever_their_address(
+    tmp_path: Path,
+) -> None:
+    busy, other = generate_api_key(), generate_api_key()
+    for key in (busy, other):
+        write_api_key_file(tmp_path / f"{key.key_id}.json", key)
+    access = GcAccess(
+        ApiKeyRing([tmp_path / f"{k.key_id}.json" for k in (busy, other)]), allow_guests=False
+    )
+    limits = HttpLimits(join_rate_per_api_key=0.1, join_burst_per_api_key=2)
+
+    def bearer(key: ApiKey, n: int) -> dict[str, str]:
+        token = mint_access_token(key, identity=f"u{n}", meeting_id=f"m-{n}")
+        return {"authorization": f"Bearer {token}"}
+
+    before = sample("gc_http_refusals_total", limit="join_api_key")
+    async with gc_http_app(tmp_path, limits=limits, access=access) as gc, serve_app(gc.app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as here:
+            first = [
+                await here.post(f"/v1/meetings/m-{n}/join", headers=bearer(busy, n)) for n in (1, 2)
+            ]
+        async with client_from(OTHER_LOOPBACK, url) as there:
+            third = await there.post("/v1/meetings/m-3/join", headers=bearer(busy, 3))
+            other_key = await there.post("/v1/meetings/m-4/join", headers=bearer(other, 4))
+            bad_token = await there.post(
+                "/v1/meetings/m-5/join", headers={"authorization": "Bearer nope"}
+            )
+    assert [a.json()["reason"] for a in first] == ["no_media_handler"] * 2  # placement ran
+    assert third.status_code == 429 and third.json()["reason"] == "join_api_key"
+    assert int(third.headers["retry-after"]) >= 1
+    assert other_key.json()["reason"] == "no_media_handler"  # another key, its own budget
+    assert bad_token.status_code == 401  # no valid key: access refuses it, no key bucket
+    assert sample("gc_http_refusals_total", limit="join_api_key") == before + 1
