@@ -39,7 +39,7 @@ __all__ = ["NAME", "bare_service", "run"]
 
 NAME = "assign"
 TIMEOUT_S = (300.0, 60.0)  # full, smoke
-HOSTED_LIMIT = 1000  # the production max_meetings of an MC (SPEC §7)
+HOSTED_LIMIT = 1000  # the production max_meetings of an MC (docs/reference.md)
 
 
 class _BareServicer(pb_grpc.MeetingControllerServiceServicer):

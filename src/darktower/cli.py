@@ -1,4 +1,4 @@
-"""The one `darktower` command (SPEC §8); each subcommand lives with its subsystem."""
+"""The one `darktower` command (docs/reference.md); each subcommand lives with its subsystem."""
 
 from __future__ import annotations
 

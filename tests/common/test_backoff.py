@@ -1,4 +1,5 @@
-"""The registration backoff schedule (SPEC §7): the pure bounds and the jittered tenacity wait."""
+"""The registration backoff schedule (docs/reference.md): the pure bounds and the jittered tenacity
+wait."""
 
 from __future__ import annotations
 

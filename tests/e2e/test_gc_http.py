@@ -1,6 +1,6 @@
 """The GC's HTTP surface end to end: the OpenAPI document, the read API's shapes, /metrics,
 health — and the database password, which must appear in no log line, no metric and no HTTP
-body, whether the GC runs or fails to start (SPEC §3 "Config and secrets", §4, §8)."""
+body, whether the GC runs or fails to start (docs/reference.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Placement end to end: a real GC process places meetings on real MC processes over gRPC,
-the MCs take ownership in real Redis, simulated MHs report load (SPEC §3, §4, §8).
+the MCs take ownership in real Redis, simulated MHs report load (docs/reference.md).
 
 Outcomes are read from Redis (`meeting:{id}:gen` / `:owner`), from the GC's HTTP API and from
 the processes themselves (their /metrics, exit codes), never from logs alone.

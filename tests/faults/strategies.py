@@ -1,4 +1,5 @@
-"""Hypothesis strategies for every request message of the three gRPC services (SPEC §2).
+"""Hypothesis strategies for every request message of the three gRPC services
+(docs/wire-protocol.md).
 
 `request_strategy(message)` walks the message's descriptor, so a field added to the proto is
 fuzzed without touching this file. Each field has two strategies, chosen by its name

@@ -1,5 +1,6 @@
 """Scenario 11: secrets never leave the processes — not in a log line, a `/metrics` body, an
-HTTP error body or a gRPC error detail — through normal work and through failures (SPEC §3,
+HTTP error body or a gRPC error detail — through normal work and through failures
+(docs/reference.md,
 "Config and secrets").
 
 Real `darktower gc` and `darktower mc` processes run with distinctive secret values, fresh

@@ -1,4 +1,5 @@
-"""Drain of a real `darktower mc` process registered with a (recording) GC, SPEC §3 "Drain":
+"""Drain of a real `darktower mc` process registered with a (recording) GC, docs/reference.md
+"Drain":
 SIGTERM → a DRAINING heartbeat at once, no new meetings, every hosted meeting ended and
 reported with NotifyMeetingEnded (a failed report retried), exit 0 within the drain deadline."""
 

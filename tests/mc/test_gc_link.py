@@ -1,4 +1,5 @@
-"""The MC's link to the GC over real gRPC on loopback (SPEC §3 "Registration and heartbeats"):
+"""The MC's link to the GC over real gRPC on loopback (docs/reference.md "Registration and
+heartbeats"):
 what it registers, when it beats and what the beats say, how it rides out a GC that refuses,
 fails, forgets it or is not there yet, and how meeting ends are reported."""
 

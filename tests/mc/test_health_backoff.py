@@ -1,4 +1,5 @@
-"""The health an MC reports to the GC (SPEC §3): a pure decision over its state and load. (The
+"""The health an MC reports to the GC (docs/reference.md): a pure decision over its state and load.
+(The
 registration backoff schedule's tests moved with it to `tests/common/test_backoff.py`.)"""
 
 from __future__ import annotations

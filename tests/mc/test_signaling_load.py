@@ -1,7 +1,7 @@
 """500 concurrent signaling clients on one in-process MC, bounded in time.
 
 Layout: 10 meetings x 50 participants. 500 clients is the MC-wide figure the issue asks for;
-50 per meeting is already five times the per-meeting estimate the admission uses (SPEC §7:
+50 per meeting is already five times the per-meeting estimate the admission uses (docs/reference.md:
 10), while every join still fans out to every participant of its meeting (~12 k frames for
 the joins alone). One 500-person meeting would spend the test's time in the test clients
 parsing 125 k roster frames in this same process, rather than in the MC.

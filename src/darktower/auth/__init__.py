@@ -1,4 +1,5 @@
-"""Service authentication (SPEC §5): Ed25519 JWT service tokens between darktower services.
+"""Service authentication (docs/wire-protocol.md): Ed25519 JWT service tokens between darktower
+services.
 
 Modules, one concept each:
 

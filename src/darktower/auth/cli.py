@@ -1,4 +1,4 @@
-"""`darktower keys generate` and `darktower token` (SPEC §8): parse, delegate, report.
+"""`darktower keys generate` and `darktower token` (docs/reference.md): parse, delegate, report.
 
 Errors a user can fix (a missing or wrong key file, an unknown service name, files that would
 be overwritten, a lifetime above the maximum) end the command with one line on stderr and exit

@@ -1,4 +1,4 @@
-"""The errors of service authentication (SPEC §5), one small tree.
+"""The errors of service authentication (docs/wire-protocol.md), one small tree.
 
 ```
 AuthError                   .code: str — a bounded string, safe as a metric label

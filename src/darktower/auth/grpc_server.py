@@ -1,4 +1,5 @@
-"""The gRPC server every darktower service runs: one place for its limits (SPEC §5, §7).
+"""The gRPC server every darktower service runs: one place for its limits (docs/wire-protocol.md,
+docs/reference.md).
 
 An unauthenticated caller must not be able to make a server allocate: the auth interceptor
 refuses before the body is read (`darktower.auth.interceptor`), and these limits bound what an

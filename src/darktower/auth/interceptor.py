@@ -3,7 +3,7 @@
 Installed on a server, it checks every RPC of that server before the servicer sees it — and
 before the request body is read: the check needs only the call's metadata, and a refused call is
 answered by a handler that never reads its request stream, so an unauthenticated caller cannot
-make the server receive or deserialize a message (SPEC §7):
+make the server receive or deserialize a message (docs/reference.md):
 
 * an invalid or missing token → UNAUTHENTICATED with `UNAUTHENTICATED_MESSAGE`, the same text
   whatever failed, so a caller learns nothing about which check it tripped;

@@ -1,4 +1,5 @@
-"""Ed25519 service key files: generate, load, fingerprint (SPEC §5, §8 `darktower keys`).
+"""Ed25519 service key files: generate, load, fingerprint (docs/wire-protocol.md; `darktower keys`
+in docs/reference.md).
 
 Two layouts:
 

@@ -1,4 +1,5 @@
-"""Service tokens: Ed25519-signed JWTs that one darktower service presents to another (SPEC §5).
+"""Service tokens: Ed25519-signed JWTs that one darktower service presents to another
+(docs/wire-protocol.md).
 
 A token carries `iss` and `sub` (the caller's instance id; `sub` is what a bound key vouches
 for), `iat`, `exp` (short-lived: `exp - iat` at most `DEFAULT_MAX_LIFETIME_SECONDS` unless the
@@ -84,7 +85,8 @@ ALLOW_UNBOUND_KEYS_DEFAULT = False
 # to call the GC behind an endpoint (a GC also accepts its own id). A token minted for an MC
 # (aud = that MC's id) is refused by a GC, and a GC-audience token by every MC.
 GC_AUDIENCE = "darktower-gc"
-# SPEC §7. Enforced before any parsing, so that a huge header costs nothing but a length check.
+# docs/reference.md. Enforced before any parsing, so that a huge header costs nothing but a
+# length check.
 MAX_TOKEN_BYTES = 8192
 
 # Verified tokens remembered per verifier. A caller reuses its token for minutes

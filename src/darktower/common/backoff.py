@@ -1,4 +1,5 @@
-"""The registration backoff schedule (SPEC §7): 1 s base, doubling, 30 s cap, jitter, no try limit.
+"""The registration backoff schedule (docs/reference.md): 1 s base, doubling, 30 s cap, jitter, no
+try limit.
 
 `backoff_bounds(attempt)` is the pure schedule; `RegistrationBackoff` is the tenacity wait
 strategy built on it. Jitter is "equal jitter": the delay is drawn uniformly from the upper half

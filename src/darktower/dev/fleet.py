@@ -67,7 +67,7 @@ class Service:
 
 @dataclass(frozen=True)
 class FleetPorts:
-    """Fixed ports (SPEC §7 defaults) or, with `any_free`, whatever is free."""
+    """Fixed ports (docs/reference.md defaults) or, with `any_free`, whatever is free."""
 
     gc_grpc: int = 50051
     gc_http: int = 8080

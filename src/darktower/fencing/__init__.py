@@ -1,4 +1,4 @@
-"""Meeting ownership and state in Redis behind fencing tokens (SPEC §3 "Fencing").
+"""Meeting ownership and state in Redis behind fencing tokens (docs/reference.md "Fencing").
 
 port          the `FencedStore` protocol, the `Lease` that `acquire` returns, the records
 redis_store   `RedisFencedStore`, the port on Redis (standalone, Sentinel or Cluster)

@@ -32,7 +32,7 @@ __all__ = ["MEETINGS_LIMIT", "gc", "gc_error_line", "join", "status"]
 
 @documented_by("darktower.gc.settings", "GcSettings")
 def gc() -> None:
-    """Run a Global Controller configured from GC_* environment variables (SPEC §8)."""
+    """Run a Global Controller configured from GC_* environment variables (docs/reference.md)."""
     # Imported here: every `darktower` command loads this module, only `gc` needs the GC stack.
     from darktower.gc.server import serve
     from darktower.gc.settings import GcSettings

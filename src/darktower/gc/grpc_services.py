@@ -189,7 +189,7 @@ def _require_caller(rpc: str, acted_for: str) -> None:
 
 
 class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
-    """Registration, heartbeats and meeting-end notices of MCs (SPEC §4)."""
+    """Registration, heartbeats and meeting-end notices of MCs (docs/reference.md)."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""GC configuration from `GC_*` environment variables (SPEC §8), as one typed object.
+"""GC configuration from `GC_*` environment variables (docs/reference.md), as one typed object.
 
 `database_url` is a `SecretStr`: its repr is `**********`; it is read with
 `.get_secret_value()` only where the engine is created.

@@ -1,6 +1,6 @@
 """The staleness sweeper: marks silent MCs and MHs UNHEALTHY, purges old ended assignments.
 
-SPEC §4 "Staleness". Every `interval_s` one sweep, in this order:
+docs/reference.md "Staleness". Every `interval_s` one sweep, in this order:
 
 1. heartbeats still pending in the GC's `HeartbeatBatcher` are flushed, then MCs whose last
    heartbeat (or registration, if they never beat) is more than `staleness_s` old are marked

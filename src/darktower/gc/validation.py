@@ -1,4 +1,4 @@
-"""Validation of the GC's gRPC requests (SPEC §4) and their conversion to domain values.
+"""Validation of the GC's gRPC requests (docs/reference.md) and their conversion to domain values.
 
 Pure functions: a protobuf request in, a frozen domain value out, or `InvalidArgument` naming
 the first bad field (`capacity.max_meetings`, `cpu_usage_percent`, ...). Checked in the order

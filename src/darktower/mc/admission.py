@@ -1,7 +1,7 @@
 """The admission decision: may this Meeting Controller take one more meeting?
 
 A pure function over a snapshot of the controller's state. The controller actor takes the
-snapshot, calls `decide_admission` and acts on the answer one request at a time (SPEC §3,
+snapshot, calls `decide_admission` and acts on the answer one request at a time (docs/reference.md,
 "Admission"); nothing here does I/O.
 """
 

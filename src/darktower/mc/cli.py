@@ -10,7 +10,7 @@ __all__ = ["mc"]
 
 @documented_by("darktower.mc.settings", "McSettings")
 def mc() -> None:
-    """Run a Meeting Controller configured from MC_* environment variables (SPEC §8)."""
+    """Run a Meeting Controller configured from MC_* environment variables (docs/reference.md)."""
     # Imported here: every `darktower` command loads this module, only `mc` needs the MC stack
     # (the settings class, for the help, is light).
     from darktower.mc.server import serve

@@ -1,4 +1,4 @@
-"""The health an MC reports to the GC, derived by one pure function (SPEC §3)."""
+"""The health an MC reports to the GC, derived by one pure function (docs/reference.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MC configuration from `MC_*` environment variables (SPEC §8), as one typed object.
+"""MC configuration from `MC_*` environment variables (docs/reference.md), as one typed object.
 
 Secret values (`redis_url`, `binding_token_secret`) are `SecretStr`: their repr and str are
 `**********`; code that needs the value calls `.get_secret_value()` at the point of use.
@@ -123,7 +123,8 @@ class McSettings(BaseSettings):
     redis_audit: bool = Field(
         default=False, description="audit stream of fenced writes (fault-injection tests)"
     )
-    # Registration retry schedule (SPEC §7: 1 s base, doubling, 30 s cap, jitter, no limit).
+    # Registration retry schedule (docs/reference.md: 1 s base, doubling, 30 s cap, jitter, no
+    # limit).
     registration_backoff_base: float = Field(
         default=1.0, gt=0, description="first registration retry wait (seconds)"
     )

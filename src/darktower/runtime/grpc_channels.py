@@ -1,4 +1,5 @@
-"""Client channels to peers: one reused channel per endpoint (SPEC §3), from an `http(s)://` URL.
+"""Client channels to peers: one reused channel per endpoint (docs/reference.md), from an
+`http(s)://` URL.
 
 `https://` is TLS: the peer's certificate is verified against the caller's CA (`TlsConfig`;
 the system's roots without one) and must name the host dialled; the caller presents its own

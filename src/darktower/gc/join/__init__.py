@@ -1,4 +1,4 @@
-"""The join use case of the Global Controller: the I/O around placement (SPEC §4).
+"""The join use case of the Global Controller: the I/O around placement (docs/reference.md).
 
 `service.PlacementService.join` reads the store, claims the meeting, calls MCs and records
 placement events and metrics; every decision it acts on is a pure function of

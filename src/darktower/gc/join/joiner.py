@@ -1,4 +1,4 @@
-"""Who joins: the joiner a request names or an access token grants (SPEC §4).
+"""Who joins: the joiner a request names or an access token grants (docs/reference.md).
 
 The GC authenticates end users through access tokens (`darktower.auth.access_tokens`): the
 token's `sub`, `name` and `role` make the joiner. A guest (only with `GC_ALLOW_GUESTS=true`)

@@ -1,4 +1,4 @@
-"""The join use case: answer which MC hosts a meeting, placing it when needed (SPEC §4).
+"""The join use case: answer which MC hosts a meeting, placing it when needed (docs/reference.md).
 
     live ACTIVE row, `decide_reuse` says Reuse (healthy, fresh, not restarted) ──▶ reuse it
     Move(stale/unhealthy/draining/gone/restarted) ──▶ end it (only if still on that MC) ─┐

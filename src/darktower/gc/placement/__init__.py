@@ -1,8 +1,8 @@
 """The Global Controller's placement decisions: which MC hosts a meeting, which MHs carry it,
 and whether a meeting may stay on the MC it is on.
 
-Pure functions over plain frozen snapshots (SPEC §4, "Placement"): `mc_choice` (eligibility,
-load, ranking), `mh_choice` (primary and backup MHs), `reuse` (reuse, move with a reason, or
+Pure functions over plain frozen snapshots (docs/reference.md, "Placement"): `mc_choice`
+(eligibility, load, ranking), `mh_choice` (primary and backup MHs), `reuse` (reuse, move with a reason, or
 place anew). Nothing in this package does I/O or reads a clock; the join use case that reads
 the store, calls MCs and records events is `darktower.gc.join`.
 """

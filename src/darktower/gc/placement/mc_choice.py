@@ -1,7 +1,7 @@
 """MC choice: the order in which the Global Controller offers a new meeting to Meeting Controllers.
 
-SPEC §4, "Placement". Pure functions over `McCandidate` snapshots; the caller reads the store,
-converts, and then tries the MCs in the order `rank_mcs` gives (up to 3, a refusal or timeout
+docs/reference.md, "Placement". Pure functions over `McCandidate` snapshots; the caller reads
+the store, converts, and then tries the MCs in the order `rank_mcs` gives (up to 3, a refusal or timeout
 moving on to the next).
 
 Eligibility (`eligible_mcs`) — an MC may be offered the meeting only if all of these hold:
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_TOP_K = 5
-"""How many of the least loaded MCs the weighted-random draw is made among (SPEC §4)."""
+"""How many of the least loaded MCs the weighted-random draw is made among (docs/reference.md)."""
 
 WEIGHT_EPSILON = 0.01
 """Added to every sampling weight so that an MC at (almost) full load can still be drawn."""

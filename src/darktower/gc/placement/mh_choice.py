@@ -1,6 +1,6 @@
 """MH choice: which Media Handlers carry a new meeting's media.
 
-SPEC §4, "Placement": up to two MHs, distinct, least loaded first. A pure function over
+docs/reference.md, "Placement": up to two MHs, distinct, least loaded first. A pure function over
 `MhCandidate` snapshots; the caller reads the store and converts.
 
 Eligibility — an MH may be chosen only if all of these hold:
@@ -28,7 +28,7 @@ from darktower.common.health import PLACEABLE_HEALTH
 __all__ = ["DEFAULT_MH_COUNT", "MhCandidate", "choose_mhs"]
 
 DEFAULT_MH_COUNT = 2
-"""How many MHs a meeting is given (SPEC §4)."""
+"""How many MHs a meeting is given (docs/reference.md)."""
 
 
 @dataclass(frozen=True, slots=True)

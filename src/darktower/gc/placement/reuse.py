@@ -1,4 +1,4 @@
-"""Reuse or move: may a meeting stay on the MC its live assignment names? (SPEC §4)
+"""Reuse or move: may a meeting stay on the MC its live assignment names? (docs/reference.md)
 
 A pure function over plain snapshots. The join use case (`darktower.gc.join`) reads the live
 assignment and the MC's registry row, calls `decide_reuse` with the staleness threshold and its
