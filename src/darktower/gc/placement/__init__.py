@@ -2,9 +2,9 @@
 and whether a meeting may stay on the MC it is on.
 
 Pure functions over plain frozen snapshots (docs/reference.md, "Placement"): `mc_choice`
-(eligibility, load, ranking), `mh_choice` (primary and backup MHs), `reuse` (reuse, move with a reason, or
-place anew). Nothing in this package does I/O or reads a clock; the join use case that reads
-the store, calls MCs and records events is `darktower.gc.join`.
+(eligibility, load, ranking), `mh_choice` (primary and backup MHs), `reuse` (reuse, move with a
+reason, or place anew). Nothing in this package does I/O or reads a clock; the join use case
+that reads the store, calls MCs and records events is `darktower.gc.join`.
 """
 
 from __future__ import annotations

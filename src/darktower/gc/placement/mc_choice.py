@@ -1,8 +1,8 @@
 """MC choice: the order in which the Global Controller offers a new meeting to Meeting Controllers.
 
 docs/reference.md, "Placement". Pure functions over `McCandidate` snapshots; the caller reads
-the store, converts, and then tries the MCs in the order `rank_mcs` gives (up to 3, a refusal or timeout
-moving on to the next).
+the store, converts, and then tries the MCs in the order `rank_mcs` gives (up to 3, a refusal or
+timeout moving on to the next).
 
 Eligibility (`eligible_mcs`) — an MC may be offered the meeting only if all of these hold:
 
