@@ -192,6 +192,10 @@ class FaultFleet(Fleet):
             "GC_TRUSTED_MC_KEY_FILES": str(self.keys.trusted("mc")),
             "GC_TRUSTED_MH_KEY_FILES": str(self.keys.trusted("mh")),
             "GC_ALLOW_GUESTS": "true",  # the fault scenarios join as guests
+            # The storm's joins all come from 127.0.0.1: the per-address limit (a guard against
+            # floods, tests/e2e/test_gc_under_abuse.py) would refuse them, not the faults.
+            "GC_JOIN_RATE_PER_IP": "1000",
+            "GC_JOIN_BURST_PER_IP": "10000",
         }
         self.add_keys(mcs=USUAL_MCS, mhs=USUAL_MHS)  # as `Fleet.start_gc`
         self._gc_started = True

@@ -26,7 +26,9 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from darktower.auth.keys import generate_key_files
+from darktower.auth.client import ServiceTokenProvider
+from darktower.auth.keys import generate_instance_key_files, load_service_key
+from darktower.auth.tokens import SCOPE_MC, ServiceType
 from darktower.embedded.redis import free_port
 from darktower.embedded.topologies import ClusterSetup, SentinelSetup
 from darktower.fencing import (
@@ -45,7 +47,6 @@ from darktower.mc.settings import McSettings
 from darktower.runtime.redis_connect import RedisUrlError, connect, describe
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
-from tests.support.keys import token_provider
 from tests.support.mc import assign_request
 
 pytestmark = pytest.mark.slow
@@ -327,7 +328,7 @@ async def test_an_acquire_confirmed_by_the_replica_survives_the_failover(
 async def test_an_mc_on_sentinel_keeps_its_meeting_through_a_failover(
     sentinels: SentinelSetup, tmp_path: Path
 ) -> None:
-    generate_key_files(tmp_path)
+    generate_instance_key_files(tmp_path, service="gc", instance_id="gc-test")
     settings = McSettings(
         id="mc-sentinel",
         region="test",
@@ -335,7 +336,7 @@ async def test_an_mc_on_sentinel_keeps_its_meeting_through_a_failover(
         health_bind=f"127.0.0.1:{free_port()}",
         redis_url=sentinels.url,
         gc_endpoint="",
-        trusted_gc_key_files=[tmp_path / "gc.pub"],
+        trusted_gc_key_files=[tmp_path / "gc-test.pub"],
         drain_seconds=2,
         redis_check_seconds=0.2,
         meeting_touch_seconds=0.2,
@@ -345,7 +346,14 @@ async def test_an_mc_on_sentinel_keeps_its_meeting_through_a_failover(
     await app.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}")
     stub = pb_grpc.MeetingControllerServiceStub(channel)
-    metadata = token_provider(tmp_path, "gc").metadata()
+    gc_key = load_service_key(tmp_path / "gc-test.key")
+    metadata = ServiceTokenProvider(
+        gc_key.private_key,
+        service_type=ServiceType.GLOBAL_CONTROLLER,
+        scope=SCOPE_MC,
+        issuer="gc-test",
+        audience="mc-sentinel",  # GC tokens are for one MC
+    ).metadata()
 
     async def assign(meeting_id: str) -> pb.AssignMeetingWithMhResponse:
         return await stub.AssignMeetingWithMh(
