@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from darktower.auth.errors import FAILURE_REASONS, WRONG_CALLER
 from darktower.auth.tokens import SCOPE_GC, ServiceType
 from darktower.mc.controller import Abort, EndAll, SetDraining
+from darktower.mc.gc_link import machine_cpu_percent
 from darktower.wire.dark_tower import internal_pb2 as pb
 from tests.mc.recording_gc import (
     ANSWER,
@@ -500,3 +501,21 @@ async def test_drain_with_nothing_hosted_still_tells_the_gc_draining(
     beats = gc.calls(FAST, since=since)
     assert [pb.HealthStatus.Name(b.request.health) for b in beats] == ["DRAINING"], gc.summary()
     assert beats[0].at - since < 0.5
+
+
+@pytest.mark.parametrize(
+    ("process_percent", "cpus", "expected"),
+    [
+        (0.0, 2, 0.0),
+        (50.0, 1, 50.0),
+        (150.0, 2, 75.0),  # threads busy on two cores: psutil reads above 100
+        (200.0, 2, 100.0),
+        (350.0, 2, 100.0),  # a reading past the cores (sampling jitter) is clamped
+        (80.0, None, 80.0),  # cpu_count unknown: taken as one core
+        (-1.0, 4, 0.0),
+    ],
+)
+def test_cpu_is_reported_as_a_share_of_the_machine(
+    process_percent: float, cpus: int | None, expected: float
+) -> None:
+    assert machine_cpu_percent(process_percent, cpus) == expected

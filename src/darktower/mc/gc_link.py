@@ -53,6 +53,7 @@ __all__ = [
     "GcLink",
     "MeetingLoads",
     "Registration",
+    "machine_cpu_percent",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,16 @@ NOTICE_ATTEMPTS = 4
 
 MeetingLoads = Callable[[], Sequence[tuple[str, int]]]
 """(meeting id, participants) of every meeting the MC hosts."""
+
+
+def machine_cpu_percent(process_percent: float, cpus: int | None) -> float:
+    """The process's CPU use as a share of the whole machine, 0 to 100 as the wire wants it.
+
+    psutil counts one busy core as 100 %, so a process running threads on several cores reads
+    above 100 (the GC refuses that heartbeat as INVALID_ARGUMENT); divided by the cores and
+    clamped, it is the share of the machine."""
+    share = process_percent / max(cpus or 1, 1)
+    return min(max(share, 0.0), 100.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +257,9 @@ class GcLink:
                 controller_id=self._registration.mc_id,
                 capacity=self._capacity_message(),
                 health=self._health(),
-                cpu_usage_percent=self._process.cpu_percent(None),
+                cpu_usage_percent=machine_cpu_percent(
+                    self._process.cpu_percent(None), psutil.cpu_count()
+                ),
                 memory_usage_percent=self._process.memory_percent(),
                 meetings=self._meeting_load_messages(),
             )
