@@ -188,3 +188,21 @@ async def test_a_meeting_end_notice_that_fails_unexpectedly_is_logged_with_its_t
     assert record.getMessage() == "meeting-end-notice standup failed (RuntimeError)"
     assert record.exc_info is not None and str(record.exc_info[1]) == INJECTED
     assert mc.app.ready() == (True, "")
+
+
+async def test_a_meeting_that_ends_after_the_link_stopped_is_a_warning_not_a_crash(
+    start_mc: StartMc, gc: RecordingGc, key_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Seen in a full run: a meeting fenced out during shutdown tried to report on the closed
+    # channel and logged an ERROR with grpc's UsageError.
+    mc = await start_linked(start_mc, gc, key_dir)
+    link = mc.app.link
+    assert link is not None
+    await link.stop()
+    with caplog.at_level(logging.WARNING):
+        link.meeting_ended("late")
+        await link.flush(timeout=5)
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert messages == [
+        (logging.WARNING, "meeting late ended after the GC link stopped: not reported")
+    ]

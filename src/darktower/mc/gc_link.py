@@ -119,6 +119,7 @@ class GcLink:
         self._beat_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._notices: set[asyncio.Task[None]] = set()
+        self._stopped = False
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # the first reading is meaningless; prime it
 
@@ -132,6 +133,7 @@ class GcLink:
         self._task = tasks.spawn("gc-link", self._run())
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -299,6 +301,10 @@ class GcLink:
     # -- meeting ends ----------------------------------------------------------------------
 
     def meeting_ended(self, meeting_id: str) -> None:
+        if self._stopped:  # its channel is closed: the GC learns by staleness and the next join
+            MEETING_END_NOTICES.labels("failed").inc()
+            log.warning("meeting %s ended after the GC link stopped: not reported", meeting_id)
+            return
         # Short-lived, one per meeting end, owned here (flush and stop wait for them), so not
         # supervisor tasks; an error they do not expect is still logged with its traceback.
         task = asyncio.get_running_loop().create_task(
