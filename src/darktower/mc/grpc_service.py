@@ -1,7 +1,7 @@
 """The gRPC edge of the MC: protobuf in, a domain call, protobuf out.
 
 Errors become status codes in one place, `status_for`, applied to every RPC by `_edge` (the
-same shape as the GC's edge, `darktower.gc.grpc_services`):
+same shape as the GC's gRPC edge):
 
 * `InvalidArgument` → INVALID_ARGUMENT, "<field>: <reason>"
 * anything else     → INTERNAL, `INTERNAL_MESSAGE`; logged with its traceback and counted in
