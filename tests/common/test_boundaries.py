@@ -66,10 +66,10 @@ def test_no_service_imports_another(where: str, forbidden: tuple[str, ...]) -> N
     [
         ("import darktower.mc.errors", "darktower.mc.errors"),
         ("from darktower.mc import validation", "darktower.mc.validation"),
-        ("def f():\n    from darktower.mc.errors import InvalidArgument", "darktower.mc.errors"),
+        ("def f():\n    from darktower.mc.errors import InvalidMcRequest", "darktower.mc.errors"),
         ("from ...mc import validation", "darktower.mc.validation"),
         ("from .. import store", "darktower.gc.store"),
-        ("from ...mc.errors import InvalidArgument", "darktower.mc.errors"),
+        ("from ...mc.errors import InvalidMcRequest", "darktower.mc.errors"),
     ],
 )
 def test_every_kind_of_import_is_seen(source: str, expected: str) -> None:

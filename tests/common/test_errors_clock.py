@@ -9,18 +9,18 @@ import pytest
 
 from darktower.common.clock import now_ms, utcnow
 from darktower.common.errors import InvalidField, invalid_field_as
-from darktower.gc.errors import InvalidArgument as GcInvalidArgument
-from darktower.mc.errors import InvalidArgument as McInvalidArgument
+from darktower.gc.errors import InvalidGcRequest
+from darktower.mc.errors import InvalidMcRequest
 
 
-@pytest.mark.parametrize("service_error", [GcInvalidArgument, McInvalidArgument])
+@pytest.mark.parametrize("service_error", [InvalidGcRequest, InvalidMcRequest])
 def test_invalid_field_becomes_the_service_error_with_the_same_message(
-    service_error: type[GcInvalidArgument] | type[McInvalidArgument],
+    service_error: type[InvalidGcRequest] | type[InvalidMcRequest],
 ) -> None:
     with pytest.raises(service_error) as info, invalid_field_as(service_error):
         raise InvalidField("meeting_id", "required")
     error = info.value
-    assert isinstance(error, GcInvalidArgument | McInvalidArgument)
+    assert isinstance(error, InvalidGcRequest | InvalidMcRequest)
     assert str(error) == "meeting_id: required"
     assert (error.field, error.reason) == ("meeting_id", "required")
     assert error.code == "invalid_argument"
@@ -28,7 +28,7 @@ def test_invalid_field_becomes_the_service_error_with_the_same_message(
 
 
 def test_other_errors_pass_through_unchanged() -> None:
-    with pytest.raises(KeyError), invalid_field_as(GcInvalidArgument):
+    with pytest.raises(KeyError), invalid_field_as(InvalidGcRequest):
         raise KeyError("x")
 
 

@@ -25,7 +25,7 @@ from darktower.gc.access import (
     decide_join,
     decide_operator,
 )
-from darktower.gc.errors import InvalidArgument
+from darktower.gc.errors import InvalidGcRequest
 from darktower.gc.join import Joiner
 from darktower.gc.store import GcStore
 from tests.e2e.gc_app import gc_http_app
@@ -132,7 +132,7 @@ def test_joins_that_are_refused(
 def test_bad_names_are_400_naming_the_field(
     presented: Any, body_name: str | None, field: str
 ) -> None:
-    with pytest.raises(InvalidArgument) as caught:
+    with pytest.raises(InvalidGcRequest) as caught:
         decide_join(
             presented,
             "standup",

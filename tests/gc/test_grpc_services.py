@@ -27,7 +27,7 @@ from darktower.auth.tokens import (
 )
 from darktower.embedded.redis import free_port
 from darktower.gc.domain import Health
-from darktower.gc.errors import GcUnavailable, InvalidArgument, NoControllerAvailable
+from darktower.gc.errors import GcUnavailable, InvalidGcRequest, NoControllerAvailable
 from darktower.gc.grpc_services import (
     INTERNAL_MESSAGE,
     UNAVAILABLE_MESSAGE,
@@ -37,9 +37,9 @@ from darktower.gc.grpc_services import (
 )
 from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.store import (
+    DatabaseUnavailable,
     GcStore,
     StoreError,
-    StoreUnavailable,
     UnknownController,
     UnknownMediaHandler,
     create_engine,
@@ -661,7 +661,7 @@ async def test_an_unexpected_error_is_internal_without_detail(
     ("error", "code", "message", "result"),
     [
         (
-            InvalidArgument("id", "required"),
+            InvalidGcRequest("id", "required"),
             grpc.StatusCode.INVALID_ARGUMENT,
             "id: required",
             "invalid",
@@ -678,7 +678,7 @@ async def test_an_unexpected_error_is_internal_without_detail(
             "unknown media handler mh-9",
             "not_found",
         ),
-        (StoreUnavailable("x"), grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, "unavailable"),
+        (DatabaseUnavailable("x"), grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, "unavailable"),
         (StoreError("SQL"), grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, "unavailable"),
         (GcUnavailable(), grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, "unavailable"),
         (NoControllerAvailable("r", "d"), grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"),

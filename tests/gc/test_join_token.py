@@ -29,7 +29,7 @@ from darktower.auth.join_tokens import (
 from darktower.auth.keys import generate_key_files, load_private_key, load_public_keys
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.gc.access import GcAccess
-from darktower.gc.errors import InvalidArgument
+from darktower.gc.errors import InvalidGcRequest
 from darktower.gc.http import create_app
 from darktower.gc.join import (
     JoinTokenIssuer,
@@ -125,7 +125,7 @@ def test_a_joiner_without_id_gets_a_random_one() -> None:
     ],
 )
 def test_joiners_that_are_refused(user_id: str, name: str | None, field: str) -> None:
-    with pytest.raises(InvalidArgument) as caught:
+    with pytest.raises(InvalidGcRequest) as caught:
         validate_joiner(user_id, name)
     assert caught.value.field == field
 

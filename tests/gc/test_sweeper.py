@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from darktower.embedded.redis import free_port
 from darktower.gc.domain import Health, Heartbeat
-from darktower.gc.store import GcStore, StoreUnavailable, create_engine
+from darktower.gc.store import DatabaseUnavailable, GcStore, create_engine
 from darktower.gc.sweeper import StalenessSweeper, SweepResult
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -245,7 +245,7 @@ async def test_a_sweep_on_a_dead_database_raises_and_is_counted(
         dead_store, staleness_s=STALENESS_S, interval_s=1, retention_s=RETENTION_S, clock=clock
     )
     failed_before = sample("gc_sweeps_total", result="failed")
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(DatabaseUnavailable):
         await sweeper.sweep_once()
     assert sample("gc_sweeps_total", result="failed") == failed_before + 1
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from darktower.gc.domain import Health
-from darktower.gc.errors import GcError, InvalidArgument
+from darktower.gc.errors import GcError, InvalidGcRequest
 from darktower.gc.validation import (
     MAX_COUNT,
     McHeartbeat,
@@ -102,8 +102,8 @@ def load_report(**overrides: Any) -> pb.MHLoadReportRequest:
     return pb.MHLoadReportRequest(**fields)
 
 
-def refused(call: Any, request: Any) -> InvalidArgument:
-    with pytest.raises(InvalidArgument) as info:
+def refused(call: Any, request: Any) -> InvalidGcRequest:
+    with pytest.raises(InvalidGcRequest) as info:
         call(request)
     error = info.value
     assert isinstance(error, GcError) and error.code == "invalid_argument"

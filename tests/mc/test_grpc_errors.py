@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from darktower.actors import ActorStopped
 from darktower.fencing import FencedOut, Lease, RedisFencedStore, StoreUnavailable
-from darktower.mc.errors import InvalidArgument, StateUnavailable
+from darktower.mc.errors import InvalidMcRequest, StateUnavailable
 from darktower.mc.grpc_service import INTERNAL_MESSAGE, status_for
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
@@ -153,7 +153,7 @@ async def test_an_invalid_request_still_names_the_field(
 @pytest.mark.parametrize(
     ("error", "code", "message", "outcome"),
     [
-        (InvalidArgument("meeting_id", "too long"), grpc.StatusCode.INVALID_ARGUMENT,
+        (InvalidMcRequest("meeting_id", "too long"), grpc.StatusCode.INVALID_ARGUMENT,
          "meeting_id: too long", "invalid"),
         (KeyError(LEAKY_TEXT), grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"),
         (RuntimeError(LEAKY_TEXT), grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from darktower.mc.errors import InvalidArgument, McError
+from darktower.mc.errors import InvalidMcRequest, McError
 from darktower.mc.validation import (
     MAX_MH_ASSIGNMENTS,
     AssignRequest,
@@ -84,7 +84,7 @@ def test_meeting_id_accepted(value: str) -> None:
     ],
 )
 def test_meeting_id_rejected(value: str, reason: str) -> None:
-    with pytest.raises(InvalidArgument) as info:
+    with pytest.raises(InvalidMcRequest) as info:
         validate_assign(request(meeting_id=value))
     assert info.value.field == "meeting_id"
     assert info.value.reason == reason
@@ -134,7 +134,7 @@ BAD_CHAR = "must not contain whitespace or control characters"
 )
 def test_endpoint_rejected(value: str, reason: str) -> None:
     field = "mh_assignments[0].webtransport_endpoint"
-    with pytest.raises(InvalidArgument) as info:
+    with pytest.raises(InvalidMcRequest) as info:
         validate_assign(request(mh_assignments=[mh(endpoint=value)]))
     assert (info.value.field, info.value.reason) == (field, reason)
     assert str(info.value) == f"{field}: {reason}"
@@ -207,7 +207,7 @@ def test_endpoint_rejected(value: str, reason: str) -> None:
 def test_mh_assignments_rejected(
     assignments: list[pb.MhAssignment], field: str, reason: str
 ) -> None:
-    with pytest.raises(InvalidArgument) as info:
+    with pytest.raises(InvalidMcRequest) as info:
         validate_assign(request(mh_assignments=assignments))
     assert (info.value.field, info.value.reason) == (field, reason)
 
@@ -246,7 +246,7 @@ def test_requesting_gc_id(gc_id: str, reason: str | None) -> None:
     if reason is None:
         assert validate_assign(request(requesting_gc_id=gc_id)).requesting_gc_id == gc_id
         return
-    with pytest.raises(InvalidArgument) as info:
+    with pytest.raises(InvalidMcRequest) as info:
         validate_assign(request(requesting_gc_id=gc_id))
     assert (info.value.field, info.value.reason) == ("requesting_gc_id", reason)
 
@@ -270,7 +270,7 @@ def test_requesting_gc_id(gc_id: str, reason: str | None) -> None:
     ],
 )
 def test_first_problem_is_reported(overrides: dict[str, Any], field: str) -> None:
-    with pytest.raises(InvalidArgument) as info:
+    with pytest.raises(InvalidMcRequest) as info:
         validate_assign(request(**overrides))
     assert info.value.field == field
 

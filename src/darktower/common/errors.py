@@ -6,8 +6,9 @@
     └── InvalidField     a value breaks a shared rule; names the field and the reason
 
 The rules in `darktower.common` know no service, so they raise `InvalidField`; each service
-turns it into its own `InvalidArgument` (same field, same reason, hence the same message on
-the wire) where it validates a request, with `invalid_field_as`.
+turns it into its own request error, `InvalidGcRequest` or `InvalidMcRequest` (same field, same
+reason, hence the same message on the wire), where it validates a request, with
+`invalid_field_as`.
 """
 
 from __future__ import annotations

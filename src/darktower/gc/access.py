@@ -89,7 +89,7 @@ def decide_join(
 
     With a grant: the token's identity and role; the token's name, else the body's
     `display_name`, else the identity (each name checked by the display name rule, a bad
-    one is InvalidArgument naming `name` or `display_name`). A body `user_id` other than the
+    one is InvalidGcRequest naming `name` or `display_name`). A body `user_id` other than the
     token's identity → 403 `identity_mismatch`. Without a token: a guest, if allowed.
     """
     match presented:

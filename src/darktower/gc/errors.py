@@ -3,7 +3,7 @@
 ::
 
     GcError                      code "internal"          a fault of the GC itself
-    ├── InvalidArgument          code "invalid_argument"  a malformed request; names the field
+    ├── InvalidGcRequest         code "invalid_argument"  a malformed request; names the field
     ├── NoControllerAvailable    code "no_controller"     no MC would take the meeting
     ├── NoMediaHandlerAvailable  code "no_media_handler"  no MH to hand to the meeting
     ├── CallerMismatch           code "caller_mismatch"   a caller acting for another id
@@ -22,7 +22,7 @@ __all__ = [
     "CallerMismatch",
     "GcError",
     "GcUnavailable",
-    "InvalidArgument",
+    "InvalidGcRequest",
     "NoControllerAvailable",
     "NoMediaHandlerAvailable",
 ]
@@ -34,7 +34,7 @@ class GcError(Exception):
     code: ClassVar[str] = "internal"
 
 
-class InvalidArgument(GcError):
+class InvalidGcRequest(GcError):
     """A request field is missing or malformed; the message is `"<field>: <reason>"`."""
 
     code: ClassVar[str] = "invalid_argument"

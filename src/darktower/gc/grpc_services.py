@@ -3,10 +3,10 @@
 
 Errors become status codes in one place, `status_for`, applied to every RPC by `_edge`:
 
-* `InvalidArgument`                        → INVALID_ARGUMENT, "<field>: <reason>"
+* `InvalidGcRequest`                       → INVALID_ARGUMENT, "<field>: <reason>"
 * `CallerMismatch`                         → PERMISSION_DENIED, "caller may not act for this id"
 * `UnknownController` / `UnknownMediaHandler` → NOT_FOUND, "unknown controller <id>"
-* `StoreError` (incl. `StoreUnavailable`), `GcUnavailable` → UNAVAILABLE, `UNAVAILABLE_MESSAGE`
+* `StoreError` (incl. `DatabaseUnavailable`), `GcUnavailable` → UNAVAILABLE, `UNAVAILABLE_MESSAGE`
 * anything else                            → INTERNAL, "internal error"
 
 The UNAVAILABLE and INTERNAL messages are fixed: no SQL, no URL, no stack trace ever reaches a
@@ -59,7 +59,7 @@ from darktower.auth.tokens import (
 )
 from darktower.common.clock import Clock, utcnow
 from darktower.gc.domain import Heartbeat
-from darktower.gc.errors import CallerMismatch, GcUnavailable, InvalidArgument
+from darktower.gc.errors import CallerMismatch, GcUnavailable, InvalidGcRequest
 from darktower.gc.heartbeats import HeartbeatBatcher
 from darktower.gc.last_heard import LastHeard
 from darktower.gc.metrics import HEARTBEATS, MEETING_END_NOTICES, REGISTRATIONS
@@ -123,7 +123,7 @@ def _ms(moment: datetime) -> int:
 
 def status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str]:
     """The status code, the caller-safe message and the metric `result` for a failed RPC."""
-    if isinstance(exc, InvalidArgument):
+    if isinstance(exc, InvalidGcRequest):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid"
     if isinstance(exc, CallerMismatch):
         return grpc.StatusCode.PERMISSION_DENIED, CallerMismatch.MESSAGE, "denied"

@@ -1,7 +1,7 @@
 """The GC's HTTP API (FastAPI): placement and join answers, the read API, the join page,
 the dashboard, the API documentation (`/docs`, offline), health and metrics.
 
-Errors map here and only here: InvalidArgument and a malformed request (body, query) → 400
+Errors map here and only here: InvalidGcRequest and a malformed request (body, query) → 400
 with the offending field as `reason`, NoControllerAvailable / NoMediaHandlerAvailable / a
 database outage → 503, an access refusal (`darktower.gc.access`) → 401 `unauthenticated` or
 403 `forbidden`, each as `{"error", "reason", "message"}`. Messages never echo the input.
@@ -35,7 +35,7 @@ from darktower.gc.dashboard import mount_dashboard
 from darktower.gc.domain import Assignment, Controller, MediaHandler
 from darktower.gc.errors import (
     GcError,
-    InvalidArgument,
+    InvalidGcRequest,
     NoControllerAvailable,
     NoMediaHandlerAvailable,
 )
@@ -314,8 +314,8 @@ def create_app(
         field, message = _invalid_request(exc)
         return _error(400, "invalid_argument", field, message)
 
-    @app.exception_handler(InvalidArgument)
-    async def _invalid(request: Request, exc: InvalidArgument) -> JSONResponse:
+    @app.exception_handler(InvalidGcRequest)
+    async def _invalid(request: Request, exc: InvalidGcRequest) -> JSONResponse:
         return _error(400, "invalid_argument", exc.field, str(exc))
 
     @app.exception_handler(AccessRefused)
@@ -370,7 +370,7 @@ def create_app(
         join token for the joiner and the MC's signaling URL. Needs an access token for this
         meeting (`Authorization: Bearer …`), unless guests are allowed: 401 without a valid
         one, 403 for another meeting's or a `user_id` that is not the token's."""
-        with invalid_field_as(InvalidArgument):
+        with invalid_field_as(InvalidGcRequest):
             validate_id(meeting_id, "meeting_id")  # first: a bad id is a 400 whoever asks
         wanted = body or JoinIn()
         joiner = access.joiner(

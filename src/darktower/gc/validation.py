@@ -1,6 +1,6 @@
 """Validation of the GC's gRPC requests (docs/reference.md) and their conversion to domain values.
 
-Pure functions: a protobuf request in, a frozen domain value out, or `InvalidArgument` naming
+Pure functions: a protobuf request in, a frozen domain value out, or `InvalidGcRequest` naming
 the first bad field (`capacity.max_meetings`, `cpu_usage_percent`, ...). Checked in the order
 of the message's fields.
 
@@ -43,7 +43,7 @@ from darktower.common import endpoints, ids
 from darktower.common.errors import invalid_field_as
 from darktower.common.limits import MAX_MEETING_LOADS
 from darktower.gc.domain import Health
-from darktower.gc.errors import InvalidArgument
+from darktower.gc.errors import InvalidGcRequest
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = [
@@ -144,29 +144,29 @@ class MhLoadReport:
 
 
 def validate_id(value: str, field: str) -> str:
-    """`value` if it is 1 to 255 UTF-8 bytes of letters, digits, `-`, `_`; else InvalidArgument."""
-    with invalid_field_as(InvalidArgument):
+    """`value` if it is 1 to 255 UTF-8 bytes of letters, digits, `-`, `_`; else InvalidGcRequest."""
+    with invalid_field_as(InvalidGcRequest):
         return ids.validate_id(value, field)
 
 
 def validate_endpoint(value: str, field: str) -> str:
     """`value` if it is a usable `http(s)://` endpoint (see the module docstring)."""
-    with invalid_field_as(InvalidArgument):
+    with invalid_field_as(InvalidGcRequest):
         return endpoints.validate_endpoint(value, field)
 
 
 def _validate_short(value: str, field: str) -> None:
     if len(value.encode("utf-8")) > MAX_REGION_BYTES:
-        raise InvalidArgument(field, f"must be at most {MAX_REGION_BYTES} bytes")
+        raise InvalidGcRequest(field, f"must be at most {MAX_REGION_BYTES} bytes")
 
 
 def validate_region(value: str, field: str = "region") -> str:
-    """`value` if it is 1 to 50 UTF-8 bytes without control characters; else InvalidArgument."""
+    """`value` if it is 1 to 50 UTF-8 bytes without control characters; else InvalidGcRequest."""
     if not value:
-        raise InvalidArgument(field, "required")
+        raise InvalidGcRequest(field, "required")
     _validate_short(value, field)
     if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise InvalidArgument(field, "must not contain control characters")
+        raise InvalidGcRequest(field, "must not contain control characters")
     return value
 
 
@@ -179,19 +179,19 @@ def _validate_zone(value: str, field: str = "zone") -> str | None:
 
 def _validate_capacity(value: int, field: str) -> int:
     if not 0 < value <= MAX_COUNT:
-        raise InvalidArgument(field, f"must be between 1 and {MAX_COUNT}")
+        raise InvalidGcRequest(field, f"must be between 1 and {MAX_COUNT}")
     return value
 
 
 def _validate_count(value: int, field: str) -> int:
     if value > MAX_COUNT:
-        raise InvalidArgument(field, f"must be at most {MAX_COUNT}")
+        raise InvalidGcRequest(field, f"must be at most {MAX_COUNT}")
     return value
 
 
 def _validate_percent(value: float, field: str) -> float:
     if not math.isfinite(value) or not 0.0 <= value <= 100.0:
-        raise InvalidArgument(field, "must be a finite number between 0 and 100")
+        raise InvalidGcRequest(field, "must be a finite number between 0 and 100")
     return value
 
 
@@ -199,7 +199,7 @@ def _validate_health(value: int, field: str = "health") -> Health:
     try:
         return HEALTH_FROM_PROTO[value]
     except KeyError:
-        raise InvalidArgument(field, "must be a defined HealthStatus") from None
+        raise InvalidGcRequest(field, "must be a defined HealthStatus") from None
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def _heartbeat(
 ) -> McHeartbeat:
     controller_id = validate_id(request.controller_id, "controller_id")
     if not request.HasField("capacity"):
-        raise InvalidArgument("capacity", "required")
+        raise InvalidGcRequest("capacity", "required")
     capacity = request.capacity
     return McHeartbeat(
         controller_id=controller_id,
@@ -250,12 +250,12 @@ def validate_fast_heartbeat(request: pb.FastHeartbeatRequest) -> McHeartbeat:
 
 def _validate_meeting_loads(loads: Sequence[pb.MeetingLoad]) -> Mapping[str, int]:
     if len(loads) > MAX_MEETING_LOADS:
-        raise InvalidArgument("meetings", f"must have at most {MAX_MEETING_LOADS} entries")
+        raise InvalidGcRequest("meetings", f"must have at most {MAX_MEETING_LOADS} entries")
     result: dict[str, int] = {}
     for i, load in enumerate(loads):
         meeting_id = validate_id(load.meeting_id, f"meetings[{i}].meeting_id")
         if meeting_id in result:
-            raise InvalidArgument(f"meetings[{i}].meeting_id", "duplicate")
+            raise InvalidGcRequest(f"meetings[{i}].meeting_id", "duplicate")
         result[meeting_id] = _validate_count(load.participants, f"meetings[{i}].participants")
     return result
 

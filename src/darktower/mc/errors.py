@@ -3,7 +3,7 @@
 ::
 
     McError                 code "internal"          a fault of the MC itself
-    ├── InvalidArgument     code "invalid_argument"  a malformed request; names the field
+    ├── InvalidMcRequest    code "invalid_argument"  a malformed request; names the field
     └── StateUnavailable    code "unavailable"       Redis or another dependency failed
 
 A refusal for load or health is not an error: `Assigner.assign` answers a `Rejection`. Each
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["InvalidArgument", "McError", "StateUnavailable"]
+__all__ = ["InvalidMcRequest", "McError", "StateUnavailable"]
 
 
 class McError(Exception):
@@ -25,7 +25,7 @@ class McError(Exception):
     code: ClassVar[str] = "internal"
 
 
-class InvalidArgument(McError):
+class InvalidMcRequest(McError):
     """A request field is missing or malformed; the message is `"<field>: <reason>"`."""
 
     code: ClassVar[str] = "invalid_argument"

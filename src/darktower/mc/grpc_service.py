@@ -3,8 +3,8 @@
 Errors become status codes in one place, `status_for`, applied to every RPC by `_edge` (the
 same shape as the GC's gRPC edge):
 
-* `InvalidArgument` → INVALID_ARGUMENT, "<field>: <reason>"
-* anything else     → INTERNAL, `INTERNAL_MESSAGE`; logged with its traceback and counted in
+* `InvalidMcRequest` → INVALID_ARGUMENT, "<field>: <reason>"
+* anything else      → INTERNAL, `INTERNAL_MESSAGE`; logged with its traceback and counted in
   `mc_grpc_internal_errors_total{method}`. The caller never sees the exception's text.
 
 A refusal for load reasons is not an error: `accepted=false` with a reason. A dependency
@@ -26,7 +26,7 @@ import grpc.aio
 from darktower.actors import ActorStopped
 from darktower.mc.admission import Rejection, rejection_to_proto
 from darktower.mc.assign import Assigner
-from darktower.mc.errors import InvalidArgument, StateUnavailable
+from darktower.mc.errors import InvalidMcRequest, StateUnavailable
 from darktower.mc.metrics import ASSIGN_LATENCY, ASSIGNMENTS, GRPC_INTERNAL_ERRORS
 from darktower.mc.validation import validate_assign
 from darktower.wire.dark_tower import internal_pb2 as pb
@@ -48,7 +48,7 @@ _R = TypeVar("_R")
 def status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str]:
     """The status code, the caller-safe message and the outcome (`invalid`/`error`) for a
     failed RPC."""
-    if isinstance(exc, InvalidArgument):
+    if isinstance(exc, InvalidMcRequest):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid"
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"
 
@@ -89,7 +89,7 @@ class MeetingControllerServicer(pb_grpc.MeetingControllerServiceServicer):
         started = time.perf_counter()
         try:
             assign = validate_assign(request)
-        except InvalidArgument as exc:
+        except InvalidMcRequest as exc:
             ASSIGNMENTS.labels("invalid", exc.field.split("[")[0]).inc()
             raise
         try:

@@ -4,7 +4,7 @@ Everything a request carries ends up in Redis keys, Redis values or logs, so the
 strict: ids follow the shared id rule (`darktower.common.ids`: `[A-Za-z0-9_-]`, at most 255
 UTF-8 bytes; they go inside Redis hash tags, where a brace would move the key to another slot),
 endpoints the shared endpoint rule (`darktower.common.endpoints`: plain `http(s)://` URLs). The
-first problem found raises `InvalidArgument` naming the field.
+first problem found raises `InvalidMcRequest` naming the field.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from enum import StrEnum
 from darktower.common.endpoints import validate_endpoint
 from darktower.common.errors import invalid_field_as
 from darktower.common.ids import validate_id
-from darktower.mc.errors import InvalidArgument
+from darktower.mc.errors import InvalidMcRequest
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = [
@@ -82,26 +82,26 @@ def _validate_mh(assignment: pb.MhAssignment, index: int, seen: set[str]) -> MhT
     prefix = f"mh_assignments[{index}]"
     mh_id = validate_id(assignment.mh_id, f"{prefix}.mh_id")
     if mh_id in seen:
-        raise InvalidArgument(f"{prefix}.mh_id", f"duplicate MH id {mh_id!r}")
+        raise InvalidMcRequest(f"{prefix}.mh_id", f"duplicate MH id {mh_id!r}")
     endpoint = validate_endpoint(
         assignment.webtransport_endpoint, f"{prefix}.webtransport_endpoint"
     )
     try:
         role = MhRole.from_proto(assignment.role)
     except ValueError:
-        raise InvalidArgument(f"{prefix}.role", "must be a defined MhRole") from None
+        raise InvalidMcRequest(f"{prefix}.role", "must be a defined MhRole") from None
     seen.add(mh_id)
     return MhTarget(mh_id=mh_id, endpoint=endpoint, role=role)
 
 
 def validate_assign(req: pb.AssignMeetingWithMhRequest) -> AssignRequest:
-    """Convert `req` into an `AssignRequest` or raise `InvalidArgument` for its first problem.
+    """Convert `req` into an `AssignRequest` or raise `InvalidMcRequest` for its first problem.
 
     Checked in order: `meeting_id`; the list `mh_assignments` (1 to 16 entries); each entry
     in order (`mh_id`, no duplicate `mh_id`, `webtransport_endpoint`, `role`); then
     `requesting_gc_id`, which may be empty.
     """
-    with invalid_field_as(InvalidArgument):
+    with invalid_field_as(InvalidMcRequest):
         return _validate_assign(req)
 
 
@@ -109,9 +109,9 @@ def _validate_assign(req: pb.AssignMeetingWithMhRequest) -> AssignRequest:
     meeting_id = validate_id(req.meeting_id, "meeting_id")
     count = len(req.mh_assignments)
     if count == 0:
-        raise InvalidArgument("mh_assignments", "at least one MH assignment is required")
+        raise InvalidMcRequest("mh_assignments", "at least one MH assignment is required")
     if count > MAX_MH_ASSIGNMENTS:
-        raise InvalidArgument(
+        raise InvalidMcRequest(
             "mh_assignments", f"at most {MAX_MH_ASSIGNMENTS} MH assignments are allowed"
         )
     seen: set[str] = set()

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 
 from darktower.gc.domain import Health, Heartbeat
 from darktower.gc.store import (
+    DatabaseUnavailable,
     GcStore,
-    StoreUnavailable,
     create_engine,
     migrate,
     redacted_url,
@@ -87,14 +87,14 @@ def _closed_port() -> int:
 async def test_database_down_is_unavailable_without_the_password() -> None:
     url = f"postgresql://gc:{PASSWORD}@127.0.0.1:{_closed_port()}/gc"
 
-    with pytest.raises(StoreUnavailable) as opening:
+    with pytest.raises(DatabaseUnavailable) as opening:
         await GcStore.open(url)
-    with pytest.raises(StoreUnavailable) as migrating:
+    with pytest.raises(DatabaseUnavailable) as migrating:
         await migrate(url)
 
     store = GcStore(create_engine(url))
     try:
-        with pytest.raises(StoreUnavailable) as beating:
+        with pytest.raises(DatabaseUnavailable) as beating:
             await store.record_heartbeat(
                 Heartbeat(
                     "mc-1",
@@ -120,7 +120,7 @@ async def test_database_down_is_unavailable_without_the_password() -> None:
 async def test_unreachable_sqlite_file_is_unavailable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(DatabaseUnavailable):
         await migrate(sqlite_url(blocker / "gc.db"))
 
 

@@ -22,7 +22,7 @@ from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.common.limits import MAX_MEETING_LOADS
 from darktower.gc.access import GcAccess
 from darktower.gc.domain import Health, Heartbeat
-from darktower.gc.errors import InvalidArgument
+from darktower.gc.errors import InvalidGcRequest
 from darktower.gc.grpc_services import add_gc_services
 from darktower.gc.http import create_app
 from darktower.gc.join import JoinTokenIssuer, PlacementService
@@ -235,7 +235,7 @@ def test_loads_are_validated_into_a_mapping() -> None:
     ],
 )
 def test_bad_loads_are_refused_naming_the_entry(loads: list[tuple[str, int]], field: str) -> None:
-    with pytest.raises(InvalidArgument) as caught:
+    with pytest.raises(InvalidGcRequest) as caught:
         validate_comprehensive_heartbeat(_comprehensive(loads))
     assert caught.value.field == field
 

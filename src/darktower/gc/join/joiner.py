@@ -15,7 +15,7 @@ from typing import Literal
 
 from darktower.common.errors import invalid_field_as
 from darktower.common.names import USER_ID_PATTERN, normalize_display_name, validate_user_id
-from darktower.gc.errors import InvalidArgument
+from darktower.gc.errors import InvalidGcRequest
 
 __all__ = [
     "DEFAULT_DISPLAY_NAME",
@@ -53,13 +53,13 @@ def validate_joiner(
     role: Role = "participant",
     name_field: str = "display_name",
 ) -> Joiner:
-    """The joiner, defaults filled in; `InvalidArgument` naming the field.
+    """The joiner, defaults filled in; `InvalidGcRequest` naming the field.
 
     `user_id`: absent → `new_user_id()`; else the shared user id rule. `display_name`: absent →
     "Guest"; else the shared display name rule (NFC, trimmed, 1 to 100 characters, no control,
     format or invisible characters), refused as `name_field`.
     """
-    with invalid_field_as(InvalidArgument):
+    with invalid_field_as(InvalidGcRequest):
         uid = new_user_id() if user_id is None else validate_user_id(user_id)
         name = (
             DEFAULT_DISPLAY_NAME

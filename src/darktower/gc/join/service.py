@@ -38,7 +38,7 @@ from darktower.gc.domain import (
     Registry,
 )
 from darktower.gc.domain import MediaHandler as MhRow
-from darktower.gc.errors import InvalidArgument, NoControllerAvailable, NoMediaHandlerAvailable
+from darktower.gc.errors import InvalidGcRequest, NoControllerAvailable, NoMediaHandlerAvailable
 from darktower.gc.join.answer import JoinResult, JoinTokenIssuer, MhInfo, signaling_url
 from darktower.gc.join.events import PlacementEvent
 from darktower.gc.join.joiner import Joiner, validate_joiner
@@ -110,9 +110,9 @@ class PlacementService:
     ) -> JoinResult:
         """Where the meeting is (placed now if needed), with a fresh join token for the
         joiner: `joiner` as the caller checked it (an access token's grant), else the one
-        `user_id` and `display_name` name (`validate_joiner`). InvalidArgument for a bad
+        `user_id` and `display_name` name (`validate_joiner`). InvalidGcRequest for a bad
         meeting id, user id or name."""
-        with invalid_field_as(InvalidArgument):
+        with invalid_field_as(InvalidGcRequest):
             validate_id(meeting_id, "meeting_id")
         if joiner is None:
             joiner = validate_joiner(user_id, display_name)

@@ -26,8 +26,8 @@ from darktower.gc.store.engine import (
 )
 from darktower.gc.store.errors import (
     ClaimLost,
+    DatabaseUnavailable,
     StoreError,
-    StoreUnavailable,
     UnknownController,
     UnknownMediaHandler,
 )
@@ -36,9 +36,9 @@ from darktower.gc.store.repository import GcStore
 __all__ = [
     "DEFAULT_SQLITE_PATH",
     "ClaimLost",
+    "DatabaseUnavailable",
     "GcStore",
     "StoreError",
-    "StoreUnavailable",
     "UnknownController",
     "UnknownMediaHandler",
     "create_engine",

@@ -1,7 +1,7 @@
 """`Database`: the engine the store's parts share, and how they run a transaction.
 
 Every store method is one short transaction opened by `begin_transaction`: database failures
-inside it surface as `StoreUnavailable` / `StoreError` (see `engine.database_errors`), with
+inside it surface as `DatabaseUnavailable` / `StoreError` (see `engine.database_errors`), with
 messages free of SQL, parameters and the URL. A read-only transaction is begun deferred on
 SQLite (see `engine`): in WAL mode it neither waits for nor blocks the writer.
 """

@@ -37,7 +37,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from darktower.gc.migrations import alembic_config
-from darktower.gc.store.errors import StoreError, StoreUnavailable
+from darktower.gc.store.errors import DatabaseUnavailable, StoreError
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
@@ -102,7 +102,7 @@ def create_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) ->
     A `search_path` query parameter on a PostgreSQL URL (`...?search_path=gc`) puts the
     store's tables in that schema, e.g. to share one database. `connect_args` go to the
     driver's connect call as they are. A SQLite file's parent directory is created if missing
-    (`StoreUnavailable` if it cannot be).
+    (`DatabaseUnavailable` if it cannot be).
     """
     parsed = normalize_url(url)
     args: dict[str, Any] = {}
@@ -154,7 +154,7 @@ async def migrate(target: str | AsyncEngine) -> None:
     Idempotent, and safe when several GC processes start at once on one PostgreSQL: the
     upgrade runs in one transaction behind a transaction-scoped advisory lock (PostgreSQL DDL
     is transactional), so a second process waits, then finds the schema at head. An engine
-    passed in is left open; one built from a URL is disposed. Raises `StoreUnavailable` when
+    passed in is left open; one built from a URL is disposed. Raises `DatabaseUnavailable` when
     the database cannot be reached.
     """
     if isinstance(target, AsyncEngine):
@@ -188,7 +188,7 @@ def database_errors() -> Iterator[None]:
     """Turn driver and SQLAlchemy failures into `StoreError`s with clean messages.
 
     Connection-level failures (refused, reset, timed out, SQLite locked, pool exhausted)
-    become `StoreUnavailable`; a value refused by a bind processor is re-raised as its
+    become `DatabaseUnavailable`; a value refused by a bind processor is re-raised as its
     ValueError / TypeError; anything else from SQLAlchemy becomes `StoreError`. Messages
     name only exception classes, never SQL, parameters or the URL; the original stays
     reachable as `__cause__`.
@@ -198,10 +198,10 @@ def database_errors() -> Iterator[None]:
     except StoreError:
         raise
     except (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError) as exc:
-        raise StoreUnavailable(f"database unavailable ({_describe(exc)})") from exc
+        raise DatabaseUnavailable(f"database unavailable ({_describe(exc)})") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
-            raise StoreUnavailable(f"database unavailable ({_describe(exc)})") from exc
+            raise DatabaseUnavailable(f"database unavailable ({_describe(exc)})") from exc
         raise StoreError(f"database error ({_describe(exc)})") from exc
     except StatementError as exc:
         # A value refused before it reached the database (e.g. a naive datetime): the

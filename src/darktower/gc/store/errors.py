@@ -4,7 +4,7 @@
     ├── UnknownController      UNKNOWN_CONTROLLER     no controller registered under that id
     ├── UnknownMediaHandler    UNKNOWN_MEDIA_HANDLER  no media handler registered under that id
     ├── ClaimLost              CLAIM_LOST             the live assignment is no longer our claim
-    └── StoreUnavailable       STORE_UNAVAILABLE      database unreachable, timed out, locked
+    └── DatabaseUnavailable    STORE_UNAVAILABLE      database unreachable, timed out, locked
 
 Messages never contain the database URL, credentials or SQL text: a database failure is named
 only by the class of the underlying exception, which stays reachable as `__cause__`. The
@@ -17,8 +17,8 @@ from typing import ClassVar
 
 __all__ = [
     "ClaimLost",
+    "DatabaseUnavailable",
     "StoreError",
-    "StoreUnavailable",
     "UnknownController",
     "UnknownMediaHandler",
 ]
@@ -65,7 +65,7 @@ class ClaimLost(StoreError):
         self.gc_id = gc_id
 
 
-class StoreUnavailable(StoreError):
+class DatabaseUnavailable(StoreError):
     """The database could not be reached or did not answer; the outcome is unknown."""
 
     code: ClassVar[str] = "STORE_UNAVAILABLE"

@@ -6,7 +6,7 @@
 
 `GcStore` forwards each method to its part unchanged: the contracts are documented there.
 Every method is one short transaction returning frozen domain values (`darktower.gc.domain`),
-never ORM objects; database failures surface as `StoreUnavailable` / `StoreError`.
+never ORM objects; database failures surface as `DatabaseUnavailable` / `StoreError`.
 Heartbeats written behind are not the store's business: see `darktower.gc.heartbeats`.
 """
 
