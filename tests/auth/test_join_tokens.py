@@ -7,7 +7,7 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from darktower.auth.errors import AuthenticationFailed
+from darktower.auth.errors import AuthenticationFailed, AuthError
 from darktower.auth.join_tokens import (
     InvalidJoinToken,
     JoinTokenVerifier,
@@ -41,8 +41,10 @@ def test_roundtrip() -> None:
 
 
 def test_other_meeting_is_refused() -> None:
-    with pytest.raises(WrongMeeting):
+    with pytest.raises(WrongMeeting) as caught:
         verifier().verify(token(), meeting_id="other")
+    assert isinstance(caught.value, AuthError)
+    assert caught.value.code == "wrong_meeting"
 
 
 @pytest.mark.parametrize(
@@ -58,8 +60,10 @@ def test_other_meeting_is_refused() -> None:
     ids=["empty", "huge", "garbage", "unknown-key", "expired", "bad-signature"],
 )
 def test_bad_tokens_are_refused_with_one_message(bad: str) -> None:
-    with pytest.raises(InvalidJoinToken, match=r"^invalid join token$"):
+    with pytest.raises(InvalidJoinToken, match=r"^invalid join token$") as caught:
         verifier().verify(bad, meeting_id="standup")
+    assert isinstance(caught.value, AuthError)
+    assert caught.value.code == "invalid_join_token"
 
 
 def test_a_service_token_is_not_a_join_token_and_vice_versa() -> None:

@@ -1,4 +1,5 @@
-"""The errors of service authentication (docs/wire-protocol.md), one small tree.
+"""The errors of authentication (docs/wire-protocol.md): service tokens and join tokens, one
+small tree.
 
 ```
 AuthError                   .code: str — a bounded string, safe as a metric label
@@ -6,13 +7,17 @@ AuthError                   .code: str — a bounded string, safe as a metric la
 │                           → gRPC UNAUTHENTICATED, always with one fixed message
 ├── CallerNotAllowed        .service_type: a valid token of a caller this server does not serve
 │                           (.code == "wrong_caller") → gRPC PERMISSION_DENIED
-└── KeyFileError            .path: a key file that is missing, unreadable, of the wrong kind
-                            or that would be overwritten (.code == "key_file")
+├── KeyFileError            .path: a key file that is missing, unreadable, of the wrong kind
+│                           or that would be overwritten (.code == "key_file")
+└── InvalidJoinToken        a join token that does not verify, one generic message
+    │                       (.code == "invalid_join_token"); in `darktower.auth.join_tokens`
+    └── WrongMeeting        a valid join token for another meeting (.code == "wrong_meeting")
 ```
 
 No message in this tree ever contains a token or key material: a message names a reason, a
 caller type or a file path, nothing else. Translation to gRPC status codes happens only at the
-boundary (`darktower.auth.interceptor`), to exit codes only in `darktower.auth.cli`.
+boundary (`darktower.auth.interceptor`), to exit codes only in `darktower.auth.cli`, and a
+join-token error becomes a refusal only at the MC's signaling edge.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ WRONG_CALLER = "wrong_caller"
 
 
 class AuthError(Exception):
-    """Base of every service-authentication error; `code` is a bounded, label-safe string."""
+    """Base of every authentication error; `code` is a bounded, label-safe string."""
 
     code: str = "auth_error"
 

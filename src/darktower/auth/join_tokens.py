@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from darktower.auth.errors import AuthError
 from darktower.auth.keys import TrustedKey, key_id
 from darktower.auth.tokens import ALGORITHM, DEFAULT_LEEWAY_SECONDS, MAX_TOKEN_BYTES
 from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
@@ -40,12 +41,16 @@ ROLES = ("host", "participant")
 _JTI = re.compile(r"[0-9a-f]{32}")
 
 
-class InvalidJoinToken(Exception):
+class InvalidJoinToken(AuthError):
     """Bad signature, unknown key, expired, malformed or missing claims. The message is generic."""
+
+    code = "invalid_join_token"
 
 
 class WrongMeeting(InvalidJoinToken):
     """A valid join token, but for another meeting."""
+
+    code = "wrong_meeting"
 
 
 @dataclass(frozen=True, slots=True)
