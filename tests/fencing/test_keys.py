@@ -68,7 +68,7 @@ def test_decode_fenced_reply() -> None:
         decode_reply("m", [b"FENCED", b"42", b"mc-b"])
     assert (caught.value.meeting_id, caught.value.stored_generation) == ("m", 42)
     assert caught.value.stored_owner == "mc-b"
-    assert caught.value.code == "FENCED_OUT"
+    assert caught.value.code == "fenced_out"
     with pytest.raises(FencedOut) as caught:
         decode_reply("m", [b"FENCED", None, None])
     assert (caught.value.stored_generation, caught.value.stored_owner) == (None, None)
@@ -78,7 +78,7 @@ def test_decode_malformed_reply() -> None:
     with pytest.raises(MalformedState) as caught:
         decode_reply("m", [b"MALFORMED", b"meeting:{m}:gen"])
     assert caught.value.key == "meeting:{m}:gen"
-    assert caught.value.code == "MALFORMED_STATE"
+    assert caught.value.code == "malformed_state"
 
 
 @pytest.mark.parametrize(

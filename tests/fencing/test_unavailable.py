@@ -50,7 +50,7 @@ async def test_every_operation_is_store_unavailable(
         await OPS[name](dead_store)
     error = caught.value
     assert type(error) is StoreUnavailable
-    assert error.code == "STORE_UNAVAILABLE"
+    assert error.code == "store_unavailable"
     assert str(error) == "redis unavailable: ConnectionError"
     assert isinstance(error.__cause__, RedisConnectionError)
     for shown in (str(error), repr(error), repr(dead_store)):

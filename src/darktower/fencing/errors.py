@@ -1,10 +1,10 @@
-"""Errors of the fencing store, one tree; each carries a stable `code`.
+"""Errors of the fencing store, one tree; each carries a stable `code` in lower snake case.
 
-    FencingError                  FENCING_ERROR        base; also an unexpected script error
-    ├── FencedOut                 FENCED_OUT           caller is not the owner at that generation
-    ├── MalformedState            MALFORMED_STATE      a stored value breaks the key contract
-    └── StoreUnavailable          STORE_UNAVAILABLE    Redis unreachable, timeout, failover
-        └── ReplicationTimeout    REPLICATION_TIMEOUT  WAIT saw too few replicas
+    FencingError                  fencing_error        base; also an unexpected script error
+    ├── FencedOut                 fenced_out           caller is not the owner at that generation
+    ├── MalformedState            malformed_state      a stored value breaks the key contract
+    └── StoreUnavailable          store_unavailable    Redis unreachable, timeout, failover
+        └── ReplicationTimeout    replication_timeout  WAIT saw too few replicas
 
 FencedOut and MalformedState mean nothing was written. StoreUnavailable means the outcome is
 unknown (the command may or may not have run); ReplicationTimeout means the write was applied
@@ -29,13 +29,13 @@ __all__ = [
 class FencingError(Exception):
     """Base of every fencing store error."""
 
-    code: ClassVar[str] = "FENCING_ERROR"
+    code: ClassVar[str] = "fencing_error"
 
 
 class FencedOut(FencingError):
     """The write was refused: the caller is not the owner at the given generation."""
 
-    code: ClassVar[str] = "FENCED_OUT"
+    code: ClassVar[str] = "fenced_out"
 
     def __init__(
         self, meeting_id: str, stored_generation: int | None, stored_owner: str | None
@@ -52,7 +52,7 @@ class FencedOut(FencingError):
 class MalformedState(FencingError):
     """A stored value is not what the key contract says (e.g. gen is not an integer)."""
 
-    code: ClassVar[str] = "MALFORMED_STATE"
+    code: ClassVar[str] = "malformed_state"
 
     def __init__(self, meeting_id: str, key: str) -> None:
         super().__init__(f"meeting {meeting_id}: malformed value at {key}")
@@ -63,13 +63,13 @@ class MalformedState(FencingError):
 class StoreUnavailable(FencingError):
     """Redis could not be reached or did not answer; raised `from` the redis exception."""
 
-    code: ClassVar[str] = "STORE_UNAVAILABLE"
+    code: ClassVar[str] = "store_unavailable"
 
 
 class ReplicationTimeout(StoreUnavailable):
     """WAIT returned fewer replica acknowledgements than configured; the write is applied."""
 
-    code: ClassVar[str] = "REPLICATION_TIMEOUT"
+    code: ClassVar[str] = "replication_timeout"
 
     def __init__(self, meeting_id: str, wanted: int, acknowledged: int, timeout_ms: int) -> None:
         super().__init__(

@@ -165,7 +165,7 @@ async def test_activation_needs_our_live_claim(store: GcStore) -> None:
     await _claim(store, "gc-a")
     with pytest.raises(ClaimLost) as caught:
         await store.activate_assignment(MEETING, REGION, "gc-b", "mc-1", [], T0)
-    assert caught.value.code == "CLAIM_LOST"
+    assert caught.value.code == "claim_lost"
     with pytest.raises(UnknownController):
         await store.activate_assignment(MEETING, REGION, "gc-a", "mc-ghost", [], T0)
     live = await store.active_assignment(MEETING, REGION)

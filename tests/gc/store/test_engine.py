@@ -111,7 +111,7 @@ async def test_database_down_is_unavailable_without_the_password() -> None:
 
     for caught in (opening, migrating, beating):
         error = caught.value
-        assert error.code == "STORE_UNAVAILABLE"
+        assert error.code == "store_unavailable"
         assert PASSWORD not in str(error) and PASSWORD not in repr(error)
         assert "127.0.0.1" not in str(error)
         assert error.__cause__ is not None and PASSWORD not in str(error.__cause__)

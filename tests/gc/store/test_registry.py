@@ -113,7 +113,7 @@ async def test_fast_heartbeat_keeps_the_last_cpu_and_memory(store: GcStore) -> N
 async def test_heartbeat_of_unknown_controller(store: GcStore) -> None:
     with pytest.raises(UnknownController) as caught:
         await _beat(store, "ghost", T0)
-    assert caught.value.controller_id == "ghost" and caught.value.code == "UNKNOWN_CONTROLLER"
+    assert caught.value.controller_id == "ghost" and caught.value.code == "unknown_controller"
     assert await store.get_controller("ghost") is None
 
 
@@ -195,7 +195,7 @@ async def test_media_handler_registration_and_load_report(store: GcStore) -> Non
 async def test_load_report_of_unknown_media_handler(store: GcStore) -> None:
     with pytest.raises(UnknownMediaHandler) as caught:
         await store.record_load_report("ghost", current_streams=1, health=Health.HEALTHY, now=T0)
-    assert caught.value.handler_id == "ghost" and caught.value.code == "UNKNOWN_MEDIA_HANDLER"
+    assert caught.value.handler_id == "ghost" and caught.value.code == "unknown_media_handler"
 
 
 async def test_mark_stale_media_handlers(store: GcStore) -> None:

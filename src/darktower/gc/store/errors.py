@@ -1,10 +1,10 @@
-"""Errors of the GC store, one tree; each carries a stable `code`.
+"""Errors of the GC store, one tree; each carries a stable `code` in lower snake case.
 
-    StoreError                 STORE_ERROR            base; also an unexpected database error
-    ├── UnknownController      UNKNOWN_CONTROLLER     no controller registered under that id
-    ├── UnknownMediaHandler    UNKNOWN_MEDIA_HANDLER  no media handler registered under that id
-    ├── ClaimLost              CLAIM_LOST             the live assignment is no longer our claim
-    └── DatabaseUnavailable    STORE_UNAVAILABLE      database unreachable, timed out, locked
+    StoreError                 store_error            base; also an unexpected database error
+    ├── UnknownController      unknown_controller     no controller registered under that id
+    ├── UnknownMediaHandler    unknown_media_handler  no media handler registered under that id
+    ├── ClaimLost              claim_lost             the live assignment is no longer our claim
+    └── DatabaseUnavailable    store_unavailable      database unreachable, timed out, locked
 
 Messages never contain the database URL, credentials or SQL text: a database failure is named
 only by the class of the underlying exception, which stays reachable as `__cause__`. The
@@ -27,13 +27,13 @@ __all__ = [
 class StoreError(Exception):
     """Base of every GC store error."""
 
-    code: ClassVar[str] = "STORE_ERROR"
+    code: ClassVar[str] = "store_error"
 
 
 class UnknownController(StoreError):
     """No meeting controller is registered under `controller_id`."""
 
-    code: ClassVar[str] = "UNKNOWN_CONTROLLER"
+    code: ClassVar[str] = "unknown_controller"
 
     def __init__(self, controller_id: str) -> None:
         super().__init__(f"unknown meeting controller {controller_id!r}")
@@ -43,7 +43,7 @@ class UnknownController(StoreError):
 class UnknownMediaHandler(StoreError):
     """No media handler is registered under `handler_id`."""
 
-    code: ClassVar[str] = "UNKNOWN_MEDIA_HANDLER"
+    code: ClassVar[str] = "unknown_media_handler"
 
     def __init__(self, handler_id: str) -> None:
         super().__init__(f"unknown media handler {handler_id!r}")
@@ -56,7 +56,7 @@ class ClaimLost(StoreError):
     It was taken over as stale, ended, released, or never existed; nothing was written.
     """
 
-    code: ClassVar[str] = "CLAIM_LOST"
+    code: ClassVar[str] = "claim_lost"
 
     def __init__(self, meeting_id: str, region: str, gc_id: str) -> None:
         super().__init__(f"meeting {meeting_id!r} in {region!r}: claim of {gc_id!r} lost")
@@ -68,4 +68,4 @@ class ClaimLost(StoreError):
 class DatabaseUnavailable(StoreError):
     """The database could not be reached or did not answer; the outcome is unknown."""
 
-    code: ClassVar[str] = "STORE_UNAVAILABLE"
+    code: ClassVar[str] = "store_unavailable"
