@@ -8,13 +8,10 @@ document as `textContent`, never as markup.
 
 from __future__ import annotations
 
-from importlib import resources
-
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
-from starlette.staticfiles import StaticFiles
 
 from darktower.gc.dashboard import CONTENT_SECURITY_POLICY
+from darktower.gc.static_page import mount_static_page
 
 __all__ = ["API_DOCS_CSP", "API_DOCS_PATH", "API_DOCS_STATIC_PATH", "mount_api_docs"]
 
@@ -27,31 +24,18 @@ API_DOCS_CSP = CONTENT_SECURITY_POLICY
 _PACKAGE = __package__ or "darktower.gc.api_docs"
 
 
-def _page() -> str:
-    return resources.files(_PACKAGE).joinpath("static", "docs.html").read_text("utf-8")
-
-
 def mount_api_docs(app: FastAPI) -> None:
     """Serve the API documentation on `app`: `GET /docs` and `GET /docs/static/...`.
 
     `app` must be built with `docs_url=None` (FastAPI's CDN-backed page would shadow this
     one) and serve its OpenAPI document at `/openapi.json`, which the page fetches."""
-    page = _page()
-
-    @app.get(API_DOCS_PATH, include_in_schema=False)
-    async def api_docs() -> HTMLResponse:
-        return HTMLResponse(
-            page,
-            headers={
-                "Content-Security-Policy": API_DOCS_CSP,
-                "Cache-Control": "no-cache",
-                "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "no-referrer",
-            },
-        )
-
-    app.mount(
-        API_DOCS_STATIC_PATH,
-        StaticFiles(packages=[(_PACKAGE, "static")]),
-        name="api-docs-static",
+    mount_static_page(
+        app,
+        package=_PACKAGE,
+        page="docs.html",
+        path=API_DOCS_PATH,
+        static_path=API_DOCS_STATIC_PATH,
+        csp=API_DOCS_CSP,
+        name="api_docs",
+        extra_headers={"Referrer-Policy": "no-referrer"},
     )

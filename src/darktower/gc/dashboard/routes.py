@@ -8,11 +8,9 @@ or outside request could follow from it (the script itself only ever writes `tex
 
 from __future__ import annotations
 
-from importlib import resources
-
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
-from starlette.staticfiles import StaticFiles
+
+from darktower.gc.static_page import mount_static_page
 
 __all__ = ["CONTENT_SECURITY_POLICY", "STATIC_PATH", "mount_dashboard"]
 
@@ -34,27 +32,14 @@ CONTENT_SECURITY_POLICY = "; ".join(
 _PACKAGE = __package__ or "darktower.gc.dashboard"
 
 
-def _page() -> str:
-    return resources.files(_PACKAGE).joinpath("static", "index.html").read_text("utf-8")
-
-
 def mount_dashboard(app: FastAPI) -> None:
     """Serve the dashboard on `app`: `GET /` (the page) and `GET /static/...` (its assets)."""
-    page = _page()
-
-    @app.get("/", include_in_schema=False)
-    async def dashboard() -> HTMLResponse:
-        return HTMLResponse(
-            page,
-            headers={
-                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                "Cache-Control": "no-cache",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
-
-    app.mount(
-        STATIC_PATH,
-        StaticFiles(packages=[(_PACKAGE, "static")]),
-        name="dashboard-static",
+    mount_static_page(
+        app,
+        package=_PACKAGE,
+        page="index.html",
+        path="/",
+        static_path=STATIC_PATH,
+        csp=CONTENT_SECURITY_POLICY,
+        name="dashboard",
     )

@@ -9,11 +9,9 @@ receives as `textContent`, never as markup.
 
 from __future__ import annotations
 
-from importlib import resources
-
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
-from starlette.staticfiles import StaticFiles
+
+from darktower.gc.static_page import mount_static_page
 
 __all__ = ["JOIN_PAGE_CSP", "JOIN_PAGE_PATH", "JOIN_STATIC_PATH", "mount_join_page"]
 
@@ -36,28 +34,15 @@ JOIN_PAGE_CSP = "; ".join(
 _PACKAGE = __package__ or "darktower.gc.join_page"
 
 
-def _page() -> str:
-    return resources.files(_PACKAGE).joinpath("static", "join.html").read_text("utf-8")
-
-
 def mount_join_page(app: FastAPI) -> None:
     """Serve the join page on `app`: `GET /join` and `GET /join/static/...`."""
-    page = _page()
-
-    @app.get(JOIN_PAGE_PATH, include_in_schema=False)
-    async def join_page() -> HTMLResponse:
-        return HTMLResponse(
-            page,
-            headers={
-                "Content-Security-Policy": JOIN_PAGE_CSP,
-                "Cache-Control": "no-cache",
-                "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "no-referrer",
-            },
-        )
-
-    app.mount(
-        JOIN_STATIC_PATH,
-        StaticFiles(packages=[(_PACKAGE, "static")]),
-        name="join-page-static",
+    mount_static_page(
+        app,
+        package=_PACKAGE,
+        page="join.html",
+        path=JOIN_PAGE_PATH,
+        static_path=JOIN_STATIC_PATH,
+        csp=JOIN_PAGE_CSP,
+        name="join_page",
+        extra_headers={"Referrer-Policy": "no-referrer"},
     )
