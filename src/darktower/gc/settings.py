@@ -14,17 +14,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
 from darktower.runtime.serving import parse_bind
-from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports
+from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports, split_paths
 
 __all__ = ["DEFAULT_DATABASE_URL", "GcSettings", "contradictions"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///darktower-gc.db"
-
-
-def _split_paths(value: object) -> object:
-    if isinstance(value, str):
-        return [Path(p.strip()) for p in value.split(",") if p.strip()]
-    return value
 
 
 class GcSettings(BaseSettings):
@@ -161,7 +155,7 @@ class GcSettings(BaseSettings):
 
     _paths = field_validator(
         "trusted_mc_key_files", "trusted_mh_key_files", "api_key_files", mode="before"
-    )(_split_paths)
+    )(split_paths)
 
     @field_validator("grpc_bind", "http_bind")
     @classmethod

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
 from darktower.runtime.serving import parse_bind
-from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports
+from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports, split_paths
 
 __all__ = ["McSettings", "contradictions"]
 
@@ -161,12 +161,7 @@ class McSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
-    @field_validator("trusted_gc_key_files", mode="before")
-    @classmethod
-    def _split_paths(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [Path(p.strip()) for p in value.split(",") if p.strip()]
-        return value
+    _paths = field_validator("trusted_gc_key_files", mode="before")(split_paths)
 
     @field_validator("grpc_bind", "health_bind", "client_bind")
     @classmethod

@@ -1,5 +1,6 @@
 """What the services' settings classes say about themselves: the environment variables and
-their defaults for `--help`, and settings that contradict each other.
+their defaults for `--help`, and settings that contradict each other; and the one parsing rule
+they share, `split_paths` (a list of key files given as one comma-separated variable).
 
 Both are read from the pydantic-settings classes (`McSettings`, `GcSettings`), so the help
 cannot drift from the code. A secret (`SecretStr`) is marked as one and its default is never
@@ -29,6 +30,7 @@ __all__ = [
     "env_lines",
     "refuse",
     "shared_ports",
+    "split_paths",
 ]
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
@@ -151,3 +153,11 @@ def documented_by(module: str, class_name: str) -> Callable[[F], F]:
         return command
 
     return decorate
+
+
+def split_paths(value: object) -> object:
+    """A `mode="before"` field validator: `"a.pem, b.pem"` → `[Path("a.pem"), Path("b.pem")]`
+    (blank items dropped); any other value is left for pydantic to check."""
+    if isinstance(value, str):
+        return [Path(p.strip()) for p in value.split(",") if p.strip()]
+    return value
