@@ -4,11 +4,14 @@
 on the machine's Redis, e.g. `redis://127.0.0.1:6379/15`); without it an embedded
 `redis-server` is started on a free loopback port for the session. Either way the database is
 flushed before each test that asks for Redis, so tests never see each other's state, and only
-that database is touched.
+that database is touched. A run claims the database it was given for its whole session
+(`tests.support.redis_claim`): a second run on the same database stops at once with an error
+naming the first, instead of failing at random on state the other run wrote or flushed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 
@@ -16,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from darktower.embedded.redis import EmbeddedRedis
+from tests.support.redis_claim import DatabaseInUse, claim_database
 
 REDIS_URL_ENV = "DARKTOWER_TEST_REDIS_URL"
 
@@ -24,7 +28,12 @@ REDIS_URL_ENV = "DARKTOWER_TEST_REDIS_URL"
 def redis_url() -> Iterator[str]:
     url = os.environ.get(REDIS_URL_ENV)
     if url:
-        yield url
+        with contextlib.ExitStack() as claim:
+            try:
+                claim.enter_context(claim_database(url))
+            except DatabaseInUse as exc:  # before any flush: the other run's state is left alone
+                pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+            yield url
         return
     with EmbeddedRedis() as server:
         yield server.url
