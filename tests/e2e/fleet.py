@@ -14,6 +14,13 @@ orphan. Every wait is bounded and names what it waited for (`tests.support.waiti
 
 All services live in region `REGION`; GC timings are shortened (`FAST_GC_ENV`) so that
 staleness and failover take seconds.
+
+Every gRPC hop (MC↔GC, MH→GC) is TLS by default, as in `darktower dev`: the fleet has a CA of
+its own in `<tmp_path>/tls` and each process a certificate from it for 127.0.0.1 and localhost
+(`darktower.auth.certs`), its `*_TLS_*` files set and every gRPC endpoint an `https://` URL.
+The GC's HTTP API, the MC's client WebSocket and its health server stay plain HTTP (as in
+`darktower dev`). A test talking gRPC itself uses `grpc_channel(endpoint, fleet.ca_file)` (or
+`GcProc.channel()`, `McProc.channel()`); `Fleet(..., tls=False)` runs everything plaintext.
 """
 
 from __future__ import annotations
@@ -31,13 +38,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from darktower.auth.certs import generate_certs, parse_hosts
 from darktower.auth.fleet_keys import FleetKeys, generate_fleet_keys
 from darktower.embedded.redis import free_port
 from darktower.gc.store import create_engine, sqlite_url
+from darktower.runtime.grpc_channels import grpc_target
 from darktower.runtime.processes import ManagedProcess, parent_death_hook
 from tests.support.metrics import metric
 from tests.support.processes import clean_env as _clean_env
@@ -55,7 +65,9 @@ __all__ = [
     "GcProc",
     "McProc",
     "Proc",
+    "aio_grpc_channel",
     "fresh_database",
+    "grpc_channel",
     "metric",
     "postgres_base_url",
     "run_cli",
@@ -97,7 +109,7 @@ START_TIMEOUT_S = 40.0
 HTTP_TIMEOUT_S = 30.0
 
 # Several simulated MHs in one process: argv = key directory (<id>.key each), GC endpoint,
-# region, id=zone...
+# region, TLS certificate, key and CA files (each "" for none), id=zone...
 _MH_GROUP_SCRIPT = """
 import asyncio, logging, sys
 from pathlib import Path
@@ -106,8 +118,10 @@ from darktower.auth.keys import load_private_key
 from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
 from darktower.common.backoff import RegistrationBackoff
 from darktower.mhsim.simulator import MhConfig, MhSimulator
+from darktower.runtime.tls import load_tls
 
-async def main(key, gc, region, specs):
+async def main(key, gc, region, tls_files, specs):
+    tls = load_tls(*(Path(f) if f else None for f in tls_files), prefix="--tls")
     service_type, scope = SERVICE_PROFILES["mh"]
     sims = []
     for spec in specs:
@@ -124,14 +138,36 @@ async def main(key, gc, region, specs):
             region=region,
             zone=zone,
             webtransport_endpoint=f"https://{handler_id}.{zone}.e2e:4433",
-            grpc_endpoint=f"http://{handler_id}.{zone}.e2e:50053",
+            grpc_endpoint=f"{tls.scheme}://{handler_id}.{zone}.e2e:50053",
         )
-        sims.append(MhSimulator(gc, config, tokens, backoff=RegistrationBackoff(base=0.1, cap=0.5)))
+        backoff = RegistrationBackoff(base=0.1, cap=0.5)
+        sims.append(MhSimulator(gc, config, tokens, backoff=backoff, tls=tls))
     await asyncio.gather(*(sim.run() for sim in sims))
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:7], sys.argv[7:]))
 """
+
+
+def _credentials(ca_file: Path | None) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(ca_file.read_bytes() if ca_file else None)
+
+
+def grpc_channel(endpoint: str, ca_file: Path | None) -> grpc.Channel:
+    """A channel to `endpoint` for a test: TLS verified against `ca_file` for `https://`,
+    plaintext for `http://` (no client certificate: the fleet does not require one)."""
+    target, secure = grpc_target(endpoint)
+    if secure:
+        return grpc.secure_channel(target, _credentials(ca_file))
+    return grpc.insecure_channel(target)
+
+
+def aio_grpc_channel(endpoint: str, ca_file: Path | None) -> grpc.aio.Channel:
+    """The same as `grpc_channel`, for asyncio."""
+    target, secure = grpc_target(endpoint)
+    if secure:
+        return grpc.aio.secure_channel(target, _credentials(ca_file))
+    return grpc.aio.insecure_channel(target)
 
 
 def darktower_command(*args: str) -> list[str]:
@@ -240,6 +276,11 @@ class McProc(Proc):
     mc_id: str = ""
     grpc_endpoint: str = ""
     health_url: str = ""
+    ca_file: Path | None = None  # what verifies an https:// `grpc_endpoint`
+
+    def channel(self) -> grpc.Channel:
+        """A channel to the MC's gRPC port (TLS when it serves TLS)."""
+        return grpc_channel(self.grpc_endpoint, self.ca_file)
 
     def metrics(self) -> str:
         """The MC's own /metrics exposition."""
@@ -256,6 +297,14 @@ class GcProc(Proc):
     grpc_endpoint: str = ""
     http_url: str = ""
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=HTTP_TIMEOUT_S))
+    ca_file: Path | None = None  # what verifies an https:// `grpc_endpoint`
+
+    def channel(self) -> grpc.Channel:
+        """A channel to the GC's gRPC port (TLS when it serves TLS)."""
+        return grpc_channel(self.grpc_endpoint, self.ca_file)
+
+    def aio_channel(self) -> grpc.aio.Channel:
+        return aio_grpc_channel(self.grpc_endpoint, self.ca_file)
 
     def get(self, path: str) -> httpx.Response:
         return self.client.get(f"{self.http_url}{path}")
@@ -320,8 +369,11 @@ class Fleet:
     redis_url: str
     procs: list[Proc] = field(default_factory=list)
     mcs: dict[str, McProc] = field(default_factory=dict)
+    # Every gRPC hop on TLS (see the module); False: plaintext everywhere.
+    tls: bool = True
 
     def __post_init__(self) -> None:
+        self.tls_dir = self.tmp_path / "tls"
         # One key per instance, bound to its id (`<tmp_path>/keys/<service>/<id>.key`); the GCs
         # trust the `mc` and `mh` directories, the MCs the `gc` one. `key_dir` keeps the legacy
         # trio for tests that need an unbound key.
@@ -334,6 +386,32 @@ class Fleet:
         """Generate the keys of MCs and MHs started after a GC: call it before the GC starts,
         which reads the trusted directories once."""
         generate_fleet_keys(self.keys.root, gcs=(), mcs=mcs, mhs=mhs)
+
+    @property
+    def grpc_scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The fleet's CA certificate (None with TLS off)."""
+        return self.tls_dir / "ca.crt" if self.tls else None
+
+    def tls_env(self, name: str, prefix: str) -> dict[str, str]:
+        """`<prefix>_TLS_*` for process `name`: a certificate of its own for 127.0.0.1 and
+        localhost (made now, from the fleet's CA) and that CA; {} with TLS off."""
+        if not self.tls:
+            return {}
+        issued = generate_certs(self.tls_dir, name, parse_hosts("127.0.0.1,localhost"))
+        return {
+            f"{prefix}_TLS_CERT_FILE": str(issued.cert),
+            f"{prefix}_TLS_KEY_FILE": str(issued.key),
+            f"{prefix}_TLS_CA_FILE": str(issued.ca_cert),
+        }
+
+    def tls_files(self, name: str) -> list[str]:
+        """[certificate, key, CA] for process `name` (three "" with TLS off)."""
+        env = self.tls_env(name, "MH")
+        return [env.get(f"MH_TLS_{k}_FILE", "") for k in ("CERT", "KEY", "CA")]
 
     def _key(self, service: str, instance_id: str) -> Path:
         if not self.keys.key(service, instance_id).exists() and self._gc_started:
@@ -374,6 +452,9 @@ class Fleet:
             "GC_SERVICE_KEY_FILE": str(self.keys.add("gc", gc_id)),
             "GC_TRUSTED_MC_KEY_FILES": str(self.keys.trusted("mc")),
             "GC_TRUSTED_MH_KEY_FILES": str(self.keys.trusted("mh")),
+            # gRPC on TLS, the HTTP API plain (as `darktower dev`).
+            "GC_HTTP_TLS": "false",
+            **self.tls_env(gc_id, "GC"),
             **env,
         }
         # The usual ids need no `add_keys` (and no trusted directory is ever empty).
@@ -383,8 +464,9 @@ class Fleet:
             gc_id,
             self._start(gc_id, darktower_command("gc"), values),
             gc_id=gc_id,
-            grpc_endpoint=f"http://127.0.0.1:{grpc_port}",
+            grpc_endpoint=f"{self.grpc_scheme}://127.0.0.1:{grpc_port}",
             http_url=f"http://127.0.0.1:{http_port}",
+            ca_file=self.ca_file,
         )
         self.procs.append(gc)
         if wait:
@@ -407,14 +489,18 @@ class Fleet:
             "MC_GC_ENDPOINT": gc.grpc_endpoint,
             "MC_SERVICE_KEY_FILE": str(self._key("mc", mc_id)),
             "MC_TRUSTED_GC_KEY_FILES": str(self.keys.trusted("gc")),
+            # gRPC on TLS, the client WebSocket plain (as `darktower dev`).
+            "MC_CLIENT_TLS": "false",
+            **self.tls_env(mc_id, "MC"),
         }
         values.update({f"MC_{k.upper()}": v for k, v in settings.items()})
         mc = McProc(
             mc_id,
             self._start(mc_id, darktower_command("mc"), values),
             mc_id=mc_id,
-            grpc_endpoint=f"http://127.0.0.1:{grpc_port}",
+            grpc_endpoint=f"{self.grpc_scheme}://127.0.0.1:{grpc_port}",
             health_url=f"http://127.0.0.1:{health_port}",
+            ca_file=self.ca_file,
         )
         self.procs.append(mc)
         self.mcs[mc_id] = mc
@@ -427,6 +513,7 @@ class Fleet:
         specs = [f"{mh_id}={zone}" for mh_id, zone in zones.items()]
         for mh_id in zones:
             self._key("mh", mh_id)
+        name = "mh-group-" + "-".join(zones)
         argv = [
             sys.executable,
             "-c",
@@ -434,9 +521,10 @@ class Fleet:
             str(self.keys.trusted("mh")),
             gc.grpc_endpoint,
             REGION,
+            *self.tls_files(f"mh-group-{sum(p.name.startswith('mh-group-') for p in self.procs)}"),
             *specs,
         ]
-        return self._spawn("mh-group-" + "-".join(zones), argv, {})
+        return self._spawn(name, argv, {})
 
     def start_mh_sim(self, gc: GcProc, mh_id: str, zone: str) -> Proc:
         """One MH through the real `darktower mh-sim` command."""
@@ -453,6 +541,9 @@ class Fleet:
             "--region",
             REGION,
         )
+        cert, key, ca = self.tls_files(mh_id)
+        if cert:
+            argv += ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca]
         return self._spawn(mh_id, argv, {})
 
     # -- a whole fleet -----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from darktower.auth.keys import load_private_key
 from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
-from tests.e2e.fleet import REGION, Fleet, metric
+from tests.e2e.fleet import REGION, Fleet, aio_grpc_channel, metric
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ async def impersonate(fleet: Fleet, gc_endpoint: str) -> list[grpc.StatusCode]:
     capacity = pb.ControllerCapacity(max_meetings=1000, max_participants=10000)
     draining = pb.FastHeartbeatRequest(controller_id="mc-1", capacity=capacity, health=pb.DRAINING)
     codes = []
-    async with grpc.aio.insecure_channel(gc_endpoint.removeprefix("http://")) as channel:
+    async with aio_grpc_channel(gc_endpoint, fleet.ca_file) as channel:
         stub = pb_grpc.GlobalControllerServiceStub(channel)
         for call in (
             stub.RegisterMC(register, metadata=stolen.metadata(), timeout=10),

@@ -95,8 +95,7 @@ def assign_with_old_key(mc: McProc, old_key: Path, meeting_id: str) -> grpc.Stat
         subject="gc-1",
         audience="mc-1",
     )
-    target = mc.grpc_endpoint.removeprefix("http://")
-    with grpc.insecure_channel(target) as channel:
+    with mc.channel() as channel:
         stub = pb_grpc.MeetingControllerServiceStub(channel)
         try:
             stub.AssignMeetingWithMh(

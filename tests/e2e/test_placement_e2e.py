@@ -213,7 +213,7 @@ async def test_concurrent_joins_of_one_meeting_agree_on_one_mc(
 def test_join_and_status_commands_talk_to_the_gc(
     standard: tuple[Fleet, GcProc], redis_view: redis.Redis
 ) -> None:
-    _, gc = standard
+    fleet, gc = standard
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         join_run = pool.submit(run_cli, "join", "cli-1", "--gc-url", gc.http_url)
@@ -226,11 +226,11 @@ def test_join_and_status_commands_talk_to_the_gc(
     assert redis_view.get(owner_key("cli-1")) == answer["mc_id"]
     assert len(answer["media_handlers"]) == 2
     assert status.returncode == 0, status.stderr
-    # The MC table's rows: id, health, …, the gRPC endpoint last.
+    # The MC table's rows: id, health, …, the gRPC endpoint last (https:// on a TLS fleet).
     rows = {
         cells[0]: cells
         for cells in map(str.split, status.stdout.splitlines())
-        if cells and cells[0] in TWO_MCS and cells[-1].startswith("http://")
+        if cells and cells[0] in TWO_MCS and cells[-1] == fleet.mcs[cells[0]].grpc_endpoint
     }
     assert set(rows) == set(TWO_MCS), status.stdout
     for mc_id in TWO_MCS:

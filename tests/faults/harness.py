@@ -15,6 +15,10 @@ What it adds to the end-to-end fleet:
   invariants the audit must satisfy (`audit_violations`, pure), an MC's metrics, a direct
   AssignMeetingWithMh call signed with the GC key.
 
+Every gRPC hop is TLS by default, as in `tests.e2e.fleet` (`FaultFleet(..., tls=False)`:
+plaintext). The proxies are byte-transparent, so an MC dials `https://127.0.0.1:<proxy port>`
+and verifies the GC's certificate (which names 127.0.0.1) through it, the GC an MC's the same.
+
 Every wait is bounded and names what it waited for (`wait_until`); every process and proxy is
 stopped by `FaultFleet.close()`.
 """
@@ -31,7 +35,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import grpc
 import httpx
 import redis
 import redis.asyncio as aioredis
@@ -196,6 +199,9 @@ class FaultFleet(Fleet):
             # floods, tests/e2e/test_gc_under_abuse.py) would refuse them, not the faults.
             "GC_JOIN_RATE_PER_IP": "1000",
             "GC_JOIN_BURST_PER_IP": "10000",
+            # gRPC on TLS, the HTTP API plain (as `darktower dev`).
+            "GC_HTTP_TLS": "false",
+            **self.tls_env(gc_id, "GC"),
         }
         self.add_keys(mcs=USUAL_MCS, mhs=USUAL_MHS)  # as `Fleet.start_gc`
         self._gc_started = True
@@ -204,8 +210,9 @@ class FaultFleet(Fleet):
             name,
             self._start(name, darktower_command("gc"), values),
             gc_id=gc_id,
-            grpc_endpoint=f"http://127.0.0.1:{grpc_port}",
+            grpc_endpoint=f"{self.grpc_scheme}://127.0.0.1:{grpc_port}",
             http_url=f"http://127.0.0.1:{http_port}",
+            ca_file=self.ca_file,
         )
         self.procs.append(gc)
         if wait:
@@ -219,6 +226,10 @@ class FaultFleet(Fleet):
         self.proxies.append(proxy)
         return proxy
 
+    def proxy_url(self, proxy: TcpProxy) -> str:
+        """The proxy as a gRPC endpoint of this fleet (`https://` with TLS on)."""
+        return f"{self.grpc_scheme}://{proxy.address}"
+
     def start_fault_mc(
         self,
         gc_grpc_endpoint: str,
@@ -230,7 +241,8 @@ class FaultFleet(Fleet):
         **settings: str,
     ) -> FaultMc:
         """An MC whose GC link runs through a proxy (cut from the start when `held`), with
-        `FAULT_MC_ENV` and extra MC settings by lower-case name (`max_meetings="5"`)."""
+        `FAULT_MC_ENV` and extra MC settings by lower-case name (`max_meetings="5"`). Only
+        the port of `gc_grpc_endpoint` counts (the proxy's scheme is the fleet's)."""
         grpc_port, health_port = free_port(), free_port()
         gc_link = self.proxy_to(_port(gc_grpc_endpoint))
         if held:
@@ -255,20 +267,22 @@ class FaultFleet(Fleet):
             "MC_GRPC_BIND": f"127.0.0.1:{mc.grpc_port}",
             "MC_HEALTH_BIND": f"127.0.0.1:{mc.health_port}",
             "MC_REDIS_URL": mc.redis_url,
-            "MC_GC_ENDPOINT": mc.gc_link.url,
+            "MC_GC_ENDPOINT": self.proxy_url(mc.gc_link),
             "MC_SERVICE_KEY_FILE": str(self._key("mc", mc.mc_id)),
             "MC_TRUSTED_GC_KEY_FILES": str(self.keys.trusted("gc")),
+            **self.tls_env(mc.mc_id, "MC"),
         }
         if mc.inbound is not None:
-            values["MC_GRPC_ADVERTISE"] = mc.inbound.url
+            values["MC_GRPC_ADVERTISE"] = self.proxy_url(mc.inbound)
         values.update({f"MC_{k.upper()}": v for k, v in mc.settings.items()})
         name = mc.mc_id if mc.restarts == 0 else f"{mc.mc_id}-r{mc.restarts}"
         mc.proc = McProc(
             name,
             self._start(name, darktower_command("mc"), values),
             mc_id=mc.mc_id,
-            grpc_endpoint=f"http://127.0.0.1:{mc.grpc_port}",
+            grpc_endpoint=f"{self.grpc_scheme}://127.0.0.1:{mc.grpc_port}",
             health_url=f"http://127.0.0.1:{mc.health_port}",
+            ca_file=self.ca_file,
         )
         self.procs.append(mc.proc)
         self.mcs[mc.mc_id] = mc.proc
@@ -515,7 +529,7 @@ def assign_direct(
         ],
         requesting_gc_id="gc-1",
     )
-    with grpc.insecure_channel(mc.grpc_address) as channel:
+    with mc.proc.channel() as channel:  # straight to its port, TLS when the fleet's is on
         stub = pb_grpc.MeetingControllerServiceStub(channel)
         answer = stub.AssignMeetingWithMh(request, metadata=tokens.metadata(), timeout=timeout)
     return answer.accepted, pb.RejectionReason.Name(answer.rejection_reason)
