@@ -25,7 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from darktower.auth.api_keys import ApiKeyError, ApiKeyRing
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.grpc_server import service_grpc_server
-from darktower.auth.keys import ServiceKey, load_service_key, load_trusted_keys
+from darktower.auth.keys import ServiceKey, load_trusted_keys
 from darktower.auth.tokens import GC_AUDIENCE, SCOPE_MC, ServiceType
 from darktower.gc.access import GcAccess
 from darktower.gc.grpc_services import add_gc_services, auth_interceptor
@@ -50,8 +50,9 @@ from darktower.runtime.serving import (
     parse_bind,
     serve_until_signalled,
 )
+from darktower.runtime.startup import load_own_key, load_service_tls
 from darktower.runtime.supervisor import TaskSupervisor
-from darktower.runtime.tls import TlsConfig, TlsError, load_tls
+from darktower.runtime.tls import TlsConfig
 
 __all__ = ["GcApp", "serve"]
 
@@ -62,30 +63,18 @@ TASK_STOP_SECONDS = 2.0
 
 
 def _tls(settings: GcSettings) -> TlsConfig:
-    try:
-        return load_tls(
-            settings.tls_cert_file,
-            settings.tls_key_file,
-            settings.tls_ca_file,
-            require_client_cert=settings.tls_require_client_cert,
-            prefix="GC_TLS",
-        )
-    except TlsError as exc:
-        raise StartupError(str(exc)) from None
+    return load_service_tls(settings, prefix="GC")
 
 
 def _signing_key(settings: GcSettings) -> ServiceKey:
     """The GC's own key; a key bound to another instance (or service) is refused at start."""
     assert settings.service_key_file is not None
-    key = load_service_key(settings.service_key_file)
-    if key.instance_id is not None and (
-        key.instance_id != settings.id or key.service_type is not ServiceType.GLOBAL_CONTROLLER
-    ):
-        raise StartupError(
-            f"GC_SERVICE_KEY_FILE is bound to {key.instance_id!r}, not to this GC "
-            f"(GC_ID={settings.id})"
-        )
-    return key
+    return load_own_key(
+        settings.service_key_file,
+        instance_id=settings.id,
+        service_type=ServiceType.GLOBAL_CONTROLLER,
+        prefix="GC",
+    )
 
 
 class GcApp:

@@ -23,7 +23,7 @@ from darktower.actors import ActorStopped
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.grpc_server import service_grpc_server
 from darktower.auth.interceptor import ServiceAuthInterceptor
-from darktower.auth.keys import ServiceKey, load_service_key
+from darktower.auth.keys import ServiceKey
 from darktower.auth.tokens import GC_AUDIENCE, SCOPE_GC, SCOPE_MC, ServiceType, TokenVerifier
 from darktower.common.backoff import RegistrationBackoff
 from darktower.fencing import FencedStore, RedisFencedStore
@@ -53,8 +53,9 @@ from darktower.runtime.serving import (
     parse_bind,
     serve_until_signalled,
 )
+from darktower.runtime.startup import load_own_key, load_service_tls
 from darktower.runtime.supervisor import TaskSupervisor
-from darktower.runtime.tls import TlsConfig, TlsError, load_tls
+from darktower.runtime.tls import TlsConfig
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -92,30 +93,18 @@ def _binding_secret(settings: McSettings) -> bytes | None:
 
 
 def _tls(settings: McSettings) -> TlsConfig:
-    try:
-        return load_tls(
-            settings.tls_cert_file,
-            settings.tls_key_file,
-            settings.tls_ca_file,
-            require_client_cert=settings.tls_require_client_cert,
-            prefix="MC_TLS",
-        )
-    except TlsError as exc:
-        raise StartupError(str(exc)) from None
+    return load_service_tls(settings, prefix="MC")
 
 
 def _signing_key(settings: McSettings) -> ServiceKey:
     """The MC's own key; a key bound to another instance (or service) is refused at start."""
     assert settings.service_key_file is not None
-    key = load_service_key(settings.service_key_file)
-    if key.instance_id is not None and (
-        key.instance_id != settings.id or key.service_type is not ServiceType.MEETING_CONTROLLER
-    ):
-        raise StartupError(
-            f"MC_SERVICE_KEY_FILE is bound to {key.instance_id!r}, not to this MC "
-            f"(MC_ID={settings.id})"
-        )
-    return key
+    return load_own_key(
+        settings.service_key_file,
+        instance_id=settings.id,
+        service_type=ServiceType.MEETING_CONTROLLER,
+        prefix="MC",
+    )
 
 
 class McApp:
