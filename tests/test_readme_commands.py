@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,11 @@ import pytest
 from darktower.auth.keys import load_trusted_keys
 from darktower.auth.tokens import SCOPE_MC, ServiceType, TokenVerifier
 from darktower.embedded.redis import free_port
+from tests.support.readme import README, bash_block_after, bash_blocks_in, run_bash
 from tests.support.services import START_TIMEOUT_S, ServiceProcess, darktower_env
 
 pytestmark = pytest.mark.slow
 
-README = Path(__file__).resolve().parents[1] / "README.md"
 README_REDIS_URL = "redis://127.0.0.1:6379/0"
 STOP_TIMEOUT_S = 40.0  # the drain deadline is 30 s; with nothing hosted it takes well under 1 s
 
@@ -40,13 +39,9 @@ def key_lines() -> str:
 
 def bash_block(section: str) -> str:
     """The first ```bash block under the `## <section>` heading."""
-    text = README.read_text()
-    start = text.index(f"\n## {section}\n")
-    end = text.find("\n## ", start + 1)
-    body = text[start : end if end != -1 else None]
-    match = re.search(r"```bash\n(.*?)```", body, re.DOTALL)
-    assert match, f"no bash block in {section!r}"
-    return match.group(1)
+    blocks = bash_blocks_in(f"## {section}")
+    assert blocks, f"no bash block in {section!r}"
+    return blocks[0]
 
 
 @pytest.fixture
@@ -130,15 +125,15 @@ def test_the_readme_assign_and_token_examples_run_as_typed(
     services.append(mc)
     mc.wait_live(f"http://127.0.0.1:{health}/health/live")
 
-    assign_block = _block_after("Call it as the GC would")
+    assign_block = bash_block_after("Call it as the GC would")
     command, expected = assign_block.strip().splitlines()
     assert "127.0.0.1:50052" in command and expected.startswith("# ")
-    assigned = _bash(command.replace("127.0.0.1:50052", f"127.0.0.1:{grpc}"), tmp_path)
+    assigned = run_bash(command.replace("127.0.0.1:50052", f"127.0.0.1:{grpc}"), tmp_path)
     assert assigned.returncode == 0, assigned.stderr
     assert json.loads(assigned.stdout) == json.loads(expected.removeprefix("# "))
 
-    token_block = _block_after("passing a token from the CLI as metadata")
-    printed = _bash(f'{token_block}\nprintf "%s" "$TOKEN"', tmp_path)
+    token_block = bash_block_after("passing a token from the CLI as metadata")
+    printed = run_bash(f'{token_block}\nprintf "%s" "$TOKEN"', tmp_path)
     assert printed.returncode == 0, printed.stderr
     # What mc-1 runs: the GC keys of keys/gc, each bound to its GC, tokens for mc-1 only.
     verifier = TokenVerifier(
@@ -151,26 +146,6 @@ def test_the_readme_assign_and_token_examples_run_as_typed(
     assert claims.service_type is ServiceType.GLOBAL_CONTROLLER
     assert (claims.subject, claims.audience) == ("gc-1", ("mc-1",))
     assert mc.terminate(STOP_TIMEOUT_S) == 0, mc.log()
-
-
-def _bash(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", "-c", script],
-        env=darktower_env({}),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def _block_after(phrase: str) -> str:
-    """The first ```bash block after `phrase` in README.md."""
-    text = README.read_text()
-    match = re.search(r"```bash\n(.*?)```", text[text.index(phrase) :], re.DOTALL)
-    assert match, f"no bash block after {phrase!r}"
-    return match.group(1)
 
 
 def test_the_readme_mh_sim_example_registers_with_the_readme_gc(

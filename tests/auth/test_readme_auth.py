@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,18 +12,13 @@ import pytest
 from darktower.auth.errors import AuthenticationFailed
 from darktower.auth.keys import load_trusted_keys
 from darktower.auth.tokens import SCOPE_MC, ServiceType, TokenVerifier
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+from tests.support.readme import bash_block_after
 
 pytestmark = pytest.mark.slow
 
 
 def auth_block() -> str:
-    text = README.read_text()
-    start = text.index("**Service authentication**")
-    match = re.search(r"```bash\n(.*?)```", text[start:], re.DOTALL)
-    assert match, "no bash block after the service-authentication paragraph"
-    return match.group(1)
+    return bash_block_after("**Service authentication**")
 
 
 def verifier(audience: str) -> TokenVerifier:

@@ -17,20 +17,17 @@ import psutil
 import pytest
 
 from tests.dev.support import StartFleet, cli, wait_for
+from tests.support.readme import README, bash_blocks_in
 
 # The dev GC marks an MC unhealthy 6 s after its last heartbeat (sweeping every second).
 UNHEALTHY_WITHIN_S = 30.0
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def tour_commands() -> tuple[list[str], list[str]]:
     """The commands of the README's "A short tour": its first bash block (before the kill) and
     its second (after), comments dropped."""
-    text = README.read_text()
-    start = text.index("\n### A short tour\n")
-    tour = text[start : text.index("\n## ", start)]
-    assert "`kill -9 PID`" in tour
-    blocks = re.findall(r"```bash\n(.*?)```", tour, re.DOTALL)
+    assert "`kill -9 PID`" in README.read_text()
+    blocks = bash_blocks_in("### A short tour")
     assert len(blocks) == 2, blocks
     before, after = (
         [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]

@@ -23,36 +23,16 @@ from darktower.auth.access_tokens import mint_access_token
 from darktower.auth.api_keys import generate_api_key, load_api_key_file, write_api_key_file
 from darktower.dev.state import FleetRecord, StateDir
 from tests.e2e.fleet import Fleet, GcProc, wait_until
+from tests.support.readme import DOCS, bash_block_after, run_bash
 from tests.support.services import darktower_env
 
-ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
-DOC = ROOT / "docs" / "applications.md"
-
-
-def bash_block(text: str, after: str) -> str:
-    """The first ```bash block after the heading or phrase `after` in `text`."""
-    match = re.search(r"```bash\n(.*?)```", text[text.index(after) :], re.DOTALL)
-    assert match, f"no bash block after {after!r}"
-    return match.group(1)
-
-
-def run_bash(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", "-ec", script],
-        env=darktower_env({}),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+DOC = DOCS / "applications.md"
 
 
 def test_the_readme_and_docs_commands_run_as_typed(tmp_path: Path) -> None:
     """The README's block (key, host token, admin token) and the docs' shell lines, as typed."""
-    script = bash_block(README.read_text(), "\n## Access model\n")
-    shown = run_bash(script + 'printf "%s\\n%s\\n" "$TOKEN" "$ADMIN"\n', tmp_path)
+    script = bash_block_after("\n## Access model\n")
+    shown = run_bash(script + 'printf "%s\\n%s\\n" "$TOKEN" "$ADMIN"\n', tmp_path, strict=True)
     assert shown.returncode == 0, shown.stderr
     key_file = tmp_path / "keys" / "api-key.json"
     key = load_api_key_file(key_file)
@@ -67,10 +47,10 @@ def test_the_readme_and_docs_commands_run_as_typed(tmp_path: Path) -> None:
         "standup",
     )
     assert jwt.decode(admin, key.secret, algorithms=["HS256"])["admin"] is True
-    again = run_bash(script.splitlines()[0], tmp_path)  # no overwrite without --force
+    again = run_bash(script.splitlines()[0], tmp_path, strict=True)  # no overwrite without --force
     assert again.returncode == 2 and load_api_key_file(key_file) == key
 
-    docs = run_bash(bash_block(DOC.read_text(), "Or from a shell"), tmp_path)
+    docs = run_bash(bash_block_after("Or from a shell", DOC), tmp_path, strict=True)
     assert docs.returncode == 0, docs.stderr
     host, ops = docs.stdout.splitlines()
     assert jwt.decode(host, key.secret, algorithms=["HS256"])["role"] == "host"

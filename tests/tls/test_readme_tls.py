@@ -4,7 +4,6 @@ free one, the only change."""
 
 from __future__ import annotations
 
-import re
 import ssl
 import subprocess
 import time
@@ -15,18 +14,14 @@ import httpx
 import pytest
 
 from darktower.embedded.redis import free_port
+from tests.support.readme import bash_blocks_in
 from tests.support.services import START_TIMEOUT_S, ServiceProcess, darktower_env
 
 pytestmark = pytest.mark.timeout(120)
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
 
 def tls_blocks() -> list[str]:
-    text = README.read_text()
-    start = text.index("\n## TLS\n")
-    section = text[start : text.index("\n## ", start + 1)]
-    return re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    return bash_blocks_in("## TLS")
 
 
 @pytest.fixture
