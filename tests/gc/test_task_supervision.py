@@ -5,13 +5,10 @@ clean stop logs what became of every task."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,36 +18,14 @@ from darktower.auth.keys import generate_key_files
 from darktower.embedded.redis import free_port
 from darktower.gc.server import GcApp
 from darktower.gc.settings import GcSettings
-
-INJECTED = "injected failure"
+from tests.support.injection import INJECTED, fail_once
+from tests.support.waiting import eventually
 
 
 def crashes(task: str) -> float:
     value = REGISTRY.get_sample_value("gc_task_crashes_total", {"task": task})
     assert value is not None, f"gc_task_crashes_total{{task={task!r}}} is not exported"
     return value
-
-
-def fail_once(original: Callable[..., Any]) -> Callable[..., Any]:
-    """`original`, except that its first call raises RuntimeError."""
-    calls = 0
-
-    def step(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError(INJECTED)
-        return original(*args, **kwargs)
-
-    return step
-
-
-async def until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -109,7 +84,7 @@ async def test_a_crashed_loop_is_logged_counted_and_makes_the_gc_not_ready(
     before = crashes(task)
     with caplog.at_level(logging.INFO):
         inject(gc, task, monkeypatch)
-        await until(lambda: bool(gc.tasks.failed), timeout=20, what=f"{task} crashed")
+        await eventually(lambda: bool(gc.tasks.failed), timeout=20, what=f"{task} crashed")
         reason = f"background task {task} crashed"
         assert await ready(gc) == (503, {"status": "not ready", "reason": reason})
         assert crashes(task) == before + 1

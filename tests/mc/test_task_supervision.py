@@ -5,13 +5,10 @@ task, UNHEALTHY in the heartbeats' terms — and a clean stop logs what became o
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,10 +16,11 @@ from prometheus_client import REGISTRY
 
 from darktower.wire.dark_tower import internal_pb2 as pb
 from tests.mc.recording_gc import RecordingGc
+from tests.support.injection import INJECTED, fail_once
 from tests.support.mc import RunningMc
+from tests.support.waiting import eventually
 
 StartMc = Callable[..., Awaitable[RunningMc]]
-INJECTED = "injected failure"
 
 
 def crashes(task: str) -> float:
@@ -31,32 +29,10 @@ def crashes(task: str) -> float:
     return value
 
 
-def fail_once(original: Callable[..., Any]) -> Callable[..., Any]:
-    """`original`, except that its first call raises RuntimeError."""
-    calls = 0
-
-    def step(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError(INJECTED)
-        return original(*args, **kwargs)
-
-    return step
-
-
 async def ready(mc: RunningMc) -> tuple[int, dict[str, str]]:
     async with httpx.AsyncClient(timeout=5) as client:
         response = await client.get(f"{mc.health_url}/health/ready")
     return response.status_code, response.json()
-
-
-async def until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -78,7 +54,7 @@ async def start_linked(start_mc: StartMc, gc: RecordingGc, key_dir: Path) -> Run
         registration_backoff_base=0.05,
         registration_backoff_cap=0.2,
     )
-    await until(
+    await eventually(
         lambda: mc.app.link is not None and mc.app.link.registered, timeout=10, what="registered"
     )
     return mc
@@ -118,7 +94,7 @@ async def test_a_crashed_loop_is_logged_counted_and_makes_the_mc_not_ready(
     before = crashes(task)
     with caplog.at_level(logging.INFO):
         inject(mc, task, monkeypatch)
-        await until(lambda: bool(mc.app.tasks.failed), timeout=20, what=f"{task} crashed")
+        await eventually(lambda: bool(mc.app.tasks.failed), timeout=20, what=f"{task} crashed")
         reason = f"background task {task} crashed"
         assert await ready(mc) == (503, {"status": "not ready", "reason": reason})
         assert mc.app.ready() == (False, reason)
@@ -183,7 +159,7 @@ async def test_a_meeting_end_notice_that_fails_unexpectedly_is_logged_with_its_t
     with caplog.at_level(logging.ERROR):
         link.meeting_ended("standup")
         await link.flush(timeout=10)
-        await until(lambda: bool(caplog.records), timeout=10, what="logged")
+        await eventually(lambda: bool(caplog.records), timeout=10, what="logged")
     [record] = caplog.records
     assert record.getMessage() == "meeting-end-notice standup failed (RuntimeError)"
     assert record.exc_info is not None and str(record.exc_info[1]) == INJECTED
