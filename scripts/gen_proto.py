@@ -1,4 +1,4 @@
-"""Regenerate the Python stubs of `proto/dark_tower/internal.proto`.
+"""Regenerate the Python stubs of `proto/dark_tower/internal.proto` (and `signaling.proto`).
 
 Usage: `python scripts/gen_proto.py [OUT_DIR]` (default: `src`). The proto is mapped into the
 package as `darktower/wire/dark_tower/internal.proto`, so the generated gRPC module imports its
@@ -18,12 +18,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 # mypy-protobuf's plugins live beside the interpreter running this script (the venv's bin/).
 BIN = Path(sys.executable).parent
-PROTO_FILES = ["darktower/wire/dark_tower/internal.proto"]
+PROTO_FILES = [
+    "darktower/wire/dark_tower/internal.proto",
+    "darktower/wire/dark_tower/signaling.proto",
+]
 GENERATED = [
     "darktower/wire/dark_tower/internal_pb2.py",
     "darktower/wire/dark_tower/internal_pb2.pyi",
     "darktower/wire/dark_tower/internal_pb2_grpc.py",
     "darktower/wire/dark_tower/internal_pb2_grpc.pyi",
+    "darktower/wire/dark_tower/signaling_pb2.py",
+    "darktower/wire/dark_tower/signaling_pb2.pyi",
+    "darktower/wire/dark_tower/signaling_pb2_grpc.py",
+    "darktower/wire/dark_tower/signaling_pb2_grpc.pyi",
 ]
 
 

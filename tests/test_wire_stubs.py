@@ -41,6 +41,14 @@ def test_committed_stubs_are_fresh(tmp_path: Path) -> None:
         ("AssignMeetingWithMhRequest", "requesting_gc_id", 3),
         ("MHLoadReportRequest", "bandwidth_usage_percent", 6),
         ("RegisterMeetingController", "capacity", 4),
+        ("RegisterParticipant", "participant_id", 1),
+        ("RegisterParticipant", "meeting_id", 2),
+        ("RegisterParticipant", "streams", 3),
+        ("RegisterParticipantResponse", "connection_token", 1),
+        ("RegisterParticipantResponse", "media_handler_url", 2),
+        ("RouteMediaCommand", "options", 5),
+        ("MediaTelemetry", "timestamp", 8),
+        ("TelemetryAck", "received", 1),
     ],
 )
 def test_field_numbers_match_the_spec(message: str, field: str, number: int) -> None:
@@ -57,15 +65,39 @@ def test_package_and_services() -> None:
             "FastHeartbeat",
             "ComprehensiveHeartbeat",
             "NotifyMeetingEnded",
+            "MigrateMeeting",
         },
         "MeetingControllerService": {
             "AssignMeetingWithMh",
             "RegisterController",
             "SendHeartbeat",
             "Assign",
+            "DrainController",
+            "EndMeeting",
+            "RemoveParticipant",
+            "MuteParticipant",
+            "GetMeetingRoster",
         },
         "MediaHandlerRegistryService": {"RegisterMH", "SendLoadReport"},
+        "MediaHandlerService": {"Register", "RouteMedia", "StreamTelemetry", "EndMeeting"},
     }
     assert pb.HealthStatus.Value("DRAINING") == 4
     assert pb.RejectionReason.Value("REJECTION_REASON_UNHEALTHY") == 3
     assert pb.MhRole.Value("MH_ROLE_BACKUP") == 2
+
+
+def test_the_signaling_package_of_the_original_protocol() -> None:
+    from darktower.wire.dark_tower import signaling_pb2 as sig
+
+    assert sig.DESCRIPTOR.package == "dark_tower.signaling"
+    assert sig.StreamType.Value("VIDEO_SCREEN") == 2
+    fields = sig.DESCRIPTOR.message_types_by_name["MediaStream"].fields_by_name
+    assert {name: f.number for name, f in fields.items()} == {
+        "stream_id": 1,
+        "stream_type": 2,
+        "metadata": 3,
+    }
+    streams = pb.DESCRIPTOR.message_types_by_name["RegisterParticipant"].fields_by_name["streams"]
+    assert streams.message_type.full_name == "dark_tower.signaling.MediaStream"
+    service = pb.DESCRIPTOR.services_by_name["MediaHandlerService"].methods_by_name
+    assert service["StreamTelemetry"].client_streaming

@@ -8,6 +8,7 @@ fields may be added with new numbers, never renumbered.
 """
 
 from collections import abc as _abc
+from darktower.wire.dark_tower import signaling_pb2 as _signaling_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -330,19 +331,26 @@ class MhAssignment(_message.Message):
     MH_ID_FIELD_NUMBER: _builtins.int
     WEBTRANSPORT_ENDPOINT_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    GRPC_ENDPOINT_FIELD_NUMBER: _builtins.int
     mh_id: _builtins.str
     webtransport_endpoint: _builtins.str
     role: Global___MhRole.ValueType
+    grpc_endpoint: _builtins.str
+    """Added by darktower (not in the original deployment): the MH's gRPC endpoint, where the MC
+    calls MediaHandlerService. Empty from a GC that does not send it: the MC then registers
+    no participants with that MH (media off, signaling unaffected).
+    """
     def __init__(
         self,
         *,
         mh_id: _builtins.str = ...,
         webtransport_endpoint: _builtins.str = ...,
         role: Global___MhRole.ValueType = ...,
+        grpc_endpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["mh_id", b"mh_id", "role", b"role", "webtransport_endpoint", b"webtransport_endpoint"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grpc_endpoint", b"grpc_endpoint", "mh_id", b"mh_id", "role", b"role", "webtransport_endpoint", b"webtransport_endpoint"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -355,24 +363,197 @@ class AssignMeetingWithMhRequest(_message.Message):
     MEETING_ID_FIELD_NUMBER: _builtins.int
     MH_ASSIGNMENTS_FIELD_NUMBER: _builtins.int
     REQUESTING_GC_ID_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
     meeting_id: _builtins.str
     requesting_gc_id: _builtins.str
     @_builtins.property
     def mh_assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___MhAssignment]: ...
+    @_builtins.property
+    def settings(self) -> Global___MeetingSettings:
+        """Added by darktower (meeting API): the settings of a meeting created through the GC's
+        `POST /v1/meetings`. Absent on every other assignment: the MC keeps the settings stored
+        with the meeting in Redis, else its own defaults. An MC that predates it ignores it.
+        """
+
     def __init__(
         self,
         *,
         meeting_id: _builtins.str = ...,
         mh_assignments: _abc.Iterable[Global___MhAssignment] | None = ...,
         requesting_gc_id: _builtins.str = ...,
+        settings: Global___MeetingSettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["meeting_id", b"meeting_id", "mh_assignments", b"mh_assignments", "requesting_gc_id", b"requesting_gc_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meeting_id", b"meeting_id", "mh_assignments", b"mh_assignments", "requesting_gc_id", b"requesting_gc_id", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AssignMeetingWithMhRequest: _TypeAlias = AssignMeetingWithMhRequest  # noqa: Y015
+
+@_typing.final
+class MeetingSettings(_message.Message):
+    """Added by darktower (meeting API). Zero / empty = the MC's default."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    EMPTY_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    max_participants: _builtins.int
+    """capped by the MC's own per-meeting limit"""
+    empty_timeout_seconds: _builtins.int
+    """the meeting ends this long after nobody is connected"""
+    metadata: _builtins.str
+    """opaque, at most 4096 bytes, sent in join_answer"""
+    def __init__(
+        self,
+        *,
+        max_participants: _builtins.int = ...,
+        empty_timeout_seconds: _builtins.int = ...,
+        metadata: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["empty_timeout_seconds", b"empty_timeout_seconds", "max_participants", b"max_participants", "metadata", b"metadata"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MeetingSettings: _TypeAlias = MeetingSettings  # noqa: Y015
+
+@_typing.final
+class MeetingCommandRequest(_message.Message):
+    """Added by darktower (meeting API): a GC command on a hosted meeting. `identity` is a
+    participant's user id (an access token's `sub`); `muted` is read by MuteParticipant only.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEETING_ID_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    MUTED_FIELD_NUMBER: _builtins.int
+    REQUESTING_GC_ID_FIELD_NUMBER: _builtins.int
+    meeting_id: _builtins.str
+    identity: _builtins.str
+    muted: _builtins.bool
+    requesting_gc_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        meeting_id: _builtins.str = ...,
+        identity: _builtins.str = ...,
+        muted: _builtins.bool = ...,
+        requesting_gc_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "meeting_id", b"meeting_id", "muted", b"muted", "requesting_gc_id", b"requesting_gc_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MeetingCommandRequest: _TypeAlias = MeetingCommandRequest  # noqa: Y015
+
+@_typing.final
+class MeetingCommandResponse(_message.Message):
+    """`hosted` false: this MC does not host the meeting (nothing done). `affected`: how many
+    participant sessions of the identity the command reached (0: none in the roster).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOSTED_FIELD_NUMBER: _builtins.int
+    AFFECTED_FIELD_NUMBER: _builtins.int
+    hosted: _builtins.bool
+    affected: _builtins.int
+    def __init__(
+        self,
+        *,
+        hosted: _builtins.bool = ...,
+        affected: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected", b"affected", "hosted", b"hosted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MeetingCommandResponse: _TypeAlias = MeetingCommandResponse  # noqa: Y015
+
+@_typing.final
+class RosterParticipant(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTICIPANT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    MUTED_FIELD_NUMBER: _builtins.int
+    HOST_MUTED_FIELD_NUMBER: _builtins.int
+    CONNECTED_FIELD_NUMBER: _builtins.int
+    JOINED_AT_MS_FIELD_NUMBER: _builtins.int
+    participant_id: _builtins.str
+    user_id: _builtins.str
+    display_name: _builtins.str
+    role: _builtins.str
+    muted: _builtins.bool
+    host_muted: _builtins.bool
+    connected: _builtins.bool
+    joined_at_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        participant_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        role: _builtins.str = ...,
+        muted: _builtins.bool = ...,
+        host_muted: _builtins.bool = ...,
+        connected: _builtins.bool = ...,
+        joined_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "display_name", b"display_name", "host_muted", b"host_muted", "joined_at_ms", b"joined_at_ms", "muted", b"muted", "participant_id", b"participant_id", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RosterParticipant: _TypeAlias = RosterParticipant  # noqa: Y015
+
+@_typing.final
+class MeetingRosterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOSTED_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    HOST_ID_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    hosted: _builtins.bool
+    host_id: _builtins.str
+    generation: _builtins.int
+    """the MC's fencing generation of the meeting"""
+    @_builtins.property
+    def participants(self) -> _containers.RepeatedCompositeFieldContainer[Global___RosterParticipant]: ...
+    @_builtins.property
+    def settings(self) -> Global___MeetingSettings:
+        """as the MC enforces them (its defaults filled in)"""
+
+    def __init__(
+        self,
+        *,
+        hosted: _builtins.bool = ...,
+        participants: _abc.Iterable[Global___RosterParticipant] | None = ...,
+        host_id: _builtins.str = ...,
+        settings: Global___MeetingSettings | None = ...,
+        generation: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "host_id", b"host_id", "hosted", b"hosted", "participants", b"participants", "settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MeetingRosterResponse: _TypeAlias = MeetingRosterResponse  # noqa: Y015
 
 @_typing.final
 class AssignMeetingWithMhResponse(_message.Message):
@@ -395,6 +576,138 @@ class AssignMeetingWithMhResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AssignMeetingWithMhResponse: _TypeAlias = AssignMeetingWithMhResponse  # noqa: Y015
+
+@_typing.final
+class MigrationParticipant(_message.Message):
+    """Added by darktower (live migration, README "Rolling upgrades"): a draining MC asks the GC to
+    place one of its meetings on another MC. The GC answers the new MC and one fresh join token
+    per participant listed (same order), which the MC hands each client in a `redirect`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    display_name: _builtins.str
+    role: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        role: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MigrationParticipant: _TypeAlias = MigrationParticipant  # noqa: Y015
+
+@_typing.final
+class MigrateMeetingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTROLLER_ID_FIELD_NUMBER: _builtins.int
+    MEETING_ID_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    controller_id: _builtins.str
+    meeting_id: _builtins.str
+    @_builtins.property
+    def participants(self) -> _containers.RepeatedCompositeFieldContainer[Global___MigrationParticipant]: ...
+    def __init__(
+        self,
+        *,
+        controller_id: _builtins.str = ...,
+        meeting_id: _builtins.str = ...,
+        participants: _abc.Iterable[Global___MigrationParticipant] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["controller_id", b"controller_id", "meeting_id", b"meeting_id", "participants", b"participants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MigrateMeetingRequest: _TypeAlias = MigrateMeetingRequest  # noqa: Y015
+
+@_typing.final
+class MigrateMeetingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLACED_FIELD_NUMBER: _builtins.int
+    MC_ID_FIELD_NUMBER: _builtins.int
+    SIGNALING_URL_FIELD_NUMBER: _builtins.int
+    JOIN_TOKENS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    placed: _builtins.bool
+    mc_id: _builtins.str
+    signaling_url: _builtins.str
+    reason: _builtins.str
+    """Why not placed (e.g. "all_at_capacity"); empty when placed."""
+    @_builtins.property
+    def join_tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        placed: _builtins.bool = ...,
+        mc_id: _builtins.str = ...,
+        signaling_url: _builtins.str = ...,
+        join_tokens: _abc.Iterable[_builtins.str] | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_tokens", b"join_tokens", "mc_id", b"mc_id", "placed", b"placed", "reason", b"reason", "signaling_url", b"signaling_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MigrateMeetingResponse: _TypeAlias = MigrateMeetingResponse  # noqa: Y015
+
+@_typing.final
+class DrainControllerRequest(_message.Message):
+    """Added by darktower: an operator's drain, asked by the GC of an MC."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTING_GC_ID_FIELD_NUMBER: _builtins.int
+    requesting_gc_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        requesting_gc_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requesting_gc_id", b"requesting_gc_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainControllerRequest: _TypeAlias = DrainControllerRequest  # noqa: Y015
+
+@_typing.final
+class DrainControllerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    MEETINGS_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.bool
+    meetings: _builtins.int
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.bool = ...,
+        meetings: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "meetings", b"meetings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainControllerResponse: _TypeAlias = DrainControllerResponse  # noqa: Y015
 
 @_typing.final
 class RegisterMHRequest(_message.Message):
@@ -513,6 +826,276 @@ class MHLoadReportResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MHLoadReportResponse: _TypeAlias = MHLoadReportResponse  # noqa: Y015
+
+@_typing.final
+class RegisterParticipant(_message.Message):
+    """MediaHandlerService (the original protocol's MC → MH service)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTICIPANT_ID_FIELD_NUMBER: _builtins.int
+    MEETING_ID_FIELD_NUMBER: _builtins.int
+    STREAMS_FIELD_NUMBER: _builtins.int
+    participant_id: _builtins.str
+    meeting_id: _builtins.str
+    @_builtins.property
+    def streams(self) -> _containers.RepeatedCompositeFieldContainer[_signaling_pb2.MediaStream]: ...
+    def __init__(
+        self,
+        *,
+        participant_id: _builtins.str = ...,
+        meeting_id: _builtins.str = ...,
+        streams: _abc.Iterable[_signaling_pb2.MediaStream] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meeting_id", b"meeting_id", "participant_id", b"participant_id", "streams", b"streams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterParticipant: _TypeAlias = RegisterParticipant  # noqa: Y015
+
+@_typing.final
+class RegisterParticipantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTION_TOKEN_FIELD_NUMBER: _builtins.int
+    MEDIA_HANDLER_URL_FIELD_NUMBER: _builtins.int
+    ROOM_FIELD_NUMBER: _builtins.int
+    connection_token: _builtins.str
+    """Admits exactly this participant into exactly this meeting's media room on this MH."""
+    media_handler_url: _builtins.str
+    """The client-facing media endpoint (a Janus WebSocket URL for `darktower mh`)."""
+    room: _builtins.str
+    """Added by darktower: the media room of the meeting on this MH (a Janus VideoRoom id, as
+    decimal text).
+    """
+    def __init__(
+        self,
+        *,
+        connection_token: _builtins.str = ...,
+        media_handler_url: _builtins.str = ...,
+        room: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_token", b"connection_token", "media_handler_url", b"media_handler_url", "room", b"room"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterParticipantResponse: _TypeAlias = RegisterParticipantResponse  # noqa: Y015
+
+@_typing.final
+class RoutingOptions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSCODE_FIELD_NUMBER: _builtins.int
+    TARGET_CODEC_FIELD_NUMBER: _builtins.int
+    TARGET_BITRATE_FIELD_NUMBER: _builtins.int
+    MIX_AUDIO_FIELD_NUMBER: _builtins.int
+    transcode: _builtins.bool
+    target_codec: _builtins.str
+    target_bitrate: _builtins.int
+    mix_audio: _builtins.bool
+    def __init__(
+        self,
+        *,
+        transcode: _builtins.bool = ...,
+        target_codec: _builtins.str = ...,
+        target_bitrate: _builtins.int = ...,
+        mix_audio: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mix_audio", b"mix_audio", "target_bitrate", b"target_bitrate", "target_codec", b"target_codec", "transcode", b"transcode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingOptions: _TypeAlias = RoutingOptions  # noqa: Y015
+
+@_typing.final
+class CascadeDestination(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_HANDLER_URL_FIELD_NUMBER: _builtins.int
+    DESTINATION_PARTICIPANT_IDS_FIELD_NUMBER: _builtins.int
+    media_handler_url: _builtins.str
+    @_builtins.property
+    def destination_participant_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        media_handler_url: _builtins.str = ...,
+        destination_participant_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination_participant_ids", b"destination_participant_ids", "media_handler_url", b"media_handler_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CascadeDestination: _TypeAlias = CascadeDestination  # noqa: Y015
+
+@_typing.final
+class RouteMediaCommand(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_USER_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_STREAM_ID_FIELD_NUMBER: _builtins.int
+    DESTINATION_PARTICIPANT_IDS_FIELD_NUMBER: _builtins.int
+    CASCADE_DESTINATIONS_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    source_user_id: _builtins.int
+    source_stream_id: _builtins.int
+    @_builtins.property
+    def destination_participant_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cascade_destinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___CascadeDestination]: ...
+    @_builtins.property
+    def options(self) -> Global___RoutingOptions: ...
+    def __init__(
+        self,
+        *,
+        source_user_id: _builtins.int = ...,
+        source_stream_id: _builtins.int = ...,
+        destination_participant_ids: _abc.Iterable[_builtins.str] | None = ...,
+        cascade_destinations: _abc.Iterable[Global___CascadeDestination] | None = ...,
+        options: Global___RoutingOptions | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cascade_destinations", b"cascade_destinations", "destination_participant_ids", b"destination_participant_ids", "options", b"options", "source_stream_id", b"source_stream_id", "source_user_id", b"source_user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RouteMediaCommand: _TypeAlias = RouteMediaCommand  # noqa: Y015
+
+@_typing.final
+class RouteMediaResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    error_message: _builtins.str
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_message", b"error_message", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RouteMediaResponse: _TypeAlias = RouteMediaResponse  # noqa: Y015
+
+@_typing.final
+class MediaTelemetry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    BYTES_SENT_FIELD_NUMBER: _builtins.int
+    BYTES_RECEIVED_FIELD_NUMBER: _builtins.int
+    PACKET_LOSS_FIELD_NUMBER: _builtins.int
+    BITRATE_FIELD_NUMBER: _builtins.int
+    JITTER_MS_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    stream_id: _builtins.int
+    bytes_sent: _builtins.int
+    bytes_received: _builtins.int
+    packet_loss: _builtins.float
+    bitrate: _builtins.int
+    jitter_ms: _builtins.int
+    timestamp: _builtins.int
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        stream_id: _builtins.int = ...,
+        bytes_sent: _builtins.int = ...,
+        bytes_received: _builtins.int = ...,
+        packet_loss: _builtins.float = ...,
+        bitrate: _builtins.int = ...,
+        jitter_ms: _builtins.int = ...,
+        timestamp: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bitrate", b"bitrate", "bytes_received", b"bytes_received", "bytes_sent", b"bytes_sent", "jitter_ms", b"jitter_ms", "packet_loss", b"packet_loss", "stream_id", b"stream_id", "timestamp", b"timestamp", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MediaTelemetry: _TypeAlias = MediaTelemetry  # noqa: Y015
+
+@_typing.final
+class TelemetryAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIVED_FIELD_NUMBER: _builtins.int
+    received: _builtins.bool
+    def __init__(
+        self,
+        *,
+        received: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["received", b"received"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TelemetryAck: _TypeAlias = TelemetryAck  # noqa: Y015
+
+@_typing.final
+class EndMediaMeetingRequest(_message.Message):
+    """Added by darktower: the MC tells the MH that a meeting ended (its room and every token of
+    it are dropped), or that one participant left (its token is revoked).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEETING_ID_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_ID_FIELD_NUMBER: _builtins.int
+    meeting_id: _builtins.str
+    participant_id: _builtins.str
+    """Empty: the whole meeting ended. Otherwise only this participant left."""
+    def __init__(
+        self,
+        *,
+        meeting_id: _builtins.str = ...,
+        participant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meeting_id", b"meeting_id", "participant_id", b"participant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndMediaMeetingRequest: _TypeAlias = EndMediaMeetingRequest  # noqa: Y015
+
+@_typing.final
+class EndMediaMeetingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDED_FIELD_NUMBER: _builtins.int
+    ended: _builtins.bool
+    def __init__(
+        self,
+        *,
+        ended: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndMediaMeetingResponse: _TypeAlias = EndMediaMeetingResponse  # noqa: Y015
 
 @_typing.final
 class MeetingConfig(_message.Message):

@@ -55,6 +55,11 @@ class GlobalControllerServiceStub:
                 request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.NotifyMeetingEndedRequest.SerializeToString,
                 response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.NotifyMeetingEndedResponse.FromString,
                 _registered_method=True)
+        self.MigrateMeeting = channel.unary_unary(
+                '/dark_tower.internal.GlobalControllerService/MigrateMeeting',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MigrateMeetingRequest.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MigrateMeetingResponse.FromString,
+                _registered_method=True)
 
 
 class GlobalControllerServiceServicer:
@@ -85,6 +90,13 @@ class GlobalControllerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MigrateMeeting(self, request, context):
+        """Added by darktower: place a draining MC's meeting on another MC (live migration).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GlobalControllerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +119,11 @@ def add_GlobalControllerServiceServicer_to_server(servicer, server):
                     servicer.NotifyMeetingEnded,
                     request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.NotifyMeetingEndedRequest.FromString,
                     response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.NotifyMeetingEndedResponse.SerializeToString,
+            ),
+            'MigrateMeeting': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateMeeting,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MigrateMeetingRequest.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MigrateMeetingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +245,33 @@ class GlobalControllerService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def MigrateMeeting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dark_tower.internal.GlobalControllerService/MigrateMeeting',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MigrateMeetingRequest.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MigrateMeetingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class MeetingControllerServiceStub:
     """Served by MCs, called by the GC.
@@ -258,6 +302,31 @@ class MeetingControllerServiceStub:
                 '/dark_tower.internal.MeetingControllerService/Assign',
                 request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.AssignMeeting.SerializeToString,
                 response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.AssignMeetingResponse.FromString,
+                _registered_method=True)
+        self.DrainController = channel.unary_unary(
+                '/dark_tower.internal.MeetingControllerService/DrainController',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.DrainControllerRequest.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.DrainControllerResponse.FromString,
+                _registered_method=True)
+        self.EndMeeting = channel.unary_unary(
+                '/dark_tower.internal.MeetingControllerService/EndMeeting',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandResponse.FromString,
+                _registered_method=True)
+        self.RemoveParticipant = channel.unary_unary(
+                '/dark_tower.internal.MeetingControllerService/RemoveParticipant',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandResponse.FromString,
+                _registered_method=True)
+        self.MuteParticipant = channel.unary_unary(
+                '/dark_tower.internal.MeetingControllerService/MuteParticipant',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandResponse.FromString,
+                _registered_method=True)
+        self.GetMeetingRoster = channel.unary_unary(
+                '/dark_tower.internal.MeetingControllerService/GetMeetingRoster',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingRosterResponse.FromString,
                 _registered_method=True)
 
 
@@ -290,6 +359,42 @@ class MeetingControllerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainController(self, request, context):
+        """Added by darktower: start draining (as on SIGTERM); the MC migrates its meetings and exits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndMeeting(self, request, context):
+        """Added by darktower (meeting API, README "Application API"); an MC that predates them
+        answers UNIMPLEMENTED. EndMeeting: every client gets participant_left{meeting_ended}.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveParticipant(self, request, context):
+        """The identity's sessions get participant_left{removed}; it cannot join this meeting again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MuteParticipant(self, request, context):
+        """A host mute of the identity, as a host's `host_mute` frame.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMeetingRoster(self, request, context):
+        """The live roster and the settings in force of a hosted meeting.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeetingControllerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -312,6 +417,31 @@ def add_MeetingControllerServiceServicer_to_server(servicer, server):
                     servicer.Assign,
                     request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.AssignMeeting.FromString,
                     response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.AssignMeetingResponse.SerializeToString,
+            ),
+            'DrainController': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainController,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.DrainControllerRequest.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.DrainControllerResponse.SerializeToString,
+            ),
+            'EndMeeting': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndMeeting,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandResponse.SerializeToString,
+            ),
+            'RemoveParticipant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveParticipant,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandResponse.SerializeToString,
+            ),
+            'MuteParticipant': grpc.unary_unary_rpc_method_handler(
+                    servicer.MuteParticipant,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandResponse.SerializeToString,
+            ),
+            'GetMeetingRoster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMeetingRoster,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingRosterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -433,6 +563,141 @@ class MeetingControllerService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def DrainController(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dark_tower.internal.MeetingControllerService/DrainController',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.DrainControllerRequest.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.DrainControllerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndMeeting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dark_tower.internal.MeetingControllerService/EndMeeting',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveParticipant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dark_tower.internal.MeetingControllerService/RemoveParticipant',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MuteParticipant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dark_tower.internal.MeetingControllerService/MuteParticipant',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMeetingRoster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dark_tower.internal.MeetingControllerService/GetMeetingRoster',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingCommandRequest.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MeetingRosterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class MediaHandlerRegistryServiceStub:
     """Served by the GC, called by media handlers.
@@ -541,6 +806,214 @@ class MediaHandlerRegistryService:
             '/dark_tower.internal.MediaHandlerRegistryService/SendLoadReport',
             darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MHLoadReportRequest.SerializeToString,
             darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MHLoadReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class MediaHandlerServiceStub:
+    """Served by media handlers, called by MCs. `darktower mh` serves Register and EndMeeting;
+    RouteMedia and StreamTelemetry answer UNIMPLEMENTED (Janus routes media inside a room).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Register = channel.unary_unary(
+                '/dark_tower.internal.MediaHandlerService/Register',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RegisterParticipant.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RegisterParticipantResponse.FromString,
+                _registered_method=True)
+        self.RouteMedia = channel.unary_unary(
+                '/dark_tower.internal.MediaHandlerService/RouteMedia',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RouteMediaCommand.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RouteMediaResponse.FromString,
+                _registered_method=True)
+        self.StreamTelemetry = channel.stream_unary(
+                '/dark_tower.internal.MediaHandlerService/StreamTelemetry',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MediaTelemetry.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.TelemetryAck.FromString,
+                _registered_method=True)
+        self.EndMeeting = channel.unary_unary(
+                '/dark_tower.internal.MediaHandlerService/EndMeeting',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingRequest.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingResponse.FromString,
+                _registered_method=True)
+
+
+class MediaHandlerServiceServicer:
+    """Served by media handlers, called by MCs. `darktower mh` serves Register and EndMeeting;
+    RouteMedia and StreamTelemetry answer UNIMPLEMENTED (Janus routes media inside a room).
+    """
+
+    def Register(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RouteMedia(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamTelemetry(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndMeeting(self, request, context):
+        """Added by darktower.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_MediaHandlerServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Register': grpc.unary_unary_rpc_method_handler(
+                    servicer.Register,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RegisterParticipant.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RegisterParticipantResponse.SerializeToString,
+            ),
+            'RouteMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.RouteMedia,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RouteMediaCommand.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RouteMediaResponse.SerializeToString,
+            ),
+            'StreamTelemetry': grpc.stream_unary_rpc_method_handler(
+                    servicer.StreamTelemetry,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MediaTelemetry.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.TelemetryAck.SerializeToString,
+            ),
+            'EndMeeting': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndMeeting,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingRequest.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'dark_tower.internal.MediaHandlerService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('dark_tower.internal.MediaHandlerService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class MediaHandlerService:
+    """Served by media handlers, called by MCs. `darktower mh` serves Register and EndMeeting;
+    RouteMedia and StreamTelemetry answer UNIMPLEMENTED (Janus routes media inside a room).
+    """
+
+    @staticmethod
+    def Register(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dark_tower.internal.MediaHandlerService/Register',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RegisterParticipant.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RegisterParticipantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RouteMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dark_tower.internal.MediaHandlerService/RouteMedia',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RouteMediaCommand.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.RouteMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTelemetry(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/dark_tower.internal.MediaHandlerService/StreamTelemetry',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MediaTelemetry.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.TelemetryAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndMeeting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dark_tower.internal.MediaHandlerService/EndMeeting',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingRequest.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingResponse.FromString,
             options,
             channel_credentials,
             insecure,

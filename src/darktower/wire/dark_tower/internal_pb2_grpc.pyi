@@ -41,6 +41,8 @@ class GlobalControllerServiceStub:
     FastHeartbeat: _grpc.UnaryUnaryMultiCallable[_internal_pb2.FastHeartbeatRequest, _internal_pb2.HeartbeatResponse]
     ComprehensiveHeartbeat: _grpc.UnaryUnaryMultiCallable[_internal_pb2.ComprehensiveHeartbeatRequest, _internal_pb2.HeartbeatResponse]
     NotifyMeetingEnded: _grpc.UnaryUnaryMultiCallable[_internal_pb2.NotifyMeetingEndedRequest, _internal_pb2.NotifyMeetingEndedResponse]
+    MigrateMeeting: _grpc.UnaryUnaryMultiCallable[_internal_pb2.MigrateMeetingRequest, _internal_pb2.MigrateMeetingResponse]
+    """Added by darktower: place a draining MC's meeting on another MC (live migration)."""
 
 @_typing.type_check_only
 class GlobalControllerServiceAsyncStub(GlobalControllerServiceStub):
@@ -51,6 +53,8 @@ class GlobalControllerServiceAsyncStub(GlobalControllerServiceStub):
     FastHeartbeat: _aio.UnaryUnaryMultiCallable[_internal_pb2.FastHeartbeatRequest, _internal_pb2.HeartbeatResponse]  # type: ignore[assignment]
     ComprehensiveHeartbeat: _aio.UnaryUnaryMultiCallable[_internal_pb2.ComprehensiveHeartbeatRequest, _internal_pb2.HeartbeatResponse]  # type: ignore[assignment]
     NotifyMeetingEnded: _aio.UnaryUnaryMultiCallable[_internal_pb2.NotifyMeetingEndedRequest, _internal_pb2.NotifyMeetingEndedResponse]  # type: ignore[assignment]
+    MigrateMeeting: _aio.UnaryUnaryMultiCallable[_internal_pb2.MigrateMeetingRequest, _internal_pb2.MigrateMeetingResponse]  # type: ignore[assignment]
+    """Added by darktower: place a draining MC's meeting on another MC (live migration)."""
 
 class GlobalControllerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Served by the GC, called by MCs."""
@@ -83,6 +87,14 @@ class GlobalControllerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_internal_pb2.NotifyMeetingEndedResponse, _abc.Awaitable[_internal_pb2.NotifyMeetingEndedResponse]]: ...
 
+    @_abc_1.abstractmethod
+    def MigrateMeeting(
+        self,
+        request: _internal_pb2.MigrateMeetingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.MigrateMeetingResponse, _abc.Awaitable[_internal_pb2.MigrateMeetingResponse]]:
+        """Added by darktower: place a draining MC's meeting on another MC (live migration)."""
+
 def add_GlobalControllerServiceServicer_to_server(servicer: GlobalControllerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class MeetingControllerServiceStub:
@@ -97,6 +109,18 @@ class MeetingControllerServiceStub:
     """Legacy: answer "not accepted, use AssignMeetingWithMh" and never change state."""
     SendHeartbeat: _grpc.UnaryUnaryMultiCallable[_internal_pb2.Heartbeat, _internal_pb2.HeartbeatResponse]
     Assign: _grpc.UnaryUnaryMultiCallable[_internal_pb2.AssignMeeting, _internal_pb2.AssignMeetingResponse]
+    DrainController: _grpc.UnaryUnaryMultiCallable[_internal_pb2.DrainControllerRequest, _internal_pb2.DrainControllerResponse]
+    """Added by darktower: start draining (as on SIGTERM); the MC migrates its meetings and exits."""
+    EndMeeting: _grpc.UnaryUnaryMultiCallable[_internal_pb2.MeetingCommandRequest, _internal_pb2.MeetingCommandResponse]
+    """Added by darktower (meeting API, README "Application API"); an MC that predates them
+    answers UNIMPLEMENTED. EndMeeting: every client gets participant_left{meeting_ended}.
+    """
+    RemoveParticipant: _grpc.UnaryUnaryMultiCallable[_internal_pb2.MeetingCommandRequest, _internal_pb2.MeetingCommandResponse]
+    """The identity's sessions get participant_left{removed}; it cannot join this meeting again."""
+    MuteParticipant: _grpc.UnaryUnaryMultiCallable[_internal_pb2.MeetingCommandRequest, _internal_pb2.MeetingCommandResponse]
+    """A host mute of the identity, as a host's `host_mute` frame."""
+    GetMeetingRoster: _grpc.UnaryUnaryMultiCallable[_internal_pb2.MeetingCommandRequest, _internal_pb2.MeetingRosterResponse]
+    """The live roster and the settings in force of a hosted meeting."""
 
 @_typing.type_check_only
 class MeetingControllerServiceAsyncStub(MeetingControllerServiceStub):
@@ -108,6 +132,18 @@ class MeetingControllerServiceAsyncStub(MeetingControllerServiceStub):
     """Legacy: answer "not accepted, use AssignMeetingWithMh" and never change state."""
     SendHeartbeat: _aio.UnaryUnaryMultiCallable[_internal_pb2.Heartbeat, _internal_pb2.HeartbeatResponse]  # type: ignore[assignment]
     Assign: _aio.UnaryUnaryMultiCallable[_internal_pb2.AssignMeeting, _internal_pb2.AssignMeetingResponse]  # type: ignore[assignment]
+    DrainController: _aio.UnaryUnaryMultiCallable[_internal_pb2.DrainControllerRequest, _internal_pb2.DrainControllerResponse]  # type: ignore[assignment]
+    """Added by darktower: start draining (as on SIGTERM); the MC migrates its meetings and exits."""
+    EndMeeting: _aio.UnaryUnaryMultiCallable[_internal_pb2.MeetingCommandRequest, _internal_pb2.MeetingCommandResponse]  # type: ignore[assignment]
+    """Added by darktower (meeting API, README "Application API"); an MC that predates them
+    answers UNIMPLEMENTED. EndMeeting: every client gets participant_left{meeting_ended}.
+    """
+    RemoveParticipant: _aio.UnaryUnaryMultiCallable[_internal_pb2.MeetingCommandRequest, _internal_pb2.MeetingCommandResponse]  # type: ignore[assignment]
+    """The identity's sessions get participant_left{removed}; it cannot join this meeting again."""
+    MuteParticipant: _aio.UnaryUnaryMultiCallable[_internal_pb2.MeetingCommandRequest, _internal_pb2.MeetingCommandResponse]  # type: ignore[assignment]
+    """A host mute of the identity, as a host's `host_mute` frame."""
+    GetMeetingRoster: _aio.UnaryUnaryMultiCallable[_internal_pb2.MeetingCommandRequest, _internal_pb2.MeetingRosterResponse]  # type: ignore[assignment]
+    """The live roster and the settings in force of a hosted meeting."""
 
 class MeetingControllerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Served by MCs, called by the GC."""
@@ -140,6 +176,48 @@ class MeetingControllerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _internal_pb2.AssignMeeting,
         context: _ServicerContext,
     ) -> _typing.Union[_internal_pb2.AssignMeetingResponse, _abc.Awaitable[_internal_pb2.AssignMeetingResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DrainController(
+        self,
+        request: _internal_pb2.DrainControllerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.DrainControllerResponse, _abc.Awaitable[_internal_pb2.DrainControllerResponse]]:
+        """Added by darktower: start draining (as on SIGTERM); the MC migrates its meetings and exits."""
+
+    @_abc_1.abstractmethod
+    def EndMeeting(
+        self,
+        request: _internal_pb2.MeetingCommandRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.MeetingCommandResponse, _abc.Awaitable[_internal_pb2.MeetingCommandResponse]]:
+        """Added by darktower (meeting API, README "Application API"); an MC that predates them
+        answers UNIMPLEMENTED. EndMeeting: every client gets participant_left{meeting_ended}.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveParticipant(
+        self,
+        request: _internal_pb2.MeetingCommandRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.MeetingCommandResponse, _abc.Awaitable[_internal_pb2.MeetingCommandResponse]]:
+        """The identity's sessions get participant_left{removed}; it cannot join this meeting again."""
+
+    @_abc_1.abstractmethod
+    def MuteParticipant(
+        self,
+        request: _internal_pb2.MeetingCommandRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.MeetingCommandResponse, _abc.Awaitable[_internal_pb2.MeetingCommandResponse]]:
+        """A host mute of the identity, as a host's `host_mute` frame."""
+
+    @_abc_1.abstractmethod
+    def GetMeetingRoster(
+        self,
+        request: _internal_pb2.MeetingCommandRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.MeetingRosterResponse, _abc.Awaitable[_internal_pb2.MeetingRosterResponse]]:
+        """The live roster and the settings in force of a hosted meeting."""
 
 def add_MeetingControllerServiceServicer_to_server(servicer: MeetingControllerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
@@ -179,3 +257,67 @@ class MediaHandlerRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_internal_pb2.MHLoadReportResponse, _abc.Awaitable[_internal_pb2.MHLoadReportResponse]]: ...
 
 def add_MediaHandlerRegistryServiceServicer_to_server(servicer: MediaHandlerRegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class MediaHandlerServiceStub:
+    """Served by media handlers, called by MCs. `darktower mh` serves Register and EndMeeting;
+    RouteMedia and StreamTelemetry answer UNIMPLEMENTED (Janus routes media inside a room).
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> MediaHandlerServiceAsyncStub: ...
+    Register: _grpc.UnaryUnaryMultiCallable[_internal_pb2.RegisterParticipant, _internal_pb2.RegisterParticipantResponse]
+    RouteMedia: _grpc.UnaryUnaryMultiCallable[_internal_pb2.RouteMediaCommand, _internal_pb2.RouteMediaResponse]
+    StreamTelemetry: _grpc.StreamUnaryMultiCallable[_internal_pb2.MediaTelemetry, _internal_pb2.TelemetryAck]
+    EndMeeting: _grpc.UnaryUnaryMultiCallable[_internal_pb2.EndMediaMeetingRequest, _internal_pb2.EndMediaMeetingResponse]
+    """Added by darktower."""
+
+@_typing.type_check_only
+class MediaHandlerServiceAsyncStub(MediaHandlerServiceStub):
+    """Served by media handlers, called by MCs. `darktower mh` serves Register and EndMeeting;
+    RouteMedia and StreamTelemetry answer UNIMPLEMENTED (Janus routes media inside a room).
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Register: _aio.UnaryUnaryMultiCallable[_internal_pb2.RegisterParticipant, _internal_pb2.RegisterParticipantResponse]  # type: ignore[assignment]
+    RouteMedia: _aio.UnaryUnaryMultiCallable[_internal_pb2.RouteMediaCommand, _internal_pb2.RouteMediaResponse]  # type: ignore[assignment]
+    StreamTelemetry: _aio.StreamUnaryMultiCallable[_internal_pb2.MediaTelemetry, _internal_pb2.TelemetryAck]  # type: ignore[assignment]
+    EndMeeting: _aio.UnaryUnaryMultiCallable[_internal_pb2.EndMediaMeetingRequest, _internal_pb2.EndMediaMeetingResponse]  # type: ignore[assignment]
+    """Added by darktower."""
+
+class MediaHandlerServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Served by media handlers, called by MCs. `darktower mh` serves Register and EndMeeting;
+    RouteMedia and StreamTelemetry answer UNIMPLEMENTED (Janus routes media inside a room).
+    """
+
+    @_abc_1.abstractmethod
+    def Register(
+        self,
+        request: _internal_pb2.RegisterParticipant,
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.RegisterParticipantResponse, _abc.Awaitable[_internal_pb2.RegisterParticipantResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RouteMedia(
+        self,
+        request: _internal_pb2.RouteMediaCommand,
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.RouteMediaResponse, _abc.Awaitable[_internal_pb2.RouteMediaResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StreamTelemetry(
+        self,
+        request_iterator: _MaybeAsyncIterator[_internal_pb2.MediaTelemetry],
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.TelemetryAck, _abc.Awaitable[_internal_pb2.TelemetryAck]]: ...
+
+    @_abc_1.abstractmethod
+    def EndMeeting(
+        self,
+        request: _internal_pb2.EndMediaMeetingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.EndMediaMeetingResponse, _abc.Awaitable[_internal_pb2.EndMediaMeetingResponse]]:
+        """Added by darktower."""
+
+def add_MediaHandlerServiceServicer_to_server(servicer: MediaHandlerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
