@@ -1,0 +1,1 @@
+"""Tests of `darktower mh` (the Janus-backed media handler)."""
