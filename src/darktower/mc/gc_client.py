@@ -55,5 +55,14 @@ class GcClient:
             request, metadata=self._tokens.metadata(), timeout=self._timeout
         )
 
+    async def migrate_meeting(
+        self, request: pb.MigrateMeetingRequest, *, timeout: float | None = None
+    ) -> pb.MigrateMeetingResponse:
+        return await self._stub.MigrateMeeting(
+            request,
+            metadata=self._tokens.metadata(),
+            timeout=self._timeout if timeout is None else min(timeout, self._timeout),
+        )
+
     async def aclose(self) -> None:
         await self._channel.close(None)

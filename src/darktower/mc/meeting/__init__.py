@@ -37,6 +37,7 @@ The modules, one concept each:
     limits.py        `MeetingLimits`: empty timeout, participant cap, coalescing window
     fanout.py        `Connections`, the admitted connections and delivery to them
     participants.py  `Participants`, carrying out joins, client frames, disconnects, departures
+    handoff.py       live migration: a frozen meeting, handed off to another MC or thawed
     actor.py         `MeetingActor`, which owns the meeting and wires the rest
 """
 
