@@ -20,6 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from darktower.auth.access_tokens import mint_access_token
+from darktower.auth.api_keys import generate_api_key, write_api_key_file
 from darktower.client.session import ClientSession, Ended, Joined, Redirected
 from darktower.fencing import FencedOut, Lease, RedisFencedStore
 from darktower.mc.server import McApp
@@ -286,6 +288,76 @@ async def test_a_drain_with_no_mc_to_take_the_meetings_ends_them_only_at_the_dea
             assert list(report.ended) == ["lonely"]
             assert report.ended["lonely"] == "all_draining"
             assert sample("mc_migrations_total", result="not_placed") >= 1
+        finally:
+            await watcher.aclose()
+            await session.aclose()
+
+
+async def test_an_operator_drain_needs_an_admin_token_and_then_moves_the_meetings(
+    tmp_path: Path, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    key, other_key = generate_api_key(), generate_api_key()
+    key_file = tmp_path / "api-key.json"
+    write_api_key_file(key_file, key)
+    async with in_process_fleet(
+        tmp_path,
+        redis_url,
+        mcs=2,
+        mc_overrides={"meeting_touch_seconds": 0.3, "drain_seconds": 8},
+        # Guests allowed (as in the dev fleet): a drain still needs the admin grant.
+        gc_overrides={"api_key_files": [key_file]},
+    ) as fleet:
+        session = ClientSession(fleet.gc_url, "ops", display_name="ada", open_timeout=5)
+        await session.join()
+        watcher = Watcher(session)
+        try:
+            mc = hosting(fleet, "ops")
+            url = f"{fleet.gc_url}/v1/controllers/{mc.settings.id}/drain"
+
+            def bearer(token: str) -> dict[str, str]:
+                return {"Authorization": f"Bearer {token}"}
+
+            admin = mint_access_token(key, identity="ops", meeting_id=None, admin=True)
+            participant = mint_access_token(key, identity="eve", meeting_id="ops")
+            forged = mint_access_token(other_key, identity="ops", meeting_id=None, admin=True)
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+                refusals = [
+                    (await http.post(url), 401, "token_missing"),
+                    (await http.post(url, headers=bearer(participant)), 403, "admin_required"),
+                    (await http.post(url, headers=bearer(forged)), 401, "unknown_key"),
+                    (
+                        await http.post(
+                            f"{fleet.gc_url}/v1/controllers/mc-nobody/drain",
+                            headers=bearer(admin),
+                        ),
+                        404,
+                        "unknown_controller",
+                    ),
+                    (
+                        await http.post(
+                            f"{fleet.gc_url}/v1/controllers/bad%20id/drain", headers=bearer(admin)
+                        ),
+                        400,
+                        "controller_id",
+                    ),
+                ]
+                for answer, status, reason in refusals:
+                    assert answer.status_code == status, answer.text
+                    assert answer.json()["reason"] == reason
+                    assert admin not in answer.text and forged not in answer.text
+                # Nothing changed: the MC still admits, its meeting is still there.
+                assert not mc.controller.draining and not mc.drain_requested.is_set()
+                assert "ops" in mc.controller.meetings
+                accepted = await http.post(url, headers=bearer(admin))
+            assert accepted.status_code == 202, accepted.text
+            assert accepted.json() == {"controller_id": mc.settings.id, "meetings": 1}
+            # What `serve` does when the event is set: the drain, as on SIGTERM.
+            await asyncio.wait_for(mc.drain_requested.wait(), 5)
+            assert mc.controller.draining
+            await mc.drain()
+            back = await watcher.expect(Joined, lambda e: e.kind == "reconnected")
+            assert back.mc_id != mc.settings.id
+            assert mc.drain_report is not None and mc.drain_report.migrated == ["ops"]
         finally:
             await watcher.aclose()
             await session.aclose()
