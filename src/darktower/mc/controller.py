@@ -37,6 +37,7 @@ from darktower.mc.metrics import (
 )
 from darktower.mc.validation import MhTarget
 from darktower.runtime.supervisor import TaskSupervisor
+from darktower.webhooks.outbox import EventSink
 
 __all__ = [
     "Abort",
@@ -156,6 +157,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         disconnect_grace_seconds: float = 30.0,
         tasks: TaskSupervisor | None = None,
         meeting_limits: MeetingLimits | None = None,
+        events: EventSink | None = None,
     ) -> None:
         """`binder` None: the meetings admit no clients (client signaling disabled). `tasks`
         runs the touch loop (task `touch-loop`; a private supervisor if None).
@@ -170,6 +172,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._binder = binder
         self._grace_seconds = disconnect_grace_seconds
         self._meeting_limits = meeting_limits or MeetingLimits()
+        self._events = events  # the webhook outbox the meetings record their events in
         self._meetings: dict[str, MeetingActor] = {}
         # Sum of counted_participants over self._meetings, kept up to date by the meetings'
         # on_participants reports and by commit/forget (admission reads it on every Reserve).
@@ -289,6 +292,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
             admit=self.can_admit_participant,
             on_participants=self._participants_changed,
             limits=self._meeting_limits,
+            events=self._events,
         )
         self.spawn(meeting)
         self._meetings[message.meeting_id] = meeting

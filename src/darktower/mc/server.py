@@ -56,6 +56,7 @@ from darktower.runtime.serving import (
 from darktower.runtime.startup import load_own_key, load_service_tls
 from darktower.runtime.supervisor import TaskSupervisor
 from darktower.runtime.tls import TlsConfig
+from darktower.webhooks.outbox import EventOutbox
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -165,6 +166,11 @@ class McApp:
             disconnect_grace_seconds=settings.disconnect_grace_seconds,
             tasks=self.tasks,
             meeting_limits=meeting_limits(settings),
+            events=(
+                EventOutbox(self.redis, retention_seconds=settings.events_retention_hours * 3600)
+                if settings.events_enabled
+                else None
+            ),
         )
         self.signaling: SignalingServer | None = None
         if binder is not None:

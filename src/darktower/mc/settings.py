@@ -123,6 +123,14 @@ class McSettings(BaseSettings):
     redis_audit: bool = Field(
         default=False, description="audit stream of fenced writes (fault-injection tests)"
     )
+    # Webhooks (docs/webhooks.md): meeting events recorded in Redis streams for the GCs to
+    # deliver; trimmed by age, delivered or not (retries last at least 24 h).
+    events_enabled: bool = Field(
+        default=True, description="record meeting events for webhooks (Redis streams)"
+    )
+    events_retention_hours: float = Field(
+        default=48.0, ge=25, description="recorded events are kept this long, delivered or not"
+    )
     # Registration retry schedule (docs/reference.md: 1 s base, doubling, 30 s cap, jitter, no
     # limit).
     registration_backoff_base: float = Field(

@@ -30,6 +30,7 @@ from darktower.common.clock import now_ms
 from darktower.fencing import FencedOut, FencedStore, FencingError, Lease, StoreUnavailable
 from darktower.mc.binding import SessionBinder
 from darktower.mc.connection import ConnectionActor
+from darktower.mc.meeting.events import MeetingEvents
 from darktower.mc.meeting.join import STORE_DOWN, UNAVAILABLE, JoinRefusal
 from darktower.mc.meeting.limits import EMPTY_TIMEOUT, MeetingLimits
 from darktower.mc.meeting.messages import (
@@ -51,6 +52,7 @@ from darktower.mc.metrics import FENCED_OUT
 from darktower.mc.roster import Roster
 from darktower.mc.validation import MhTarget, mh_list_json
 from darktower.signaling.protocol import LeaveReason
+from darktower.webhooks.outbox import EventSink
 
 __all__ = ["LAST_PARTICIPANT_LEFT", "MeetingActor"]
 
@@ -76,6 +78,7 @@ class MeetingActor(Actor[MeetingMessage]):
         admit: Callable[[], bool] = lambda: True,
         on_participants: Callable[[MeetingActor, int], None] | None = None,
         limits: MeetingLimits | None = None,
+        events: EventSink | None = None,
     ) -> None:
         """`binder` None: no clients are admitted. `admit()` says whether the MC can take
         one more participant (read at each join). `on_participants(self, delta)` is
@@ -86,6 +89,8 @@ class MeetingActor(Actor[MeetingMessage]):
         self.mhs = mhs
         self._store = store
         self._sync = RosterSync(store, lease)
+        # The webhook outbox (None: no events are recorded); see `events.py`.
+        self._events = MeetingEvents(events, lease)
         self._participants = Participants(
             meeting_id,
             sync=self._sync,
@@ -97,6 +102,7 @@ class MeetingActor(Actor[MeetingMessage]):
             on_count=self._count,
             limits=limits,
             flush_later=self._flush_later,
+            events=self._events,
         )
         self._empty_timeout = (limits or MeetingLimits()).empty_timeout_seconds
         self._empty_epochs = itertools.count(1)
@@ -132,6 +138,8 @@ class MeetingActor(Actor[MeetingMessage]):
             self._fenced_out(exc)
         except FencingError as exc:
             log.warning("meeting %s: roster not loaded (%s)", self.meeting_id, exc.code)
+        if not self.lost:  # recorded once the meeting is this actor's (a takeover: moved)
+            await self._events.started()
 
     async def on_stop(self) -> None:
         self._participants.graces.cancel_all()
@@ -239,6 +247,7 @@ class MeetingActor(Actor[MeetingMessage]):
         self.end_reason = reason
         self.request_stop()
         await self._store.fenced_delete(self.lease)
+        await self._events.ended(self.roster, reason)
 
     def _fenced_out(self, exc: FencedOut) -> None:
         FENCED_OUT.inc()

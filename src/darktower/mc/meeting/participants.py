@@ -31,6 +31,7 @@ from darktower.auth.join_tokens import JoinClaims
 from darktower.common.clock import now_ms
 from darktower.fencing import FencingError
 from darktower.mc.connection import Close, ConnectionActor
+from darktower.mc.meeting.events import MeetingEvents
 from darktower.mc.meeting.fanout import Connections, send
 from darktower.mc.meeting.grace import GraceTimers
 from darktower.mc.meeting.join import (
@@ -79,6 +80,7 @@ log = logging.getLogger(__name__)
 class Participants:
     __slots__ = (
         "_admit",
+        "_events",
         "_flush_later",
         "_limits",
         "_meeting_id",
@@ -105,9 +107,12 @@ class Participants:
         on_count: Callable[[], None],
         limits: MeetingLimits | None = None,
         flush_later: Callable[[float], None] = lambda _delay: None,
+        events: MeetingEvents | None = None,
     ) -> None:
         """`tokens` None: client signaling is disabled, every join is refused. `admit()` says
-        whether the MC can take one more participant (read at each join)."""
+        whether the MC can take one more participant (read at each join). `events`: the
+        webhook outbox of the meeting (joins and departures are recorded there)."""
+        self._events = events
         self._limits = limits or MeetingLimits()
         self._flush_later = flush_later
         # Participants inside a coalescing window → the self_mute value the others were told.
@@ -232,6 +237,8 @@ class Participants:
             participant=member.public(), host_id=participant_id if took_over else None
         )
         self.connections.broadcast(joined, exclude=participant_id)
+        if self._events is not None:
+            await self._events.joined(member)
         return None
 
     async def _reclaim(
@@ -376,12 +383,17 @@ class Participants:
         connection = self.connections.pop(participant_id)
         if connection is not None:
             send(connection, Close(reason))
+        member = self.roster.get(participant_id)
         host_changed = self.roster.remove(participant_id)
         self._on_count()
         if not self.roster.members:
+            if member is not None and self._events is not None:
+                await self._events.left(member, reason)  # the meeting's end follows
             return True
         mapping = {HOST_FIELD: self.roster.host_id} if host_changed and self.roster.host_id else {}
         await self._sync.write(mapping, remove=[participant_field(participant_id)])
+        if member is not None and self._events is not None:
+            await self._events.left(member, reason)
         left = ParticipantLeft(
             participant_id=participant_id, reason=reason, host_id=self.roster.host_id
         )
