@@ -124,3 +124,9 @@ def test_quotes_in_values_cannot_add_settings(tmp_path: Path) -> None:
     janus = render_config_files(sneaky, tmp_path)["janus.jcfg"]
     lines = [line.strip() for line in janus.splitlines()]
     assert "token_auth = false" not in lines and "token_auth = true" in lines
+
+
+def test_the_mh_imports_no_other_service() -> None:
+    from tests.common.test_boundaries import offences
+
+    assert offences("mh", ("darktower.mc", "darktower.gc", "darktower.dev")) == []

@@ -81,5 +81,7 @@ class JanusClient:
 
 @asynccontextmanager
 async def janus_client(url: str, token: str) -> AsyncIterator[JanusClient]:
+    """`url`: ws(s)://, or the http(s):// form an MH hands out (the same host and port)."""
+    url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
     async with websockets.connect(url, subprotocols=["janus-protocol"]) as ws:  # type: ignore[list-item]
         yield JanusClient(ws, token)

@@ -47,6 +47,7 @@ __all__ = [
     "MAX_TOKEN_BYTES",
     "SCOPE_GC",
     "SCOPE_MC",
+    "SCOPE_MH",
     "SERVICE_PROFILES",
     "ServiceClaims",
     "ServiceType",
@@ -57,6 +58,7 @@ __all__ = [
 
 SCOPE_MC = "service.write.mc"  # calls into an MC (made by the GC)
 SCOPE_GC = "service.write.gc"  # calls into a GC (made by MCs and MHs)
+SCOPE_MH = "service.write.mh"  # calls into an MH (made by MCs; aud = the MH's id)
 
 # CLI short name → (who the caller is, what it may call). A service only ever mints tokens for
 # the servers it calls, so the scope follows from the type.

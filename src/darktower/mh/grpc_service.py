@@ -1,0 +1,119 @@
+"""The gRPC edge of the MH: MediaHandlerService, for MCs only (the auth interceptor admits
+MC tokens addressed to this MH; see `server`).
+
+Errors become status codes in `status_for`:
+
+* `InvalidMhRequest` → INVALID_ARGUMENT, "<field>: <reason>"
+* `MhAtCapacity`     → RESOURCE_EXHAUSTED
+* `MediaUnavailable` → UNAVAILABLE, "media server unavailable" (Janus's answer is logged only)
+* anything else      → INTERNAL, "internal error", logged with its traceback.
+
+`RouteMedia` and `StreamTelemetry` are not served (UNIMPLEMENTED, `NOT_SERVED_MESSAGE`):
+Janus routes the media inside a meeting's room by itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from darktower.mh.errors import InvalidMhRequest, MediaUnavailable, MhAtCapacity
+from darktower.mh.rooms import MediaRooms
+from darktower.wire.dark_tower import internal_pb2 as pb
+from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+
+__all__ = [
+    "INTERNAL_MESSAGE",
+    "MAX_STREAMS_PER_REGISTRATION",
+    "UNAVAILABLE_MESSAGE",
+    "MediaHandlerServicer",
+    "status_for",
+]
+
+log = logging.getLogger(__name__)
+
+INTERNAL_MESSAGE = "internal error"
+UNAVAILABLE_MESSAGE = "media server unavailable"
+NOT_SERVED_MESSAGE = "not served: Janus routes the media of a room by itself"
+MAX_STREAMS_PER_REGISTRATION = 16
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_S = TypeVar("_S")
+_Q = TypeVar("_Q")
+_R = TypeVar("_R")
+
+
+def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, InvalidMhRequest):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, MhAtCapacity):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, MediaUnavailable):
+        return grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+
+
+def _edge(
+    method: Callable[[_S, _Q, Context], Awaitable[_R]],
+) -> Callable[[_S, _Q, Context], Awaitable[_R]]:
+    rpc = method.__name__
+
+    @functools.wraps(method)
+    async def call(self: _S, request: _Q, context: Context) -> _R:
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            code, message = status_for(exc)
+            if code is grpc.StatusCode.INTERNAL:
+                log.error("%s failed: %s", rpc, type(exc).__name__, exc_info=exc)
+            else:
+                log.info("%s refused: %s", rpc, exc)
+            await context.abort(code, message)
+
+    return call
+
+
+class MediaHandlerServicer(pb_grpc.MediaHandlerServiceServicer):
+    def __init__(self, rooms: MediaRooms, media_url: Callable[[], str]) -> None:
+        """`media_url()`: the client-facing Janus WebSocket URL."""
+        self._rooms = rooms
+        self._media_url = media_url
+
+    @_edge
+    async def Register(
+        self, request: pb.RegisterParticipant, context: Context
+    ) -> pb.RegisterParticipantResponse:
+        if len(request.streams) > MAX_STREAMS_PER_REGISTRATION:
+            raise InvalidMhRequest(
+                "streams", f"at most {MAX_STREAMS_PER_REGISTRATION} streams are allowed"
+            )
+        registration = await self._rooms.register(request.meeting_id, request.participant_id)
+        return pb.RegisterParticipantResponse(
+            connection_token=registration.token,
+            media_handler_url=self._media_url(),
+            room=str(registration.room),
+        )
+
+    async def RouteMedia(
+        self, request: pb.RouteMediaCommand, context: Context
+    ) -> pb.RouteMediaResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, NOT_SERVED_MESSAGE)
+
+    async def StreamTelemetry(
+        self, request_iterator: AsyncIterator[pb.MediaTelemetry], context: Context
+    ) -> pb.TelemetryAck:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, NOT_SERVED_MESSAGE)
+
+    @_edge
+    async def EndMeeting(
+        self, request: pb.EndMediaMeetingRequest, context: Context
+    ) -> pb.EndMediaMeetingResponse:
+        ended = await self._rooms.end(request.meeting_id, request.participant_id)
+        return pb.EndMediaMeetingResponse(ended=ended)
