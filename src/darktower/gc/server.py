@@ -41,6 +41,7 @@ from darktower.gc.service_keys import GcServiceKeys
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
+from darktower.gc.webhooks import WEBHOOK_TASK, GcWebhooks
 from darktower.runtime.reload import ReloadHooks
 from darktower.runtime.serving import (
     GRPC_LISTEN_OPTIONS,
@@ -84,7 +85,7 @@ class GcApp:
         if not settings.trusted_mc_key_files:
             raise StartupError("GC_TRUSTED_MC_KEY_FILES is empty: no MC could register")
         self.settings = settings
-        self.tasks = TaskSupervisor(TASKS, crashes=TASK_CRASHES)
+        self.tasks = TaskSupervisor((*TASKS, WEBHOOK_TASK), crashes=TASK_CRASHES)
         self.tls = _tls(settings)
         self._mc_keys = load_trusted_keys(settings.trusted_mc_key_files)
         self._mh_keys = load_trusted_keys(settings.trusted_mh_key_files)
@@ -129,6 +130,8 @@ class GcApp:
         self.mc_client: McClient | None = None
         self.placement: PlacementService | None = None
         self._http: HttpServer | None = None
+        # Webhook delivery (docs/webhooks.md); None while GC_WEBHOOK_URLS is empty.
+        self.webhooks = GcWebhooks.from_settings(settings)
 
     async def ready(self) -> tuple[bool, str]:
         """(ready, reason): not ready after a background task crashed, while starting, when
@@ -238,6 +241,8 @@ class GcApp:
             tls=self.tls if s.http_tls else None,
         )
         self.http_port = await self._http.start()
+        if self.webhooks is not None:
+            self.webhooks.start(self.tasks)
         self.reloads.install()
         log.info(
             "GC %s serving gRPC%s on %s:%d and HTTP on %s (region %s)",
@@ -259,6 +264,8 @@ class GcApp:
             await self.sweeper.stop()
         if self.mc_client is not None:
             await self.mc_client.aclose()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.heartbeats is not None:
             await self.heartbeats.stop()
         if self.store is not None:

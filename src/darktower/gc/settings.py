@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
 from darktower.runtime.serving import parse_bind
 from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports, split_paths
+from darktower.webhooks.urls import split_webhook_urls
 
 __all__ = ["DEFAULT_DATABASE_URL", "GcSettings", "contradictions"]
 
@@ -151,11 +152,33 @@ class GcSettings(BaseSettings):
     retired_key_publish_seconds: float = Field(
         default=605.0, ge=0, description="how long a replaced signing key stays in the JWKS"
     )
+    # Webhooks (docs/webhooks.md): the URLs events are POSTed to, signed with an API key; the
+    # Redis the MCs record events in. Off while the list is empty.
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated http(s) URLs that receive the meeting events (webhooks)",
+    )
+    webhook_key_file: Path | None = Field(
+        default=None, description="API key file whose secret signs webhooks (api-key create)"
+    )
+    events_redis_url: SecretStr | None = Field(
+        default=None, description="the Redis the MCs record events in (their MC_REDIS_URL)"
+    )
+    webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="timeout of one webhook request"
+    )
+    webhook_retry_cap_seconds: float = Field(
+        default=600.0, ge=1, description="longest wait between two tries of one webhook"
+    )
+    webhook_lease_seconds: float = Field(
+        default=10.0, ge=1, description="an event partition is taken from a silent GC after this"
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     _paths = field_validator(
         "trusted_mc_key_files", "trusted_mh_key_files", "api_key_files", mode="before"
     )(split_paths)
+    _webhook_urls = field_validator("webhook_urls", mode="before")(split_webhook_urls)
 
     @field_validator("grpc_bind", "http_bind")
     @classmethod
@@ -174,7 +197,11 @@ class GcSettings(BaseSettings):
 
         url = self.database_url.get_secret_value()
         password = urlsplit(url).password
-        return [v for v in (url, password) if v]
+        values = [v for v in (url, password) if v]
+        if self.events_redis_url is not None:
+            events_url = self.events_redis_url.get_secret_value()
+            values += [v for v in (events_url, urlsplit(events_url).password) if v]
+        return values
 
 
 def contradictions(s: GcSettings) -> list[Contradiction]:
