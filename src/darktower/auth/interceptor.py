@@ -11,6 +11,13 @@ make the server receive or deserialize a message (docs/reference.md):
 * otherwise the verified `ServiceClaims` are put in `current_claims` for the servicer to read
   and the call proceeds.
 
+One method passes without a token, whatever the call's metadata says: the standard health
+check, `/grpc.health.v1.Health/Check` (`UNAUTHENTICATED_METHODS`), so that a Kubernetes `grpc:`
+probe — which carries no token — can ask whether the server is serving. It answers SERVING or
+NOT_SERVING from memory (`darktower.runtime.grpc_health`) and changes nothing. Every other
+method, the health service's streaming `Watch` and server reflection included, still needs a
+valid token.
+
 Every outcome is counted (`service_auth_success_total`, `service_auth_failures_total` by
 reason). The token itself never reaches a log record, a metric or a status message.
 """
@@ -47,6 +54,7 @@ __all__ = [
     "GRPC_SERVER_OPTIONS",
     "MAX_TOKEN_BYTES",
     "UNAUTHENTICATED_MESSAGE",
+    "UNAUTHENTICATED_METHODS",
     "ServiceAuthInterceptor",
     "current_claims",
     "extract_bearer_token",
@@ -55,6 +63,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 UNAUTHENTICATED_MESSAGE = "missing or invalid service token"
+UNAUTHENTICATED_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
+"""The full method names admitted without a token (compared exactly)."""
 
 AUTH_FAILURES = Counter(
     "service_auth_failures_total",
@@ -157,6 +167,8 @@ class ServiceAuthInterceptor(_ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> _Handler:
         method = handler_call_details.method
+        if method in UNAUTHENTICATED_METHODS:
+            return await continuation(handler_call_details)
         try:
             token = extract_bearer_token(_authorization_values(handler_call_details))
             claims = await self._verifier_for(method).verify_refreshing(token)

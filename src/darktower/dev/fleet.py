@@ -231,6 +231,8 @@ class Fleet:
                 "GC_HTTP_TLS": str(self.https).lower(),
                 "GC_API_KEY_FILES": str(self.api_key_file),
                 "GC_ALLOW_GUESTS": "true",
+                # grpcurl list/describe work against the dev fleet (a token still needed).
+                "GC_GRPC_REFLECTION": "true",
                 **self._tls_env("gc-1", "GC"),
             },
             grpc=f"{self.grpc_scheme}://127.0.0.1:{gc_grpc}",
@@ -252,6 +254,7 @@ class Fleet:
                 "MC_SERVICE_KEY_FILE": str(keys.key("mc", name)),
                 "MC_TRUSTED_GC_KEY_FILES": str(keys.trusted("gc")),
                 "MC_DRAIN_SECONDS": "5",
+                "MC_GRPC_REFLECTION": "true",
                 "MC_CLIENT_TLS": str(self.https).lower(),
                 **self._tls_env(name, "MC"),
             }

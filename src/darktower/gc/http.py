@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Res
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -39,10 +39,12 @@ from darktower.gc.errors import (
     NoControllerAvailable,
     NoMediaHandlerAvailable,
 )
+from darktower.gc.http_metrics import install_http_metrics
 from darktower.gc.join import USER_ID_PATTERN, JoinResult, PlacementService
 from darktower.gc.join_page import mount_join_page
 from darktower.gc.limits import HttpLimits, api_key_of, install_limits
 from darktower.gc.store import GcStore, StoreError
+from darktower.runtime.metrics_http import metrics_response
 
 __all__ = ["MAX_MEETINGS_LIMIT", "create_app"]
 
@@ -455,12 +457,15 @@ def create_app(
         response_class=PlainTextResponse,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus"}},
     )
-    async def metrics() -> Response:
-        """Prometheus metrics in the text exposition format."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics in the text exposition format (OpenMetrics when the `Accept`
+        header asks for `application/openmetrics-text`)."""
+        return metrics_response(request)
 
     mount_join_page(app)
     mount_api_docs(app)
     mount_dashboard(app)
     install_limits(app, limits or HttpLimits(), api_key=api_key_of(access.key_id))
+    # Outermost: every request is counted, the limits' refusals too.
+    install_http_metrics(app)
     return app

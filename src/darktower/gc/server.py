@@ -42,6 +42,8 @@ from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
 from darktower.gc.webhooks import WEBHOOK_TASK, GcWebhooks
+from darktower.runtime.grpc_health import GrpcHealth
+from darktower.runtime.grpc_metrics import GrpcServerMetrics
 from darktower.runtime.reload import ReloadHooks
 from darktower.runtime.serving import (
     GRPC_LISTEN_OPTIONS,
@@ -54,6 +56,7 @@ from darktower.runtime.serving import (
 from darktower.runtime.startup import load_own_key, load_service_tls
 from darktower.runtime.supervisor import TaskSupervisor
 from darktower.runtime.tls import TlsConfig
+from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = ["GcApp", "serve"]
 
@@ -124,6 +127,7 @@ class GcApp:
         # Receipt times of beats and load reports: staleness judged on when they arrived.
         self.last_heard = LastHeard()
         self.grpc_server: grpc.aio.Server | None = None
+        self.grpc_health: GrpcHealth | None = None
         self.grpc_port = 0
         self.http_port = 0
         self.sweeper: StalenessSweeper | None = None
@@ -185,9 +189,24 @@ class GcApp:
             allow_unbound_keys=s.allow_unbound_keys,
         )
         self.keys.follow(interceptor.verifiers)
-        self.grpc_server = service_grpc_server(
-            interceptors=[interceptor], options=GRPC_LISTEN_OPTIONS
+        gc_services = [
+            pb.DESCRIPTOR.services_by_name[name]
+            for name in ("GlobalControllerService", "MediaHandlerRegistryService")
+        ]
+        # grpc.health.v1 follows `ready()` (the database reachable); NOT_SERVING once stopping.
+        self.grpc_health = GrpcHealth(
+            self.ready,
+            services=[service.full_name for service in gc_services],
+            reflection_on=s.grpc_reflection,
         )
+        self.grpc_server = service_grpc_server(
+            interceptors=[
+                GrpcServerMetrics([*gc_services, *self.grpc_health.descriptors]),
+                interceptor,
+            ],
+            options=GRPC_LISTEN_OPTIONS,
+        )
+        self.grpc_health.add_to(self.grpc_server)
         add_gc_services(
             self.grpc_server,
             self.store,
@@ -199,6 +218,7 @@ class GcApp:
             last_heard=self.last_heard,
         )
         self.grpc_port = add_grpc_port(self.grpc_server, s.grpc_bind, "GC gRPC", tls=self.tls)
+        await self.grpc_health.start(self.tasks)
         await self.grpc_server.start()
         self.sweeper = StalenessSweeper(
             self.store,
@@ -255,6 +275,8 @@ class GcApp:
         )
 
     async def stop(self) -> None:
+        if self.grpc_health is not None:
+            await self.grpc_health.shutdown()
         self.reloads.uninstall()
         if self._http is not None:
             await self._http.stop()

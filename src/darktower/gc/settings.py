@@ -146,6 +146,11 @@ class GcSettings(BaseSettings):
         default=False,
         description="joins without an access token (as guests) and open operator reads: dev only",
     )
+    # gRPC server reflection (grpcurl list/describe): off in production, on in `darktower dev`;
+    # behind the service token like every method but the health check.
+    grpc_reflection: bool = Field(
+        default=False, description="serve gRPC server reflection (a service token still needed)"
+    )
     # After SIGHUP puts a new key in GC_SERVICE_KEY_FILE, the old one stays in the JWKS this
     # long: tokens it signed (600 s at most, plus 5 s leeway) stay verifiable (README "Key
     # rotation").

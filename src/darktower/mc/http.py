@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI, Request, Response
+
+from darktower.runtime.metrics_http import metrics_response
 
 __all__ = ["health_app"]
 
@@ -27,7 +28,7 @@ def health_app(is_ready: Callable[[], tuple[bool, str]]) -> FastAPI:
         return {"status": "ready"}
 
     @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        return metrics_response(request)
 
     return app

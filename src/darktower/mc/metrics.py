@@ -121,7 +121,7 @@ JOIN_REFUSALS = Counter(
     ["reason"],
 )
 
-TASKS = ("gc-link", "redis-monitor", "touch-loop", "health-http", "jwks-refresh")
+TASKS = ("gc-link", "redis-monitor", "touch-loop", "health-http", "jwks-refresh", "grpc-health")
 """The MC's supervised background tasks (`darktower.runtime.supervisor`)."""
 TASK_CRASHES = Counter(
     "mc_task_crashes_total",

@@ -42,6 +42,8 @@ from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.service_keys import McServiceKeys
 from darktower.mc.settings import McSettings
 from darktower.mc.signaling_server import SignalingServer
+from darktower.runtime.grpc_health import GrpcHealth
+from darktower.runtime.grpc_metrics import GrpcServerMetrics
 from darktower.runtime.redis_connect import connect
 from darktower.runtime.reload import ReloadHooks
 from darktower.runtime.serving import (
@@ -202,13 +204,22 @@ class McApp:
         self.assigner = Assigner(
             self.controller, self.store, on_store_failure=self.monitor.mark_unhealthy
         )
+        mc_service = pb.DESCRIPTOR.services_by_name["MeetingControllerService"]
+        # grpc.health.v1 follows `ready()`; NOT_SERVING from the first moment of a drain.
+        self.grpc_health = GrpcHealth(
+            self.ready, services=[mc_service.full_name], reflection_on=settings.grpc_reflection
+        )
         self.grpc_server = service_grpc_server(
-            interceptors=[ServiceAuthInterceptor(verifier, service="mc")],
+            interceptors=[
+                GrpcServerMetrics([mc_service, *self.grpc_health.descriptors]),
+                ServiceAuthInterceptor(verifier, service="mc"),
+            ],
             options=GRPC_LISTEN_OPTIONS,
         )
         pb_grpc.add_MeetingControllerServiceServicer_to_server(
             MeetingControllerServicer(self.assigner), self.grpc_server
         )
+        self.grpc_health.add_to(self.grpc_server)
         self.grpc_port = 0
         self._http: HttpServer | None = None
 
@@ -226,7 +237,8 @@ class McApp:
             return False, "draining"
         if not self.monitor.healthy:
             return False, "redis unreachable"
-        if self.link is not None and not self.link.registered:
+        # Before the link starts too: a gRPC health check may come in between.
+        if self.settings.gc_endpoint and (self.link is None or not self.link.registered):
             return False, "not registered with the GC"
         return True, ""
 
@@ -311,6 +323,7 @@ class McApp:
         self.grpc_port = add_grpc_port(
             self.grpc_server, self.settings.grpc_bind, "MC gRPC", tls=self.tls
         )
+        await self.grpc_health.start(self.tasks)
         await self.grpc_server.start()
         if self.signaling is not None:
             try:
@@ -333,6 +346,7 @@ class McApp:
         until shortly before the deadline, then end the rest; report every end; stop."""
         budget = self.settings.drain_seconds if deadline_seconds is None else deadline_seconds
         deadline = time.monotonic() + budget
+        await self.grpc_health.shutdown()
         if self.controller.running:
             # Handled before the beat below reads the health, so that beat says DRAINING.
             with contextlib.suppress(TimeoutError, ActorStopped):
@@ -355,6 +369,7 @@ class McApp:
         """Stop admitting, then stop everything within the deadline (drain seconds)."""
         budget = self.settings.drain_seconds if deadline_seconds is None else deadline_seconds
         deadline = time.monotonic() + budget
+        await self.grpc_health.shutdown()
         self.reloads.uninstall()
         if self.controller.running:
             self.controller.send(SetDraining())

@@ -157,6 +157,11 @@ class McSettings(BaseSettings):
     client_tls: bool = Field(
         default=True, description="serve the client WebSocket as WSS when a certificate is set"
     )
+    # gRPC server reflection (grpcurl list/describe): off in production, on in `darktower dev`;
+    # behind the service token like every method but the health check.
+    grpc_reflection: bool = Field(
+        default=False, description="serve gRPC server reflection (a service token still needed)"
+    )
     # GC keys published by the GC (README "Key rotation"): with or instead of the key files.
     trusted_gc_jwks_url: str = Field(
         default="", description="the GC's JWKS (https://gc/.well-known/jwks.json); empty: none"
