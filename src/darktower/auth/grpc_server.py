@@ -23,6 +23,9 @@ authenticated one can make it hold.
   stays at gRPC's 64 KiB default: the same flood costs ~2 MiB, and a maximal 2.5 MiB heartbeat
   takes ~40 window round trips (milliseconds on a LAN).
 * the metadata limits are raised above a maximal 8192-byte token (see `GRPC_SERVER_OPTIONS`).
+
+Calls that carry a W3C `traceparent` run in a server span (`darktower.runtime.tracing_grpc`);
+that interceptor comes after the caller's ones, so only admitted calls make spans.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import grpc.aio
 
 from darktower.auth.tokens import MAX_TOKEN_BYTES
+from darktower.runtime.tracing_grpc import ServerTracing
 
 __all__ = [
     "GRPC_SERVER_OPTIONS",
@@ -65,10 +69,11 @@ def service_grpc_server(
     interceptors: Sequence[_Interceptor],
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Server:
-    """A grpc.aio server with the limits above and `interceptors` (the auth interceptor first);
-    `options` are added after ours (listen options, TLS-related channel args)."""
+    """A grpc.aio server with the limits above and `interceptors` (the auth interceptor first),
+    then the tracing one; `options` are added after ours (listen options, TLS-related channel
+    args)."""
     return grpc.aio.server(
-        interceptors=list(interceptors),
+        interceptors=[*interceptors, ServerTracing()],
         options=[*GRPC_SERVER_OPTIONS, *options],
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )

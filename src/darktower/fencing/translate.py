@@ -10,9 +10,11 @@ Everything the adapter gets back from redis-py goes through here:
 * a stored value that breaks the key contract → `MalformedState` (`stored_*`, `audit_entry`).
 
 `observed` wraps one store call: it times it, counts its failures and raises the translated
-error `from` the redis-py one; `outcome` answers the same translation as a value, for the
-items of a pipeline. Messages never name the host, port or password: a StoreUnavailable names
-only the class of the underlying exception, which stays reachable as `__cause__`.
+error `from` the redis-py one, in a span `redis <op>` when it runs inside a traced request
+(`darktower.runtime.tracing.child_span`: an assignment's acquire is in the join's trace);
+`outcome` answers the same translation as a value, for the items of a pipeline. Messages
+never name the host, port or password: a StoreUnavailable names only the class of the
+underlying exception, which stays reachable as `__cause__`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from opentelemetry.trace import SpanKind
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -38,6 +41,7 @@ from redis.exceptions import (
 from darktower.fencing.errors import FencedOut, FencingError, MalformedState, StoreUnavailable
 from darktower.fencing.metrics import REDIS_ERRORS, REDIS_LATENCY, Op
 from darktower.fencing.port import MAX_GENERATION, AuditEntry
+from darktower.runtime.tracing import child_span
 
 __all__ = [
     "REDIS_FAILURES",
@@ -177,10 +181,12 @@ def counted(op: Op) -> Iterator[None]:
 
 @contextmanager
 def observed(op: Op) -> Iterator[None]:
-    """Time the enclosed store call, count its failures and translate redis-py errors."""
+    """Time the enclosed store call, count its failures and translate redis-py errors; a
+    span of the current trace, if any."""
     started = time.perf_counter()
+    attributes = {"db.system.name": "redis", "db.operation.name": op}
     try:
-        with counted(op):
+        with child_span(f"redis {op}", attributes, kind=SpanKind.CLIENT), counted(op):
             yield
     finally:
         REDIS_LATENCY.labels(op=op).observe(time.perf_counter() - started)

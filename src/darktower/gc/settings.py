@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
+from darktower.runtime.logs import LogFormat
 from darktower.runtime.serving import parse_bind
 from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports, split_paths
 from darktower.webhooks.urls import split_webhook_urls
@@ -179,6 +180,10 @@ class GcSettings(BaseSettings):
         default=10.0, ge=1, description="an event partition is taken from a silent GC after this"
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT,
+        description="text, or json: one JSON object per line (with trace ids in a span)",
+    )
 
     _paths = field_validator(
         "trusted_mc_key_files", "trusted_mh_key_files", "api_key_files", mode="before"

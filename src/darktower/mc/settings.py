@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
+from darktower.runtime.logs import LogFormat
 from darktower.runtime.serving import parse_bind
 from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports, split_paths
 
@@ -173,6 +174,10 @@ class McSettings(BaseSettings):
         default=10.0, ge=0, description="shortest time between fetches for unknown key ids"
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT,
+        description="text, or json: one JSON object per line (with trace ids in a span)",
+    )
 
     _paths = field_validator("trusted_gc_key_files", mode="before")(split_paths)
 

@@ -14,8 +14,10 @@ from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.errors import AuthError
 from darktower.auth.keys import load_service_key
 from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
-from darktower.runtime.logs import configure_logging
+from darktower.runtime.logs import LogFormat, configure_logging
+from darktower.runtime.serving import StartupError
 from darktower.runtime.tls import TlsError, load_tls
+from darktower.runtime.tracing_setup import configure_tracing
 
 __all__ = ["mh_sim"]
 
@@ -37,11 +39,15 @@ def mh_sim(
     tls_ca: Annotated[
         Path | None, typer.Option(help="CA that verifies an https:// GC (default: system roots).")
     ] = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(envvar="MH_LOG_FORMAT", help="text, or json: one JSON object per line."),
+    ] = LogFormat.TEXT,
 ) -> None:
     """Register a simulated MH with a GC and send periodic load reports until stopped."""
     from darktower.mhsim.simulator import MhConfig, MhSimulator
 
-    configure_logging("INFO")
+    configure_logging("INFO", log_format=log_format, service="darktower-mh-sim", instance_id=id)
     service_type, scope = SERVICE_PROFILES["mh"]
     try:
         signing = load_service_key(key)
@@ -89,4 +95,12 @@ def mh_sim(
         finally:
             await simulator.aclose()
 
-    asyncio.run(main())
+    try:
+        tracing = configure_tracing("darktower-mh-sim", id)
+    except StartupError as exc:
+        typer.echo(f"darktower mh-sim: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        asyncio.run(main())
+    finally:
+        tracing.shutdown()

@@ -1,6 +1,8 @@
 """Client channels to peers: one reused channel per endpoint (docs/reference.md), from an
 `http(s)://` URL.
 
+Every channel carries the current trace to the peer (`darktower.runtime.tracing_grpc`).
+
 `https://` is TLS: the peer's certificate is verified against the caller's CA (`TlsConfig`;
 the system's roots without one) and must name the host dialled; the caller presents its own
 certificate when it has one (mTLS). `http://` is plaintext.
@@ -8,11 +10,13 @@ certificate when it has one (mTLS). `http://` is plaintext.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
 
 from darktower.runtime.tls import TlsConfig
+from darktower.runtime.tracing_grpc import ClientTracing
 
 __all__ = ["channel_for", "grpc_target"]
 
@@ -40,7 +44,11 @@ def channel_for(
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
     ]
+    # grpc-stubs leave the client interceptor type as "cast or ignore".
+    interceptors: list[Any] = [ClientTracing()]
     if secure:
         credentials = (tls or TlsConfig()).channel_credentials()
-        return grpc.aio.secure_channel(target, credentials, options=options)
-    return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(
+            target, credentials, options=options, interceptors=interceptors
+        )
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)

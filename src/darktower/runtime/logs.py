@@ -4,15 +4,25 @@ Secrets are kept out of log calls by construction (settings hold them as `Secret
 are built without URLs). `SecretRedactingFilter` is the belt to those braces: it replaces
 every registered secret value in a formatted record, exception text and stack info included,
 with `***`; a log call whose args do not fit its format is logged as given, not raised.
+
+Two formats (`<SVC>_LOG_FORMAT`): `text`, one human line per record, and `json`, one JSON
+object per line (`JsonFormatter`: time, level, logger, message, service, instance_id, and
+trace_id / span_id while a span is current, exception / stack when there are). The redaction
+filter runs before either formatter, so both see only scrubbed text.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
 
-__all__ = ["SecretRedactingFilter", "configure_logging"]
+from darktower.runtime.tracing import current_ids
+
+__all__ = ["JsonFormatter", "LogFormat", "SecretRedactingFilter", "configure_logging"]
 
 REDACTED = "***"
 
@@ -50,12 +60,62 @@ class SecretRedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> None:
-    """One stderr handler on the root logger, with secrets redacted from every record."""
+class LogFormat(StrEnum):
+    """`<SVC>_LOG_FORMAT`: human lines, or one JSON object per line."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (newlines in a message or a traceback are
+    escaped, so a logged value cannot forge a line of its own)."""
+
+    def __init__(self, service: str, instance_id: str) -> None:
+        super().__init__()
+        self._service = service
+        self._instance_id = instance_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, str] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "service": self._service,
+            "instance_id": self._instance_id,
+        }
+        ids = current_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(
+    level: str = "INFO",
+    *,
+    secrets: Iterable[str] = (),
+    log_format: LogFormat | str = LogFormat.TEXT,
+    service: str = "",
+    instance_id: str = "",
+) -> None:
+    """One stderr handler on the root logger, with secrets redacted from every record;
+    `json` logs name `service` and `instance_id` on every line."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
+    if LogFormat(log_format) is LogFormat.JSON:
+        handler.setFormatter(JsonFormatter(service, instance_id))
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+            )
+        )
     handler.addFilter(SecretRedactingFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

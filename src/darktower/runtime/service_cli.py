@@ -1,5 +1,6 @@
 """What `darktower mc` and `darktower gc` share: settings errors without secrets, logging with
-redaction, and one exit code (2) for a service that cannot start."""
+redaction (text or JSON lines), the tracer provider (`darktower.runtime.tracing_setup`), and one
+exit code (2) for a service that cannot start."""
 
 from __future__ import annotations
 
@@ -13,13 +14,20 @@ from pydantic import ValidationError
 from darktower.auth.errors import AuthError
 from darktower.runtime.logs import configure_logging
 from darktower.runtime.serving import StartupError
+from darktower.runtime.tracing_setup import configure_tracing
 
 __all__ = ["run_service", "settings_errors"]
 
 
 class ServiceSettings(Protocol):
     @property
+    def id(self) -> str: ...
+
+    @property
     def log_level(self) -> str: ...
+
+    @property
+    def log_format(self) -> str: ...
 
     def secret_values(self) -> list[str]: ...
 
@@ -55,8 +63,9 @@ def run_service(
     load: Callable[[], S],
     serve: Callable[[S], Coroutine[Any, Any, None]],
 ) -> None:
-    """Load the settings, set up logging with every secret redacted, serve until stopped;
-    a bad setting or a failed start is one line on stderr and exit code 2."""
+    """Load the settings, set up logging with every secret redacted and tracing as service
+    `darktower-<command>`, serve until stopped (then flush the spans); a bad setting or a
+    failed start is one line on stderr and exit code 2."""
     try:
         settings = load()
     except ValidationError as exc:
@@ -64,10 +73,21 @@ def run_service(
             f"darktower {command}: bad settings: {settings_errors(exc, env_prefix)}", err=True
         )
         raise typer.Exit(2) from None
-    configure_logging(settings.log_level, secrets=settings.secret_values())
+    service = f"darktower-{command}"
+    configure_logging(
+        settings.log_level,
+        secrets=settings.secret_values(),
+        log_format=settings.log_format,
+        service=service,
+        instance_id=settings.id,
+    )
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(settings))
+        tracing = configure_tracing(service, settings.id)
+        try:
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(serve(settings))
+        finally:
+            tracing.shutdown()
     except (StartupError, AuthError, OSError) as exc:
         typer.echo(f"darktower {command}: {exc}", err=True)
         raise typer.Exit(2) from None

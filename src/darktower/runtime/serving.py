@@ -8,7 +8,8 @@ HTTP servers listen on a socket we bind ourselves (uvicorn would log its own lin
 is known, and grpc's own refusal is still caught for the port taken in between.
 
 With a `TlsConfig` that has a certificate, gRPC ports are TLS (mTLS when it requires client
-certificates) and HTTP servers are HTTPS with the same certificate and key.
+certificates) and HTTP servers are HTTPS with the same certificate and key. Each request an
+`HttpServer` serves runs in a server span (`darktower.runtime.tracing_http`).
 
 `serve_until_signalled(start, stop)` is a service's whole life: start, wait for SIGTERM or
 SIGINT, and stop — in a `finally`, so the service is stopped however the wait ends.
@@ -30,6 +31,7 @@ from fastapi import FastAPI
 
 from darktower.runtime.supervisor import TaskSupervisor
 from darktower.runtime.tls import TlsConfig
+from darktower.runtime.tracing_http import TracedHttpApp
 
 __all__ = [
     "GRPC_LISTEN_OPTIONS",
@@ -148,7 +150,7 @@ class HttpServer:
         self.host = host
         self._tls = tls if tls is not None and tls.serving else None
         config = uvicorn.Config(
-            app,
+            TracedHttpApp(app),
             host=host,
             port=port,
             log_config=None,
