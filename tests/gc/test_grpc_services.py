@@ -35,7 +35,7 @@ from darktower.gc.grpc_services import (
     auth_interceptor,
     status_for,
 )
-from darktower.gc.heartbeats import HeartbeatBatcher
+from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
 from darktower.gc.store import (
     DatabaseUnavailable,
     GcStore,
@@ -122,7 +122,11 @@ async def start_gc(keys: Keys, clock: Clock) -> AsyncIterator[StartGc]:
     channels: list[grpc.aio.Channel] = []
 
     async def start(
-        store: GcStore, *, trust_gc_keys: bool = True, heartbeats: HeartbeatBatcher | None = None
+        store: GcStore,
+        *,
+        trust_gc_keys: bool = True,
+        heartbeats: HeartbeatBatcher | None = None,
+        load_reports: LoadReportBatcher | None = None,
     ) -> Gc:
         # The legacy shared trio, by opt-in: identity binding with bound keys is
         # tests/gc/test_identity_binding.py.
@@ -142,6 +146,7 @@ async def start_gc(keys: Keys, clock: Clock) -> AsyncIterator[StartGc]:
             load_report_ms=2500,
             clock=clock,
             heartbeats=heartbeats,
+            load_reports=load_reports,
         )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -480,6 +485,45 @@ async def test_mh_register_and_load_report(
         30.0,
     )
     assert reported.last_report_at == clock.now
+
+
+async def test_load_reports_written_behind_answer_at_once_and_a_registration_flushes_them(
+    start_gc: StartGc, store: GcStore, keys: Keys, clock: Clock
+) -> None:
+    """With a `LoadReportBatcher` a report is answered before it is written; NOT_FOUND comes
+    from the batcher's known ids; a report of the MH's previous life, still pending, is
+    written before its re-registration resets the row (so it cannot land after it)."""
+    batcher = LoadReportBatcher(store, interval_s=3600, max_pending=500)
+    await batcher.start()
+    try:
+        gc = await start_gc(store, load_reports=batcher)
+        error = await rpc_error(
+            gc.mhs.SendLoadReport(
+                pb.MHLoadReportRequest(handler_id="mh-ghost"), metadata=keys.mh("mh-ghost")
+            )
+        )
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+        assert error.details() == "unknown media handler mh-ghost"
+        await gc.mhs.RegisterMH(register_mh(), metadata=keys.mh())
+        clock.now = T0 + timedelta(seconds=1)
+        answer = await gc.mhs.SendLoadReport(
+            pb.MHLoadReportRequest(handler_id="mh-1", current_streams=9, health=pb.HEALTHY),
+            metadata=keys.mh(),
+        )
+        assert answer.acknowledged and answer.timestamp == ms(clock.now)
+        assert batcher.pending == 1 and batcher.last_heard.at("mh", "mh-1") == clock.now
+        unwritten = await store.get_media_handler("mh-1")
+        assert unwritten is not None and unwritten.last_report_at is None
+
+        clock.now = T0 + timedelta(seconds=2)
+        await gc.mhs.RegisterMH(register_mh(max_streams=7), metadata=keys.mh())
+        assert batcher.pending == 0 and batcher.last_heard.at("mh", "mh-1") is None
+        again = await store.get_media_handler("mh-1")
+        assert again is not None
+        assert (again.health, again.current_streams, again.max_streams) == (Health.PENDING, 0, 7)
+        assert again.last_report_at is None
+    finally:
+        await batcher.stop()
 
 
 async def test_mh_without_zone_is_stored_without_one(gc: Gc, store: GcStore, keys: Keys) -> None:

@@ -68,6 +68,10 @@ def inject(gc: GcApp, task: str, monkeypatch: pytest.MonkeyPatch) -> None:
         assert gc.heartbeats is not None
         batcher = gc.heartbeats
         monkeypatch.setattr(batcher, "flush", fail_once(batcher.flush))
+    elif task == "gc-load-reports":
+        assert gc.load_reports is not None
+        reports = gc.load_reports
+        monkeypatch.setattr(reports, "flush", fail_once(reports.flush))
     elif task == "gc-http":
         assert gc._http is not None
         server = gc._http._server
@@ -76,7 +80,7 @@ def inject(gc: GcApp, task: str, monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError(task)
 
 
-@pytest.mark.parametrize("task", ["gc-sweeper", "gc-heartbeats", "gc-http"])
+@pytest.mark.parametrize("task", ["gc-sweeper", "gc-heartbeats", "gc-load-reports", "gc-http"])
 async def test_a_crashed_loop_is_logged_counted_and_makes_the_gc_not_ready(
     gc: GcApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, task: str
 ) -> None:
@@ -113,8 +117,9 @@ async def test_a_clean_stop_logs_what_became_of_every_task(
         await gc.stop()
     [report] = [r for r in caplog.records if "stopped background tasks" in r.message]
     assert report.levelno == logging.INFO
-    # The sweeper and the heartbeat batcher are cancelled; the HTTP server finishes when told.
+    # The sweeper and the heartbeat and load report batchers are cancelled; the HTTP server
+    # finishes when told.
     assert report.getMessage() == (
-        "stopped background tasks: 2 cancelled, 0 failed, 1 finished, 0 still running"
+        "stopped background tasks: 3 cancelled, 0 failed, 1 finished, 0 still running"
     )
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

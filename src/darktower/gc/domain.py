@@ -20,6 +20,7 @@ __all__ = [
     "Health",
     "Heartbeat",
     "LivePlacement",
+    "LoadReport",
     "MediaHandler",
     "Registry",
 ]
@@ -82,6 +83,19 @@ class Heartbeat:
     cpu_percent: float | None = None
     memory_percent: float | None = None
     meeting_loads: Mapping[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """One MH load report as the GC records it, received `at`."""
+
+    handler_id: str
+    current_streams: int
+    health: Health
+    at: datetime
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    bandwidth_percent: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

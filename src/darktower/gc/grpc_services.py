@@ -21,7 +21,10 @@ Decisions at this edge:
   batcher's set of known MC ids — and reaches the database with the next flush, within the
   flush interval (the consistency window, see `darktower.gc.heartbeats`). A registration
   asks the batcher to flush first, so a beat of the MC's previous life cannot land after it.
-  Without one, each beat is one transaction before it is answered.
+  Without one, each beat is one transaction before it is answered. MH load reports the same,
+  through a `LoadReportBatcher` (NOT_FOUND from its set of known MH ids; a registration
+  flushes it first): an MH that awaits each answer before its next report must not report
+  late because the database is queueing a join flood's transactions.
 * Identity binding: a request acts for the caller its token names (`sub`, which a bound key
   vouches for) or is refused with `CallerMismatch` — PERMISSION_DENIED, one fixed message,
   counted in `gc_identity_refusals_total{rpc}`, the store untouched. `RegisterMC.id` and the
@@ -58,9 +61,9 @@ from darktower.auth.tokens import (
     TokenVerifier,
 )
 from darktower.common.clock import Clock, utcnow
-from darktower.gc.domain import Heartbeat
+from darktower.gc.domain import Heartbeat, LoadReport
 from darktower.gc.errors import CallerMismatch, GcUnavailable, InvalidGcRequest
-from darktower.gc.heartbeats import HeartbeatBatcher
+from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
 from darktower.gc.last_heard import LastHeard
 from darktower.gc.metrics import HEARTBEATS, MEETING_END_NOTICES, REGISTRATIONS
 from darktower.gc.store import GcStore, StoreError, UnknownController, UnknownMediaHandler
@@ -322,11 +325,15 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
         load_report_ms: int,
         clock: Clock = utcnow,
         last_heard: LastHeard | None = None,
+        load_reports: LoadReportBatcher | None = None,
     ) -> None:
+        """`load_reports`: write reports behind through it (it notes their receipt); else each
+        is one transaction, its receipt noted in `last_heard` first."""
         self._store = store
         self._load_report_ms = load_report_ms
         self._clock = clock
         self._last_heard = last_heard
+        self._load_reports = load_reports
 
     @_edge(REGISTRATIONS, "mh")
     async def RegisterMH(
@@ -335,6 +342,8 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
         """Upsert the MH as PENDING (until its first load report); answer the interval."""
         reg = validate_register_mh(request)
         _require_caller("RegisterMH", reg.id)
+        if self._load_reports is not None:
+            await self._load_reports.flush()
         await self._store.upsert_media_handler(
             reg.id,
             reg.region,
@@ -344,6 +353,8 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
             self._clock(),
             zone=reg.zone,
         )
+        if self._load_reports is not None:
+            self._load_reports.registered(reg.id)
         if self._last_heard is not None:
             self._last_heard.forget("mh", reg.id)
         log.info(
@@ -366,6 +377,19 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
         report = validate_load_report(request)
         _require_caller("SendLoadReport", report.handler_id)
         now = self._clock()
+        if self._load_reports is not None:
+            await self._load_reports.submit(
+                LoadReport(
+                    report.handler_id,
+                    current_streams=report.current_streams,
+                    health=report.health,
+                    at=now,
+                    cpu_percent=report.cpu_percent,
+                    memory_percent=report.memory_percent,
+                    bandwidth_percent=report.bandwidth_percent,
+                )
+            )
+            return pb.MHLoadReportResponse(acknowledged=True, timestamp=_ms(now))
         if self._last_heard is not None:
             # Received now, whenever the write below gets through (no false staleness).
             self._last_heard.heard("mh", report.handler_id, now)
@@ -441,10 +465,12 @@ def add_gc_services(
     clock: Clock = utcnow,
     heartbeats: HeartbeatBatcher | None = None,
     last_heard: LastHeard | None = None,
+    load_reports: LoadReportBatcher | None = None,
 ) -> None:
     """Register both GC servicers on `server` (which should carry `auth_interceptor(...)`);
-    MC heartbeats go through `heartbeats` when given (written behind); MH load reports are
-    noted in `last_heard` as they are received."""
+    MC heartbeats go through `heartbeats` and MH load reports through `load_reports` when
+    given (written behind); without a batcher, load reports are noted in `last_heard` as they
+    are received."""
     pb_grpc.add_GlobalControllerServiceServicer_to_server(
         GlobalControllerServicer(
             store,
@@ -458,7 +484,11 @@ def add_gc_services(
     )
     pb_grpc.add_MediaHandlerRegistryServiceServicer_to_server(
         MediaHandlerRegistryServicer(
-            store, load_report_ms=load_report_ms, clock=clock, last_heard=last_heard
+            store,
+            load_report_ms=load_report_ms,
+            clock=clock,
+            last_heard=last_heard,
+            load_reports=load_reports,
         ),
         server,
     )

@@ -6,10 +6,10 @@ then HTTP (placement with join tokens, read API, join page, dashboard, health, m
 SIGHUP reloads what can change without a restart (`reloads`: the API keys of
 `GC_API_KEY_FILES`; a bad file keeps the previous keys).
 Stop on SIGTERM/SIGINT: HTTP and gRPC stop taking calls, the sweeper stops, channels close,
-pending heartbeats are flushed (they are written behind, `GC_HEARTBEAT_FLUSH_MS`), the
+pending heartbeats and load reports are flushed (written behind, `GC_HEARTBEAT_FLUSH_MS`), the
 database closes, and what became of the background tasks is logged; exit 0.
 
-The background loops (sweeper, heartbeat batcher, the HTTP server) run under one
+The background loops (sweeper, heartbeat and load report batchers, the HTTP server) run under one
 `TaskSupervisor`: one that crashes makes the GC not ready, naming it.
 """
 
@@ -29,7 +29,7 @@ from darktower.auth.keys import ServiceKey, load_trusted_keys
 from darktower.auth.tokens import GC_AUDIENCE, SCOPE_MC, ServiceType
 from darktower.gc.access import GcAccess
 from darktower.gc.grpc_services import add_gc_services, auth_interceptor
-from darktower.gc.heartbeats import HeartbeatBatcher
+from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
 from darktower.gc.http import create_app
 from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.jwks_route import mount_jwks
@@ -41,9 +41,6 @@ from darktower.gc.service_keys import GcServiceKeys
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
-from darktower.gc.webhooks import WEBHOOK_TASK, GcWebhooks
-from darktower.runtime.grpc_health import GrpcHealth
-from darktower.runtime.grpc_metrics import GrpcServerMetrics
 from darktower.runtime.reload import ReloadHooks
 from darktower.runtime.serving import (
     GRPC_LISTEN_OPTIONS,
@@ -56,7 +53,6 @@ from darktower.runtime.serving import (
 from darktower.runtime.startup import load_own_key, load_service_tls
 from darktower.runtime.supervisor import TaskSupervisor
 from darktower.runtime.tls import TlsConfig
-from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = ["GcApp", "serve"]
 
@@ -88,7 +84,7 @@ class GcApp:
         if not settings.trusted_mc_key_files:
             raise StartupError("GC_TRUSTED_MC_KEY_FILES is empty: no MC could register")
         self.settings = settings
-        self.tasks = TaskSupervisor((*TASKS, WEBHOOK_TASK), crashes=TASK_CRASHES)
+        self.tasks = TaskSupervisor(TASKS, crashes=TASK_CRASHES)
         self.tls = _tls(settings)
         self._mc_keys = load_trusted_keys(settings.trusted_mc_key_files)
         self._mh_keys = load_trusted_keys(settings.trusted_mh_key_files)
@@ -124,18 +120,16 @@ class GcApp:
         self.reloads.add(self.keys.reload)
         self.store: GcStore | None = None
         self.heartbeats: HeartbeatBatcher | None = None
+        self.load_reports: LoadReportBatcher | None = None
         # Receipt times of beats and load reports: staleness judged on when they arrived.
         self.last_heard = LastHeard()
         self.grpc_server: grpc.aio.Server | None = None
-        self.grpc_health: GrpcHealth | None = None
         self.grpc_port = 0
         self.http_port = 0
         self.sweeper: StalenessSweeper | None = None
         self.mc_client: McClient | None = None
         self.placement: PlacementService | None = None
         self._http: HttpServer | None = None
-        # Webhook delivery (docs/webhooks.md); None while GC_WEBHOOK_URLS is empty.
-        self.webhooks = GcWebhooks.from_settings(settings)
 
     async def ready(self) -> tuple[bool, str]:
         """(ready, reason): not ready after a background task crashed, while starting, when
@@ -182,6 +176,13 @@ class GcApp:
                 last_heard=self.last_heard,
             )
             await self.heartbeats.start(self.tasks)
+            self.load_reports = LoadReportBatcher(
+                self.store,
+                interval_s=s.heartbeat_flush_ms / 1000,
+                max_pending=s.heartbeat_flush_max_pending,
+                last_heard=self.last_heard,
+            )
+            await self.load_reports.start(self.tasks)
         interceptor = auth_interceptor(
             self._mc_keys,
             self._mh_keys,
@@ -189,24 +190,9 @@ class GcApp:
             allow_unbound_keys=s.allow_unbound_keys,
         )
         self.keys.follow(interceptor.verifiers)
-        gc_services = [
-            pb.DESCRIPTOR.services_by_name[name]
-            for name in ("GlobalControllerService", "MediaHandlerRegistryService")
-        ]
-        # grpc.health.v1 follows `ready()` (the database reachable); NOT_SERVING once stopping.
-        self.grpc_health = GrpcHealth(
-            self.ready,
-            services=[service.full_name for service in gc_services],
-            reflection_on=s.grpc_reflection,
-        )
         self.grpc_server = service_grpc_server(
-            interceptors=[
-                GrpcServerMetrics([*gc_services, *self.grpc_health.descriptors]),
-                interceptor,
-            ],
-            options=GRPC_LISTEN_OPTIONS,
+            interceptors=[interceptor], options=GRPC_LISTEN_OPTIONS
         )
-        self.grpc_health.add_to(self.grpc_server)
         add_gc_services(
             self.grpc_server,
             self.store,
@@ -216,9 +202,9 @@ class GcApp:
             load_report_ms=s.mh_load_report_ms,
             heartbeats=self.heartbeats,
             last_heard=self.last_heard,
+            load_reports=self.load_reports,
         )
         self.grpc_port = add_grpc_port(self.grpc_server, s.grpc_bind, "GC gRPC", tls=self.tls)
-        await self.grpc_health.start(self.tasks)
         await self.grpc_server.start()
         self.sweeper = StalenessSweeper(
             self.store,
@@ -227,6 +213,7 @@ class GcApp:
             retention_s=s.assignment_retention_hours * 3600,
             heartbeats=self.heartbeats,
             last_heard=self.last_heard,
+            load_reports=self.load_reports,
         )
         self.sweeper.start(self.tasks)
         self.mc_client = McClient(
@@ -261,8 +248,6 @@ class GcApp:
             tls=self.tls if s.http_tls else None,
         )
         self.http_port = await self._http.start()
-        if self.webhooks is not None:
-            self.webhooks.start(self.tasks)
         self.reloads.install()
         log.info(
             "GC %s serving gRPC%s on %s:%d and HTTP on %s (region %s)",
@@ -275,8 +260,6 @@ class GcApp:
         )
 
     async def stop(self) -> None:
-        if self.grpc_health is not None:
-            await self.grpc_health.shutdown()
         self.reloads.uninstall()
         if self._http is not None:
             await self._http.stop()
@@ -286,10 +269,10 @@ class GcApp:
             await self.sweeper.stop()
         if self.mc_client is not None:
             await self.mc_client.aclose()
-        if self.webhooks is not None:
-            await self.webhooks.stop()
         if self.heartbeats is not None:
             await self.heartbeats.stop()
+        if self.load_reports is not None:
+            await self.load_reports.stop()
         if self.store is not None:
             await self.store.aclose()
         report = await self.tasks.stop(TASK_STOP_SECONDS)

@@ -12,7 +12,8 @@ docs/reference.md "Staleness". Every `interval_s` one sweep, in this order:
    The threshold is also extended by how late this GC itself has been (the longest delay of
    the sweeper's own wake-ups over the last `staleness_s`): a GC whose event loop is
    saturated handles beats late too, and must not blame the MCs for its own lateness;
-2. the same for MHs, by their last load report received or stored;
+2. the same for MHs, by their last load report received or stored (load reports still pending
+   in the GC's `LoadReportBatcher` flushed first);
 3. assignments that ended more than `retention_s` ago are deleted;
 4. the fleet gauges `gc_controllers{health}` / `gc_media_handlers{health}` are refreshed.
 
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from darktower.common.clock import Clock, utcnow
-from darktower.gc.heartbeats import HeartbeatBatcher
+from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
 from darktower.gc.last_heard import LastHeard
 from darktower.gc.metrics import (
     CONTROLLERS,
@@ -72,6 +73,7 @@ class StalenessSweeper:
         heartbeats: HeartbeatBatcher | None = None,
         last_heard: LastHeard | None = None,
         clock: Clock = utcnow,
+        load_reports: LoadReportBatcher | None = None,
     ) -> None:
         """`last_heard`: the receipts the GC's edge notes (the batcher's if None and
         `heartbeats` is given; none: the database alone decides)."""
@@ -84,6 +86,7 @@ class StalenessSweeper:
                 raise ValueError(f"{name} must be positive, got {value}")
         self._store = store
         self._heartbeats = heartbeats
+        self._load_reports = load_reports
         self._last_heard = last_heard or (heartbeats.last_heard if heartbeats else None)
         self._staleness = timedelta(seconds=staleness_s)
         self._interval = interval_s
@@ -125,6 +128,8 @@ class StalenessSweeper:
                 older_than, heard=heard.heard_since("mc", older_than) if heard else ()
             )
             self._marked("mc", "meeting controller", controllers)
+            if self._load_reports is not None:
+                await self._load_reports.flush()
             handlers = await self._store.mark_stale_media_handlers(
                 older_than, heard=heard.heard_since("mh", older_than) if heard else ()
             )

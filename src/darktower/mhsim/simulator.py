@@ -1,9 +1,9 @@
 """`MhSimulator`: what a media handler does towards the GC, without any media.
 
 Registration is retried with the registration backoff schedule (`darktower.common.backoff`,
-tenacity) for as long as it runs; load reports follow at the interval the GC answers. The load
-is a bounded random walk around a target share of `max_streams`, so dashboards and placement
-see something that moves.
+tenacity) for as long as it runs; load reports follow at the interval the GC answers, start
+to start. The load is a bounded random walk around a target share of `max_streams`, so
+dashboards and placement see something that moves.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from darktower.runtime.tls import TlsConfig, describe_rpc_error
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
-__all__ = ["MhConfig", "MhSimulator", "next_load"]
+__all__ = ["MhConfig", "MhSimulator", "next_load", "next_report_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ def next_load(current: int, config: MhConfig, rng: random.Random) -> int:
     target = config.target_load * config.max_streams
     step = 0.2 * (target - current) + rng.gauss(0, 0.03 * config.max_streams)
     return max(0, min(config.max_streams, round(current + step)))
+
+
+def next_report_delay(interval: float, took: float) -> float:
+    """How long to wait after a report that took `took` seconds so the next one starts
+    `interval` after it started; none if it took longer than that."""
+    return max(0.0, interval - took)
 
 
 class MhSimulator:
@@ -115,10 +121,16 @@ class MhSimulator:
 
     async def run(self) -> None:
         """Register, then report forever; a GC that forgot us (NOT_FOUND) gets a new
-        registration, any other failure is logged and the reports go on."""
+        registration, any other failure is logged and the reports go on.
+
+        Reports keep their cadence start to start: the time a report takes is subtracted from
+        the wait for the next one (`next_report_delay`), so a slow GC does not space them out
+        by its own delay (the GC judges an MH silent by the gaps between reports received)."""
+        loop = asyncio.get_running_loop()
         while True:
             await self.register()
             while self.registered:
+                started = loop.time()
                 try:
                     await self.report()
                 except grpc.aio.AioRpcError as exc:
@@ -126,7 +138,7 @@ class MhSimulator:
                         self.registered = False
                         break
                     log.warning("load report failed: %s", exc.code().name)
-                await asyncio.sleep(self.report_interval)
+                await asyncio.sleep(next_report_delay(self.report_interval, loop.time() - started))
 
     async def aclose(self) -> None:
         await self._channel.close(None)

@@ -2,8 +2,8 @@
 the staleness marks, reads by id and by region.
 
 Registration resets a row (PENDING, counts 0, no heartbeat yet); a heartbeat or load report
-overwrites the reported load. Writing heartbeats behind is not done here: the GC's
-`darktower.gc.heartbeats.HeartbeatBatcher` calls `record_heartbeats` with a batch.
+overwrites the reported load. Writing reports behind is not done here: the GC's batchers
+(`darktower.gc.heartbeats`) call `record_heartbeats` / `record_load_reports` with a batch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from darktower.gc.domain import AssignmentState, Controller, Health, Heartbeat, MediaHandler
+from darktower.gc.domain import (
+    AssignmentState,
+    Controller,
+    Health,
+    Heartbeat,
+    LoadReport,
+    MediaHandler,
+)
 from darktower.gc.store.database import ORM_BULK, Database
 from darktower.gc.store.errors import UnknownController, UnknownMediaHandler
 from darktower.gc.store.models import AssignmentRow, ControllerRow, MediaHandlerRow
@@ -196,6 +203,34 @@ class RegistryStore:
             if row is None:
                 raise UnknownMediaHandler(id)
             return row.to_domain()
+
+    async def record_load_reports(self, reports: Sequence[LoadReport]) -> None:
+        """Store many MHs' load reports in one transaction, as `record_load_report` would one
+        by one (at most one report per MH: pass the latest), as one executemany. Reports of
+        MHs that are not registered are skipped."""
+        if not reports:
+            return
+        rows = [
+            {
+                "b_id": r.handler_id,
+                "current_streams": r.current_streams,
+                "health": Health(r.health).value,
+                "cpu_percent": r.cpu_percent,
+                "memory_percent": r.memory_percent,
+                "bandwidth_percent": r.bandwidth_percent,
+                "last_report_at": r.at,
+            }
+            for r in reports
+        ]
+        table = MediaHandlerRow.__table__
+        assert isinstance(table, Table)
+        async with self._db.begin_transaction() as session:
+            await session.execute(update(table).where(table.c.id == bindparam("b_id")), rows)
+
+    async def media_handler_ids(self) -> set[str]:
+        """The ids of every registered MH."""
+        async with self._db.begin_transaction(read_only=True) as session:
+            return set(await session.scalars(select(MediaHandlerRow.id)))
 
     async def get_media_handler(self, id: str) -> MediaHandler | None:
         row = await self._get(MediaHandlerRow, id)

@@ -7,7 +7,7 @@
 `GcStore` forwards each method to its part unchanged: the contracts are documented there.
 Every method is one short transaction returning frozen domain values (`darktower.gc.domain`),
 never ORM objects; database failures surface as `DatabaseUnavailable` / `StoreError`.
-Heartbeats written behind are not the store's business: see `darktower.gc.heartbeats`.
+Reports written behind are not the store's business: see `darktower.gc.heartbeats`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from darktower.gc.domain import (
     Health,
     Heartbeat,
     LivePlacement,
+    LoadReport,
     MediaHandler,
     Registry,
 )
@@ -138,6 +139,12 @@ class GcStore:
             bandwidth_percent=bandwidth_percent,
             now=now,
         )
+
+    async def record_load_reports(self, reports: Sequence[LoadReport]) -> None:
+        await self.registry.record_load_reports(reports)
+
+    async def media_handler_ids(self) -> set[str]:
+        return await self.registry.media_handler_ids()
 
     async def get_media_handler(self, id: str) -> MediaHandler | None:
         return await self.registry.get_media_handler(id)
