@@ -41,6 +41,9 @@ from darktower.gc.service_keys import GcServiceKeys
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
+from darktower.gc.webhooks import WEBHOOK_TASK, GcWebhooks
+from darktower.runtime.grpc_health import GrpcHealth
+from darktower.runtime.grpc_metrics import GrpcServerMetrics
 from darktower.runtime.reload import ReloadHooks
 from darktower.runtime.serving import (
     GRPC_LISTEN_OPTIONS,
@@ -53,6 +56,7 @@ from darktower.runtime.serving import (
 from darktower.runtime.startup import load_own_key, load_service_tls
 from darktower.runtime.supervisor import TaskSupervisor
 from darktower.runtime.tls import TlsConfig
+from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = ["GcApp", "serve"]
 
@@ -84,7 +88,7 @@ class GcApp:
         if not settings.trusted_mc_key_files:
             raise StartupError("GC_TRUSTED_MC_KEY_FILES is empty: no MC could register")
         self.settings = settings
-        self.tasks = TaskSupervisor(TASKS, crashes=TASK_CRASHES)
+        self.tasks = TaskSupervisor((*TASKS, WEBHOOK_TASK), crashes=TASK_CRASHES)
         self.tls = _tls(settings)
         self._mc_keys = load_trusted_keys(settings.trusted_mc_key_files)
         self._mh_keys = load_trusted_keys(settings.trusted_mh_key_files)
@@ -124,12 +128,15 @@ class GcApp:
         # Receipt times of beats and load reports: staleness judged on when they arrived.
         self.last_heard = LastHeard()
         self.grpc_server: grpc.aio.Server | None = None
+        self.grpc_health: GrpcHealth | None = None
         self.grpc_port = 0
         self.http_port = 0
         self.sweeper: StalenessSweeper | None = None
         self.mc_client: McClient | None = None
         self.placement: PlacementService | None = None
         self._http: HttpServer | None = None
+        # Webhook delivery (docs/webhooks.md); None while GC_WEBHOOK_URLS is empty.
+        self.webhooks = GcWebhooks.from_settings(settings)
 
     async def ready(self) -> tuple[bool, str]:
         """(ready, reason): not ready after a background task crashed, while starting, when
@@ -190,9 +197,24 @@ class GcApp:
             allow_unbound_keys=s.allow_unbound_keys,
         )
         self.keys.follow(interceptor.verifiers)
-        self.grpc_server = service_grpc_server(
-            interceptors=[interceptor], options=GRPC_LISTEN_OPTIONS
+        gc_services = [
+            pb.DESCRIPTOR.services_by_name[name]
+            for name in ("GlobalControllerService", "MediaHandlerRegistryService")
+        ]
+        # grpc.health.v1 follows `ready()` (the database reachable); NOT_SERVING once stopping.
+        self.grpc_health = GrpcHealth(
+            self.ready,
+            services=[service.full_name for service in gc_services],
+            reflection_on=s.grpc_reflection,
         )
+        self.grpc_server = service_grpc_server(
+            interceptors=[
+                GrpcServerMetrics([*gc_services, *self.grpc_health.descriptors]),
+                interceptor,
+            ],
+            options=GRPC_LISTEN_OPTIONS,
+        )
+        self.grpc_health.add_to(self.grpc_server)
         add_gc_services(
             self.grpc_server,
             self.store,
@@ -205,6 +227,7 @@ class GcApp:
             load_reports=self.load_reports,
         )
         self.grpc_port = add_grpc_port(self.grpc_server, s.grpc_bind, "GC gRPC", tls=self.tls)
+        await self.grpc_health.start(self.tasks)
         await self.grpc_server.start()
         self.sweeper = StalenessSweeper(
             self.store,
@@ -248,6 +271,8 @@ class GcApp:
             tls=self.tls if s.http_tls else None,
         )
         self.http_port = await self._http.start()
+        if self.webhooks is not None:
+            self.webhooks.start(self.tasks)
         self.reloads.install()
         log.info(
             "GC %s serving gRPC%s on %s:%d and HTTP on %s (region %s)",
@@ -260,6 +285,8 @@ class GcApp:
         )
 
     async def stop(self) -> None:
+        if self.grpc_health is not None:
+            await self.grpc_health.shutdown()
         self.reloads.uninstall()
         if self._http is not None:
             await self._http.stop()
@@ -269,6 +296,8 @@ class GcApp:
             await self.sweeper.stop()
         if self.mc_client is not None:
             await self.mc_client.aclose()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.heartbeats is not None:
             await self.heartbeats.stop()
         if self.load_reports is not None:
