@@ -117,9 +117,9 @@ async def test_a_clean_stop_logs_what_became_of_every_task(
         await gc.stop()
     [report] = [r for r in caplog.records if "stopped background tasks" in r.message]
     assert report.levelno == logging.INFO
-    # The sweeper and the heartbeat and load report batchers are cancelled; the HTTP server
-    # finishes when told.
+    # The sweeper, the heartbeat and load report batchers and the gRPC health loop are
+    # cancelled; the HTTP server finishes when told.
     assert report.getMessage() == (
-        "stopped background tasks: 3 cancelled, 0 failed, 1 finished, 0 still running"
+        "stopped background tasks: 4 cancelled, 0 failed, 1 finished, 0 still running"
     )
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
