@@ -27,6 +27,7 @@ import random
 import signal
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -698,12 +699,89 @@ def test_9_a_draining_mc_takes_no_new_meeting_exits_in_time_and_its_meetings_mov
     assert during and set(during) == {"mc-b"}, during
     assert set(accepted_during) <= {accepted}, "the draining MC accepted a meeting"
     for m, body in answers.items():
-        assert (body["mc_id"], body["reused"]) == ("mc-b", False), body
+        # Migrated live during the drain (README "Rolling upgrades"): already on mc-b.
+        assert (body["mc_id"], body["reused"]) == ("mc-b", True), body
         assert gen_of(fault_redis, m) > gens[m]
         assert owner(fault_redis, m) == "mc-b"
+    assert "drain: 4 migrated, 0 ended, 0 failed" in draining.proc.log()
     clean_audit(fault_fleet.redis_url, meetings)
     recovery.count("joins_during_drain", len(during))
     recovery.held = (
         "DRAINING at the GC at once; every join during the drain went to the other MC; exit 0 "
-        "within the deadline; its meetings re-placed with a higher generation"
+        "within the deadline; its meetings migrated live to the other MC with a higher "
+        "generation before it exited"
+    )
+
+
+# -- 10. drain during a partition ----------------------------------------------------------
+
+
+def _log_time(log: str, text: str) -> datetime:
+    """The time stamp of the first log line containing `text`."""
+    line = next(line for line in log.splitlines() if text in line)
+    return datetime.fromisoformat(line.split(" ", 1)[0])
+
+
+@pytest.mark.timeout(150)
+def test_10_a_drain_cut_off_from_the_gc_ends_its_meetings_at_the_deadline_and_corrupts_nothing(
+    fault_fleet: FaultFleet,
+    fault_database_url: str,
+    fault_redis: redis.Redis,
+    recovery: ScenarioRecord,
+) -> None:
+    recovery.scenario, recovery.title = "10", "Drain during a partition"
+    recovery.injected = (
+        f"TCP proxy cut (RST) between an MC hosting 3 meetings and the GC, both ways, then "
+        f"SIGTERM (MC_DRAIN_SECONDS={DRAIN_S:g}); another MC with room"
+    )
+    gc, mcs = fault_fleet.bring_up(
+        fault_database_url,
+        {
+            "mc-a": McPlan(inbound=True, settings={"drain_seconds": str(DRAIN_S)}),
+            "mc-b": McPlan(held=True),
+        },
+    )
+    draining = mcs["mc-a"]
+    meetings = [f"cutdrain-{i}" for i in range(3)]
+    place_on(gc, "mc-a", meetings)
+    gens = {m: gen_of(fault_redis, m) for m in meetings}
+    fault_fleet.release(gc, mcs["mc-b"])
+
+    draining.cut()
+    term_at = time.monotonic()
+    draining.proc.send_signal(signal.SIGTERM)
+    code = draining.proc.wait(timeout=DRAIN_S + 10)
+    to_exit = recovery.measure("sigterm_to_exit", time.monotonic() - term_at)
+    log = draining.proc.log()
+
+    # No GC to ask: every migration failed, retried until the deadline (less its 2 s margin),
+    # then the meetings were ended, each reported in the log with the reason; exit 0. The MC's
+    # own stop is timed from its log (whole seconds): the process's exit adds the
+    # interpreter's teardown, seconds on a busy machine.
+    assert code == 0
+    assert to_exit >= DRAIN_S - 2.0 - 0.5, f"exited {to_exit:.2f}s after SIGTERM"
+    stopping = _log_time(log, "stop request received: stopping")
+    stopped = _log_time(log, "MC mc-a stopped")
+    assert (stopped - stopping).total_seconds() <= DRAIN_S + 1.0, (stopping, stopped)
+    assert "drain: 0 migrated, 3 ended, 0 failed" in log
+    for m in meetings:
+        assert f"meeting {m} ended at the drain deadline: GC: UNAVAILABLE" in log
+    # Nothing corrupt: no write of the drained MC after anyone else's acquire, its fenced
+    # deletes went through (owner and state gone, the generation kept).
+    clean_audit(fault_fleet.redis_url, meetings)
+    for m in meetings:
+        assert owner(fault_redis, m) is None
+        assert not fault_redis.exists(f"meeting:{{{m}}}:state")
+        assert gen_of(fault_redis, m) == gens[m]
+    # The meetings can be joined again: placed anew on the other MC, a higher generation.
+    draining.heal()
+    for m in meetings:
+        body = joined(gc, m)
+        assert body["mc_id"] == "mc-b", body
+        assert gen_of(fault_redis, m) > gens[m]
+    recovery.held = (
+        "every migration failed (GC unreachable) and was retried until the deadline; then the "
+        "meetings were ended with their fenced deletes, each named in the log with its reason; "
+        "exit 0 in time; the audit clean; each meeting placed anew on the other MC at a higher "
+        "generation"
     )
