@@ -38,7 +38,7 @@ from opentelemetry.util.types import AttributeValue
 
 from darktower.runtime.serving import StartupError
 
-__all__ = ["EXPORTERS", "OTLP_PROTOCOL", "Tracing", "configure_tracing"]
+__all__ = ["EXPORTERS", "OTLP_PROTOCOL", "Tracing", "configure_tracing", "exporter_names"]
 
 EXPORTERS = ("none", "otlp", "console")
 OTLP_PROTOCOL = "http/protobuf"
@@ -60,7 +60,9 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() == "true"
 
 
-def _exporter_names(environ: Mapping[str, str]) -> tuple[str, ...]:
+def exporter_names(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The exporters `OTEL_TRACES_EXPORTER` names (comma-separated; unset, empty or `none`:
+    none); StartupError for a name not in `EXPORTERS`."""
     raw = environ.get("OTEL_TRACES_EXPORTER", "") or "none"
     names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
     unknown = [n for n in names if n not in EXPORTERS]
@@ -102,7 +104,7 @@ def configure_tracing(
     env = os.environ if environ is None else environ
     if _flag(env, "OTEL_SDK_DISABLED"):
         return Tracing(None)
-    names = _exporter_names(env)
+    names = exporter_names(env)
     processors = [
         _otlp_processor(env)
         if name == "otlp"
