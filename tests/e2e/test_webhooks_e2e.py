@@ -2,7 +2,8 @@
 `darktower webhook-receiver`: every event of a meeting with joins and departures arrives
 signed, verified and in order; then, with the receiver down, the GC is killed (SIGKILL) in
 the middle of retrying, a new GC process takes over, the receiver comes back, and every event
-arrives with no gap in `seq`. No secret appears in any log or in /metrics."""
+arrives with no gap in `seq`. The dashboard's webhook panel shows the failure, then health.
+No secret appears in any log or in /metrics."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Page
 
 from darktower.auth.api_keys import generate_api_key, write_api_key_file
 from darktower.client.session import ClientSession
 from darktower.embedded.redis import free_port
+from tests.e2e.browser import requires_chromium
 from tests.e2e.fleet import Fleet, GcProc, metric
 from tests.support.waiting import eventually
 from tests.support.webhooks import Receiver, by_meeting
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150), requires_chromium]
 
 WAIT_S = 40.0
 
@@ -43,7 +46,7 @@ def first_arrivals(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def test_webhooks_survive_a_receiver_outage_and_a_killed_gc(
-    fleet: Fleet, database_url: str, redis_url: str, tmp_path: Path
+    fleet: Fleet, database_url: str, redis_url: str, tmp_path: Path, page: Page
 ) -> None:
     key = generate_api_key()
     key_file = tmp_path / "webhook-key.json"
@@ -100,6 +103,9 @@ async def test_webhooks_survive_a_receiver_outage_and_a_killed_gc(
             timeout=WAIT_S,
             what="the GC retrying a refused delivery",
         )
+        await page.goto(gc.http_url + "/")
+        await page.wait_for_selector('#webhooks[data-state="failing"]', timeout=WAIT_S * 1000)
+        assert "connect" in (await page.text_content("#webhooks") or "")
         # Killed mid-delivery: its entry was read and never acknowledged.
         gc.kill()
         new_gc: GcProc = await asyncio.to_thread(fleet.start_gc, database_url, **webhook_env)
@@ -116,6 +122,11 @@ async def test_webhooks_survive_a_receiver_outage_and_a_killed_gc(
             (3, "participant_left", "cy", "voluntary"),
             (4, "meeting_ended", None, "last_participant_left"),
         ]
+        status = await asyncio.to_thread(new_gc.json, "/v1/webhooks")
+        assert status["enabled"] is True and status["urls"] == 1 and status["delivered"] >= 4
+        assert receiver.url not in str(status)
+        await page.goto(new_gc.http_url + "/")
+        await page.wait_for_selector('#webhooks[data-state="ok"]', timeout=WAIT_S * 1000)
         exposition = await asyncio.to_thread(new_gc.metrics)
         assert (metric(exposition, "gc_webhook_deliveries_total") or 0) >= 4
         mc_exposition = await asyncio.to_thread(fleet.mcs["mc-1"].metrics)

@@ -98,6 +98,7 @@ def test_the_script_fetches_only_the_gc_api_with_relative_urls() -> None:
         "v1/media-handlers",
         "v1/meetings?limit=100",
         "v1/placements/recent",
+        "v1/webhooks",
     }
     assert "fetch(path" in script and script.count("fetch(") == 1
 

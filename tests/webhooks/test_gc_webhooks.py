@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
-from darktower.auth.api_keys import generate_api_key, write_api_key_file
+from darktower.auth.access_tokens import mint_access_token
+from darktower.auth.api_keys import ApiKeyRing, generate_api_key, write_api_key_file
+from darktower.gc.access import GcAccess
 from darktower.gc.settings import GcSettings
 from darktower.gc.webhooks import GcWebhooks
+from darktower.gc.webhooks_route import mount_webhooks_status
 from darktower.runtime.service_cli import settings_errors
 from darktower.runtime.serving import StartupError
 from darktower.webhooks.delivery import redacted_url
+from tests.e2e.gc_app import gc_http_app
 
 SECRET_URL = "https://user:hunter2-pw@hooks.example/darktower?token=s3cr3t-token"
 REDIS = "redis://:redis-pw-7f3a@127.0.0.1:6379/2"
@@ -90,3 +95,47 @@ def test_the_events_redis_url_and_its_password_are_redacted_from_logs() -> None:
 def test_a_url_in_a_log_line_has_no_credentials_and_no_query() -> None:
     assert redacted_url(SECRET_URL) == "https://hooks.example/darktower"
     assert redacted_url("http://127.0.0.1:8099/h") == "http://127.0.0.1:8099/h"
+
+
+async def test_the_status_route_is_an_operator_read_and_never_shows_a_url(tmp_path: Path) -> None:
+    key = generate_api_key()
+    key_file = tmp_path / "api-key.json"
+    write_api_key_file(key_file, key)
+    access = GcAccess(ApiKeyRing([key_file]), allow_guests=False)
+    hooks_key = tmp_path / "hooks.json"
+    write_api_key_file(hooks_key, generate_api_key())
+    webhooks = GcWebhooks.from_settings(
+        GcSettings(webhook_urls=[SECRET_URL], webhook_key_file=hooks_key, events_redis_url=REDIS)
+    )
+    assert webhooks is not None
+    async with gc_http_app(tmp_path, access=access) as app:
+        mount_webhooks_status(app.app, webhooks, access)
+        transport = httpx.ASGITransport(app=app.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gc.test") as client:
+            missing = await client.get("/v1/webhooks")
+            assert (missing.status_code, missing.json()["reason"]) == (401, "token_missing")
+            participant = mint_access_token(key, identity="ada", meeting_id="standup", name="A")
+            refused = await client.get("/v1/webhooks", headers=bearer(participant))
+            assert (refused.status_code, refused.json()["reason"]) == (403, "admin_required")
+            admin = mint_access_token(key, identity="ops", meeting_id=None, name="O", admin=True)
+            answer = await client.get("/v1/webhooks", headers=bearer(admin))
+            assert answer.status_code == 200
+            assert answer.json() == {
+                "enabled": True,
+                "urls": 1,
+                "partitions": 16,
+                "partitions_held": 0,
+                "delivered": 0,
+                "failed_attempts": 0,
+                "last_delivered_at": None,
+                "last_failure_reason": None,
+                "last_failure_at": None,
+                "queue_depth": 0,
+                "oldest_undelivered_age_seconds": 0.0,
+            }
+            assert "hunter2" not in answer.text and "hooks.example" not in answer.text
+    await webhooks.stop()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -42,6 +42,7 @@ from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
 from darktower.gc.sweeper import StalenessSweeper
 from darktower.gc.webhooks import WEBHOOK_TASK, GcWebhooks
+from darktower.gc.webhooks_route import mount_webhooks_status
 from darktower.runtime.grpc_health import GrpcHealth
 from darktower.runtime.grpc_metrics import GrpcServerMetrics
 from darktower.runtime.reload import ReloadHooks
@@ -262,6 +263,7 @@ class GcApp:
             limits=limits_from(s),
         )
         mount_jwks(app, self.keys.jwks_keys)
+        mount_webhooks_status(app, self.webhooks, self.access)
         self._http = HttpServer(
             app,
             s.http_bind,

@@ -51,7 +51,7 @@ from darktower.webhooks.metrics import (
 )
 from darktower.webhooks.signature import SIGNATURE_HEADER, sign
 
-__all__ = ["CONSUMER", "DeliverySettings", "WebhookDispatcher", "redacted_url"]
+__all__ = ["CONSUMER", "DeliverySettings", "DeliveryStats", "WebhookDispatcher", "redacted_url"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,20 @@ class DeliverySettings:
     retry_cap_seconds: float = 600.0
     lease_seconds: float = 10.0
     batch: int = 50
+
+
+@dataclass
+class DeliveryStats:
+    """What this GC process has delivered and how its backlog looks (the dashboard's panel)."""
+
+    delivered: int = 0
+    failed_attempts: int = 0
+    last_delivered_at: float | None = None  # unix seconds
+    last_failure_reason: str | None = None
+    last_failure_at: float | None = None
+    queue_depth: int = 0
+    oldest_undelivered_age_seconds: float = 0.0
+    partitions_held: int = 0
 
 
 def redacted_url(url: str) -> str:
@@ -128,6 +142,7 @@ class WebhookDispatcher:
         self._release = client.register_script(_lua("release"))
         self._workers: dict[tuple[int, str], asyncio.Task[None]] = {}
         self._held: set[int] = set()
+        self.stats = DeliveryStats()
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
 
     def __repr__(self) -> str:
@@ -169,6 +184,7 @@ class WebhookDispatcher:
         if held != self._held:
             log.info("webhooks: delivering partitions %s", sorted(held) or "none")
         self._held = held
+        self.stats.partitions_held = len(held)
         PARTITIONS_HELD.set(len(held))
         wanted = {(p, url) for p in held for url in self._settings.urls}
         await self._stop_workers(set(self._workers) - wanted)
@@ -202,6 +218,7 @@ class WebhookDispatcher:
             with contextlib.suppress(RedisError, OSError):
                 await self._release(keys=[lease_key(partition)], args=[self._holder])
         self._held = set()
+        self.stats.partitions_held = 0
         PARTITIONS_HELD.set(0)
         await self._http.aclose()
 
@@ -251,8 +268,13 @@ class WebhookDispatcher:
             reason = await self._post(url, body)
             if reason is None:
                 DELIVERIES.inc()
+                self.stats.delivered += 1
+                self.stats.last_delivered_at = time.time()
                 return
             FAILURES.labels(reason).inc()
+            self.stats.failed_attempts += 1
+            self.stats.last_failure_reason = reason
+            self.stats.last_failure_at = time.time()
             attempt += 1
             low, high = backoff_bounds(
                 attempt,
@@ -307,6 +329,8 @@ class WebhookDispatcher:
         QUEUE_DEPTH.set(depth)
         age = 0.0 if oldest_ms is None else max(0.0, time.time() - oldest_ms / 1000)
         OLDEST_AGE.set(age)
+        self.stats.queue_depth = depth
+        self.stats.oldest_undelivered_age_seconds = age
 
     async def _backlog(self, stream: str, group: str) -> tuple[int, int | None]:
         """(undelivered entries, ms of the oldest) of one group: pending + not yet read."""

@@ -24,6 +24,9 @@
 // * `/#token=ACCESS_TOKEN`: the reads send that token (`Authorization: Bearer`; it needs the
 //   admin grant, `darktower access-token --admin`) unless the GC allows guests; the fragment
 //   never reaches a server and is removed from the address bar at once.
+// * `#webhooks` is this GC's webhook delivery (`v1/webhooks`): `data-state` is `off`, `ok`,
+//   `backlog` (events waiting), `failing` (the last attempt failed and events wait) or
+//   `unknown` (a GC without the endpoint), with `data-delivered` and `data-queue-depth`.
 //
 // Every string from the API reaches the page through `textContent`, never as markup.
 "use strict";
@@ -40,6 +43,7 @@
     handlers: "v1/media-handlers",
     meetings: "v1/meetings?limit=100",
     placements: "v1/placements/recent",
+    webhooks: "v1/webhooks",
   };
   // Lower sorts first: what needs an operator's eyes is at the top.
   const HEALTH_ORDER = { unhealthy: 0, degraded: 1, draining: 2, pending: 3, healthy: 4 };
@@ -544,6 +548,46 @@
     banner.hidden = false;
   }
 
+  function renderWebhooks(answer) {
+    const node = $("webhooks");
+    if (answer === null) {
+      setData(node, "state", "unknown");
+      setText(node, "not reported by this GC");
+      return;
+    }
+    if (!answer.enabled) {
+      setData(node, "state", "off");
+      setText(node, "off (GC_WEBHOOK_URLS is empty)");
+      return;
+    }
+    const depth = num(answer.queue_depth);
+    const failedLast =
+      answer.last_failure_at &&
+      (!answer.last_delivered_at || String(answer.last_failure_at) > String(answer.last_delivered_at));
+    const state = depth > 0 ? (failedLast ? "failing" : "backlog") : "ok";
+    setData(node, "state", state);
+    setData(node, "delivered", num(answer.delivered));
+    setData(node, "queueDepth", depth);
+    const parts = [
+      plural(num(answer.urls), "URL") + ", partitions " + num(answer.partitions_held) + "/" +
+        num(answer.partitions),
+      "delivered " + numbers.format(num(answer.delivered)),
+    ];
+    const failed = num(answer.failed_attempts);
+    if (failed > 0) {
+      parts.push(
+        plural(failed, "failed attempt") + " (last: " + str(answer.last_failure_reason, "?") + ")"
+      );
+    }
+    parts.push(
+      depth > 0
+        ? "backlog " + numbers.format(depth) + ", oldest " +
+            Math.round(num(answer.oldest_undelivered_age_seconds)) + " s"
+        : "no backlog"
+    );
+    setText(node, parts.join(" · "));
+  }
+
   async function refresh() {
     const controller = new AbortController();
     let timedOut = false;
@@ -552,17 +596,19 @@
       controller.abort();
     }, FETCH_TIMEOUT_MS);
     try {
-      const [controllers, handlers, meetings, placements] = await Promise.all([
+      const [controllers, handlers, meetings, placements, webhooks] = await Promise.all([
         fetchJson(ENDPOINTS.controllers, controller.signal),
         fetchJson(ENDPOINTS.handlers, controller.signal),
         fetchJson(ENDPOINTS.meetings, controller.signal, false, true),
         fetchJson(ENDPOINTS.placements, controller.signal),
+        fetchJson(ENDPOINTS.webhooks, controller.signal, false, true),
       ]);
       const now = Date.now();
       renderControllers(controllers);
       renderHandlers(handlers, now);
       renderMeetings(meetings);
       renderPlacements(placements);
+      renderWebhooks(webhooks);
       showOk(now);
     } catch (error) {
       showError(describe(error, timedOut), Date.now());
