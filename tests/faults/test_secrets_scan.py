@@ -7,7 +7,11 @@ Real `darktower gc` and `darktower mc` processes run with distinctive secret val
 for each run: a Redis password (a `redis-server --requirepass` of our own), a database password
 (PostgreSQL with `DARKTOWER_TEST_DATABASE_URL`: trust authentication takes any password; on
 SQLite there is none, and that test is skipped), the private keys (their PEM body and the raw
-key in hex, base64 and base64url), and the MC's binding-token secret. Both log at DEBUG.
+key in hex, base64 and base64url), and the MC's binding-token secret. Both log at DEBUG, in
+JSON lines (`GC_LOG_FORMAT`/`MC_LOG_FORMAT=json`, the format a production fleet ships), and write
+every span they make to their output (`OTEL_TRACES_EXPORTER=console`): span attributes and
+recorded exceptions are scanned with the logs. (The text format goes through the same redaction
+filter: tests/runtime/test_logs.py runs its table in both formats.)
 
 The scenario (`scenario`, run once for the module): registration and heartbeats, an MH
 registered over gRPC, a join placed through the GC's HTTP API, failed joins and refused gRPC
@@ -53,6 +57,7 @@ from darktower.embedded.redis import find_redis_server, free_port
 from darktower.gc.store import create_engine, sqlite_url
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+from tests.support.tracing import log_lines, spans
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -116,8 +121,9 @@ def _start(name: str, argv: list[str], env: Mapping[str, str], tmp: Path) -> Pro
 
 
 def _service_env(values: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_", "OTEL_"))}
     env["PYTHONUNBUFFERED"] = "1"
+    env["OTEL_TRACES_EXPORTER"] = "console"
     env.update(values)
     return env
 
@@ -361,6 +367,7 @@ def _run(
         "GC_COMPREHENSIVE_HEARTBEAT_MS": "1000",
         "GC_MC_CALL_TIMEOUT_SECONDS": "5",
         "GC_LOG_LEVEL": "DEBUG",
+        "GC_LOG_FORMAT": "json",
         "GC_ALLOW_GUESTS": "true",
         "GC_ALLOW_UNBOUND_KEYS": "true",  # the legacy trio, by opt-in
     }
@@ -380,6 +387,7 @@ def _run(
         "MC_REGISTRATION_BACKOFF_CAP": "0.5",
         "MC_DRAIN_SECONDS": "3",
         "MC_LOG_LEVEL": "DEBUG",
+        "MC_LOG_FORMAT": "json",
         "MC_ALLOW_UNBOUND_KEYS": "true",  # the legacy trio, by opt-in
     }
     gc = _start("gc", [*command, "gc"], _service_env(gc_env), tmp)
@@ -640,6 +648,12 @@ def test_the_failure_paths_ran(scenario: Scenario) -> None:
     logs = dict(scenario.outputs)
     assert "redis unreachable" in logs["mc log"]
     assert len(scenario.outputs) > 20
+    # What was scanned is JSON lines and spans: the join's trace reached the MC's fenced acquire.
+    for name, service in (("gc log", "darktower-gc"), ("mc log", "darktower-mc")):
+        lines = log_lines(logs[name])
+        assert len(lines) > 10 and all(line["service"] == service for line in lines), name
+    assert any(s.name == "redis acquire" for s in spans(logs["mc log"]))
+    assert any(s.name.endswith("/join") for s in spans(logs["gc log"]))
 
 
 def test_the_scan_would_see_a_leak(scenario: Scenario) -> None:
