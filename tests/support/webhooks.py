@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from darktower.runtime.processes import ManagedProcess
 from darktower.runtime.serving import EmbeddedUvicorn, listen_socket
 from darktower.webhooks.receiver import create_receiver_app
 from tests.support.processes import start_darktower
 
-__all__ = ["Receiver", "ReceiverApp", "by_meeting", "serving_receiver"]
+__all__ = ["Receiver", "ReceiverApp", "by_meeting", "serving_app", "serving_receiver"]
 
 START_TIMEOUT_S = 30.0
 
@@ -79,19 +80,27 @@ class ReceiverApp:
 
 
 @contextlib.asynccontextmanager
-async def serving_receiver(secret: str, port: int | None = None) -> AsyncIterator[ReceiverApp]:
-    events: list[dict[str, Any]] = []
-    app = create_receiver_app(secret, out=io.StringIO(), on_event=events.append)
-    sock = listen_socket(f"127.0.0.1:{port or 0}", "test webhook receiver")
+async def serving_app(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
+    """`app` served by uvicorn in this process on 127.0.0.1 (`port`, or a free one); its URL."""
+    sock = listen_socket(f"127.0.0.1:{port or 0}", "test HTTP server")
     bound = sock.getsockname()[1]
     server = EmbeddedUvicorn(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
-            assert not task.done(), "the test receiver did not start"
+            assert not task.done(), "the test server did not start"
             await asyncio.sleep(0.01)
-        yield ReceiverApp(f"http://127.0.0.1:{bound}/hooks/darktower", events)
+        yield f"http://127.0.0.1:{bound}/hooks/darktower"
     finally:
         server.should_exit = True
         await asyncio.gather(task, return_exceptions=True)
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serving_receiver(secret: str, port: int | None = None) -> AsyncIterator[ReceiverApp]:
+    """The verifying receiver app, served as `serving_app` does."""
+    events: list[dict[str, Any]] = []
+    app = create_receiver_app(secret, out=io.StringIO(), on_event=events.append)
+    async with serving_app(app, port) as url:
+        yield ReceiverApp(url, events)

@@ -15,6 +15,9 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.responses import RedirectResponse
+from starlette.routing import Route
 
 from darktower.auth.api_keys import ApiKey, generate_api_key, write_api_key_file
 from darktower.embedded.redis import free_port
@@ -26,7 +29,7 @@ from darktower.webhooks.signature import SIGNATURE_HEADER, compute, sign
 from tests.support.http_abuse import stream_body
 from tests.support.metrics import sample
 from tests.support.waiting import eventually
-from tests.support.webhooks import by_meeting, serving_receiver
+from tests.support.webhooks import by_meeting, serving_app, serving_receiver
 
 GEN = 1_764_000_000_000_001
 WAIT_S = 30.0
@@ -206,3 +209,39 @@ async def test_the_receiver_refuses_forged_replayed_tampered_and_oversized_reque
         )
         assert good.status_code == 204
         assert [e["id"] for e in receiver.events] == ["evt_1"]
+
+
+async def test_a_redirect_is_a_failure_and_is_never_followed(
+    redis_client: aioredis.Redis, api_key: tuple[ApiKey, Path]
+) -> None:
+    key, _ = api_key
+    await record_meetings(redis_client, ["moved-away"], people=0)
+    async with serving_receiver(key.secret) as target:
+        redirecting = Starlette(
+            routes=[
+                Route(
+                    "/{path:path}",
+                    lambda _request: RedirectResponse(target.url, status_code=307),
+                    methods=["POST"],
+                )
+            ]
+        )
+        async with serving_app(redirecting) as url:
+            settings = DeliverySettings(
+                urls=(url,),
+                key_id=key.key_id,
+                secret=key.secret,
+                retry_base_seconds=0.1,
+                retry_cap_seconds=0.2,
+            )
+            before = sample("gc_webhook_delivery_failures_total", reason="redirect")
+            async with dispatching(redis_client, settings, "gc-a"):
+                await eventually(
+                    lambda: (
+                        sample("gc_webhook_delivery_failures_total", reason="redirect")
+                        >= before + 3
+                    ),
+                    timeout=WAIT_S,
+                    what="redirects counted as failures",
+                )
+        assert target.events == []  # the redirect's target never got the event
