@@ -3,12 +3,13 @@
 A GC and an MC process (TLS gRPC between them, as `darktower dev`) run with JSON logs at DEBUG
 and `OTEL_TRACES_EXPORTER=console`, so each writes its spans and its log lines to its output.
 A join sent with a W3C `traceparent` must come back as one trace: the GC's HTTP server span
-(child of the client's span), the GC's AssignMeetingWithMh client span under it, the MC's
-server span under that (the traceparent crossed the gRPC hop in metadata), and the MC's fenced
-Redis `acquire` under that; and log lines of both processes carry the trace id.
+(child of the client's span), the placement under it, the GC's AssignMeetingWithMh client
+span under that, the MC's server span under that (the traceparent crossed the gRPC hop in
+metadata), and the MC's fenced Redis `acquire` under that; and log lines of both processes
+carry the trace id.
 
-Attacks: a malformed and an oversized `traceparent` are ignored — the join succeeds and starts
-a fresh trace of its own.
+Attacks: a malformed, a zero and an oversized `traceparent` are ignored — the join succeeds and
+starts a fresh trace of its own.
 """
 
 from __future__ import annotations
@@ -117,9 +118,13 @@ def one_join_is_one_trace_across_gc_mc_and_redis(gc: GcProc, mc: McProc) -> None
     client = one([s for s in gc_spans if s.name == ASSIGN], "GC AssignMeetingWithMh span")
     assert client.kind == "CLIENT"
     assert client.attributes["rpc.grpc.status_code"] == 0
-    # Under the HTTP span, directly or through the placement's own spans.
+    # The placement under the HTTP span (perhaps through FastAPI's own spans), the MC call
+    # under the placement.
+    placement = one([s for s in gc_spans if s.name == "placement"], "placement span")
+    assert client.parent_id == placement.span_id
+    assert placement.attributes["darktower.meeting_id"] == "traced-1"
     by_id = {s.span_id: s for s in gc_spans}
-    ancestor = client
+    ancestor = placement
     while ancestor.parent_id in by_id and ancestor.span_id != http.span_id:
         ancestor = by_id[ancestor.parent_id]
     assert ancestor.span_id == http.span_id, gc_spans

@@ -8,6 +8,8 @@
                            → next), activate the row on the MC that accepted; none → release
                            the claim and raise NoControllerAvailable
 
+A placement is a span (`placement`, under the request's) with the MC calls under it.
+
 The claim makes concurrent joins — within one GC or across GC processes sharing PostgreSQL —
 call at most one MC at a time for a meeting and all answer the same MC.
 
@@ -59,6 +61,7 @@ from darktower.gc.placement import (
     why_none,
 )
 from darktower.gc.store import ClaimLost, GcStore
+from darktower.runtime.tracing import child_span
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 __all__ = ["MAX_ROUNDS", "PlacementService"]
@@ -199,7 +202,9 @@ class PlacementService:
         self, meeting_id: str, joiner: Joiner, registry: Registry, move: Move | None
     ) -> JoinResult:
         try:
-            return await self._try_mcs(meeting_id, joiner, registry, move)
+            # The MC calls (and their spans) under this one, in the join's trace.
+            with child_span("placement", {"darktower.meeting_id": meeting_id}):
+                return await self._try_mcs(meeting_id, joiner, registry, move)
         except BaseException:
             await self._store.release_claim(meeting_id, self._region, self._gc_id)
             raise
