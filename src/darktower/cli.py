@@ -13,6 +13,7 @@ from darktower.gc.cli import gc, join, status
 from darktower.mc.call import assign
 from darktower.mc.cli import mc
 from darktower.mhsim.cli import mh_sim
+from darktower.sim.cli import sim
 from darktower.webhooks.cli import webhook_receiver
 
 __all__ = ["app", "main"]
@@ -39,6 +40,7 @@ app.command("join")(join)
 app.command("status")(status)
 app.command("mh-sim")(mh_sim)
 app.command("client")(client)
+app.command("sim")(sim)
 app.command("webhook-receiver")(webhook_receiver)
 # Next: `gc`, `dev`, `join`, `status`.
 
