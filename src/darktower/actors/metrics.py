@@ -7,6 +7,7 @@ from prometheus_client import Counter, Gauge
 __all__ = [
     "ACTORS_ALIVE",
     "ACTOR_PANICS",
+    "ACTOR_TYPES",
     "MAILBOX_DEPTH",
     "MAILBOX_OVER_THRESHOLD",
     "MAILBOX_THRESHOLD",
@@ -33,3 +34,10 @@ MAILBOX_OVER_THRESHOLD = Counter(
     "Times a mailbox grew past its warning or critical threshold.",
     ["actor_type", "level"],
 )
+
+ACTOR_TYPES = ("controller", "meeting", "connection")
+"""The MC's actor types (`Actor.actor_type`): their series start at 0."""
+for _actor_type in ACTOR_TYPES:
+    ACTOR_PANICS.labels(_actor_type)
+    for _level in ("warning", "critical"):
+        MAILBOX_OVER_THRESHOLD.labels(_actor_type, _level)

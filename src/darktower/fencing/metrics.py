@@ -7,7 +7,7 @@ an error, so it is not counted in `mc_redis_errors_total` (the meeting actor cou
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from prometheus_client import Counter, Histogram
 
@@ -26,3 +26,8 @@ REDIS_ERRORS = Counter(
     "Fencing store calls that failed (Redis unavailable, malformed state, script error).",
     ["op"],
 )
+
+# Every operation's series start at 0 (alerts see samples before the first error).
+for _op in get_args(Op):
+    REDIS_ERRORS.labels(op=_op)
+    REDIS_LATENCY.labels(op=_op)

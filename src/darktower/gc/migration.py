@@ -39,6 +39,7 @@ from darktower.gc.errors import (
 )
 from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.join.joiner import Joiner, Role, validate_joiner
+from darktower.gc.metrics import RESULTS
 from darktower.gc.store import GcStore
 from darktower.wire.dark_tower import internal_pb2 as pb
 
@@ -57,6 +58,8 @@ MIGRATION_REQUESTS = Counter(
     "MigrateMeeting calls of draining MCs, by result (ok = answered, placed or not).",
     ["result"],
 )
+for _result in RESULTS:  # every series from the start, at 0
+    MIGRATION_REQUESTS.labels(_result)
 
 # Participants one MigrateMeeting may list (an MC's default participant limit).
 MAX_PARTICIPANTS = 10_000

@@ -130,3 +130,32 @@ TASK_CRASHES = Counter(
 )
 for _task in TASKS:
     TASK_CRASHES.labels(_task)
+
+# Every series whose label values are known in advance exists from the start at 0, so that
+# `rate()` and the alerts (deploy/prometheus/) see samples before the first event. Values only
+# known when they happen (the field of an invalid request, an unexpected gRPC code, a client
+# message type) appear when first counted.
+for _result, _reasons in (
+    ("accepted", ("",)),
+    ("rejected", ("draining", "unhealthy", "at_capacity")),
+    ("error", ("state_unavailable",)),
+):
+    for _reason in _reasons:
+        ASSIGNMENTS.labels(_result, _reason)
+for _type in ("fast", "comprehensive"):
+    HEARTBEAT_LATENCY.labels(_type)
+    for _result in ("ok", "unavailable", "deadline_exceeded", "not_found", "unauthenticated"):
+        HEARTBEATS.labels(_type, _result)
+for _result in ("accepted", "refused", "error"):
+    REGISTRATION_ATTEMPTS.labels(_result)
+for _result in ("ok", "failed"):
+    MEETING_END_NOTICES.labels(_result)
+for _reason in ("last_participant_left", "empty_timeout", "drained", "fenced_out", "crashed"):
+    MEETINGS_ENDED.labels(_reason)
+for _reason in ("malformed", "forged", "expired", "replayed", "other_user"):
+    BINDING_REFUSALS.labels(_reason)
+for _reason in ("at_capacity", "join_timeout"):
+    JOIN_REFUSALS.labels(_reason)
+for _type in ("join", "self_mute", "host_mute", "leave", "ping", "invalid"):
+    SIGNALING_MESSAGES.labels(_type)
+GRPC_INTERNAL_ERRORS.labels("AssignMeetingWithMh")

@@ -21,3 +21,24 @@ MC_CALL_LATENCY = Histogram(
     "Round trip of AssignMeetingWithMh to an MC.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# The known answers start at 0, so `rate()` and the alerts see samples before the first join.
+for _result, _reasons in (
+    ("reused", ("",)),
+    ("placed", ("",)),
+    (
+        "failed",
+        (
+            "none_registered",
+            "all_draining",
+            "all_at_capacity",
+            "none_healthy",
+            "all_refused",
+            "no_media_handler",
+            "claim_lost",
+        ),
+    ),
+):
+    for _reason in _reasons:
+        PLACEMENTS.labels(_result, _reason)
+for _outcome in ("accepted", "at_capacity", "draining", "unhealthy", "timeout", "unavailable"):
+    MC_CALLS.labels(_outcome)

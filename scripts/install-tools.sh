@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the tools the deployment checks (tests/deploy) run, from Debian's packages:
+# promtool (package prometheus: `promtool check rules`, `promtool test rules`) and kubectl
+# (package kubernetes-client, only when no kubectl is on PATH; `kubectl kustomize` renders the
+# manifests). hadolint and kubernetes-validate come with the dev extras. Idempotent: installs
+# nothing when both are there.
+set -euo pipefail
+
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+
+if [ "${#need[@]}" -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+  fi
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+echo "promtool: $(promtool --version 2>&1 | head -n 1)"
+echo "kubectl: $(kubectl version --client 2>&1 | head -n 1)"
