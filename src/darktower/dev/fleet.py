@@ -30,7 +30,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from darktower.auth.api_keys import generate_api_key, write_api_key_file
+import httpx
+
+from darktower.auth.access_tokens import mint_access_token
+from darktower.auth.api_keys import generate_api_key, load_api_key_file, write_api_key_file
 from darktower.auth.certs import generate_certs, parse_hosts
 from darktower.auth.fleet_keys import generate_fleet_keys
 from darktower.embedded.redis import EmbeddedRedis, free_port
@@ -39,6 +42,8 @@ from darktower.runtime.processes import ManagedProcess, ProcessError, stop_all
 __all__ = ["ZONES", "Fleet", "FleetPorts", "PortInUse", "Service"]
 
 STOP_GRACE_SECONDS = 15.0
+# Longest `start` waits, after every process is ready, for the GC to report all healthy.
+HEALTHY_TIMEOUT_SECONDS = 30.0
 
 ZONES = ("zone-a", "zone-b")
 
@@ -184,9 +189,11 @@ class Fleet:
         return pids | {s.name: s.process.pid for s in self.services}
 
     def start(self) -> None:
-        """Start everything and wait until the GC and every MC are ready.
+        """Start everything and wait until the GC and every MC are ready, and the GC reports
+        every MC and MH healthy (so that a join right after this returns can be placed).
 
-        Raises PortInUse (nothing started) or RuntimeError (a process failed; `stop()` it)."""
+        Raises PortInUse (nothing started) or RuntimeError (a process failed, or not all
+        healthy in time; `stop()` it)."""
         # Check every fixed port before starting anything, so a conflict leaves nothing behind.
         gc_http = self._port(self.ports.gc_http, "GC HTTP")
         gc_grpc = self._port(self.ports.gc_grpc, "GC gRPC")
@@ -275,6 +282,63 @@ class Fleet:
         for service in self.services:
             if service.ready_url:
                 self._wait_ready(service)
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT_SECONDS) -> None:
+        """Wait until the GC reports every MC and MH of the fleet HEALTHY. An MC is ready once
+        registered, but the GC places only on healthy ones, and an MC stays PENDING until its
+        first heartbeat is written (behind, within the GC's flush interval): without this
+        wait, a join right after the start could be answered 503 `none_healthy`.
+
+        Reads `/v1/controllers` and `/v1/media-handlers` with an admin access token minted
+        from the fleet's API key. RuntimeError naming what is not healthy (and how it is) after
+        `timeout` seconds, or at once if a process of the fleet exited."""
+        token = mint_access_token(
+            load_api_key_file(self.api_key_file),
+            identity="darktower-dev",
+            meeting_id=None,
+            admin=True,
+            ttl_seconds=max(60, int(timeout) + 60),
+        )
+        wanted = {s.name: s.kind for s in self.services if s.kind in ("mc", "mh")}
+        missing: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        with httpx.Client(
+            base_url=self.gc.http,
+            headers={"Authorization": f"Bearer {token}"},
+            verify=self._verify(),
+            timeout=5.0,
+        ) as client:
+            while True:
+                for service in self.exited():
+                    raise RuntimeError(
+                        f"{service.name} exited before the fleet was healthy; see {service.log}"
+                    )
+                missing = {name: "not registered" for name in wanted}
+                try:
+                    for path in ("/v1/controllers", "/v1/media-handlers"):
+                        response = client.get(path)
+                        response.raise_for_status()
+                        for entry in response.json():
+                            name = str(entry.get("id"))
+                            if name in missing:
+                                health = str(entry.get("health"))
+                                if health == "healthy":
+                                    del missing[name]
+                                else:
+                                    missing[name] = health
+                except (httpx.HTTPError, ValueError) as exc:
+                    missing["gc-1"] = f"registry unreadable ({type(exc).__name__})"
+                if not missing:
+                    return
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        what = ", ".join(f"{name} {how}" for name, how in sorted(missing.items()))
+        raise RuntimeError(
+            f"the GC does not report the whole fleet healthy within {timeout:g}s: {what}; "
+            f"see the logs in {self.logs}"
+        )
 
     def _launch(
         self,
