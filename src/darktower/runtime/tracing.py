@@ -38,11 +38,14 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 MAX_HEADER_CHARS = 512
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+# A proxy: it follows the provider installed later (no-op until then) and keeps the real
+# tracer once there is one (getting a tracer per span costs more than the span).
+_TRACER = trace.get_tracer("darktower")
 
 
 def tracer() -> trace.Tracer:
-    """darktower's tracer, from the provider installed now (a no-op one before)."""
-    return trace.get_tracer("darktower")
+    """darktower's tracer, from the provider installed (a no-op one before)."""
+    return _TRACER
 
 
 def extract(carrier: Iterable[tuple[str | bytes, str | bytes]]) -> otel_context.Context:
