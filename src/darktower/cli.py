@@ -10,6 +10,7 @@ from darktower.auth.cli import keys_app, token
 from darktower.client.cli import client
 from darktower.dev.cli import dev
 from darktower.gc.cli import gc, join, status
+from darktower.gc.meetings_cli import meetings_app
 from darktower.mc.call import assign
 from darktower.mc.cli import mc
 from darktower.mhsim.cli import mh_sim
@@ -38,6 +39,7 @@ app.command("dev")(dev)
 app.command("gc")(gc)
 app.command("join")(join)
 app.command("status")(status)
+app.add_typer(meetings_app, name="meetings")
 app.command("mh-sim")(mh_sim)
 app.command("client")(client)
 app.command("sim")(sim)

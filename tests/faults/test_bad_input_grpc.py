@@ -70,6 +70,7 @@ FUZZ = settings(
 _MC = "dark_tower.internal.MeetingControllerService"
 _GC = "dark_tower.internal.GlobalControllerService"
 _MH = "dark_tower.internal.MediaHandlerRegistryService"
+_MEETING_COMMANDS = ("EndMeeting", "RemoveParticipant", "MuteParticipant", "GetMeetingRoster")
 
 # Beyond OK: what each RPC may answer to a request it cannot use. RESOURCE_EXHAUSTED is gRPC's
 # own answer to a message over the receive limit, before any of our code runs.
@@ -78,6 +79,11 @@ ALLOWED_CODES: dict[str, frozenset[Code]] = {
     f"{_MC}.RegisterController": frozenset({Code.RESOURCE_EXHAUSTED}),
     f"{_MC}.SendHeartbeat": frozenset({Code.RESOURCE_EXHAUSTED}),
     f"{_MC}.Assign": frozenset({Code.RESOURCE_EXHAUSTED}),
+    # The meeting API's commands (README "Application API"): a bad id or identity.
+    **{
+        f"{_MC}.{rpc}": frozenset({Code.INVALID_ARGUMENT, Code.RESOURCE_EXHAUSTED})
+        for rpc in _MEETING_COMMANDS
+    },
     # At the GC a request for another id than the caller's is PERMISSION_DENIED (issue 13).
     f"{_GC}.RegisterMC": frozenset(
         {Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED}
@@ -119,6 +125,12 @@ VALID_REQUESTS: dict[str, Message] = {
     f"{_MC}.Assign": pb.AssignMeeting(
         meeting_id="legacy", config=pb.MeetingConfig(display_name="x")
     ),
+    **{
+        f"{_MC}.{rpc}": pb.MeetingCommandRequest(
+            meeting_id="not-hosted-here", identity="ada", requesting_gc_id="gc-fuzz"
+        )
+        for rpc in _MEETING_COMMANDS
+    },
     f"{_GC}.RegisterMC": pb.RegisterMCRequest(
         id=KNOWN_MC,
         region="test",
@@ -301,6 +313,9 @@ def _check_mc(
     """Unchanged by a refusal (and by every legacy call); an accepted meeting is hosted and
     owned in Redis."""
     after = servers.mc_state()
+    if isinstance(request, pb.MeetingCommandRequest):
+        _check_command(servers, name, request, code, answer, before, after)
+        return
     if name in _LEGACY:
         assert not _accepted(answer), f"legacy {name} must answer 'not accepted'"
     if code != Code.OK or name in _LEGACY or not _accepted(answer):
@@ -309,6 +324,29 @@ def _check_mc(
     assert isinstance(request, pb.AssignMeetingWithMhRequest)
     assert request.meeting_id in after[1]
     assert servers.redis.get(f"meeting:{{{request.meeting_id}}}:owner") == MC_ID.encode()
+
+
+def _check_command(
+    servers: Servers,
+    name: str,
+    request: pb.MeetingCommandRequest,
+    code: Code,
+    answer: Message | None,
+    before: McState,
+    after: McState,
+) -> None:
+    """A refused command, one for a meeting not hosted here, a mute (no participants: client
+    signaling is off) or a roster read change nothing; an end ends the meeting; a removal
+    bars the identity in the meeting's state."""
+    hosted = code == Code.OK and bool(getattr(answer, "hosted", False))
+    if not hosted or name.endswith((".MuteParticipant", ".GetMeetingRoster")):
+        assert after == before, f"{name} ({code.name}, hosted={hosted}) changed the MC's state"
+    elif name.endswith(".EndMeeting"):
+        assert request.meeting_id not in after[1]
+        assert not servers.redis.exists(f"meeting:{{{request.meeting_id}}}:state")
+    else:
+        state = f"meeting:{{{request.meeting_id}}}:state"
+        assert servers.redis.hexists(state, f"removed:{request.identity}")
 
 
 def _check_gc(name: str, request: Message, code: Code, before: Registry, after: Registry) -> None:

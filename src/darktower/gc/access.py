@@ -36,6 +36,8 @@ from darktower.gc.join.joiner import Joiner, validate_joiner
 __all__ = [
     "AccessRefused",
     "GcAccess",
+    "NoToken",
+    "Presented",
     "bearer_token",
     "decide_join",
     "decide_operator",
@@ -138,6 +140,11 @@ class GcAccess:
         self.keys = keys
         self.allow_guests = allow_guests
         self._verifier = AccessTokenVerifier(keys.secret)
+
+    def present(self, authorization: str | None) -> Presented:
+        """What the request's `Authorization` header shows: a verified grant, the token's
+        refusal, or no token; AccessRefused for a header that is not Bearer."""
+        return self._present(authorization)
 
     def _present(self, authorization: str | None) -> Presented:
         token = bearer_token(authorization)

@@ -27,7 +27,7 @@ from darktower.gc.status_view import FleetView, renderables, status_document
 from darktower.runtime.service_cli import run_service
 from darktower.runtime.settings_doc import documented_by
 
-__all__ = ["MEETINGS_LIMIT", "gc", "gc_error_line", "join", "status"]
+__all__ = ["MEETINGS_LIMIT", "gc", "gc_error_line", "gc_request", "join", "status"]
 
 
 @documented_by("darktower.gc.settings", "GcSettings")
@@ -81,17 +81,28 @@ def gc_error_line(status_code: int, body: bytes) -> str:
 
 
 def _request(
-    method: str, base: str, path: str, verify: ssl.SSLContext, token: str | None = None
+    method: str,
+    base: str,
+    path: str,
+    verify: ssl.SSLContext,
+    token: str | None = None,
+    *,
+    body: Any = None,
 ) -> Any:
     """The GC's JSON answer to `method base+path` (an https:// GC verified with `verify`),
-    sent with the access token `token` if any.
+    sent with the access token `token` if any, and `body` as JSON if not None.
     Exits 2 when the GC cannot be reached (with the hint to start one, or the TLS reason), 1
     when it answers an error (one readable line)."""
     shown = _shown_url(base)
     try:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = httpx.request(
-            method, f"{base}{path}", timeout=REQUEST_TIMEOUT_S, verify=verify, headers=headers
+            method,
+            f"{base}{path}",
+            timeout=REQUEST_TIMEOUT_S,
+            verify=verify,
+            headers=headers,
+            json=body,
         )
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
         tls = tls_failure(exc)
@@ -120,6 +131,9 @@ def _request(
             err=True,
         )
         raise typer.Exit(1) from None
+
+
+gc_request = _request  # for the other commands that talk to a GC (`darktower meetings`)
 
 
 def join(

@@ -5,6 +5,8 @@ Errors map here and only here: InvalidGcRequest and a malformed request (body, q
 with the offending field as `reason`, NoControllerAvailable / NoMediaHandlerAvailable / a
 database outage → 503, an access refusal (`darktower.gc.access`) → 401 `unauthenticated` or
 403 `forbidden`, each as `{"error", "reason", "message"}`. Messages never echo the input.
+The meeting API (`darktower.gc.meetings_api`: create, read, end, remove, mute) adds its own
+refusals in the same shape: 404 `not_found`, 409 `conflict`, 503 `unavailable` (its MC).
 
 Access (`darktower.gc.access`): the join needs an access token for its meeting (or guests
 allowed); the operator reads need one with `admin` (or guests allowed); health, metrics, the
@@ -17,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -43,12 +45,14 @@ from darktower.gc.http_metrics import install_http_metrics
 from darktower.gc.join import USER_ID_PATTERN, JoinResult, PlacementService
 from darktower.gc.join_page import mount_join_page
 from darktower.gc.limits import HttpLimits, api_key_of, install_limits
+from darktower.gc.meetings_api import mount_meetings_api
 from darktower.gc.store import GcStore, StoreError
 from darktower.runtime.metrics_http import metrics_response
 
-__all__ = ["MAX_MEETINGS_LIMIT", "create_app"]
+__all__ = ["MAX_MEETINGS_LIMIT", "MAX_MEETINGS_OFFSET", "create_app"]
 
 MAX_MEETINGS_LIMIT = 1000
+MAX_MEETINGS_OFFSET = 100_000
 
 
 class JoinIn(BaseModel):
@@ -126,16 +130,6 @@ class MediaHandlerOut(BaseModel):
     last_report_at: datetime | None
 
 
-class MeetingOut(BaseModel):
-    meeting_id: str
-    region: str
-    state: str
-    mc_id: str | None
-    mh_ids: list[str]
-    assigned_at: datetime | None
-    participants: int = Field(description="as last reported by the hosting MC")
-
-
 class MeetingLoadOut(BaseModel):
     meeting_id: str
     region: str
@@ -178,6 +172,8 @@ class ErrorOut(BaseModel):
         "unavailable",
         "payload_too_large",
         "rate_limited",
+        "not_found",
+        "conflict",
     ]
     reason: str
     message: str
@@ -391,31 +387,14 @@ def create_app(
     )
     async def meetings(
         limit: int = Query(default=100, ge=1, le=MAX_MEETINGS_LIMIT),
+        offset: int = Query(
+            default=0, ge=0, le=MAX_MEETINGS_OFFSET, description="meetings to skip (paging)"
+        ),
     ) -> MeetingsOut:
         """The placed meetings of this GC's region with their MC and participants, most
-        participants first; `total` counts them all."""
-        rows, total = await store.list_live_meetings(region, limit=limit)
-        return MeetingsOut(total=total, meetings=[_meeting_load(a) for a in rows])
-
-    @app.get(
-        "/v1/meetings/{meeting_id}",
-        responses={404: {"description": "not placed"}, **refusals},
-        dependencies=operator_only,
-    )
-    async def meeting(meeting_id: str) -> MeetingOut:
-        """The meeting's live assignment (claimed while being placed, then active)."""
-        live = await store.active_assignment(meeting_id, region)
-        if live is None:
-            raise HTTPException(404, "the meeting has no live assignment")
-        return MeetingOut(
-            meeting_id=live.meeting_id,
-            region=live.region,
-            state=live.state.value,
-            mc_id=live.mc_id,
-            mh_ids=list(live.mh_ids),
-            assigned_at=live.assigned_at,
-            participants=live.participants,
-        )
+        participants first; `total` counts them all. Paged by `offset` and `limit`."""
+        rows, total = await store.list_live_meetings(region, limit=offset + limit)
+        return MeetingsOut(total=total, meetings=[_meeting_load(a) for a in rows[offset:]])
 
     @app.get("/v1/controllers", responses=refusals, dependencies=operator_only)
     async def controllers() -> list[ControllerOut]:
@@ -462,6 +441,9 @@ def create_app(
         header asks for `application/openmetrics-text`)."""
         return metrics_response(request)
 
+    mount_meetings_api(
+        app, store=store, placement=placement, region=region, access=access, error_model=ErrorOut
+    )
     mount_join_page(app)
     mount_api_docs(app)
     mount_dashboard(app)

@@ -77,7 +77,7 @@ class Assigner:
             mh_json = mh_list_json(request.mhs, now_ms())
             # Ownership and the MH list in one script: one round trip, nothing half-written.
             lease = await self._store.acquire(meeting_id, owner, mh=mh_json)
-            await self._controller.ask(Commit(lease, request.mhs))
+            await self._controller.ask(Commit(lease, request.mhs, request.settings))
         except BaseException as exc:
             await self._undo(meeting_id, lease)
             if isinstance(exc, FencingError):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from darktower.actors import Actor, ActorStopped
+from darktower.common.meeting_settings import MeetingSettings
 from darktower.fencing import FencedStore, Lease
 from darktower.mc.admission import AdmissionState, Rejection, decide_admission
 from darktower.mc.binding import SessionBinder
@@ -67,6 +68,7 @@ class Reserve:
 class Commit:
     lease: Lease  # as acquired by this MC
     mhs: tuple[MhTarget, ...]
+    settings: MeetingSettings | None = None  # the meeting API's, when the assignment had any
 
     @property
     def meeting_id(self) -> str:
@@ -292,6 +294,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
             admit=self.can_admit_participant,
             on_participants=self._participants_changed,
             limits=self._meeting_limits,
+            settings=message.settings,
             events=self._events,
         )
         self.spawn(meeting)

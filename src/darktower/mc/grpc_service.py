@@ -10,6 +10,11 @@ same shape as the GC's gRPC edge):
 A refusal for load reasons is not an error: `accepted=false` with a reason. A dependency
 failure (`StateUnavailable`, or the controller stopping) is also a refusal, UNHEALTHY, so that
 the GC simply tries the next MC. The legacy RPCs answer "not accepted" and change nothing.
+
+The meeting API's commands (`EndMeeting`, `RemoveParticipant`, `MuteParticipant`,
+`GetMeetingRoster`, `darktower.mc.meeting_commands`): a meeting id or identity that breaks its
+rule is INVALID_ARGUMENT; a meeting this MC does not host is `hosted=false`; a store failure
+is UNAVAILABLE ("meeting state store unavailable").
 """
 
 from __future__ import annotations
@@ -24,9 +29,13 @@ import grpc
 import grpc.aio
 
 from darktower.actors import ActorStopped
+from darktower.common.errors import invalid_field_as
+from darktower.common.ids import validate_id
+from darktower.common.names import validate_user_id
 from darktower.mc.admission import Rejection, rejection_to_proto
 from darktower.mc.assign import Assigner
 from darktower.mc.errors import InvalidMcRequest, StateUnavailable
+from darktower.mc.meeting_commands import NOT_HOSTED, MeetingCommands, RosterView
 from darktower.mc.metrics import ASSIGN_LATENCY, ASSIGNMENTS, GRPC_INTERNAL_ERRORS
 from darktower.mc.validation import validate_assign
 from darktower.wire.dark_tower import internal_pb2 as pb
@@ -50,6 +59,8 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str]:
     failed RPC."""
     if isinstance(exc, InvalidMcRequest):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid"
+    if isinstance(exc, StateUnavailable):
+        return grpc.StatusCode.UNAVAILABLE, str(exc), "invalid"
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"
 
 
@@ -79,8 +90,70 @@ def _edge(
 
 
 class MeetingControllerServicer(pb_grpc.MeetingControllerServiceServicer):
-    def __init__(self, assigner: Assigner) -> None:
+    def __init__(self, assigner: Assigner, commands: MeetingCommands | None = None) -> None:
+        """`commands` None: the meeting API's RPCs answer `hosted=false`."""
         self._assigner = assigner
+        self._commands = commands
+
+    @_edge
+    async def EndMeeting(
+        self, request: pb.MeetingCommandRequest, context: Context
+    ) -> pb.MeetingCommandResponse:
+        meeting_id, _ = _command(request, identity=False)
+        if self._commands is None:
+            return pb.MeetingCommandResponse(hosted=False)
+        return _answer(await self._commands.end(meeting_id))
+
+    @_edge
+    async def RemoveParticipant(
+        self, request: pb.MeetingCommandRequest, context: Context
+    ) -> pb.MeetingCommandResponse:
+        meeting_id, identity = _command(request, identity=True)
+        if self._commands is None:
+            return pb.MeetingCommandResponse(hosted=False)
+        return _answer(await self._commands.remove(meeting_id, identity))
+
+    @_edge
+    async def MuteParticipant(
+        self, request: pb.MeetingCommandRequest, context: Context
+    ) -> pb.MeetingCommandResponse:
+        meeting_id, identity = _command(request, identity=True)
+        if self._commands is None:
+            return pb.MeetingCommandResponse(hosted=False)
+        return _answer(await self._commands.mute(meeting_id, identity, request.muted))
+
+    @_edge
+    async def GetMeetingRoster(
+        self, request: pb.MeetingCommandRequest, context: Context
+    ) -> pb.MeetingRosterResponse:
+        meeting_id, _ = _command(request, identity=False)
+        view = NOT_HOSTED if self._commands is None else self._commands.roster(meeting_id)
+        if not isinstance(view, RosterView):
+            return pb.MeetingRosterResponse(hosted=False)
+        settings = view.settings
+        return pb.MeetingRosterResponse(
+            hosted=True,
+            participants=[
+                pb.RosterParticipant(
+                    participant_id=m.participant_id,
+                    user_id=m.user_id,
+                    display_name=m.display_name,
+                    role=m.role,
+                    muted=m.muted,
+                    host_muted=m.host_muted,
+                    connected=m.connected,
+                    joined_at_ms=m.joined_at_ms,
+                )
+                for m in view.members
+            ],
+            host_id=view.host_id or "",
+            settings=pb.MeetingSettings(
+                max_participants=settings.max_participants or 0,
+                empty_timeout_seconds=settings.empty_timeout_seconds or 0,
+                metadata=settings.metadata or "",
+            ),
+            generation=view.generation,
+        )
 
     @_edge
     async def AssignMeetingWithMh(
@@ -123,3 +196,19 @@ class MeetingControllerServicer(pb_grpc.MeetingControllerServiceServicer):
     @_edge
     async def Assign(self, request: pb.AssignMeeting, context: Context) -> pb.AssignMeetingResponse:
         return pb.AssignMeetingResponse(accepted=False, reason=LEGACY_MESSAGE)
+
+
+def _command(request: pb.MeetingCommandRequest, *, identity: bool) -> tuple[str, str]:
+    """The request's meeting id (and identity), checked; InvalidMcRequest names the field."""
+    with invalid_field_as(InvalidMcRequest):
+        meeting_id = validate_id(request.meeting_id, "meeting_id")
+        who = validate_user_id(request.identity, "identity") if identity else ""
+        if request.requesting_gc_id:
+            validate_id(request.requesting_gc_id, "requesting_gc_id")
+    return meeting_id, who
+
+
+def _answer(outcome: object) -> pb.MeetingCommandResponse:
+    if isinstance(outcome, int):
+        return pb.MeetingCommandResponse(hosted=True, affected=outcome)
+    return pb.MeetingCommandResponse(hosted=False)

@@ -8,6 +8,10 @@ written only by the meeting's owner through fenced writes:
                         (role: "host" | "participant", granted by the access token; an entry
                         written before roles existed reads as "participant")
     host                the host's participant id (absent while the roster is empty)
+    removed:<user_id>   when that identity was removed through the meeting API (Unix ms);
+                        it may not join this meeting again (kept until the meeting ends)
+    settings            JSON `darktower.common.meeting_settings.MeetingSettings`, the
+                        settings the meeting was created with (meeting API), when it has any
 
 A participant is in the roster while connected and, after its connection drops, for the
 disconnect grace period; it is removed (field deleted) when it leaves or the grace runs out.
@@ -54,6 +58,8 @@ from darktower.signaling.protocol import Participant
 __all__ = [
     "HOST_FIELD",
     "PARTICIPANT_PREFIX",
+    "REMOVED_PREFIX",
+    "SETTINGS_FIELD",
     "Member",
     "Roster",
     "host_after_join",
@@ -66,6 +72,8 @@ __all__ = [
 
 PARTICIPANT_PREFIX = "p:"
 HOST_FIELD = "host"
+REMOVED_PREFIX = "removed:"
+SETTINGS_FIELD = "settings"
 
 
 def uuid7(now_ms: int | None = None) -> uuid.UUID:

@@ -37,6 +37,7 @@ from darktower.mc.health import derive_health
 from darktower.mc.http import health_app
 from darktower.mc.join_once import RedisJoinTokenLedger
 from darktower.mc.limits import client_limits, meeting_limits
+from darktower.mc.meeting_commands import MeetingCommands
 from darktower.mc.metrics import READY, TASK_CRASHES, TASKS
 from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.service_keys import McServiceKeys
@@ -217,7 +218,8 @@ class McApp:
             options=GRPC_LISTEN_OPTIONS,
         )
         pb_grpc.add_MeetingControllerServiceServicer_to_server(
-            MeetingControllerServicer(self.assigner), self.grpc_server
+            MeetingControllerServicer(self.assigner, MeetingCommands(self.controller)),
+            self.grpc_server,
         )
         self.grpc_health.add_to(self.grpc_server)
         self.grpc_port = 0

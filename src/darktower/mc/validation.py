@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from darktower.common.endpoints import validate_endpoint
-from darktower.common.errors import invalid_field_as
+from darktower.common.errors import InvalidField, invalid_field_as
 from darktower.common.ids import validate_id
+from darktower.common.meeting_settings import MeetingSettings, validate_settings
 from darktower.mc.errors import InvalidMcRequest
 from darktower.wire.dark_tower import internal_pb2 as pb
 
@@ -26,6 +27,7 @@ __all__ = [
     "MhRole",
     "MhTarget",
     "mh_list_json",
+    "settings_from_proto",
     "validate_assign",
 ]
 
@@ -76,6 +78,8 @@ class AssignRequest:
     meeting_id: str
     mhs: tuple[MhTarget, ...]
     requesting_gc_id: str
+    # The meeting API's settings (`settings` on the wire); None when the request has none.
+    settings: MeetingSettings | None = None
 
 
 def _validate_mh(assignment: pb.MhAssignment, index: int, seen: set[str]) -> MhTarget:
@@ -99,7 +103,8 @@ def validate_assign(req: pb.AssignMeetingWithMhRequest) -> AssignRequest:
 
     Checked in order: `meeting_id`; the list `mh_assignments` (1 to 16 entries); each entry
     in order (`mh_id`, no duplicate `mh_id`, `webtransport_endpoint`, `role`); then
-    `requesting_gc_id`, which may be empty.
+    `requesting_gc_id`, which may be empty; then `settings`, when present
+    (`darktower.common.meeting_settings`).
     """
     with invalid_field_as(InvalidMcRequest):
         return _validate_assign(req)
@@ -119,7 +124,21 @@ def _validate_assign(req: pb.AssignMeetingWithMhRequest) -> AssignRequest:
     gc_id = req.requesting_gc_id
     if gc_id:
         validate_id(gc_id, "requesting_gc_id")
-    return AssignRequest(meeting_id=meeting_id, mhs=mhs, requesting_gc_id=gc_id)
+    settings = settings_from_proto(req.settings) if req.HasField("settings") else None
+    return AssignRequest(meeting_id=meeting_id, mhs=mhs, requesting_gc_id=gc_id, settings=settings)
+
+
+def settings_from_proto(settings: pb.MeetingSettings) -> MeetingSettings:
+    """The wire's settings (0 / empty = the default), checked by the shared rule; fields are
+    named `settings.<field>` in the InvalidField."""
+    try:
+        return validate_settings(
+            settings.max_participants or None,
+            settings.empty_timeout_seconds or None,
+            settings.metadata or None,
+        )
+    except InvalidField as exc:
+        raise InvalidField(f"settings.{exc.field}", exc.reason) from None
 
 
 def mh_list_json(mhs: Sequence[MhTarget], assigned_at_ms: int) -> str:

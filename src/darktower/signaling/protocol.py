@@ -19,14 +19,16 @@ Client → MC:
 MC → client:
 
     join_answer         {participant_id, correlation_id, binding_token, roster, host_id,
-                         reconnected}
+                         reconnected, metadata?}   metadata: the meeting's, as created
     participant_joined  {participant, host_id?}   host_id: set when the joiner became host
     participant_left    {participant_id, reason, host_id?}
                                                reason: voluntary | timeout | removed |
                                                meeting_ended | moved; host_id: the meeting's
                                                host after this departure (set when others stay)
     participant_updated {participant}              mute or connection state changed
-    muted               {participant_id, muted, by}   a host mute (the target must honour it)
+    muted               {participant_id, muted, by}   a host mute (the target must honour it);
+                                               by: the host's participant id, or "api" (the
+                                               application's meeting API)
     pong                {nonce?, binding_token?}   a fresh binding token with each pong
     error               {code, message}            codes in ErrorCode; fatal ones close the socket
 
@@ -95,6 +97,7 @@ class ErrorCode(StrEnum):
     MEETING_FULL = "meeting_full"  # the meeting is at MC_MAX_PARTICIPANTS_PER_MEETING
     TOKEN_REUSED = "token_reused"  # noqa: S105 - a join token is good for one join
     RATE_LIMITED = "rate_limited"  # frames faster than MC_CLIENT_MESSAGE_RATE; dropped
+    REMOVED = "removed"  # the identity was removed from this meeting (meeting API)
 
 
 class LeaveReason(StrEnum):
@@ -165,6 +168,9 @@ class JoinAnswer(_Frame):
     roster: list[Participant]
     host_id: str | None
     reconnected: bool = False
+    # Added in v1 (optional): the meeting's metadata as the application set it when creating
+    # the meeting (`POST /v1/meetings`, at most 4 KiB, opaque); null when it set none.
+    metadata: str | None = None
 
 
 class ParticipantJoined(_Frame):

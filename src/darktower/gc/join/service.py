@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from darktower.common.clock import Clock, utcnow
 from darktower.common.errors import invalid_field_as
 from darktower.common.ids import validate_id
+from darktower.common.meeting_settings import MeetingSettings
 from darktower.gc.domain import (
     Assignment,
     AssignmentState,
@@ -103,6 +104,11 @@ class PlacementService:
         self._now = now
         self.recent: deque[PlacementEvent] = deque(maxlen=200)
 
+    @property
+    def mc_client(self) -> McClient:
+        """The client of MCs placements use (the meeting API calls MCs through it too)."""
+        return self._mcs
+
     async def join(
         self,
         meeting_id: str,
@@ -110,11 +116,13 @@ class PlacementService:
         user_id: str | None = None,
         display_name: str | None = None,
         joiner: Joiner | None = None,
+        settings: MeetingSettings | None = None,
     ) -> JoinResult:
         """Where the meeting is (placed now if needed), with a fresh join token for the
         joiner: `joiner` as the caller checked it (an access token's grant), else the one
         `user_id` and `display_name` name (`validate_joiner`). InvalidGcRequest for a bad
-        meeting id, user id or name."""
+        meeting id, user id or name. `settings` (the meeting API's `POST /v1/meetings`) go to
+        the MC when the meeting is placed now; a meeting already placed keeps its own."""
         with invalid_field_as(InvalidGcRequest):
             validate_id(meeting_id, "meeting_id")
         if joiner is None:
@@ -152,7 +160,7 @@ class PlacementService:
             assert registry is not None
             if claim.taken_over is not None:
                 log.warning("meeting %s: took over a stale claim", meeting_id)
-            return await self._place(meeting_id, joiner, registry, move)
+            return await self._place(meeting_id, joiner, registry, move, settings)
         raise NoControllerAvailable("contended", "the meeting kept changing hands; try again")
 
     # -- reuse -----------------------------------------------------------------------------
@@ -199,18 +207,28 @@ class PlacementService:
     # -- placement -------------------------------------------------------------------------
 
     async def _place(
-        self, meeting_id: str, joiner: Joiner, registry: Registry, move: Move | None
+        self,
+        meeting_id: str,
+        joiner: Joiner,
+        registry: Registry,
+        move: Move | None,
+        settings: MeetingSettings | None = None,
     ) -> JoinResult:
         try:
             # The MC calls (and their spans) under this one, in the join's trace.
             with child_span("placement", {"darktower.meeting_id": meeting_id}):
-                return await self._try_mcs(meeting_id, joiner, registry, move)
+                return await self._try_mcs(meeting_id, joiner, registry, move, settings)
         except BaseException:
             await self._store.release_claim(meeting_id, self._region, self._gc_id)
             raise
 
     async def _try_mcs(
-        self, meeting_id: str, joiner: Joiner, registry: Registry, move: Move | None
+        self,
+        meeting_id: str,
+        joiner: Joiner,
+        registry: Registry,
+        move: Move | None,
+        settings: MeetingSettings | None = None,
     ) -> JoinResult:
         now = self._now()
         controllers = [self._last_heard.controller(c) for c in registry.controllers]
@@ -245,7 +263,11 @@ class PlacementService:
             controller = by_id[candidate.id]
             started = time.perf_counter()
             outcome = await self._mcs.assign(
-                controller.grpc_endpoint, meeting_id, targets, mc_id=controller.id
+                controller.grpc_endpoint,
+                meeting_id,
+                targets,
+                mc_id=controller.id,
+                settings=settings,
             )
             MC_CALL_LATENCY.observe(time.perf_counter() - started)
             MC_CALLS.labels("accepted" if outcome.accepted else outcome.reason).inc()

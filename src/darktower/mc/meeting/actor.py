@@ -12,7 +12,14 @@ connection; it is re-armed after each message that leaves nobody connected. When
 the meeting ends with reason `empty_timeout` (its Redis keys deleted by the fenced delete,
 the GC told by the controller).
 
-Replies: `handle` returns None on success, a `JoinRefusal` for a refused join, or the exception
+Settings (the meeting API, `darktower.common.meeting_settings`): the ones the assignment
+carried, else the ones stored with the meeting in Redis (field `settings`: a failover or
+migration target finds them there), else none; they narrow the MC's `MeetingLimits` (the
+participant cap never above the MC's own) and give the metadata of each `join_answer`.
+Settings that came with the assignment are written to Redis on start.
+
+Replies: `handle` returns None on success, a `JoinRefusal` for a refused join, the number of
+participant sessions a `RemoveIdentity` / `MuteIdentity` reached, or the exception
 (FencedOut, StoreUnavailable) so that a refusal reaches the asker without crashing the actor.
 """
 
@@ -27,6 +34,8 @@ from typing import Any, assert_never
 
 from darktower.actors import Actor, ActorStopped
 from darktower.common.clock import now_ms
+from darktower.common.errors import InvalidField
+from darktower.common.meeting_settings import MeetingSettings
 from darktower.fencing import FencedOut, FencedStore, FencingError, Lease, StoreUnavailable
 from darktower.mc.binding import SessionBinder
 from darktower.mc.connection import ConnectionActor
@@ -42,6 +51,8 @@ from darktower.mc.meeting.messages import (
     GraceExpired,
     JoinRequest,
     MeetingMessage,
+    MuteIdentity,
+    RemoveIdentity,
     Touch,
     UpdateMhs,
 )
@@ -49,7 +60,7 @@ from darktower.mc.meeting.participants import Participants
 from darktower.mc.meeting.roster_sync import RosterSync
 from darktower.mc.meeting.sessions import SessionTokens
 from darktower.mc.metrics import FENCED_OUT
-from darktower.mc.roster import Roster
+from darktower.mc.roster import SETTINGS_FIELD, Roster
 from darktower.mc.validation import MhTarget, mh_list_json
 from darktower.signaling.protocol import LeaveReason
 from darktower.webhooks.outbox import EventSink
@@ -79,10 +90,12 @@ class MeetingActor(Actor[MeetingMessage]):
         on_participants: Callable[[MeetingActor, int], None] | None = None,
         limits: MeetingLimits | None = None,
         events: EventSink | None = None,
+        settings: MeetingSettings | None = None,
     ) -> None:
         """`binder` None: no clients are admitted. `admit()` says whether the MC can take
         one more participant (read at each join). `on_participants(self, delta)` is
-        called synchronously whenever the roster's size changes (the controller's totals)."""
+        called synchronously whenever the roster's size changes (the controller's totals).
+        `settings`: the ones the assignment carried (see the module docstring)."""
         super().__init__(lease.meeting_id)
         meeting_id = self.meeting_id = lease.meeting_id
         self.lease = lease  # (meeting, owner, generation) of every fenced write
@@ -104,7 +117,11 @@ class MeetingActor(Actor[MeetingMessage]):
             flush_later=self._flush_later,
             events=self._events,
         )
-        self._empty_timeout = (limits or MeetingLimits()).empty_timeout_seconds
+        self._mc_limits = limits or MeetingLimits()
+        self._empty_timeout = self._mc_limits.empty_timeout_seconds
+        self._assigned_settings = settings
+        # The settings in force (see the module docstring); empty until on_start decides.
+        self.settings = MeetingSettings()
         self._empty_epochs = itertools.count(1)
         self._empty_timer: tuple[int, asyncio.TimerHandle] | None = None
         self._on_participants = on_participants
@@ -134,12 +151,50 @@ class MeetingActor(Actor[MeetingMessage]):
         self._watch_empty()
         try:
             await self._participants.take_over()
+            await self._settle_settings()
         except FencedOut as exc:
             self._fenced_out(exc)
         except FencingError as exc:
             log.warning("meeting %s: roster not loaded (%s)", self.meeting_id, exc.code)
+            self._apply_settings(self._assigned_settings or MeetingSettings())
         if not self.lost:  # recorded once the meeting is this actor's (a takeover: moved)
             await self._events.started()
+
+    async def _settle_settings(self) -> None:
+        """Decide the settings in force, store assigned ones, apply them."""
+        settings = self._assigned_settings
+        if settings is not None:
+            if not settings.empty:
+                await self._store.fenced_hset(self.lease, {SETTINGS_FIELD: settings.to_json()})
+        else:
+            raw = self._participants.stored_state.get(SETTINGS_FIELD)
+            try:
+                settings = MeetingSettings.from_json(raw) if raw else MeetingSettings()
+            except InvalidField as exc:
+                log.warning("meeting %s: stored settings unreadable (%s)", self.meeting_id, exc)
+                settings = MeetingSettings()
+        self._apply_settings(settings)
+
+    def _apply_settings(self, settings: MeetingSettings) -> None:
+        mc = self._mc_limits
+        cap = mc.max_participants
+        if settings.max_participants is not None:
+            cap = min(cap, settings.max_participants)
+        timeout = mc.empty_timeout_seconds
+        if settings.empty_timeout_seconds is not None:
+            timeout = float(settings.empty_timeout_seconds)
+        self.settings = MeetingSettings(cap, int(timeout), settings.metadata)
+        self._participants.limits = MeetingLimits(
+            empty_timeout_seconds=timeout,
+            max_participants=cap,
+            coalesce_seconds=mc.coalesce_seconds,
+        )
+        self._participants.metadata = settings.metadata
+        if timeout != self._empty_timeout:
+            self._empty_timeout = timeout
+            self._disarm_empty()  # re-armed with the meeting's own timeout
+            if not self.lost:
+                self._watch_empty()
 
     async def on_stop(self) -> None:
         self._participants.graces.cancel_all()
@@ -147,7 +202,7 @@ class MeetingActor(Actor[MeetingMessage]):
 
     # -- messages --------------------------------------------------------------------------
 
-    async def handle(self, message: MeetingMessage) -> Exception | JoinRefusal | None:
+    async def handle(self, message: MeetingMessage) -> Exception | JoinRefusal | int | None:
         joining = isinstance(message, JoinRequest)
         if self.lost:
             return UNAVAILABLE if joining else FencedOut(self.meeting_id, None, None)
@@ -166,7 +221,7 @@ class MeetingActor(Actor[MeetingMessage]):
             if not self.lost:
                 self._watch_empty()
 
-    async def _apply(self, message: MeetingMessage) -> JoinRefusal | None:
+    async def _apply(self, message: MeetingMessage) -> JoinRefusal | int | None:
         participants = self._participants
         match message:
             case JoinRequest():
@@ -197,6 +252,10 @@ class MeetingActor(Actor[MeetingMessage]):
                     await self._end(EMPTY_TIMEOUT)
             case EndMeeting(reason):
                 await self._end(reason)
+            case RemoveIdentity(identity):
+                return await participants.remove_identity(identity)
+            case MuteIdentity(identity, muted):
+                return await participants.mute_identity(identity, muted)
             case _:
                 assert_never(message)
         return None

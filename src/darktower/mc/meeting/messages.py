@@ -1,6 +1,8 @@
 """What a `MeetingActor` is sent: its mailbox's message union, `MeetingMessage`.
 
-From the controller: `UpdateMhs`, `Touch`, `EndMeeting`. From the signaling server:
+From the controller: `UpdateMhs`, `Touch`, `EndMeeting`. From the GC's meeting API (through
+the MC's gRPC edge): `EndMeeting`, `RemoveIdentity` and `MuteIdentity` (each answered with
+the number of participant sessions it reached). From the signaling server:
 `JoinRequest` (answered None or a `JoinRefusal`), `ClientFrame`, `ConnectionLost` (also sent
 by the meeting itself when a connection crashed). From the meeting's own timers:
 `GraceExpired`, `EmptyExpired` (nobody connected for the empty timeout) and `FlushUpdates`
@@ -25,6 +27,8 @@ __all__ = [
     "GraceExpired",
     "JoinRequest",
     "MeetingMessage",
+    "MuteIdentity",
+    "RemoveIdentity",
     "Touch",
     "UpdateMhs",
 ]
@@ -47,6 +51,22 @@ class EndMeeting:
     """End the meeting: tell the connections, delete its state (fenced), stop."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveIdentity:
+    """Remove every participant of `identity` (user id): `participant_left{removed}`, and the
+    identity may not join this meeting again (recorded in its Redis state)."""
+
+    identity: str
+
+
+@dataclass(frozen=True, slots=True)
+class MuteIdentity:
+    """Host-mute (or unmute) every participant of `identity`, as a host's `host_mute`."""
+
+    identity: str
+    muted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,4 +126,6 @@ MeetingMessage = (
     | GraceExpired
     | EmptyExpired
     | FlushUpdates
+    | RemoveIdentity
+    | MuteIdentity
 )

@@ -18,6 +18,13 @@ opens a window of `MeetingLimits.coalesce_seconds`; later flips in the window on
 member in memory; when it closes (`flush`), the member is written and broadcast once more if
 its value differs from the one last told — one fenced write and one broadcast per window, not
 one per frame, the last value winning.
+
+The meeting API (`RemoveIdentity`, `MuteIdentity`): a removal takes every participant of the
+identity out (`participant_left{removed}`), records `removed:<identity>` in the meeting's
+state and refuses every later join of that identity (`removed`) for as long as the meeting
+lives — also on an MC that takes the meeting over. A removal that empties the roster does not
+end the meeting (the empty timeout does), so the record outlives the kick. An API mute is a
+host mute with `by: "api"`. `metadata` (the meeting's settings) goes into every `join_answer`.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import assert_never
 from darktower.actors import ActorStopped
 from darktower.auth.join_tokens import JoinClaims
 from darktower.common.clock import now_ms
-from darktower.fencing import FencingError
+from darktower.fencing import FencingError, StoreUnavailable
 from darktower.mc.connection import Close, ConnectionActor
 from darktower.mc.meeting.events import MeetingEvents
 from darktower.mc.meeting.fanout import Connections, send
@@ -52,6 +59,7 @@ from darktower.mc.meeting.sessions import SessionTokens
 from darktower.mc.metrics import BINDING_REFUSALS, STATE_UPDATES_COALESCED
 from darktower.mc.roster import (
     HOST_FIELD,
+    REMOVED_PREFIX,
     Member,
     Roster,
     new_participant_id,
@@ -76,6 +84,10 @@ __all__ = ["Participants"]
 
 log = logging.getLogger(__name__)
 
+REMOVED = JoinRefusal(ErrorCode.REMOVED, "removed from this meeting", "removed")
+# The `by` of a mute made through the meeting API (a host's is its participant id).
+API_MUTER = "api"
+
 
 class Participants:
     __slots__ = (
@@ -91,7 +103,10 @@ class Participants:
         "_told_muted",
         "connections",
         "graces",
+        "metadata",
+        "removed",
         "roster",
+        "stored_state",
     )
 
     def __init__(
@@ -126,11 +141,27 @@ class Participants:
         self.roster = Roster()
         self.connections = Connections()
         self.graces = GraceTimers(grace_seconds, expire)
+        self.metadata: str | None = None  # the meeting's, sent in each join_answer
+        self.removed: set[str] = set()  # identities removed through the meeting API
+        # The meeting's state hash as `take_over` found it (the actor reads its settings).
+        self.stored_state: dict[str, str] = {}
+
+    @property
+    def limits(self) -> MeetingLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: MeetingLimits) -> None:
+        self._limits = limits
 
     async def take_over(self) -> None:
         """Load the roster a previous owner left in Redis: its participants stay, disconnected
         with a fresh grace, so that their clients can reconnect here with their tokens."""
-        roster, bad = await self._sync.load()
+        self.stored_state = state = await self._sync.load_state()
+        self.removed = {
+            name[len(REMOVED_PREFIX) :] for name in state if name.startswith(REMOVED_PREFIX)
+        }
+        roster, bad = Roster.from_state(state)
         if bad:
             log.warning("meeting %s: unreadable roster fields %s", self._meeting_id, bad)
         if not roster.members:
@@ -167,6 +198,8 @@ class Participants:
     ) -> JoinRefusal | None:
         if stopping:  # the join could not get its connection started
             return UNAVAILABLE
+        if request.claims.user_id in self.removed:
+            return REMOVED
         reconnect = await tokens.check(request, self.roster)
         members = self.roster.members
         decision = decide_join(
@@ -229,7 +262,8 @@ class Participants:
             self._on_count()
             return STORE_DOWN
         self._admit_connection(
-            tokens.join_answer(member, self.roster, reconnected=False), connection
+            tokens.join_answer(member, self.roster, reconnected=False, metadata=self.metadata),
+            connection,
         )
         # A host-role joiner that took the host over says so (`host_id`); see `host_after_join`.
         took_over = became_host and previous_host is not None
@@ -276,7 +310,8 @@ class Participants:
         member.connected, member.disconnected_at_ms = True, None
         await self._sync.write_member(member)
         self._admit_connection(
-            tokens.join_answer(member, self.roster, reconnected=True), connection
+            tokens.join_answer(member, self.roster, reconnected=True, metadata=self.metadata),
+            connection,
         )
         if not was_connected:
             updated = ParticipantUpdated(participant=member.public())
@@ -346,13 +381,39 @@ class Participants:
         if target is None:
             self.connections.error(connection, ErrorCode.UNKNOWN_PARTICIPANT, "no such participant")
             return
-        target.host_muted = message.muted
+        await self._apply_host_mute(target, message.muted, by=host_id)
+
+    async def _apply_host_mute(self, target: Member, muted: bool, *, by: str) -> None:
+        target.host_muted = muted
         await self._sync.write_member(target)
         target_connection = self.connections.get(target.participant_id)
         if target_connection is not None:
-            muted = Muted(participant_id=target.participant_id, muted=message.muted, by=host_id)
-            self.connections.deliver(target_connection, muted)
+            told = Muted(participant_id=target.participant_id, muted=muted, by=by)
+            self.connections.deliver(target_connection, told)
         self.connections.broadcast(ParticipantUpdated(participant=target.public()))
+
+    # -- the meeting API -------------------------------------------------------------------
+
+    async def mute_identity(self, identity: str, muted: bool) -> int:
+        """Host-mute every participant of `identity` (`by: "api"`); how many there were."""
+        targets = [m for m in self.roster.members.values() if m.user_id == identity]
+        for target in targets:
+            await self._apply_host_mute(target, muted, by=API_MUTER)
+        return len(targets)
+
+    async def remove_identity(self, identity: str) -> int:
+        """Remove every participant of `identity` and bar it from joining again (see the
+        module docstring); how many participants it had. The bar is recorded first: when it
+        does not reach Redis, nobody is removed and StoreUnavailable propagates."""
+        if not await self._sync.write({f"{REMOVED_PREFIX}{identity}": str(now_ms())}):
+            raise StoreUnavailable("the removal was not recorded")
+        self.removed.add(identity)
+        targets = [m.participant_id for m in self.roster.members.values() if m.user_id == identity]
+        for participant_id in targets:
+            if await self.remove(participant_id, LeaveReason.REMOVED):
+                # The roster is empty: `remove` wrote nothing; the meeting stays (empty timer).
+                await self._sync.write({}, remove=[participant_field(participant_id), HOST_FIELD])
+        return len(targets)
 
     async def connection_lost(self, connection: ConnectionActor) -> None:
         """The client's transport closed: its participant is disconnected, its grace starts."""

@@ -37,8 +37,12 @@ class RosterSync:
 
     async def load(self) -> tuple[Roster, list[str]]:
         """The roster stored in Redis and the fields that could not be read."""
+        return Roster.from_state(await self.load_state())
+
+    async def load_state(self) -> dict[str, str]:
+        """The meeting's whole state hash (roster, removals, settings) as stored."""
         record = await self._store.read(self._meeting_id)
-        return Roster.from_state(record.state)
+        return dict(record.state)
 
     async def write(self, mapping: Mapping[str, str], *, remove: Iterable[str] = ()) -> bool:
         """A fenced roster write; False when it did not reach Redis (see the module docstring)."""

@@ -43,8 +43,11 @@ class SessionTokens:
             return Reconnect(request.correlation_id, exc.reason)
         return Reconnect(request.correlation_id)
 
-    def join_answer(self, member: Member, roster: Roster, *, reconnected: bool) -> JoinAnswer:
+    def join_answer(
+        self, member: Member, roster: Roster, *, reconnected: bool, metadata: str | None = None
+    ) -> JoinAnswer:
         return JoinAnswer(
+            metadata=metadata,
             participant_id=member.participant_id,
             correlation_id=member.correlation_id,
             binding_token=self._mint(member),
