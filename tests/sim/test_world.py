@@ -73,6 +73,12 @@ def test_a_quiet_hour_places_every_meeting_evenly_and_fast() -> None:
     # client → GC and back (2 x 20 ms) + a new join's cost (30 ms) + the MC call
     assert 60 < summary["joins"]["p50_ms"] < 120
     assert summary["failures"] == {}
+    steady = summary["before_failures"]
+    assert steady["until_s"] == 900.0
+    assert steady["join_p99_ms"] >= steady["join_p50_ms"] > 0
+    assert 0 < steady["gc_utilisation_max"] < 1
+    assert steady["pg_statements_per_s_max"] > 0
+    assert steady["redis_ops_per_s_busiest_shard_max"] > 0
 
 
 def test_a_lost_zone_s_meetings_are_re_placed_after_the_staleness_threshold() -> None:
@@ -94,6 +100,7 @@ def test_a_lost_zone_s_meetings_are_re_placed_after_the_staleness_threshold() ->
     assert {"stale", "unhealthy"} & set(s["joins"]["moves"])
     assert all(mc.hosted == 0 for mc in outcome.world.mcs if mc.zone == 0)
     assert s["failures"]["marked_unhealthy"]["count"] == 3
+    assert s["before_failures"]["until_s"] == 450.0
 
 
 def test_without_jitter_the_registration_storm_comes_in_waves() -> None:

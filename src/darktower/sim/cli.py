@@ -24,13 +24,16 @@ def sim(
     out: Annotated[
         Path, typer.Option(help="Directory for the results; one subdirectory per scenario.")
     ] = Path("sim-results"),
-    plots: Annotated[bool, typer.Option(help="Write PNG plots (needs darktower[sim]).")] = True,
+    plots: Annotated[
+        bool, typer.Option(help="Write PNG plots (needs matplotlib: the sim extra).")
+    ] = True,
     seed: Annotated[int | None, typer.Option(min=0, help="Override the scenarios' seed.")] = None,
     validate: Annotated[
         bool,
         typer.Option(
+            "--validate",
             help="Run the validation scenarios and compare them with bench/results and the "
-            "fault suite's recovery times (run from the repository)."
+            "fault suite's recovery times (run from the repository).",
         ),
     ] = False,
 ) -> None:

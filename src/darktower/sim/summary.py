@@ -87,6 +87,34 @@ def _failures(world: World) -> dict[str, Any]:
     return out
 
 
+def _before_failures(world: World) -> dict[str, Any] | None:
+    """The steady state: the sample intervals that end before the first failure (a whole run
+    without failures). None if the first failure comes in the first interval."""
+    rec = world.rec
+    first = min((f.at_s for f in world.s.failures if f.kind != "mc_crashes"), default=None)
+    n = rec.samples if first is None else int(first // rec.sample_s)
+    if n < 1:
+        return None
+    shards = world.s.fleet.redis_shards
+    lat = [v for b in rec.latencies[:n] for v in b]
+    maxes, means = rec.row("max_mc_meetings")[:n], rec.row("mean_mc_meetings")[:n]
+    ratios = [mx / mn for mx, mn in zip(maxes, means, strict=True) if mn >= 1.0]
+    return {
+        "until_s": round(n * rec.sample_s, 3),
+        "gc_cores_max": round(max(rec.row("gc_cores")[:n]), 3),
+        "gc_utilisation_max": round(max(rec.row("gc_utilisation")[:n]), 3),
+        "pg_statements_per_s_max": round(max(rec.rate("pg_statements")[:n]), 1),
+        "redis_ops_per_s_busiest_shard_max": round(
+            max(max(rec.rate(f"redis_ops_{k}")[:n]) for k in range(shards)), 1
+        ),
+        "join_p50_ms": _ms(lat, 50),
+        "join_p99_ms": _ms(lat, 99),
+        "herding_max_over_mean": round(max(ratios), 3) if ratios else None,
+        "max_meetings_per_mc": max(maxes),
+        "max_participants_per_mc": max(rec.row("max_mc_participants")[:n]),
+    }
+
+
 def summarize(world: World, wall_s: float) -> dict[str, Any]:
     """The summary of a finished run of `world` that took `wall_s` seconds."""
     s, rec, costs = world.s, world.rec, world.costs
@@ -144,6 +172,7 @@ def summarize(world: World, wall_s: float) -> dict[str, Any]:
                 max(shard_peaks, default=0.0) / costs.redis_shard_ops_s, 3
             ),
         },
+        "before_failures": _before_failures(world),
         "failures": _failures(world),
         "costs": {"figures": cost_figures, "sources": costs.sources},
     }
