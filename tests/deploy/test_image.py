@@ -138,7 +138,17 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for old in wheels.glob("darktower-*.whl"):
         old.unlink()
     # darktower's own wheel from this tree (the build stage builds it the same way).
-    _pip(sys.executable, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), ".")
+    # (Without build isolation: the dev venv's setuptools builds it, no index round trips.)
+    _pip(
+        sys.executable,
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--wheel-dir",
+        str(wheels),
+        ".",
+    )
     venv = tmp_path_factory.mktemp("image") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     args = []

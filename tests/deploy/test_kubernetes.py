@@ -1,13 +1,15 @@
-"""The Kubernetes manifests (deploy/kubernetes/): `kubectl kustomize` renders the base and the
-dev overlay, every rendered object validates strictly against the Kubernetes schema
-(`kubernetes-validate`), and the objects say what README "Deploying" promises: 2 GC replicas on a
-PostgreSQL URL from a Secret, MC ids from pod names, a grace period longer than the drain,
-HTTP and gRPC probes on the ports the services really listen on, PodDisruptionBudgets, zone
-spreading, NetworkPolicies that let only GCs reach MC gRPC, non-root pods, and no real secret
-in the repository."""
+"""The Kubernetes manifests (deploy/kubernetes/): README "Deploying"'s block runs as typed in a
+copy of them (keys, URLs and the binding secret into the dev overlay's git-ignored secrets/,
+then `kubectl kustomize`), the base and the dev overlay render, every rendered object validates
+strictly against the Kubernetes schema (`kubernetes-validate`), and the objects say what the
+README promises: 2 GC replicas on a PostgreSQL URL from a Secret, MC ids from pod names and a
+key of their own each, a grace period longer than the drain, HTTP and gRPC probes on the ports
+the services really listen on, PodDisruptionBudgets, zone spreading, NetworkPolicies that let
+only GCs reach MC gRPC, non-root pods, and no Secret or key in the repository."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,19 +19,27 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from tests.support.readme import bash_blocks_in
+from tests.support.services import darktower_env
+
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZE = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.30.0"
+BLOCK_TIMEOUT_S = 240
+
+# The README block starts `darktower` four times (seconds each, more on a loaded machine).
+pytestmark = pytest.mark.timeout(BLOCK_TIMEOUT_S + 60)
 
 Object = dict[str, Any]
 
 
-def render(path: Path) -> list[Object]:
+def render(path: Path, cwd: Path = ROOT) -> list[Object]:
     kubectl = shutil.which("kubectl")
     # No skip: CI installs kubectl (scripts/install-tools.sh); without it this check is missing.
     assert kubectl is not None, "kubectl is not installed: bash scripts/install-tools.sh"
     done = subprocess.run(
         [kubectl, "kustomize", str(path)],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -41,8 +51,34 @@ def render(path: Path) -> list[Object]:
 
 
 @pytest.fixture(scope="module")
-def dev() -> list[Object]:
-    return render(KUSTOMIZE / "overlays" / "dev")
+def readme_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of deploy/kubernetes (without any secrets/ of a local run) in which README
+    "Deploying"'s block ran as typed; the copy's root."""
+    root = tmp_path_factory.mktemp("readme-deploy")
+    shutil.copytree(
+        KUSTOMIZE, root / "deploy" / "kubernetes", ignore=shutil.ignore_patterns("secrets")
+    )
+    [block] = bash_blocks_in("## Deploying")
+    # As `tests.support.readme.run_bash`, with room for four `darktower` starts on a busy
+    # machine.
+    done = subprocess.run(
+        ["bash", "-ec", block],
+        env=darktower_env({}),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=BLOCK_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def dev(readme_copy: Path) -> list[Object]:
+    rendered = (readme_copy / "darktower-dev.yaml").read_text()
+    objects: list[Object] = [o for o in yaml.safe_load_all(rendered) if o]
+    return objects
 
 
 @pytest.fixture(scope="module")
@@ -66,19 +102,13 @@ def env(workload: Object) -> dict[str, Object]:
 
 
 def test_both_render_and_every_dev_object_validates(base: list[Object], dev: list[Object]) -> None:
-    kinds = {
-        "Deployment",
-        "StatefulSet",
-        "Service",
-        "PodDisruptionBudget",
-        "NetworkPolicy",
-        "Secret",
-        "ConfigMap",
-    }
+    kinds = {"Deployment", "StatefulSet", "Service", "PodDisruptionBudget", "NetworkPolicy"}
     assert kinds <= {o["kind"] for o in base}
-    # The overlay holds every object of the base (patched) plus its namespace: validating it
-    # validates what an operator applies (each validation loads schemas: seconds per object).
-    assert len(dev) == len(base) + 1
+    assert {"Secret", "ConfigMap"} & {o["kind"] for o in base} == set()
+    # The overlay holds every object of the base (patched), its namespace and the generated
+    # Secrets (5) and ConfigMaps (3): validating it validates what an operator applies (each
+    # validation loads schemas: seconds per object).
+    assert len(dev) == len(base) + 1 + 5 + 3
     for found in dev:
         kubernetes_validate.validate(found, KUBERNETES_VERSION, strict=True)
 
@@ -97,18 +127,24 @@ def test_the_dev_overlay_puts_everything_in_its_namespace(dev: list[Object]) -> 
     assert env(find(dev, "Deployment", "gc"))["GC_GRPC_REFLECTION"]["value"] == "true"
 
 
-def test_gc_two_replicas_on_postgresql_from_a_secret(base: list[Object]) -> None:
-    gc = find(base, "Deployment", "gc")
+def secret_value(objects: list[Object], name: str, key: str) -> str:
+    [secret] = [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == name]
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def test_gc_two_replicas_on_postgresql_from_a_secret(dev: list[Object]) -> None:
+    gc = find(dev, "Deployment", "gc")
     assert gc["spec"]["replicas"] == 2
     database = env(gc)["GC_DATABASE_URL"]
     assert "value" not in database
     ref = database["valueFrom"]["secretKeyRef"]
-    secret = find(base, "Secret", ref["name"])
-    assert secret["stringData"][ref["key"]].startswith("postgresql+asyncpg://")
-    redis = env(find(base, "StatefulSet", "mc"))["MC_REDIS_URL"]["valueFrom"]["secretKeyRef"]
-    assert find(base, "Secret", redis["name"])["stringData"][redis["key"]].startswith(
-        "redis+sentinel://"
-    )
+    # The generated Secret's name (with its content hash) is what the Deployment refers to.
+    assert secret_value(dev, ref["name"], ref["key"]).startswith("postgresql+asyncpg://")
+    redis = env(find(dev, "StatefulSet", "mc"))["MC_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+    assert secret_value(dev, redis["name"], redis["key"]).startswith("redis+sentinel://")
+    binding = env(find(dev, "StatefulSet", "mc"))["MC_BINDING_TOKEN_SECRET"]["valueFrom"]
+    secret = secret_value(dev, binding["secretKeyRef"]["name"], "MC_BINDING_TOKEN_SECRET")
+    assert len(bytes.fromhex(secret)) == 32
 
 
 def test_mc_ids_from_pod_names_and_a_grace_period_longer_than_the_drain(
@@ -186,10 +222,37 @@ def test_pods_run_as_non_root_with_nothing_to_escalate(base: list[Object]) -> No
         assert main["securityContext"]["capabilities"]["drop"] == ["ALL"]
 
 
-def test_the_repository_holds_placeholders_not_secrets(base: list[Object]) -> None:
-    secrets = [o for o in base if o["kind"] == "Secret"]
-    assert secrets
-    for secret in secrets:
-        for key, value in secret["stringData"].items():
-            assert "CHANGE-ME" in value, (secret["metadata"]["name"], key)
-        assert "data" not in secret
+def test_every_mc_pod_has_its_own_bound_key(dev: list[Object]) -> None:
+    mc = find(dev, "StatefulSet", "mc")
+    volumes = {v["name"]: v for v in mc["spec"]["template"]["spec"]["volumes"]}
+    keys = secret_data(dev, volumes["keys"]["secret"]["secretName"])
+    replicas = mc["spec"]["replicas"]
+    assert sorted(keys) == [f"mc-{i}.key" for i in range(replicas)]
+    for name, pem in keys.items():
+        # `darktower keys generate --id` binds the key to the pod name that loads it.
+        assert "PRIVATE KEY" in pem and name.removesuffix(".key") in pem, name
+    trusted = [o for o in dev if o["kind"] == "ConfigMap" and "trusted-mc" in o["metadata"]["name"]]
+    assert sorted(trusted[0]["data"]) == [f"mc-{i}.pub" for i in range(replicas)]
+
+
+def secret_data(objects: list[Object], name: str) -> dict[str, str]:
+    [secret] = [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == name]
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def test_the_repository_holds_no_secret_and_no_key() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "deploy"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert tracked
+    for path in tracked:
+        text = (ROOT / path).read_text()
+        assert "PRIVATE KEY" not in text, path
+        assert not path.endswith((".key", ".env", ".pem")), path
+        assert "/secrets/" not in path, path
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "deploy/kubernetes/overlays/dev/secrets/gc/gc.key"],
+        cwd=ROOT,
+        check=False,
+    )
+    assert ignored.returncode == 0
