@@ -35,6 +35,7 @@ from tests.support.tracing import memory_spans
 pytestmark = pytest.mark.timeout(30)
 
 METHOD = "/test.Echo/Call"
+SECRET = "s3cret-in-an-exception"
 ABORTING = "/test.Echo/Refuse"
 
 
@@ -251,6 +252,8 @@ async def test_a_failed_call_is_an_error_span_on_both_sides(
     assert {s.kind for s in failed} == {SpanKind.CLIENT, SpanKind.SERVER}
     for span in failed:
         assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description == "FAILED_PRECONDITION"
+        assert span.events == ()
         assert span.attributes is not None
         assert (
             span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
@@ -284,7 +287,7 @@ def _app() -> FastAPI:
 
     @app.get("/boom")
     async def boom() -> None:
-        raise RuntimeError("boom")
+        raise RuntimeError(f"cannot use {SECRET}")
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
@@ -356,3 +359,6 @@ async def test_a_failed_request_is_an_error_span_and_probes_are_not_traced(
     assert span.name == "GET /boom"
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None and span.attributes["http.response.status_code"] == 500
+    # The exception's class only: its text (here a secret) is not in the span.
+    assert span.attributes["error.type"] == "RuntimeError"
+    assert span.events == () and SECRET not in span.to_json()

@@ -9,6 +9,11 @@ must not be able to write to our logs by sending bad headers).
 
 Spans inside a request (`child_span`: the fenced Redis scripts) are made only when a span is
 current, so periodic work (Redis pings, heartbeats) makes no root spans of its own.
+
+Every span darktower makes goes through `started_span`: an exception leaving it marks it ERROR
+with `error.type` (the exception's class) and nothing else — never its message or traceback,
+which could hold a secret: spans are exported as they are, with no redaction filter in between
+as there is for log records.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -29,6 +34,7 @@ __all__ = [
     "current_ids",
     "extract",
     "inject",
+    "started_span",
     "tracer",
 ]
 
@@ -89,10 +95,38 @@ def child_span(
     *,
     kind: SpanKind = SpanKind.INTERNAL,
 ) -> Iterator[Span | None]:
-    """A span `name` under the current one, or nothing (None) when no span is current; an
-    exception leaving it is recorded on it and sets its status to ERROR."""
+    """A span `name` under the current one (`started_span`), or nothing (None) when no span is
+    current."""
     if not trace.get_current_span().get_span_context().is_valid:
         yield None
         return
-    with tracer().start_as_current_span(name, kind=kind, attributes=attributes) as span:
+    with started_span(name, kind=kind, attributes=attributes) as span:
         yield span
+
+
+@contextmanager
+def started_span(
+    name: str,
+    *,
+    context: otel_context.Context | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Iterator[Span]:
+    """A span made current for the block (under `context`'s span, else the current one); an
+    exception leaving the block sets `error.type` and the ERROR status, nothing of its text."""
+    with tracer().start_as_current_span(
+        name,
+        context=context,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_attribute("error.type", type(exc).__qualname__)
+            status = getattr(span, "status", None)  # an ERROR with a reason set inside stays
+            if status is None or status.status_code is not StatusCode.ERROR:
+                span.set_status(Status(StatusCode.ERROR))
+            raise

@@ -27,7 +27,7 @@ import grpc.aio
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from darktower.runtime.tracing import extract, inject, tracer
+from darktower.runtime.tracing import extract, inject, started_span
 
 __all__ = ["ClientTracing", "ServerTracing"]
 
@@ -71,9 +71,7 @@ class ClientTracing(_ClientInterceptor):
         if not trace.get_current_span().get_span_context().is_valid:
             return await continuation(client_call_details, request)
         name = _method_name(client_call_details.method)
-        with tracer().start_as_current_span(
-            name, kind=SpanKind.CLIENT, attributes=_rpc_attributes(name)
-        ) as span:
+        with started_span(name, kind=SpanKind.CLIENT, attributes=_rpc_attributes(name)) as span:
             metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()))
             for key, value in inject():
                 metadata.add(key, value)
@@ -110,7 +108,7 @@ class ServerTracing(_ServerInterceptor):
 
         async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
-            with tracer().start_as_current_span(
+            with started_span(
                 name, context=parent, kind=SpanKind.SERVER, attributes=_rpc_attributes(name)
             ) as span:
                 code: grpc.StatusCode | None = grpc.StatusCode.UNKNOWN

@@ -26,7 +26,7 @@ from typing import Any
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from darktower.runtime.tracing import extract, tracer
+from darktower.runtime.tracing import extract, started_span
 
 __all__ = ["UNTRACED_PREFIXES", "TracedHttpApp"]
 
@@ -65,7 +65,7 @@ class TracedHttpApp:
                 status = int(message["status"])
             await send(message)
 
-        with tracer().start_as_current_span(
+        with started_span(
             method,
             context=extract(scope.get("headers", ())),
             kind=SpanKind.SERVER,
