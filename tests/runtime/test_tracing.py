@@ -30,6 +30,7 @@ from darktower.runtime.grpc_channels import channel_for
 from darktower.runtime.serving import HttpServer
 from darktower.runtime.supervisor import TaskSupervisor
 from darktower.runtime.tracing import MAX_HEADER_CHARS, child_span, current_ids, extract
+from darktower.runtime.tracing_http import MAX_PATH_CHARS
 from tests.support.tracing import memory_spans
 
 pytestmark = pytest.mark.timeout(30)
@@ -355,7 +356,10 @@ async def test_a_failed_request_is_an_error_span_and_probes_are_not_traced(
 ) -> None:
     assert (await http.get("/boom")).status_code == 500
     assert (await http.get("/health/live")).status_code == 200
-    [span] = _servers(exported)
+    assert (await http.get("/x" * 4000)).status_code == 404
+    span, unrouted = _servers(exported)
+    assert unrouted.name == "GET" and unrouted.attributes is not None
+    assert unrouted.attributes["url.path"] == ("/x" * 4000)[:MAX_PATH_CHARS]
     assert span.name == "GET /boom"
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None and span.attributes["http.response.status_code"] == 500

@@ -3,7 +3,8 @@
 The span continues the client's trace when the request carries a valid W3C `traceparent`
 (`darktower.runtime.tracing.extract`), else starts a fresh one. Its name is the method and the
 route template once routing has matched (`POST /v1/meetings/{meeting_id}/join`), so names stay
-few; it records the method, the path, the route and the status (5xx: ERROR). Neither the query
+few (a path no route matches is named by its method alone); it records the method, the path
+(its first `MAX_PATH_CHARS`), the route and the status (5xx: ERROR). Neither the query
 string nor any header is recorded: both can carry credentials. Health probes and metric
 scrapes (`UNTRACED_PREFIXES`) are not traced.
 
@@ -28,11 +29,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from darktower.runtime.tracing import extract, started_span
 
-__all__ = ["UNTRACED_PREFIXES", "TracedHttpApp"]
+__all__ = ["MAX_PATH_CHARS", "UNTRACED_PREFIXES", "TracedHttpApp"]
 
 log = logging.getLogger("darktower.requests")
 
 UNTRACED_PREFIXES = ("/health/", "/metrics")
+# A client picks the path: what a span keeps of it is bounded.
+MAX_PATH_CHARS = 256
 
 
 def _route_template(scope: Scope) -> str | None:
@@ -71,7 +74,7 @@ class TracedHttpApp:
             kind=SpanKind.SERVER,
             attributes={
                 "http.request.method": method,
-                "url.path": path,
+                "url.path": path[:MAX_PATH_CHARS],
                 "url.scheme": str(scope.get("scheme", "http")),
             },
         ) as span:
