@@ -3,12 +3,14 @@ are scraped, and every metric named by a query of the Grafana dashboard
 (deploy/grafana/darktower.json), an expression of the Prometheus rules
 (deploy/prometheus/darktower-rules.yaml) or a runbook (docs/runbooks/) is exported by one of
 them; every counter has a sample from the start (0, so `rate()` has data), no `*_created`
-series doubles a family, and both answer the gRPC health check without a token."""
+series doubles a family, both answer the gRPC health check without a token, and a draining MC
+answers it NOT_SERVING at once while it still runs."""
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.fleet import Fleet
+from tests.e2e.fleet import Fleet, GcProc, McProc
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -87,9 +90,9 @@ def test_the_metric_name_reader_sees_what_it_should() -> None:
 def test_dashboards_rules_and_runbooks_name_only_exported_metrics(
     fleet: Fleet, database_url: str
 ) -> None:
-    gc = fleet.start_gc(database_url)
-    mc = fleet.start_mc(gc, "mc-1")
-    gc.wait_controllers({"mc-1": "healthy"})
+    # A drain long enough to be watched (the meeting below keeps it going).
+    gc = fleet.up(database_url, mcs={"mc-1": {"drain_seconds": "6"}}, mhs={"mh-1": "zone-a"})
+    mc = fleet.mcs["mc-1"]
     gc_text, mc_text = gc.metrics(), mc.metrics()
 
     available = exported(gc_text) | exported(mc_text)
@@ -106,9 +109,27 @@ def test_dashboards_rules_and_runbooks_name_only_exported_metrics(
         assert counters_without_samples(text) == [], name
         assert "_created" not in text, name
 
+    # The kubelet's view (no token) of both processes over their real gRPC ports (TLS here).
     for process in (gc, mc):
-        with process.channel() as channel:
-            answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=10
-            )
-        assert answer.status == health_pb2.HealthCheckResponse.SERVING, process.name
+        assert grpc_health(process) == SERVING, process.name
+
+    # A draining MC says NOT_SERVING at once, while it still runs and serves its meeting.
+    assert gc.join("observed").status_code == 200
+    mc.send_signal(signal.SIGTERM)
+    waited = wait_until(lambda: grpc_health(mc) == NOT_SERVING, timeout=3, what="mc-1 NOT_SERVING")
+    assert mc.running, mc.log()
+    assert waited < 3
+    assert mc.wait(timeout=30) == 0, mc.log()
+    assert grpc_health(gc) == SERVING
+
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def grpc_health(process: GcProc | McProc) -> int:
+    with process.channel() as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=10
+        )
+    return int(answer.status)
