@@ -99,6 +99,10 @@ class JoinRefused(ClientError):
         self.retryable = retryable
 
 
+class _McUnreachable(JoinRefused):
+    """The MC's WebSocket refused or timed out the connection: evidence for the GC."""
+
+
 @dataclass(frozen=True, slots=True)
 class Joined:
     """In the meeting: first join, reconnected (same participant id) or rejoined (a new
@@ -273,11 +277,15 @@ class ClientSession:
 
     # -- connecting ------------------------------------------------------------------------
 
-    async def _ask_gc(self) -> _GcAnswer:
+    async def _ask_gc(self, *, unreachable_mc_id: str | None = None) -> _GcAnswer:
+        """The GC's answer; `unreachable_mc_id`: the MC it named last time, which refused or
+        timed out our connection (the GC checks it and, if down, places the meeting anew)."""
         url = f"{self.gc_url}/v1/meetings/{quote(self.meeting_id, safe='')}/join"
         body: dict[str, str] = {"display_name": self.display_name}
         if self.user_id is not None:
             body["user_id"] = self.user_id
+        if unreachable_mc_id is not None:
+            body["unreachable_mc_id"] = unreachable_mc_id
         try:
             headers = (
                 {"Authorization": f"Bearer {self._access_token}"} if self._access_token else {}
@@ -318,20 +326,13 @@ class ClientSession:
         resume, the join carries the correlation id and binding token."""
         gc = await self._ask_gc()
         try:
-            ws = await connect(
-                gc.signaling_url,
-                open_timeout=self._open_timeout,
-                max_size=MAX_SERVER_FRAME_BYTES,
-                compression=None,
-                proxy=None,
-                ssl=self._ssl if gc.signaling_url.startswith("wss://") else None,
-            )
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            tls = tls_failure(exc)
-            why = f": TLS handshake failed ({tls})" if tls else ""
-            raise JoinRefused(
-                "mc_unreachable", f"cannot open {gc.signaling_url}{why}", retryable=True
-            ) from exc
+            ws = await self._open(gc)
+        except _McUnreachable:
+            # The MC the GC named does not take the connection (crashed?): ask again at once,
+            # naming it. The GC checks it itself and, if it is down, places the meeting anew;
+            # if it answers the GC, the same MC comes back and the usual backoff follows.
+            gc = await self._ask_gc(unreachable_mc_id=gc.mc_id)
+            ws = await self._open(gc)
         resuming = resume and self.correlation_id is not None and self.binding_token is not None
         join = Join(
             token=gc.join_token,
@@ -366,6 +367,32 @@ class ClientSession:
         self.host_id = first.host_id
         self.roster = {p.participant_id: p for p in first.roster}
         return first
+
+    async def _open(self, gc: _GcAnswer) -> ClientConnection:
+        """The WebSocket to the MC the GC named; `_McUnreachable` if the connection is refused
+        or times out, JoinRefused `mc_unreachable` for a TLS handshake that fails."""
+        try:
+            return await connect(
+                gc.signaling_url,
+                open_timeout=self._open_timeout,
+                max_size=MAX_SERVER_FRAME_BYTES,
+                compression=None,
+                proxy=None,
+                ssl=self._ssl if gc.signaling_url.startswith("wss://") else None,
+            )
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            tls = tls_failure(exc)
+            if tls:
+                raise JoinRefused(
+                    "mc_unreachable",
+                    f"cannot open {gc.signaling_url}: TLS handshake failed ({tls})",
+                    retryable=True,
+                ) from exc
+            # Refused or timed out: nobody there. An HTTP answer to the upgrade is somebody.
+            unreachable = isinstance(exc, OSError | TimeoutError)
+            raise (_McUnreachable if unreachable else JoinRefused)(
+                "mc_unreachable", f"cannot open {gc.signaling_url}", retryable=True
+            ) from exc
 
     async def _reconnect(self, why: str, *, immediately: bool = False) -> bool:
         """Get back in (see the module docstring); False when every attempt failed."""

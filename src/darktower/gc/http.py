@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from darktower.common.clock import utcnow
 from darktower.common.errors import invalid_field_as
-from darktower.common.ids import validate_id
+from darktower.common.ids import ID_FIELD_PATTERN, validate_id
 from darktower.common.limits import MAX_DISPLAY_NAME_CHARS
 from darktower.gc.access import AccessRefused, GcAccess
 from darktower.gc.api_docs import mount_api_docs
@@ -74,6 +74,14 @@ class JoinIn(BaseModel):
         description="1-100 characters (NFC, trimmed), no control, format (zero-width, "
         "bidirectional) or invisible characters; absent: the token's `name`, else its `sub`; "
         'a guest: "Guest"',
+    )
+    unreachable_mc_id: str | None = Field(
+        default=None,
+        pattern=ID_FIELD_PATTERN,
+        description="the MC this client was sent to and could not reach (its WebSocket "
+        "connect refused or timed out): the GC checks that MC itself and, if it does not "
+        "answer either, marks it unhealthy and places the meeting anew at once; if it "
+        "answers, the meeting stays (docs/applications.md)",
     )
 
 
@@ -377,7 +385,9 @@ def create_app(
             body_user_id=wanted.user_id,
             body_display_name=wanted.display_name,
         )
-        result = await placement.join(meeting_id, joiner=joiner)
+        result = await placement.join(
+            meeting_id, joiner=joiner, unreachable_mc_id=wanted.unreachable_mc_id
+        )
         return _join(result)
 
     @app.get(

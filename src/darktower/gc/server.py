@@ -32,6 +32,7 @@ from darktower.gc.grpc_services import add_gc_services, auth_interceptor
 from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
 from darktower.gc.http import create_app
 from darktower.gc.join import JoinTokenIssuer, PlacementService
+from darktower.gc.join.evidence import EvidenceChecks, McProbe
 from darktower.gc.jwks_route import mount_jwks
 from darktower.gc.last_heard import LastHeard
 from darktower.gc.limits import limits_from
@@ -253,6 +254,10 @@ class GcApp:
             attempts=s.placement_attempts,
             claim_stale_s=s.claim_stale_seconds,
             last_heard=self.last_heard,
+            # A client's `unreachable_mc_id`: checked by this GC itself, never trusted alone.
+            evidence=EvidenceChecks(
+                McProbe(self._tokens_for, gc_id=s.id, tls=self.tls), self._mark_down
+            ),
         )
         app = create_app(
             self.store,
@@ -285,6 +290,15 @@ class GcApp:
             self._http.url,
             s.region,
         )
+
+    async def _mark_down(self, mc_id: str) -> bool:
+        """An MC this GC found down on a client's evidence: pending heartbeats are written
+        first (a beat from its last moments must not land after the mark and undo it), then
+        it is marked UNHEALTHY. True if it was not already."""
+        assert self.store is not None
+        if self.heartbeats is not None:
+            await self.heartbeats.flush()
+        return await self.store.mark_controller_unhealthy(mc_id)
 
     async def stop(self) -> None:
         if self.grpc_health is not None:

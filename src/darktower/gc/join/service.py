@@ -37,6 +37,7 @@ from darktower.gc.domain import (
     Assignment,
     AssignmentState,
     Controller,
+    Health,
     LivePlacement,
     Registry,
 )
@@ -44,8 +45,9 @@ from darktower.gc.domain import MediaHandler as MhRow
 from darktower.gc.errors import InvalidGcRequest, NoControllerAvailable, NoMediaHandlerAvailable
 from darktower.gc.join.answer import JoinResult, JoinTokenIssuer, MhInfo, signaling_url
 from darktower.gc.join.events import PlacementEvent
+from darktower.gc.join.evidence import EvidenceChecks
 from darktower.gc.join.joiner import Joiner, validate_joiner
-from darktower.gc.join.metrics import MC_CALL_LATENCY, MC_CALLS, PLACEMENTS
+from darktower.gc.join.metrics import EVIDENCE_REPORTS, MC_CALL_LATENCY, MC_CALLS, PLACEMENTS
 from darktower.gc.last_heard import LastHeard
 from darktower.gc.mc_client import McClient, MhTargetSpec
 from darktower.gc.placement import (
@@ -88,8 +90,12 @@ class PlacementService:
         rng: random.Random | None = None,
         now: Clock = utcnow,
         last_heard: LastHeard | None = None,
+        evidence: EvidenceChecks | None = None,
     ) -> None:
+        """`evidence`: how a join's `unreachable_mc_id` is checked (None: such claims are
+        ignored, the MC is re-placed only once its silence makes it stale)."""
         self._store = store
+        self._evidence = evidence
         # Freshness by the newest beat / load report received, not only the stored one.
         self._last_heard = last_heard or LastHeard()
         self._mcs = mc_client
@@ -117,6 +123,7 @@ class PlacementService:
         display_name: str | None = None,
         joiner: Joiner | None = None,
         settings: MeetingSettings | None = None,
+        unreachable_mc_id: str | None = None,
     ) -> JoinResult:
         """Where the meeting is (placed now if needed), with a fresh join token for the
         joiner: `joiner` as the caller checked it (an access token's grant), else the one
@@ -127,6 +134,8 @@ class PlacementService:
             validate_id(meeting_id, "meeting_id")
         if joiner is None:
             joiner = validate_joiner(user_id, display_name)
+        if unreachable_mc_id is not None:
+            await self._weigh_evidence(meeting_id, unreachable_mc_id)
         move: Move | None = None
         for _ in range(MAX_ROUNDS):
             placement = await self._store.live_placement(meeting_id, self._region)
@@ -162,6 +171,32 @@ class PlacementService:
                 log.warning("meeting %s: took over a stale claim", meeting_id)
             return await self._place(meeting_id, joiner, registry, move, settings)
         raise NoControllerAvailable("contended", "the meeting kept changing hands; try again")
+
+    async def _weigh_evidence(self, meeting_id: str, mc_id: str) -> None:
+        """A client could not reach `mc_id`: if the meeting is live there, check that MC (once
+        per MC for a burst of claims, `EvidenceChecks`); one found down is marked UNHEALTHY, so
+        the join that follows moves the meeting. A claim about an MC that does not host the
+        meeting, or about one already unhealthy, costs no check."""
+        if self._evidence is None:
+            return
+        placement = await self._store.live_placement(meeting_id, self._region)
+        live = placement.assignment if placement is not None else None
+        controller = placement.controller if placement is not None else None
+        if (
+            live is None
+            or live.state != AssignmentState.ACTIVE
+            or live.mc_id != mc_id
+            or controller is None
+        ):
+            EVIDENCE_REPORTS.labels("not_hosting").inc()
+            return
+        if controller.health is Health.UNHEALTHY:
+            EVIDENCE_REPORTS.labels("already_unhealthy").inc()
+            return
+        down = await self._evidence.is_down(mc_id, controller.grpc_endpoint)
+        EVIDENCE_REPORTS.labels("down" if down else "alive").inc()
+        if down:
+            log.info("meeting %s: MC %s found down on a client's evidence", meeting_id, mc_id)
 
     # -- reuse -----------------------------------------------------------------------------
 

@@ -141,6 +141,20 @@ class RegistryStore:
         last_seen = func.coalesce(ControllerRow.last_heartbeat_at, ControllerRow.registered_at)
         return await self._mark_stale(ControllerRow, last_seen, older_than, heard)
 
+    async def mark_controller_unhealthy(self, id: str) -> bool:
+        """Mark one MC UNHEALTHY now, whatever its last heartbeat (the GC found it down on a
+        client's evidence); True if it was not UNHEALTHY already. Its next heartbeat (a
+        live MC's) sets its reported health again."""
+        statement = (
+            update(ControllerRow)
+            .where(ControllerRow.id == id, ControllerRow.health != Health.UNHEALTHY.value)
+            .values(health=Health.UNHEALTHY.value)
+            .returning(ControllerRow.id)
+        )
+        async with self._db.begin_transaction() as session:
+            marked = await session.scalar(statement, execution_options=ORM_BULK)
+        return marked is not None
+
     # --- media handlers --------------------------------------------------------------------
 
     async def upsert_media_handler(

@@ -104,6 +104,9 @@ class GcStore:
     ) -> list[str]:
         return await self.registry.mark_stale_controllers(older_than, heard=heard)
 
+    async def mark_controller_unhealthy(self, id: str) -> bool:
+        return await self.registry.mark_controller_unhealthy(id)
+
     async def upsert_media_handler(
         self,
         id: str,

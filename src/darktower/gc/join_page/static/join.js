@@ -48,6 +48,9 @@
     active: false, // between Join and Leave (or a fatal error)
     reconnects: 0,
     generation: 0, // bumps with every socket, so events of an old socket are ignored
+    // The MC the GC named whose socket never opened: sent with the next join as evidence
+    // (`unreachable_mc_id`); the GC checks that MC itself and re-places the meeting if down.
+    unreachableMcId: null,
   };
 
   function $(id) {
@@ -146,6 +149,7 @@
   async function askGc() {
     const body = { display_name: state.displayName };
     if (state.userId) body.user_id = state.userId;
+    if (state.unreachableMcId) body.unreachable_mc_id = state.unreachableMcId;
     const headers = { "Content-Type": "application/json", Accept: "application/json" };
     if (state.accessToken) headers.Authorization = "Bearer " + state.accessToken;
     const controller = new AbortController();
@@ -208,8 +212,11 @@
     const generation = ++state.generation;
     const socket = new WebSocket(answer.signaling_url);
     state.socket = socket;
+    let opened = false;
     socket.addEventListener("open", () => {
       if (generation !== state.generation) return;
+      opened = true;
+      state.unreachableMcId = null;
       const join = { type: "join", token: answer.join_token, meeting_id: state.meetingId };
       if (state.correlationId && state.bindingToken) {
         join.correlation_id = state.correlationId;
@@ -230,7 +237,14 @@
     socket.addEventListener("close", () => {
       if (generation !== state.generation) return;
       state.socket = null;
-      if (state.active) reconnect("the connection dropped");
+      if (!state.active) return;
+      if (!opened && state.unreachableMcId !== answer.mc_id) {
+        // The MC never took the connection: ask the GC again at once, naming it.
+        state.unreachableMcId = String(answer.mc_id);
+        reconnect("cannot reach " + answer.mc_id, true);
+      } else {
+        reconnect("the connection dropped");
+      }
     });
   }
 
@@ -379,6 +393,7 @@
     state.displayName = name;
     state.active = true;
     state.reconnects = 0;
+    state.unreachableMcId = null;
     state.muted = false;
     state.hostId = null;
     dropSession();
