@@ -135,6 +135,8 @@ def write_plots(world: World, out_dir: Path) -> list[Path]:
         times = sorted(world.replaced)
         if times:
             axes[2].plot(times, [(i + 1) / len(times) for i in range(len(times))])
+        else:
+            axes[2].text(0.5, 0.5, "no meeting lost its MC", ha="center", va="center")
         axes[2].set_xlabel("seconds from losing its MC to a join answered by a live MC")
         axes[2].set_ylabel("share of lost meetings")
         for ax in axes[:2]:
