@@ -214,7 +214,10 @@ def mount_meetings_api(
     error_model: type[BaseModel],
 ) -> None:
     """Add the meeting API's routes (module docstring) and its error handler to `app`."""
-    mcs: McClient = placement.mc_client
+
+    def mcs() -> McClient:
+        # Looked up per call: the app is also built without a placement (its OpenAPI document).
+        return placement.mc_client
 
     @app.exception_handler(MeetingApiError)
     async def _api_error(request: Request, exc: MeetingApiError) -> JSONResponse:
@@ -274,7 +277,7 @@ def mount_meetings_api(
     ) -> tuple[str, CommandOutcome]:
         mc_id, endpoint = await hosting(meeting_id)
         outcome = await call(
-            lambda: mcs.command(
+            lambda: mcs().command(
                 endpoint,
                 what,  # type: ignore[arg-type]
                 meeting_id,
@@ -313,7 +316,7 @@ def mount_meetings_api(
             meeting_id = "m-" + secrets.token_hex(8)
         creator = validate_joiner(grant.identity, None)
         result = await placement.join(meeting_id, joiner=creator, settings=settings)
-        view = await _roster_or_none(mcs, result.mc_grpc_endpoint, meeting_id, result.mc_id)
+        view = await _roster_or_none(mcs(), result.mc_grpc_endpoint, meeting_id, result.mc_id)
         return MeetingCreatedOut(
             meeting_id=meeting_id,
             created=not result.reused,
@@ -346,7 +349,7 @@ def mount_meetings_api(
         if row.state != AssignmentState.ACTIVE or row.mc_id is None or placed.controller is None:
             return out
         try:
-            view = await mcs.roster(
+            view = await mcs().roster(
                 placed.controller.grpc_endpoint,
                 meeting_id,
                 mc_id=row.mc_id,
@@ -374,7 +377,7 @@ def mount_meetings_api(
         checked_id(meeting_id)
         allowed(authorization, meeting_id, host_may=True, write=False)
         mc_id, endpoint = await hosting(meeting_id)
-        view = await call(lambda: mcs.roster(endpoint, meeting_id, mc_id=mc_id))
+        view = await call(lambda: mcs().roster(endpoint, meeting_id, mc_id=mc_id))
         if not view.hosted:
             raise _NOT_HOSTED
         return ParticipantsOut(
