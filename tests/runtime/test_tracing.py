@@ -179,9 +179,13 @@ async def test_a_call_inside_a_span_continues_the_trace_on_the_server(
 ) -> None:
     service, endpoint = echo
     channel = channel_for(endpoint)
+    forged, forged_trace_id, _ = fresh_traceparent()
     try:
         with trace.get_tracer("test").start_as_current_span("request"):
-            answer = await channel.unary_unary(METHOD, None, None)(b"hi", timeout=10)
+            # A traceparent the caller set itself is replaced; other metadata goes through.
+            answer = await channel.unary_unary(METHOD, None, None)(
+                b"hi", timeout=10, metadata=(("traceparent", forged), ("x-other", "1"))
+            )
     finally:
         await channel.close(None)
     assert answer == b"ok"
@@ -201,6 +205,7 @@ async def test_a_call_inside_a_span_continues_the_trace_on_the_server(
     [(seen_ids, metadata)] = service.seen
     assert seen_ids == ids(server)[:2]
     assert metadata["traceparent"].split("-")[1:3] == list(ids(client)[:2])
+    assert metadata["x-other"] == "1" and forged_trace_id not in str(metadata)
 
 
 async def test_a_call_outside_any_span_carries_nothing_and_makes_no_span(

@@ -27,7 +27,7 @@ import grpc.aio
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from darktower.runtime.tracing import extract, inject, started_span
+from darktower.runtime.tracing import TRACE_HEADERS, extract, inject, started_span
 
 __all__ = ["ClientTracing", "ServerTracing"]
 
@@ -72,7 +72,14 @@ class ClientTracing(_ClientInterceptor):
             return await continuation(client_call_details, request)
         name = _method_name(client_call_details.method)
         with started_span(name, kind=SpanKind.CLIENT, attributes=_rpc_attributes(name)) as span:
-            metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()))
+            # Ours replaces any the caller set, so the server sees this span as the parent.
+            metadata = grpc.aio.Metadata(
+                *(
+                    (key, value)
+                    for key, value in client_call_details.metadata or ()
+                    if key not in TRACE_HEADERS
+                )
+            )
             for key, value in inject():
                 metadata.add(key, value)
             details = grpc.aio.ClientCallDetails(
