@@ -9,11 +9,11 @@ from darktower.auth.certs_cli import certs_app
 from darktower.auth.cli import keys_app, token
 from darktower.client.cli import client
 from darktower.dev.cli import dev
-from darktower.dev.roll import roll
-from darktower.gc.cli import drain, gc, join, status
+from darktower.gc.cli import gc, join, status
 from darktower.gc.meetings_cli import meetings_app
 from darktower.mc.call import assign
 from darktower.mc.cli import mc
+from darktower.mh.cli import mh
 from darktower.mhsim.cli import mh_sim
 from darktower.sim.cli import sim
 from darktower.webhooks.cli import webhook_receiver
@@ -37,13 +37,12 @@ app.command("access-token")(access_token)
 app.command("mc")(mc)
 app.command("assign")(assign)
 app.command("dev")(dev)
-app.command("roll")(roll)
 app.command("gc")(gc)
 app.command("join")(join)
 app.command("status")(status)
-app.command("drain")(drain)
 app.add_typer(meetings_app, name="meetings")
 app.command("mh-sim")(mh_sim)
+app.command("mh")(mh)
 app.command("client")(client)
 app.command("sim")(sim)
 app.command("webhook-receiver")(webhook_receiver)

@@ -17,15 +17,14 @@ from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import load_private_key
 from darktower.auth.service_types import ServiceType
 from darktower.auth.tokens import GC_AUDIENCE, SCOPE_GC, SCOPE_MC, SCOPE_MH
-from darktower.embedded.redis import free_port
 from darktower.gc.domain import Health
 from darktower.mh.server import MhApp
-from darktower.mh.settings import MhSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 from darktower.wire.dark_tower import signaling_pb2 as sig
 from tests.client import InProcessFleet, in_process_fleet
 from tests.support.janus_client import janus_client, requires_janus
+from tests.support.media import mh_settings
 from tests.support.waiting import eventually
 
 pytestmark = [requires_janus, pytest.mark.timeout(120)]
@@ -76,20 +75,8 @@ class Setup:
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     async with in_process_fleet(tmp_path, "redis://unused", mcs=0, mhs=0) as fleet:
-        settings = MhSettings(
-            id=MH_ID,
-            region="test",
-            zone="zone-a",
-            gc_endpoint=fleet.gc_grpc,
-            grpc_bind=f"127.0.0.1:{free_port()}",
-            health_bind=f"127.0.0.1:{free_port()}",
-            service_key_file=fleet.key_dir / "mh" / f"{MH_ID}.key",
-            trusted_mc_key_files=[fleet.key_dir / "mc"],
-            janus_dir=tmp_path / "janus",
-            janus_ws_bind=f"127.0.0.1:{free_port()}",
-            janus_rtp_port_range="41000-41999",
-            janus_ice_enforce_list="lo",
-            max_streams=10,
+        settings = mh_settings(fleet.key_dir, fleet.gc_grpc, MH_ID, tmp_path).model_copy(
+            update={"max_streams": 10}
         )
         mh = MhApp(settings)
         await mh.start()

@@ -29,8 +29,8 @@ from darktower.common.meeting_settings import MeetingSettings
 from darktower.fencing import FencedStore, Lease
 from darktower.mc.admission import AdmissionState, Rejection, decide_admission
 from darktower.mc.binding import SessionBinder
+from darktower.mc.media import MediaRegistrar
 from darktower.mc.meeting import EndMeeting, MeetingActor, MeetingLimits, Touch
-from darktower.mc.meeting.handoff import MIGRATED
 from darktower.mc.metrics import (
     MEETINGS_ACTIVE,
     MEETINGS_ADMITTING,
@@ -161,8 +161,10 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         tasks: TaskSupervisor | None = None,
         meeting_limits: MeetingLimits | None = None,
         events: EventSink | None = None,
+        media: MediaRegistrar | None = None,
     ) -> None:
-        """`binder` None: the meetings admit no clients (client signaling disabled). `tasks`
+        """`media`: registers admitted participants with their meetings' MHs (None: no media
+        grants). `binder` None: the meetings admit no clients (client signaling disabled). `tasks`
         runs the touch loop (task `touch-loop`; a private supervisor if None).
         `meeting_limits`: each meeting's empty timeout, participant cap and coalescing."""
         super().__init__(mc_id)
@@ -176,6 +178,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._grace_seconds = disconnect_grace_seconds
         self._meeting_limits = meeting_limits or MeetingLimits()
         self._events = events  # the webhook outbox the meetings record their events in
+        self._media = media
         self._meetings: dict[str, MeetingActor] = {}
         # Sum of counted_participants over self._meetings, kept up to date by the meetings'
         # on_participants reports and by commit/forget (admission reads it on every Reserve).
@@ -297,6 +300,7 @@ class MeetingControllerActor(Actor[ControllerMessage]):
             limits=self._meeting_limits,
             settings=message.settings,
             events=self._events,
+            media=self._media,
         )
         self.spawn(meeting)
         self._meetings[message.meeting_id] = meeting
@@ -320,8 +324,6 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._forget(child)
         reason = "crashed" if exc is not None else child.end_reason or "stopped"
         log.info("meeting %s left this MC (%s)", child.meeting_id, reason)
-        if reason == MIGRATED:
-            return  # handed off to another MC (live migration): it goes on there, no end
         if reason != "stopped":
             MEETINGS_ENDED.labels(reason).inc()
         # A fenced-out meeting is reported too: after a real takeover the GC ignores the notice

@@ -37,9 +37,9 @@ from darktower.mc.health import derive_health
 from darktower.mc.http import health_app
 from darktower.mc.join_once import RedisJoinTokenLedger
 from darktower.mc.limits import client_limits, meeting_limits
+from darktower.mc.media import MediaRegistrar
 from darktower.mc.meeting_commands import MeetingCommands
 from darktower.mc.metrics import READY, TASK_CRASHES, TASKS
-from darktower.mc.migration import DrainReport, Migrator
 from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.service_keys import McServiceKeys
 from darktower.mc.settings import McSettings
@@ -157,6 +157,18 @@ class McApp:
                 RedisNonceLedger(self.redis),
                 ttl_seconds=settings.binding_token_ttl_seconds,
             )
+        # The own key, loaded once: it signs calls to the GC and to media handlers.
+        self._signing = (
+            None
+            if settings.service_key_file is None
+            else self.keys.sign_with(_signing_key(settings))
+        )
+        # Participants are registered with their meetings' MHs (README "Media").
+        self.media = (
+            None
+            if self._signing is None
+            else MediaRegistrar(self._signing, settings.id, tls=self.tls)
+        )
         self.controller = MeetingControllerActor(
             settings.id,
             store=self.store,
@@ -175,6 +187,7 @@ class McApp:
                 if settings.events_enabled
                 else None
             ),
+            media=self.media,
         )
         self.signaling: SignalingServer | None = None
         if binder is not None:
@@ -188,11 +201,11 @@ class McApp:
             )
         self.link: GcLink | None = None
         if settings.gc_endpoint:
-            if settings.service_key_file is None:
+            if self._signing is None:
                 raise StartupError("MC_SERVICE_KEY_FILE is needed to call the GC")
             service_type, scope = ServiceType.MEETING_CONTROLLER, SCOPE_GC
             tokens = ServiceTokenProvider(
-                self.keys.sign_with(_signing_key(settings)),
+                self._signing,
                 service_type=service_type,
                 scope=scope,
                 issuer=settings.id,
@@ -219,26 +232,12 @@ class McApp:
             options=GRPC_LISTEN_OPTIONS,
         )
         pb_grpc.add_MeetingControllerServiceServicer_to_server(
-            MeetingControllerServicer(
-                self.assigner, MeetingCommands(self.controller), drain=self.request_drain
-            ),
+            MeetingControllerServicer(self.assigner, MeetingCommands(self.controller)),
             self.grpc_server,
         )
         self.grpc_health.add_to(self.grpc_server)
         self.grpc_port = 0
         self._http: HttpServer | None = None
-        # Set by an operator's drain (DrainController): `serve` then drains as on SIGTERM.
-        self.drain_requested = asyncio.Event()
-        self.drain_report: DrainReport | None = None
-
-    def request_drain(self) -> int:
-        """Start the drain as SIGTERM does (`serve` waits for this event too); answers the
-        meetings hosted. Stops admitting at once, so no meeting is placed here meanwhile."""
-        if self.controller.running:
-            with contextlib.suppress(ActorStopped):
-                self.controller.send(SetDraining())
-        self.drain_requested.set()
-        return len(self.controller.meetings)
 
     def _client_ssl_context(self) -> ssl.SSLContext | None:
         """WSS with the MC's certificate, unless MC_CLIENT_TLS=false."""
@@ -373,31 +372,11 @@ class McApp:
             # that beat) before the GC heard DRAINING.
             await self.link.send_fast_beat(timeout=min(DRAIN_BEAT_TIMEOUT_SECONDS, budget / 4))
         margin = min(DRAIN_END_MARGIN_SECONDS, budget / 2)
-        report = DrainReport()
-        migrator: Migrator | None = None
-        if self.link is not None and self.controller.running:
-            # Live migration (README "Rolling upgrades"): every meeting to another MC.
-            migrator = Migrator(self.controller, self._gc_client)
-            report = await migrator.migrate_all(until=deadline - margin)
         ended = await self.controller.wait_empty(deadline - margin - time.monotonic())
         if not ended and self.controller.running:
-            left = [m for m in self.controller.meetings.values() if not m.lost]
-            log.info("drain deadline: ending %d meetings", len(left))
-            for meeting in left:
-                why = (
-                    "no migration"
-                    if migrator is None
-                    else migrator.not_placed.get(meeting.meeting_id, "not migrated")
-                )
-                log.warning("meeting %s ended at the drain deadline: %s", meeting.meeting_id, why)
-                report.ended[meeting.meeting_id] = why
+            log.info("drain deadline: ending %d meetings", len(self.controller.meetings))
             self.controller.send(EndAll("drained"))
             await self.controller.wait_empty(deadline - margin / 2 - time.monotonic())
-            for meeting_id in list(report.ended):
-                if meeting_id in self.controller.meetings:
-                    report.failed[meeting_id] = report.ended.pop(meeting_id)
-        self.drain_report = report
-        log.info("drain: %s", report.summary())
         if self.link is not None:
             await self.link.flush(timeout=max(0.1, deadline - time.monotonic()))
         await self.stop(deadline_seconds=max(0.5, deadline - time.monotonic()))
@@ -421,6 +400,8 @@ class McApp:
             await self._http.stop()
         report = await self.tasks.stop(max(0.1, deadline - time.monotonic()))
         log.info("stopped background tasks: %s", report.summary())
+        if self.media is not None:
+            await self.media.aclose()
         await self.redis.aclose()
         await self._ping_redis.aclose()
         log.info("MC %s stopped", self.settings.id)
@@ -429,4 +410,4 @@ class McApp:
 async def serve(settings: McSettings) -> None:
     """Run until SIGTERM or SIGINT, then drain (see `McApp.drain`)."""
     app = McApp(settings)
-    await serve_until_signalled(app.start, app.drain, signalled=app.drain_requested)
+    await serve_until_signalled(app.start, app.drain)

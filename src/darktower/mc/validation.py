@@ -69,6 +69,9 @@ class MhTarget:
     mh_id: str
     endpoint: str
     role: MhRole
+    # Where the MC calls MediaHandlerService (`grpc_endpoint` on the wire); "" from a GC that
+    # does not send it: the MC registers no participants there.
+    grpc_endpoint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +97,19 @@ def _validate_mh(assignment: pb.MhAssignment, index: int, seen: set[str]) -> MhT
         role = MhRole.from_proto(assignment.role)
     except ValueError:
         raise InvalidMcRequest(f"{prefix}.role", "must be a defined MhRole") from None
+    grpc_endpoint = assignment.grpc_endpoint
+    if grpc_endpoint:
+        validate_endpoint(grpc_endpoint, f"{prefix}.grpc_endpoint")
     seen.add(mh_id)
-    return MhTarget(mh_id=mh_id, endpoint=endpoint, role=role)
+    return MhTarget(mh_id=mh_id, endpoint=endpoint, role=role, grpc_endpoint=grpc_endpoint)
 
 
 def validate_assign(req: pb.AssignMeetingWithMhRequest) -> AssignRequest:
     """Convert `req` into an `AssignRequest` or raise `InvalidMcRequest` for its first problem.
 
     Checked in order: `meeting_id`; the list `mh_assignments` (1 to 16 entries); each entry
-    in order (`mh_id`, no duplicate `mh_id`, `webtransport_endpoint`, `role`); then
+    in order (`mh_id`, no duplicate `mh_id`, `webtransport_endpoint`, `role`,
+    `grpc_endpoint` when set); then
     `requesting_gc_id`, which may be empty; then `settings`, when present
     (`darktower.common.meeting_settings`).
     """

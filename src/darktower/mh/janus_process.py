@@ -93,7 +93,9 @@ class JanusKeeper:
     async def _start_and_wait(self) -> bool:
         if self._binary is None:
             return await self._answers()
-        self.process = await asyncio.to_thread(self._start)
+        # Started from the loop's thread, not a worker thread: the child's parent-death signal
+        # is tied to the thread that forked it (`darktower.runtime.processes`).
+        self.process = self._start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._start_timeout
         while loop.time() < deadline:

@@ -19,7 +19,9 @@ Client → MC:
 MC → client:
 
     join_answer         {participant_id, correlation_id, binding_token, roster, host_id,
-                         reconnected, metadata?}   metadata: the meeting's, as created
+                         reconnected, metadata?, media?}   metadata: the meeting's, as
+                                               created; media: [{mh_id, role, url, room,
+                                               token}], one per media handler
     participant_joined  {participant, host_id?}   host_id: set when the joiner became host
     participant_left    {participant_id, reason, host_id?}
                                                reason: voluntary | timeout | removed |
@@ -30,11 +32,6 @@ MC → client:
                                                by: the host's participant id, or "api" (the
                                                application's meeting API)
     pong                {nonce?, binding_token?}   a fresh binding token with each pong
-    redirect            {signaling_url, token, correlation_id, binding_token, reason}
-                                               the meeting moved to another MC (reason:
-                                               "migration", its MC drains): open signaling_url
-                                               and send join {token, correlation_id,
-                                               binding_token}; the MC closes this socket after
     error               {code, message}            codes in ErrorCode; fatal ones close the socket
 
 `roster` is a list of participants: {participant_id, user_id, display_name, muted,
@@ -63,6 +60,7 @@ __all__ = [
     "JoinAnswer",
     "Leave",
     "LeaveReason",
+    "MediaGrant",
     "Muted",
     "Participant",
     "ParticipantJoined",
@@ -71,7 +69,6 @@ __all__ = [
     "Ping",
     "Pong",
     "ProtocolError",
-    "Redirect",
     "SelfMute",
     "ServerMessage",
     "encode",
@@ -166,6 +163,19 @@ class Participant(BaseModel):
     connected: bool = True
 
 
+class MediaGrant(BaseModel):
+    """Where and how the client sends and receives media on one media handler: `url` is the
+    handler's http(s) URL (the client opens ws(s) there, Janus's WebSocket API), `room` and
+    `token` admit this participant into this meeting's room only."""
+
+    model_config = ConfigDict(frozen=True)
+    mh_id: str
+    role: str  # "primary" or "backup"
+    url: str
+    room: str
+    token: str = Field(repr=False)  # admits into the room: never in a log
+
+
 class JoinAnswer(_Frame):
     type: Literal["join_answer"] = "join_answer"
     participant_id: str
@@ -177,6 +187,9 @@ class JoinAnswer(_Frame):
     # Added in v1 (optional): the meeting's metadata as the application set it when creating
     # the meeting (`POST /v1/meetings`, at most 4 KiB, opaque); null when it set none.
     metadata: str | None = None
+    # Added with media (optional): one grant per media handler that registered the
+    # participant, the primary first; empty when no media handler serves the meeting.
+    media: list[MediaGrant] = []
 
 
 class ParticipantJoined(_Frame):
@@ -215,21 +228,6 @@ class Pong(_Frame):
     binding_token: str | None = None
 
 
-class Redirect(_Frame):
-    """Added in v1: the meeting moved to another MC while this client was connected (its MC
-    drains). The client resumes its session there: `join {token, correlation_id,
-    binding_token}` on `signaling_url` answers `join_answer {reconnected: true}` with the same
-    participant id. `token` is a fresh join token for this client's user (good for one join)."""
-
-    type: Literal["redirect"] = "redirect"
-    signaling_url: str
-    token: str
-    correlation_id: str
-    binding_token: str
-    reason: str = "migration"
-    mc_id: str | None = None  # the new MC's id, for display
-
-
 class ErrorMsg(_Frame):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -237,27 +235,13 @@ class ErrorMsg(_Frame):
 
 
 ServerMessage = Annotated[
-    JoinAnswer
-    | ParticipantJoined
-    | ParticipantLeft
-    | ParticipantUpdated
-    | Muted
-    | Pong
-    | Redirect
-    | ErrorMsg,
+    JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg,
     Field(discriminator="type"),
 ]
 
 _client: TypeAdapter[Join | SelfMute | HostMute | Leave | Ping] = TypeAdapter(ClientMessage)
 _server: TypeAdapter[
-    JoinAnswer
-    | ParticipantJoined
-    | ParticipantLeft
-    | ParticipantUpdated
-    | Muted
-    | Pong
-    | Redirect
-    | ErrorMsg
+    JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg
 ] = TypeAdapter(ServerMessage)
 
 
@@ -305,14 +289,7 @@ def parse_client(frame: str | bytes) -> Join | SelfMute | HostMute | Leave | Pin
 def parse_server(
     frame: str | bytes,
 ) -> (
-    JoinAnswer
-    | ParticipantJoined
-    | ParticipantLeft
-    | ParticipantUpdated
-    | Muted
-    | Pong
-    | Redirect
-    | ErrorMsg
+    JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg
 ):
     """An MC frame → its message (for clients); ProtocolError on anything else."""
     data = _load(frame, MAX_SERVER_FRAME_BYTES)

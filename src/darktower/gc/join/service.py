@@ -287,9 +287,13 @@ class PlacementService:
             self._event(meeting_id, None, reason.value)
             raise NoControllerAvailable(reason.value, _REASON_TEXT[reason.value])
         by_id = {c.id: c for c in controllers}
+        grpc_endpoints = {h.id: h.grpc_endpoint for h in handlers}
         targets = [
             MhTargetSpec(
-                m.id, m.webtransport_endpoint, pb.MH_ROLE_PRIMARY if i == 0 else pb.MH_ROLE_BACKUP
+                m.id,
+                m.webtransport_endpoint,
+                pb.MH_ROLE_PRIMARY if i == 0 else pb.MH_ROLE_BACKUP,
+                grpc_endpoint=grpc_endpoints.get(m.id, ""),
             )
             for i, m in enumerate(mhs)
         ]

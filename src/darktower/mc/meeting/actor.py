@@ -30,7 +30,6 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
-from enum import Enum
 from typing import Any, assert_never
 
 from darktower.actors import Actor, ActorStopped
@@ -40,16 +39,8 @@ from darktower.common.meeting_settings import MeetingSettings
 from darktower.fencing import FencedOut, FencedStore, FencingError, Lease, StoreUnavailable
 from darktower.mc.binding import SessionBinder
 from darktower.mc.connection import ConnectionActor
+from darktower.mc.media import MediaRegistrar
 from darktower.mc.meeting.events import MeetingEvents
-from darktower.mc.meeting.handoff import (
-    MIGRATED,
-    FrozenAction,
-    Traveller,
-    close_quietly,
-    hand_off,
-    travellers,
-    while_frozen,
-)
 from darktower.mc.meeting.join import STORE_DOWN, UNAVAILABLE, JoinRefusal
 from darktower.mc.meeting.limits import EMPTY_TIMEOUT, MeetingLimits
 from darktower.mc.meeting.messages import (
@@ -58,14 +49,11 @@ from darktower.mc.meeting.messages import (
     EmptyExpired,
     EndMeeting,
     FlushUpdates,
-    Freeze,
     GraceExpired,
-    HandOff,
     JoinRequest,
     MeetingMessage,
     MuteIdentity,
     RemoveIdentity,
-    Thaw,
     Touch,
     UpdateMhs,
 )
@@ -75,21 +63,12 @@ from darktower.mc.meeting.sessions import SessionTokens
 from darktower.mc.metrics import FENCED_OUT
 from darktower.mc.roster import SETTINGS_FIELD, Roster
 from darktower.mc.validation import MhTarget, mh_list_json
-from darktower.signaling.protocol import LeaveReason
+from darktower.signaling.protocol import LeaveReason, MediaGrant
 from darktower.webhooks.outbox import EventSink
 
 __all__ = ["LAST_PARTICIPANT_LEFT", "MeetingActor"]
 
 log = logging.getLogger(__name__)
-
-
-class _Apply(Enum):
-    """`_migrating`'s answer for a message the meeting handles as usual."""
-
-    APPLY = "apply"
-
-
-_APPLY = _Apply.APPLY
 
 # The end reason of a meeting whose last participant left for good (reported to the GC).
 LAST_PARTICIPANT_LEFT = "last_participant_left"
@@ -111,13 +90,15 @@ class MeetingActor(Actor[MeetingMessage]):
         admit: Callable[[], bool] = lambda: True,
         on_participants: Callable[[MeetingActor, int], None] | None = None,
         limits: MeetingLimits | None = None,
-        events: EventSink | None = None,
         settings: MeetingSettings | None = None,
+        events: EventSink | None = None,
+        media: MediaRegistrar | None = None,
     ) -> None:
         """`binder` None: no clients are admitted. `admit()` says whether the MC can take
         one more participant (read at each join). `on_participants(self, delta)` is
         called synchronously whenever the roster's size changes (the controller's totals).
-        `settings`: the ones the assignment carried (see the module docstring)."""
+        `settings`: the ones the assignment carried (see the module docstring). `media`:
+        registers each admitted participant with the meeting's MHs (None: no media grants)."""
         super().__init__(lease.meeting_id)
         meeting_id = self.meeting_id = lease.meeting_id
         self.lease = lease  # (meeting, owner, generation) of every fenced write
@@ -126,13 +107,10 @@ class MeetingActor(Actor[MeetingMessage]):
         self._sync = RosterSync(store, lease)
         # The webhook outbox (None: no events are recorded); see `events.py`.
         self._events = MeetingEvents(events, lease)
-        self._tokens = None if binder is None else SessionTokens(binder, meeting_id)
-        # Set by `Freeze` (live migration, `handoff.py`): the meeting writes nothing any more.
-        self.frozen = False
         self._participants = Participants(
             meeting_id,
             sync=self._sync,
-            tokens=self._tokens,
+            tokens=None if binder is None else SessionTokens(binder, meeting_id),
             grace_seconds=grace_seconds,
             admit=admit,
             spawn=self.spawn,
@@ -141,7 +119,9 @@ class MeetingActor(Actor[MeetingMessage]):
             limits=limits,
             flush_later=self._flush_later,
             events=self._events,
+            media=None if media is None else self._media_grants,
         )
+        self._media = media
         self._mc_limits = limits or MeetingLimits()
         self._empty_timeout = self._mc_limits.empty_timeout_seconds
         self._assigned_settings = settings
@@ -224,19 +204,22 @@ class MeetingActor(Actor[MeetingMessage]):
     async def on_stop(self) -> None:
         self._participants.graces.cancel_all()
         self._disarm_empty()
+        # Ended here (not fenced out, migrated — `handoff.MIGRATED` — or stopped with the
+        # process): its media rooms go too.
+        keeps_rooms = self.end_reason in (None, "fenced_out", "migrated")
+        if self._media is not None and not keeps_rooms:
+            await self._media.end(self.meeting_id, self.mhs)
+
+    async def _media_grants(self, participant_id: str) -> list[MediaGrant]:
+        assert self._media is not None
+        return await self._media.grants(self.meeting_id, participant_id, self.mhs)
 
     # -- messages --------------------------------------------------------------------------
 
-    async def handle(
-        self, message: MeetingMessage
-    ) -> Exception | JoinRefusal | int | list[Traveller] | None:
+    async def handle(self, message: MeetingMessage) -> Exception | JoinRefusal | int | None:
         joining = isinstance(message, JoinRequest)
         if self.lost:
             return UNAVAILABLE if joining else FencedOut(self.meeting_id, None, None)
-        if self.frozen or isinstance(message, Freeze | Thaw | HandOff):
-            frozen = self._migrating(message)
-            if not isinstance(frozen, _Apply):
-                return frozen
         try:
             return await self._apply(message)
         except FencedOut as exc:
@@ -287,8 +270,6 @@ class MeetingActor(Actor[MeetingMessage]):
                 return await participants.remove_identity(identity)
             case MuteIdentity(identity, muted):
                 return await participants.mute_identity(identity, muted)
-            case Freeze() | Thaw() | HandOff():  # handled by _migrating
-                pass
             case _:
                 assert_never(message)
         return None
@@ -331,52 +312,6 @@ class MeetingActor(Actor[MeetingMessage]):
     def _grace_due(self, participant_id: str, epoch: int) -> None:
         with contextlib.suppress(ActorStopped):
             self.send(GraceExpired(participant_id, epoch))
-
-    # -- live migration (handoff.py) -------------------------------------------------------
-
-    def _migrating(
-        self, message: MeetingMessage
-    ) -> Exception | JoinRefusal | list[Traveller] | int | _Apply | None:
-        """A migration message, or any message while frozen: `_APPLY` to handle it as usual,
-        else the answer (see `handoff.while_frozen`)."""
-        action = while_frozen(message)
-        if not self.frozen and action is not FrozenAction.FREEZE:
-            return None  # a Thaw or HandOff without a Freeze: nothing to do
-        match action:
-            case FrozenAction.FREEZE:
-                self.frozen = True
-                self._disarm_empty()
-                return travellers(self._participants)
-            case FrozenAction.THAW:
-                self.frozen = False
-                return None
-            case FrozenAction.HAND_OFF:
-                assert isinstance(message, HandOff)
-                redirected = hand_off(self._participants, self._tokens, message)
-                self.end_reason = MIGRATED
-                self._participants.connections.close_all(self.children, LeaveReason.MOVED)
-                self.request_stop()
-                log.info(
-                    "meeting %s handed off: %d clients redirected to %s",
-                    self.meeting_id,
-                    redirected,
-                    message.signaling_url,
-                )
-                return redirected
-            case FrozenAction.REFUSE_JOIN:
-                return UNAVAILABLE
-            case FrozenAction.CLOSE:
-                assert isinstance(message, ClientFrame | ConnectionLost)
-                close_quietly(self._participants, message)
-                return None
-            case FrozenAction.END:
-                self.frozen = False
-                return _APPLY
-            case FrozenAction.APPLY:
-                return _APPLY
-            case FrozenAction.DROP:
-                return StoreUnavailable(f"meeting {self.meeting_id} is moving to another MC")
-        return None
 
     # -- the end ---------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ host mute with `by: "api"`. `metadata` (the meeting's settings) goes into every 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import assert_never
 
 from darktower.actors import ActorStopped
@@ -72,6 +72,7 @@ from darktower.signaling.protocol import (
     JoinAnswer,
     Leave,
     LeaveReason,
+    MediaGrant,
     Muted,
     ParticipantJoined,
     ParticipantLeft,
@@ -95,6 +96,7 @@ class Participants:
         "_events",
         "_flush_later",
         "_limits",
+        "_media",
         "_meeting_id",
         "_on_count",
         "_spawn",
@@ -123,11 +125,14 @@ class Participants:
         limits: MeetingLimits | None = None,
         flush_later: Callable[[float], None] = lambda _delay: None,
         events: MeetingEvents | None = None,
+        media: Callable[[str], Awaitable[list[MediaGrant]]] | None = None,
     ) -> None:
         """`tokens` None: client signaling is disabled, every join is refused. `admit()` says
         whether the MC can take one more participant (read at each join). `events`: the
-        webhook outbox of the meeting (joins and departures are recorded there)."""
+        webhook outbox of the meeting (joins and departures are recorded there). `media`:
+        a participant id → its media grants, put into its join answer (`darktower.mc.media`)."""
         self._events = events
+        self._media = media
         self._limits = limits or MeetingLimits()
         self._flush_later = flush_later
         # Participants inside a coalescing window → the self_mute value the others were told.
@@ -261,13 +266,10 @@ class Participants:
             self.roster.host_id = previous_host
             self._on_count()
             return STORE_DOWN
-        # Recorded before the client hears of its seat: a join answer means a recorded event
-        # (a connection that then fails to start leaves a disconnected participant, whose
-        # departure is recorded when its grace ends).
-        if self._events is not None:
-            await self._events.joined(member)
         self._admit_connection(
-            tokens.join_answer(member, self.roster, reconnected=False, metadata=self.metadata),
+            await self._with_media(
+                tokens.join_answer(member, self.roster, reconnected=False, metadata=self.metadata)
+            ),
             connection,
         )
         # A host-role joiner that took the host over says so (`host_id`); see `host_after_join`.
@@ -276,6 +278,8 @@ class Participants:
             participant=member.public(), host_id=participant_id if took_over else None
         )
         self.connections.broadcast(joined, exclude=participant_id)
+        if self._events is not None:
+            await self._events.joined(member)
         return None
 
     async def _reclaim(
@@ -313,12 +317,21 @@ class Participants:
         member.connected, member.disconnected_at_ms = True, None
         await self._sync.write_member(member)
         self._admit_connection(
-            tokens.join_answer(member, self.roster, reconnected=True, metadata=self.metadata),
+            await self._with_media(
+                tokens.join_answer(member, self.roster, reconnected=True, metadata=self.metadata)
+            ),
             connection,
         )
         if not was_connected:
             updated = ParticipantUpdated(participant=member.public())
             self.connections.broadcast(updated, exclude=participant_id)
+
+    async def _with_media(self, answer: JoinAnswer) -> JoinAnswer:
+        """`answer` with the participant's media grants (a fresh registration on each MH)."""
+        if self._media is None:
+            return answer
+        grants = await self._media(answer.participant_id)
+        return answer.model_copy(update={"media": grants})
 
     def _admit_connection(self, answer: JoinAnswer, connection: ConnectionActor) -> None:
         """Start `connection` for the participant `answer` admits, and queue the answer."""

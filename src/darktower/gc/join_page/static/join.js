@@ -2,9 +2,8 @@
 // the MC's signaling WebSocket (protocol v1, see darktower.signaling.protocol).
 //
 // Contract with the page (join.html) and the tests:
-// * `#status[data-state]` is one of idle, joining, joined, reconnecting, moving, left,
-//   error; its text says what happens in words (`moving`: the MC drains and redirected the
-//   page to the meeting's new MC, which it joins at once with the redirect's tokens);
+// * `#status[data-state]` is one of idle, joining, joined, reconnecting, left, error; its
+//   text says what happens in words;
 // * every participant is a `#roster li[data-participant-id]` with `data-muted`,
 //   `data-connected`, `data-host` and `data-self` ("true"/"false"), its name in `.name`;
 // * `/join?meeting=ID&name=NAME` fills the form in; with `&autojoin=1` the page also joins
@@ -266,6 +265,7 @@
         );
         setControls();
         if (state.muted) send({ type: "self_mute", muted: true });
+        startMedia(m.media);
         break;
       case "participant_joined":
       case "participant_updated":
@@ -283,9 +283,6 @@
       case "error":
         onError(m);
         break;
-      case "redirect":
-        follow(m);
-        break;
       case "pong":
         // Each pong carries a fresh binding token (they live 30 s): keep the latest, so a
         // dropped connection can always resume as the same participant.
@@ -294,21 +291,6 @@
       default:
         break; // types of later protocol versions
     }
-  }
-
-  // The MC drains and moved the meeting live to another MC: resume there with the redirect's
-  // join token and binding token (same participant), without asking the GC. If that socket
-  // never opens, the usual reconnection through the GC takes over.
-  function follow(m) {
-    state.correlationId = String(m.correlation_id);
-    state.bindingToken = String(m.binding_token);
-    setStatus("moving", "Moving " + state.meetingId + " to another server…");
-    closeSocket(); // the old socket's close is ignored from now on
-    openSocket({
-      signaling_url: String(m.signaling_url),
-      join_token: String(m.token),
-      mc_id: String(m.mc_id || ""),
-    });
   }
 
   function onLeft(m) {
@@ -333,6 +315,7 @@
     if (p) upsert(Object.assign({}, p, { host_muted: Boolean(m.muted) }));
     if (id === state.participantId && m.muted) {
       state.muted = true;
+      muteMedia();
       setControls();
     }
   }
@@ -361,6 +344,7 @@
 
   function finish(kind, text) {
     state.active = false;
+    stopMedia();
     closeSocket();
     dropSession();
     setStatus(kind, text);
@@ -434,6 +418,7 @@
       reconnectTimer = null;
     }
     send({ type: "leave" });
+    stopMedia();
     const socket = state.socket;
     // The MC closes after a leave; close ourselves if it does not.
     setTimeout(() => {
@@ -448,9 +433,24 @@
     setControls();
   }
 
+  // --- media (media.js): camera and microphone through the meeting's media handler ------
+
+  function startMedia(grants) {
+    if (window.DarktowerMedia) window.DarktowerMedia.start(grants || [], state.participantId);
+  }
+
+  function muteMedia() {
+    if (window.DarktowerMedia) window.DarktowerMedia.setMuted(state.muted);
+  }
+
+  function stopMedia() {
+    if (window.DarktowerMedia) window.DarktowerMedia.stop();
+  }
+
   function onMute() {
     if (!state.active) return;
     state.muted = !state.muted;
+    muteMedia();
     send({ type: "self_mute", muted: state.muted });
     setControls();
   }

@@ -1,0 +1,146 @@
+"""The MC's side of media: registering participants with the meeting's media handlers.
+
+When a participant is admitted, `MediaRegistrar.grants` calls `MediaHandlerService.Register`
+on every MH of the meeting that has a gRPC endpoint (the primary and its backups, at once,
+each with a short deadline) and returns one `MediaGrant` (`darktower.signaling.protocol`) per
+MH that answered: where the client connects (`url`, an http(s) URL whose ws(s) form is the
+Janus WebSocket), the room and the token that admits exactly this participant into exactly
+this room. They go to the client in
+its `join_answer` (`media`, docs/wire-protocol.md): it connects to the primary and moves to a
+backup when the primary fails. An MH that does not answer is left out (logged); no MH at all
+means a meeting without media, signaling unaffected.
+
+When the meeting ends, `end` tells every MH (EndMeeting), so rooms and tokens go at once.
+
+Calls carry MC service tokens minted for each MH (`aud` = the MH's id, scope
+`service.write.mh`): a token for one MH is refused by every other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import grpc
+import grpc.aio
+
+from darktower.auth.client import ServiceTokenProvider, SigningKey
+from darktower.auth.service_types import ServiceType
+from darktower.auth.tokens import SCOPE_MH
+from darktower.mc.validation import MhTarget
+from darktower.runtime.grpc_channels import channel_for
+from darktower.runtime.tls import TlsConfig
+from darktower.signaling.protocol import MediaGrant
+from darktower.wire.dark_tower import internal_pb2 as pb
+from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+
+__all__ = ["MediaRegistrar"]
+
+log = logging.getLogger(__name__)
+
+REGISTER_TIMEOUT_SECONDS = 2.0
+# Channels kept open (one per MH endpoint); beyond, the least recently used one is closed.
+MAX_CHANNELS = 64
+
+
+class MediaRegistrar:
+    def __init__(
+        self,
+        signing_key: SigningKey,
+        mc_id: str,
+        *,
+        tls: TlsConfig | None = None,
+        timeout: float = REGISTER_TIMEOUT_SECONDS,
+    ) -> None:
+        self._key = signing_key
+        self._mc_id = mc_id
+        self._tls = tls
+        self._timeout = timeout
+        self._tokens: dict[str, ServiceTokenProvider] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _metadata(self, mh_id: str) -> tuple[tuple[str, str], ...]:
+        provider = self._tokens.get(mh_id)
+        if provider is None:
+            provider = self._tokens[mh_id] = ServiceTokenProvider(
+                self._key,
+                service_type=ServiceType.MEETING_CONTROLLER,
+                scope=SCOPE_MH,
+                issuer=self._mc_id,
+                subject=self._mc_id,
+                audience=mh_id,
+            )
+        return provider.metadata()
+
+    def _stub(self, endpoint: str) -> pb_grpc.MediaHandlerServiceAsyncStub:
+        channel = self._channels.pop(endpoint, None)
+        if channel is None:
+            if len(self._channels) >= MAX_CHANNELS:
+                oldest = next(iter(self._channels))
+                asyncio.get_running_loop().create_task(self._channels.pop(oldest).close(None))
+            channel = channel_for(endpoint, tls=self._tls)
+        self._channels[endpoint] = channel  # most recently used last
+        stub: pb_grpc.MediaHandlerServiceAsyncStub = pb_grpc.MediaHandlerServiceStub(channel)
+        return stub
+
+    async def _register(
+        self, mh: MhTarget, meeting_id: str, participant_id: str
+    ) -> MediaGrant | None:
+        try:
+            answer = await self._stub(mh.grpc_endpoint).Register(
+                pb.RegisterParticipant(meeting_id=meeting_id, participant_id=participant_id),
+                metadata=self._metadata(mh.mh_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning(
+                "meeting %s: MH %s did not register participant %s: %s",
+                meeting_id,
+                mh.mh_id,
+                participant_id,
+                exc.code().name,
+            )
+            return None
+        return MediaGrant(
+            mh_id=mh.mh_id,
+            role=mh.role.value,
+            url=answer.media_handler_url,
+            room=answer.room,
+            token=answer.connection_token,
+        )
+
+    async def grants(
+        self, meeting_id: str, participant_id: str, mhs: Sequence[MhTarget]
+    ) -> list[MediaGrant]:
+        """One grant per MH of `mhs` (in their order) that registered the participant."""
+        targets = [m for m in mhs if m.grpc_endpoint]
+        answers = await asyncio.gather(
+            *(self._register(m, meeting_id, participant_id) for m in targets)
+        )
+        return [a for a in answers if a is not None]
+
+    async def end(self, meeting_id: str, mhs: Sequence[MhTarget]) -> None:
+        """Tell every MH of the meeting that it ended (failures are logged only)."""
+
+        async def end_one(mh: MhTarget) -> None:
+            try:
+                await self._stub(mh.grpc_endpoint).EndMeeting(
+                    pb.EndMediaMeetingRequest(meeting_id=meeting_id),
+                    metadata=self._metadata(mh.mh_id),
+                    timeout=self._timeout,
+                )
+            except grpc.aio.AioRpcError as exc:
+                log.warning(
+                    "meeting %s: MH %s not told of its end: %s",
+                    meeting_id,
+                    mh.mh_id,
+                    exc.code().name,
+                )
+
+        await asyncio.gather(*(end_one(m) for m in mhs if m.grpc_endpoint))
+
+    async def aclose(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close(None)

@@ -1,0 +1,77 @@
+"""Two headless Chromium pages join one meeting through the fleet and receive each other's
+video and audio through a real MH (Janus); the load reports follow the publishers; a page's
+mute turns its outgoing audio off; stopping the primary MH moves both pages to the backup and
+frames come again.
+
+WebRTC must not use anything but this machine: the scenario (`tests.mh.media_scenario`) runs
+in a network namespace of its own (`unshare --net`) with `lo` and a veth pair whose both ends
+are inside it (Janus gathers no candidates on a loopback interface), so ICE has no route off
+the namespace. Skipped without chromium, janus or `unshare` on a developer's machine; never in
+CI (`CI` set), where a missing one must fail the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.browser import CHROMIUM
+from tests.mh.media_scenario import NAMESPACE_SETUP
+from tests.support.janus_client import JANUS
+
+ROOT = Path(__file__).resolve().parents[2]
+_MISSING = [
+    name
+    for name, present in (
+        ("chromium", CHROMIUM.exists()),
+        ("janus", JANUS is not None),
+        ("unshare", shutil.which("unshare") is not None),
+        ("ip", shutil.which("ip") is not None),
+        ("root (unshare --net)", os.geteuid() == 0),
+    )
+    if not present
+]
+pytestmark = [
+    pytest.mark.skipif(
+        bool(_MISSING) and not os.environ.get("CI"),
+        reason=f"missing: {', '.join(_MISSING)} (CI has them)",
+    ),
+    pytest.mark.timeout(300),
+]
+
+
+def test_two_pages_see_and_hear_each_other_and_survive_the_primary_mh(tmp_path: Path) -> None:
+    command = f"{NAMESPACE_SETUP} && exec {sys.executable} -m tests.mh.media_scenario {tmp_path}"
+    done = subprocess.run(
+        ["unshare", "--net", "--", "sh", "-c", command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert lines, f"no result (exit {done.returncode}): {done.stderr[-3000:]}"
+    result = json.loads(lines[-1])
+    assert "failed" not in result, result
+    assert result["errors"] == []
+    # Both pages on the primary, each receiving the other's video and audio.
+    assert result["pages_on"] == [result["primary"]] * 2
+    for stats in result["stats"]:
+        assert stats["feeds"] == 1
+        assert stats["video_frames_decoded"] > 0 and stats["audio_bytes_received"] > 0
+    assert result["tiles"] == [2, 2]  # one's own and the other's
+    # Two publishers and two subscriptions in the primary's load report.
+    assert result["primary_streams"] >= 4
+    assert result["muted_track_enabled"] == [False]
+    # The primary went away: both pages on the backup, frames again.
+    backup = {"mh-1": "mh-2", "mh-2": "mh-1"}[result["primary"]]
+    assert result["after_failover_on"] == [backup, backup]
+    for stats in result["stats_after_failover"]:
+        assert stats["video_frames_decoded"] > 0 and stats["audio_bytes_received"] > 0
