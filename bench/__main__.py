@@ -23,14 +23,33 @@ from types import ModuleType
 
 from rich.console import Console
 
-from bench import b_assign, b_failover, b_fenced, b_heartbeat, b_herding, b_join, b_scale
+from bench import (
+    b_assign,
+    b_failover,
+    b_fenced,
+    b_heartbeat,
+    b_herding,
+    b_join,
+    b_migration,
+    b_scale,
+)
 from bench.context import REPO_ROOT, BenchContext
 from bench.hosting import install_uvloop
 from bench.results import BenchResult, git_sha, render_table, write_result
 from darktower.auth.keys import generate_key_files
 
 BENCHMARKS: dict[str, ModuleType] = {
-    m.NAME: m for m in (b_assign, b_fenced, b_join, b_heartbeat, b_scale, b_failover, b_herding)
+    m.NAME: m
+    for m in (
+        b_assign,
+        b_fenced,
+        b_join,
+        b_heartbeat,
+        b_scale,
+        b_failover,
+        b_herding,
+        b_migration,
+    )
 }
 
 

@@ -21,7 +21,11 @@ __all__ = ["gc_service", "mc_service", "mh_service"]
 class _McService:
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.info = {"grpc_port": app.grpc_port, "id": app.settings.id}
+        self.info = {
+            "grpc_port": app.grpc_port,
+            "id": app.settings.id,
+            "client_port": app.client_port,
+        }
 
     async def command(self, message: Mapping[str, Any]) -> dict[str, Any]:
         if message["cmd"] == "meetings":
@@ -35,6 +39,18 @@ class _McService:
             if not await self.app.controller.wait_empty(60):
                 raise TimeoutError("meetings did not end within 60 s")
             return {"ok": True}
+        if message["cmd"] == "drain":
+            # What SIGTERM runs (`darktower.mc.server.serve`): migrate, end the rest, stop.
+            started = time.perf_counter()
+            await self.app.drain()
+            report = self.app.drain_report
+            return {
+                "ok": True,
+                "seconds": time.perf_counter() - started,
+                "migrated": len(report.migrated) if report else 0,
+                "ended": len(report.ended) if report else 0,
+                "failed": len(report.failed) if report else 0,
+            }
         raise ValueError(f"unknown command {message['cmd']}")
 
     async def _attach(self, per_meeting: int) -> int:
@@ -68,7 +84,8 @@ class _McService:
 
 async def mc_service(params: Mapping[str, Any]) -> Service:
     """An McApp: params id, redis_url, gc_endpoint ("" = standalone), max_meetings,
-    meeting_touch_seconds."""
+    meeting_touch_seconds, clients (serve client signaling on a free port, with
+    `binding_secret`), drain_seconds."""
     from darktower.mc.server import McApp
     from darktower.mc.settings import McSettings
 
@@ -87,9 +104,14 @@ async def mc_service(params: Mapping[str, Any]) -> Service:
         max_meetings=params.get("max_meetings", 1000),
         max_participants=params.get("max_participants", 10_000_000),
         meeting_touch_seconds=params.get("meeting_touch_seconds", 5.0),
-        drain_seconds=3,
-        # No client signaling: the benchmarks drive the MC through gRPC only.
-        client_enabled=False,
+        drain_seconds=params.get("drain_seconds", 3),
+        # No client signaling unless asked (`migration`): the others drive the MC through gRPC.
+        client_enabled=bool(params.get("clients", False)),
+        client_bind="127.0.0.1:0",
+        client_tls=False,
+        binding_token_secret=(
+            SecretStr(params["binding_secret"]) if params.get("clients") else None
+        ),
         registration_backoff_base=0.1,
         registration_backoff_cap=0.5,
     )

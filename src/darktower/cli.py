@@ -9,7 +9,8 @@ from darktower.auth.certs_cli import certs_app
 from darktower.auth.cli import keys_app, token
 from darktower.client.cli import client
 from darktower.dev.cli import dev
-from darktower.gc.cli import gc, join, status
+from darktower.dev.roll import roll
+from darktower.gc.cli import drain, gc, join, status
 from darktower.gc.meetings_cli import meetings_app
 from darktower.mc.call import assign
 from darktower.mc.cli import mc
@@ -37,9 +38,11 @@ app.command("access-token")(access_token)
 app.command("mc")(mc)
 app.command("assign")(assign)
 app.command("dev")(dev)
+app.command("roll")(roll)
 app.command("gc")(gc)
 app.command("join")(join)
 app.command("status")(status)
+app.command("drain")(drain)
 app.add_typer(meetings_app, name="meetings")
 app.command("mh-sim")(mh_sim)
 app.command("mh")(mh)

@@ -1,6 +1,7 @@
-"""Webhooks from a real fleet (a GC, an MC, a simulated MH, clients on WebSockets) to a real
+"""Webhooks from a real fleet (a GC, two MCs, a simulated MH, clients on WebSockets) to a real
 `darktower webhook-receiver`: every event of a meeting with joins and departures arrives
-signed, verified and in order; then, with the receiver down, the GC is killed (SIGKILL) in
+signed, verified and in order; a meeting whose MC is killed is `meeting_moved` to the other
+one, its participant staying; then, with the receiver down, the GC is killed (SIGKILL) in
 the middle of retrying, a new GC process takes over, the receiver comes back, and every event
 arrives with no gap in `seq`. The dashboard's webhook panel shows the failure, then health.
 No secret appears in any log or in /metrics."""
@@ -63,9 +64,10 @@ async def test_webhooks_survive_a_receiver_outage_and_a_killed_gc(
         await asyncio.to_thread(receiver.start)
         gc = await asyncio.to_thread(fleet.start_gc, database_url, wait=False, **webhook_env)
         fleet.start_mc(gc, "mc-1")
+        fleet.start_mc(gc, "mc-2")
         fleet.start_mh_group(gc, {"mh-1": "zone-a"})
         await asyncio.to_thread(gc.wait_ready)
-        await asyncio.to_thread(fleet.wait_fleet, gc, mcs=["mc-1"], mhs=["mh-1"])
+        await asyncio.to_thread(fleet.wait_fleet, gc, mcs=["mc-1", "mc-2"], mhs=["mh-1"])
 
         # A meeting with joins and departures: every event, signed and verified, in order.
         ada = ClientSession(gc.http_url, "standup", display_name="Ada", user_id="ada")
@@ -88,7 +90,36 @@ async def test_webhooks_survive_a_receiver_outage_and_a_killed_gc(
             (5, "participant_left", "ada", "voluntary"),
             (6, "meeting_ended", None, "last_participant_left"),
         ]
-        assert {e["mc_id"] for e in standup} == {"mc-1"}
+        assert len({e["mc_id"] for e in standup}) == 1
+
+        # Failover: the hosting MC dies; Dee's client follows the meeting to the other MC,
+        # which took it over at a higher generation: meeting_moved, no departure, no join.
+        dee = ClientSession(gc.http_url, "moving", display_name="Dee", user_id="dee")
+        await dee.join()
+        first_mc = dee.mc_id
+        assert first_mc is not None
+        fleet.mcs[first_mc].kill()
+        await eventually(
+            lambda: dee.mc_id not in (None, first_mc) and dee.participant_id is not None,
+            timeout=WAIT_S,
+            what="Dee on the other MC",
+        )
+        await dee.leave()
+        await eventually(
+            lambda: len(by_meeting(receiver.events()).get("moving", [])) >= 5,
+            timeout=WAIT_S,
+            what="the five events of the moved meeting",
+        )
+        moving = first_arrivals(by_meeting(receiver.events())["moving"])
+        assert types(moving) == [
+            (1, "meeting_started", None, None),
+            (2, "participant_joined", "dee", None),
+            (3, "meeting_moved", None, None),
+            (4, "participant_left", "dee", "voluntary"),
+            (5, "meeting_ended", None, "last_participant_left"),
+        ]
+        assert moving[2]["previous_mc_id"] == first_mc and moving[2]["mc_id"] == dee.mc_id
+        assert moving[2]["generation"] > moving[1]["generation"]
 
         # The receiver goes away; a second meeting's events wait in the GC's retries.
         receiver.kill()
@@ -129,16 +160,12 @@ async def test_webhooks_survive_a_receiver_outage_and_a_killed_gc(
         await page.wait_for_selector('#webhooks[data-state="ok"]', timeout=WAIT_S * 1000)
         exposition = await asyncio.to_thread(new_gc.metrics)
         assert (metric(exposition, "gc_webhook_deliveries_total") or 0) >= 4
-        mc_exposition = await asyncio.to_thread(fleet.mcs["mc-1"].metrics)
-        assert (
-            metric(
-                mc_exposition,
-                "mc_webhook_events_total",
-                type="participant_joined",
-                result="emitted",
-            )
-            == 3
+        survivor = next(mc for mc_id, mc in fleet.mcs.items() if mc_id != first_mc)
+        mc_exposition = await asyncio.to_thread(survivor.metrics)
+        moved = metric(
+            mc_exposition, "mc_webhook_events_total", type="meeting_moved", result="emitted"
         )
+        assert moved == 1
 
         # Secrets: the signing key and the events Redis URL are in no log and no metric.
         texts = [exposition, mc_exposition, receiver.log()] + [p.log() for p in fleet.procs]
@@ -146,6 +173,6 @@ async def test_webhooks_survive_a_receiver_outage_and_a_killed_gc(
             assert key.secret not in text
         for proc in (gc, new_gc):
             assert redis_url not in proc.log()
-        await asyncio.gather(ada.aclose(), bob.aclose(), cy.aclose())
+        await asyncio.gather(ada.aclose(), bob.aclose(), cy.aclose(), dee.aclose())
     finally:
         receiver.kill()

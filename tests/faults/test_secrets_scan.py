@@ -7,7 +7,9 @@ Real `darktower gc` and `darktower mc` processes run with distinctive secret val
 for each run: a Redis password (a `redis-server --requirepass` of our own), a database password
 (PostgreSQL with `DARKTOWER_TEST_DATABASE_URL`: trust authentication takes any password; on
 SQLite there is none, and that test is skipped), the private keys (their PEM body and the raw
-key in hex, base64 and base64url), and the MC's binding-token secret. Both log at DEBUG, in
+key in hex, base64 and base64url), the MC's binding-token secret, and the GC's webhook signing
+secret with a webhook URL's password and token (webhooks on, to a port where nobody listens,
+so the GC retries and logs its failures). Both log at DEBUG, in
 JSON lines (`GC_LOG_FORMAT`/`MC_LOG_FORMAT=json`, the format a production fleet ships), and write
 every span they make to their output (`OTEL_TRACES_EXPORTER=console`): span attributes and
 recorded exceptions are scanned with the logs. (The text format goes through the same redaction
@@ -50,6 +52,7 @@ from google.protobuf.message import Message
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from darktower.auth.api_keys import ApiKey, write_api_key_file
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import generate_key_files, load_private_key
 from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
@@ -271,6 +274,16 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     redis_password = f"redisPw{secrets.token_hex(10)}"
     db_password = f"dbPw{secrets.token_hex(10)}"
     binding_secret = f"bindSecret{secrets.token_hex(10)}"
+    # Webhooks on, to a closed port: the GC retries, logs, counts — with the signing secret,
+    # and the URL's credentials and token, as needles (docs/webhooks.md).
+    webhook_key = ApiKey(key_id="APIsecretsscan01", secret=f"hookSecret{secrets.token_hex(16)}")
+    write_api_key_file(tmp / "webhook-key.json", webhook_key)
+    hook_password, hook_token = f"hookPw{secrets.token_hex(10)}", f"hookTok{secrets.token_hex(10)}"
+    webhook_env = {
+        "GC_WEBHOOK_URLS": f"http://hook:{hook_password}@127.0.0.1:{free_port()}/h?t={hook_token}",
+        "GC_WEBHOOK_KEY_FILE": str(tmp / "webhook-key.json"),
+        "GC_WEBHOOK_RETRY_CAP_SECONDS": "1",
+    }
     redis_port = free_port()
     redis_url = f"redis://:{redis_password}@127.0.0.1:{redis_port}/0"
 
@@ -293,6 +306,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
                 n for s in ("gc", "mc", "mh") for n in key_needles(key_dir / f"{s}.key")
             ],
             "binding secret": [binding_secret],
+            "webhook secret": [webhook_key.secret, hook_password, hook_token],
         },
         admin_url=base or None,
         schema=schema,
@@ -316,7 +330,18 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
             redis_server.kill()
             redis_server.wait(timeout=10)
 
-        _run(result, tmp, key_dir, redis_url, database_url, binding_secret, started, kill_redis)
+        webhook_env["GC_EVENTS_REDIS_URL"] = redis_url
+        _run(
+            result,
+            tmp,
+            key_dir,
+            redis_url,
+            database_url,
+            binding_secret,
+            started,
+            kill_redis,
+            webhook_env,
+        )
         yield result
     finally:
         for proc in started:
@@ -340,6 +365,7 @@ def _run(
     binding_secret: str,
     started: list[Proc],
     kill_redis: Callable[[], None],
+    webhook_env: Mapping[str, str],
 ) -> None:
     def redis_answers() -> bool:
         try:
@@ -370,6 +396,7 @@ def _run(
         "GC_LOG_FORMAT": "json",
         "GC_ALLOW_GUESTS": "true",
         "GC_ALLOW_UNBOUND_KEYS": "true",  # the legacy trio, by opt-in
+        **webhook_env,
     }
     mc_env = {
         "MC_ID": MC_ID,
@@ -458,6 +485,14 @@ def _exercise(
         wait_until(mc_healthy, timeout=WAIT_TIMEOUT_S, what="the MC registered and healthy")
         placed = _http(scenario, "join", "POST", f"{gc_url}/v1/meetings/scan-1/join")
         assert placed.status_code == 200, placed.text
+        # The meeting's start is an event: the GC tries its webhook, refused, and retries.
+        wait_until(
+            lambda: "webhooks: delivery to http://127.0.0.1" in gc.log(),
+            timeout=WAIT_TIMEOUT_S,
+            what="the GC retrying a webhook",
+        )
+        scenario.events.add("gc:webhook-retried")
+        scenario.collect("GC webhook status", httpx.get(f"{gc_url}/v1/webhooks").content)
         _http(scenario, "controllers", "GET", f"{gc_url}/v1/controllers")
         _http(scenario, "meeting", "GET", f"{gc_url}/v1/meetings/scan-1")
 
@@ -641,6 +676,7 @@ def test_the_failure_paths_ran(scenario: Scenario) -> None:
         "mc:assign-refused-unhealthy",
         "exit:mc:0",
         "exit:gc:0",
+        "gc:webhook-retried",
     }
     if scenario.admin_url is not None:
         expected |= {"gc:database-refused", "gc:heartbeat-flush-failed"}
@@ -665,7 +701,8 @@ def test_the_scan_would_see_a_leak(scenario: Scenario) -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["redis password", "database password", "private key", "binding secret"]
+    "kind",
+    ["redis password", "database password", "private key", "binding secret", "webhook secret"],
 )
 def test_no_secret_in_any_output(scenario: Scenario, kind: str) -> None:
     if not scenario.needles[kind]:

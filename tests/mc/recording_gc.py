@@ -274,3 +274,9 @@ class _Servicer(pb_grpc.GlobalControllerServiceServicer):
     ) -> pb.NotifyMeetingEndedResponse:
         await self._gc._handle(ENDED, request, context)
         return pb.NotifyMeetingEndedResponse(acknowledged=True)
+
+    async def MigrateMeeting(
+        self, request: pb.MigrateMeetingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.MigrateMeetingResponse:
+        # Live migration is tested against a real GC (tests/mc/test_migration.py): none here.
+        return pb.MigrateMeetingResponse(placed=False, reason="recording_gc")

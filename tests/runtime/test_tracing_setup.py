@@ -9,6 +9,7 @@ exit 2): an unknown exporter, a protocol other than HTTP/protobuf, OTLP without 
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -94,6 +95,24 @@ def test_otlp_sends_the_spans_to_the_collector_the_variables_name(
     assert resource["deployment.environment"] == "test"
     [span] = [s for scope in resource_spans.scope_spans for s in scope.spans]
     assert span.name == "probe"
+
+
+def test_a_collector_that_does_not_answer_does_not_hold_the_exit() -> None:
+    # It accepts connections and never answers; the export waits up to a minute for it, the
+    # SDK's own shutdown up to 30 s: the process still ends after SHUTDOWN_SECONDS.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        env = clean_env(
+            {
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}",
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "60",
+            }
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=25
+        )
+    assert done.returncode == 0, done.stderr
+    assert "exporters: otlp" in done.stdout
 
 
 @pytest.mark.parametrize(

@@ -186,3 +186,24 @@ def test_crashed_mcs_lose_their_meetings_and_they_come_back(kind: str) -> None:
 
     assert lost["meetings_lost"] > 0
     assert lost["not_re_placed_at_end"] == 0
+
+
+def test_with_evidence_a_lost_zone_s_meetings_move_without_waiting_for_staleness() -> None:
+    def lost(evidence: bool) -> dict[str, float]:
+        scenario = small(
+            load={"peak_meetings": 300, "start_hour": 10.0, "retry_s": 2.0, "evidence": evidence},
+            failures=[{"kind": "zone_loss", "zone": 0, "at_s": 450.0}],
+        )
+        outcome = run_scenario(scenario, base=ROOT)
+        replaced: dict[str, float] = outcome.summary["failures"]["re_placement"]
+        replaced["marks"] = outcome.world.counts["evidence_marks"]
+        replaced["checks"] = outcome.world.counts["evidence_checks"]
+        return replaced
+
+    silence, evidence = lost(False), lost(True)
+
+    assert silence["marks"] == silence["checks"] == 0
+    assert evidence["marks"] == 3  # the lost zone's MCs, each marked once
+    assert evidence["checks"] <= 3 * (30 / 2 + 1)  # one check per MC per 2 s at most
+    assert evidence["not_re_placed_at_end"] == 0
+    assert evidence["p50_s"] < 10 < silence["p50_s"]

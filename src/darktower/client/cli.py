@@ -141,6 +141,7 @@ async def _run(
         Joined,
         JoinRefused,
         Reconnecting,
+        Redirected,
     )
 
     out = _Printer(console)
@@ -157,10 +158,21 @@ async def _run(
         ssl_context=ssl_context,
     )
     known: dict[str, Participant] = {}
+    moving: list[Redirected] = []  # a redirect being followed (one line once back in)
 
     async def show() -> None:
         async for event in session.events():
-            if isinstance(event, Joined):
+            if isinstance(event, Redirected):
+                moving.append(event)
+            elif isinstance(event, Joined) and moving and event.kind == "reconnected":
+                moving.clear()
+                out.line(
+                    f"~ the meeting moved to {safe(event.mc_id)} (its MC drains); "
+                    f"still {safe(event.answer.participant_id)}",
+                    "yellow",
+                )
+            elif isinstance(event, Joined):
+                moving.clear()
                 how = {"joined": "joined", "reconnected": "back in", "rejoined": "rejoined"}
                 out.line(
                     f"{how[event.kind]} {safe(meeting_id)} on {safe(event.mc_id)} as "

@@ -10,7 +10,11 @@ The session survives the two ways a meeting can slip away without the participan
   fresh join token; the GC may answer another MC) and resumes with its correlation id and
   binding token, so it keeps its participant id (`Joined(kind="reconnected")`);
 * the MC says the meeting **moved** (`participant_left` for itself, reason `moved`): the same,
-  at once, through the GC, which answers the meeting's new MC.
+  at once, through the GC, which answers the meeting's new MC;
+* the MC **redirects** it (`redirect`: its MC drains and the meeting moved live to another
+  MC): it opens the new MC's URL and resumes there with the redirect's join token and binding
+  token, without asking the GC (`Redirected`, then `Joined(kind="reconnected")`); if that
+  fails, it reconnects through the GC as above.
 
 When the MC refuses the resumption (binding expired or replayed, session over, participant
 unknown) the session joins afresh with the same user id. If the MC still has this user's
@@ -57,6 +61,7 @@ from darktower.signaling.protocol import (
     Ping,
     Pong,
     ProtocolError,
+    Redirect,
     SelfMute,
     encode,
     parse_server,
@@ -69,6 +74,7 @@ __all__ = [
     "JoinRefused",
     "Joined",
     "Reconnecting",
+    "Redirected",
     "SessionEvent",
 ]
 
@@ -124,6 +130,16 @@ class Reconnecting:
 
 
 @dataclass(frozen=True, slots=True)
+class Redirected:
+    """The MC moved the meeting to another MC (`reason` "migration": it drains); the session
+    follows to `signaling_url` by itself (a `Joined(kind="reconnected")` follows)."""
+
+    signaling_url: str
+    mc_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ended:
     """Out of the meeting for good: a LeaveReason value, or "failed" (`detail` says why)."""
 
@@ -134,6 +150,7 @@ class Ended:
 SessionEvent = (
     Joined
     | Reconnecting
+    | Redirected
     | Ended
     | ParticipantJoined
     | ParticipantLeft
@@ -201,6 +218,7 @@ class ClientSession:
         self._keepalive: asyncio.Task[None] | None = None
         self._leaving = False
         self.ended: Ended | None = None
+        self._redirect: Redirect | None = None  # the MC's redirect, until the socket closes
 
     async def __aenter__(self) -> ClientSession:
         return self
@@ -340,6 +358,13 @@ class ClientSession:
             correlation_id=self.correlation_id if resuming else None,
             binding_token=self.binding_token if resuming else None,
         )
+        return await self._join_over(ws, join, gc.mc_id, gc.signaling_url)
+
+    async def _join_over(
+        self, ws: ClientConnection, join: Join, mc_id: str, signaling_url: str
+    ) -> JoinAnswer:
+        """Send `join` on the fresh socket `ws` to MC `mc_id`; the answer, or JoinRefused."""
+        resuming = join.correlation_id is not None
         try:
             await ws.send(encode(join))
             first = parse_server(await asyncio.wait_for(ws.recv(), self._open_timeout))
@@ -359,8 +384,8 @@ class ClientSession:
             await ws.close()
             raise JoinRefused("bad_answer", f"expected join_answer, got {first.type}")
         self._ws = ws
-        self.mc_id = gc.mc_id
-        self.signaling_url = gc.signaling_url
+        self.mc_id = mc_id
+        self.signaling_url = signaling_url
         self.participant_id = first.participant_id
         self.correlation_id = first.correlation_id
         self.binding_token = first.binding_token
@@ -393,6 +418,42 @@ class ClientSession:
             raise (_McUnreachable if unreachable else JoinRefused)(
                 "mc_unreachable", f"cannot open {gc.signaling_url}", retryable=True
             ) from exc
+
+    async def _follow(self, redirect: Redirect) -> bool:
+        """The meeting moved to another MC (its MC drains): resume there with the redirect's
+        join token and binding token, without asking the GC; False if that did not work (the
+        caller then reconnects through the GC)."""
+        self._emit(Redirected(redirect.signaling_url, redirect.mc_id or "", redirect.reason))
+        join = Join(
+            token=redirect.token,
+            meeting_id=self.meeting_id,
+            correlation_id=redirect.correlation_id,
+            binding_token=redirect.binding_token,
+        )
+        previous = self.participant_id
+        url = redirect.signaling_url
+        try:
+            ws = await connect(
+                url,
+                open_timeout=self._open_timeout,
+                max_size=MAX_SERVER_FRAME_BYTES,
+                compression=None,
+                proxy=None,
+                ssl=self._ssl if url.startswith("wss://") else None,
+            )
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            log.info("following the redirect failed: cannot open %s (%s)", url, exc)
+            return False
+        try:
+            answer = await self._join_over(ws, join, redirect.mc_id or "", url)
+        except JoinRefused as exc:
+            log.info("following the redirect failed: %s", exc)
+            return False
+        kind: Literal["reconnected", "rejoined"] = (
+            "reconnected" if answer.participant_id == previous else "rejoined"
+        )
+        self._emit(Joined(kind, answer, self.mc_id or "", self.signaling_url or ""))
+        return True
 
     async def _reconnect(self, why: str, *, immediately: bool = False) -> bool:
         """Get back in (see the module docstring); False when every attempt failed."""
@@ -431,6 +492,7 @@ class ClientSession:
             ws = self._ws
             assert ws is not None
             left: LeaveReason | None = None
+            self._redirect = None
             try:
                 async for frame in ws:
                     left = self._handle(frame) or left
@@ -439,7 +501,13 @@ class ClientSession:
             self._ws = None
             if self._leaving or self.ended is not None:
                 return
-            if left is None:
+            redirect, self._redirect = self._redirect, None
+            if redirect is not None and await self._follow(redirect):
+                continue
+            if redirect is not None:
+                if not await self._reconnect("the meeting moved", immediately=True):
+                    return
+            elif left is None:
                 why = "the connection dropped"
                 if not await self._reconnect(why):
                     return
@@ -480,6 +548,10 @@ class ClientSession:
                 self.binding_token = message.binding_token
             return None
         elif isinstance(message, JoinAnswer):
+            return None
+        elif isinstance(message, Redirect):
+            # Followed once the MC closes this socket (right after it).
+            self._redirect = message
             return None
         self._emit(message)
         return None

@@ -60,6 +60,17 @@ class Supervisor:
             )
             if is_fatal(service.kind):
                 return death
+            if service.kind == "mc" and code == 0:
+                # Drained (`darktower drain`, `darktower roll`): its meetings moved to other
+                # MCs and it exited 0. In a dev fleet it comes back at once, as a rolling
+                # upgrade restarts each MC it drained.
+                self._in_a_row.setdefault(service.name, 0)
+                self._due[service.name] = now
+                self._say(
+                    f"{service.name} (pid {service.process.pid}) drained and exited 0; "
+                    "restarting it"
+                )
+                continue
             if self._restart:
                 attempt = restart_attempt(
                     self._in_a_row.get(service.name, 0), now - service.started_at

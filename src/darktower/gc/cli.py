@@ -190,3 +190,22 @@ def status(
     console = Console(highlight=False)
     for renderable in renderables(view, console.width):
         console.print(renderable)
+
+
+def drain(
+    mc_id: Annotated[str, typer.Argument(help="The MC to drain (its id, as `status` lists it).")],
+    gc_url: GcUrl = None,
+    ca_file: CaFile = None,
+    token: AccessTokenOpt = None,
+) -> None:
+    """Drain one MC: the GC asks it to move its meetings to other MCs, live (clients follow a
+    redirect, nobody leaves), end what cannot move at its deadline, and exit 0. Needs an access
+    token with the admin grant (--token, else one minted with the dev fleet's API key)."""
+    base = resolve_gc_url(gc_url)
+    access = access_token_for(token, base, identity="darktower-drain", admin=True)
+    path = f"/v1/controllers/{quote(mc_id, safe='')}/drain"
+    answer = _request("POST", base, path, tls_context(ca_file), access)
+    typer.echo(
+        f"{printable(answer['controller_id'])} is draining: {answer['meetings']} meetings "
+        "to move to other MCs; it exits once they have"
+    )

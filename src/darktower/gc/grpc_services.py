@@ -66,6 +66,7 @@ from darktower.gc.errors import CallerMismatch, GcUnavailable, InvalidGcRequest
 from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
 from darktower.gc.last_heard import LastHeard
 from darktower.gc.metrics import HEARTBEATS, MEETING_END_NOTICES, REGISTRATIONS
+from darktower.gc.migration import MIGRATION_REQUESTS, MigrationService, validate_migration
 from darktower.gc.store import GcStore, StoreError, UnknownController, UnknownMediaHandler
 from darktower.gc.validation import (
     McHeartbeat,
@@ -109,6 +110,7 @@ for _rpc in (
     "FastHeartbeat",
     "ComprehensiveHeartbeat",
     "NotifyMeetingEnded",
+    "MigrateMeeting",
     "RegisterMH",
     "SendLoadReport",
 ):
@@ -210,6 +212,9 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
         self._fast_ms = fast_heartbeat_ms
         self._comprehensive_ms = comprehensive_heartbeat_ms
         self._clock = clock
+        # Live migration of a draining MC's meetings; None (answered UNAVAILABLE) until the
+        # GC's placement runs.
+        self.migrations: MigrationService | None = None
 
     @_edge(REGISTRATIONS, "mc")
     async def RegisterMC(
@@ -313,6 +318,25 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
                 "meeting %s in %s: no live assignment on %s", end.meeting_id, end.region, caller
             )
         return pb.NotifyMeetingEndedResponse(acknowledged=True)
+
+    @_edge(MIGRATION_REQUESTS)
+    async def MigrateMeeting(
+        self, request: pb.MigrateMeetingRequest, context: Context
+    ) -> pb.MigrateMeetingResponse:
+        """Place a meeting of the calling (draining) MC on another MC (`darktower.gc.migration`);
+        only the MC the meeting is live on may ask (`CallerMismatch`)."""
+        controller_id, meeting_id, joiners = validate_migration(request)
+        _require_caller("MigrateMeeting", controller_id)
+        if self.migrations is None:
+            raise GcUnavailable("placement is not running yet")
+        result = await self.migrations.migrate(controller_id, meeting_id, joiners)
+        return pb.MigrateMeetingResponse(
+            placed=result.placed,
+            mc_id=result.mc_id,
+            signaling_url=result.signaling_url,
+            join_tokens=result.join_tokens,
+            reason=result.reason,
+        )
 
 
 class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
@@ -466,22 +490,20 @@ def add_gc_services(
     heartbeats: HeartbeatBatcher | None = None,
     last_heard: LastHeard | None = None,
     load_reports: LoadReportBatcher | None = None,
-) -> None:
+) -> GlobalControllerServicer:
     """Register both GC servicers on `server` (which should carry `auth_interceptor(...)`);
     MC heartbeats go through `heartbeats` and MH load reports through `load_reports` when
     given (written behind); without a batcher, load reports are noted in `last_heard` as they
-    are received."""
-    pb_grpc.add_GlobalControllerServiceServicer_to_server(
-        GlobalControllerServicer(
-            store,
-            region=region,
-            fast_heartbeat_ms=fast_heartbeat_ms,
-            comprehensive_heartbeat_ms=comprehensive_heartbeat_ms,
-            clock=clock,
-            heartbeats=heartbeats,
-        ),
-        server,
+    are received. Answers the MCs' servicer (its `migrations` is set once placement runs)."""
+    mc_servicer = GlobalControllerServicer(
+        store,
+        region=region,
+        fast_heartbeat_ms=fast_heartbeat_ms,
+        comprehensive_heartbeat_ms=comprehensive_heartbeat_ms,
+        clock=clock,
+        heartbeats=heartbeats,
     )
+    pb_grpc.add_GlobalControllerServiceServicer_to_server(mc_servicer, server)
     pb_grpc.add_MediaHandlerRegistryServiceServicer_to_server(
         MediaHandlerRegistryServicer(
             store,
@@ -492,3 +514,4 @@ def add_gc_services(
         ),
         server,
     )
+    return mc_servicer

@@ -224,6 +224,23 @@ class McClient:
         except ValueError:
             raise McCallFailed("bad_endpoint") from None
 
+    async def drain(self, endpoint: str, *, mc_id: str) -> int | str:
+        """Ask MC `mc_id` to drain (an operator's, README "Rolling upgrades"): the meetings it
+        hosted, or why not — "mc_unreachable", "mc_unsupported" or "mc_refused"."""
+        request = pb.DrainControllerRequest(requesting_gc_id=self._gc_id)
+        try:
+            answer = await self._stub(endpoint).DrainController(
+                request, metadata=self._metadata(mc_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return "mc_unsupported"
+            log.warning("drain of %s failed: %s", mc_id, describe_rpc_error(endpoint, exc))
+            return "mc_unreachable"
+        except ValueError:
+            return "mc_unreachable"
+        return answer.meetings if answer.accepted else "mc_refused"
+
     async def aclose(self) -> None:
         channels, self._channels = list(self._channels.values()), {}
         await asyncio.gather(*(c.close(None) for c in channels), return_exceptions=True)

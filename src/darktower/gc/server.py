@@ -28,9 +28,10 @@ from darktower.auth.grpc_server import service_grpc_server
 from darktower.auth.keys import ServiceKey, load_trusted_keys
 from darktower.auth.tokens import GC_AUDIENCE, SCOPE_MC, ServiceType
 from darktower.gc.access import GcAccess
+from darktower.gc.drain_api import mount_drain_api
 from darktower.gc.grpc_services import add_gc_services, auth_interceptor
 from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
-from darktower.gc.http import create_app
+from darktower.gc.http import ErrorOut, create_app
 from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.join.evidence import EvidenceChecks, McProbe
 from darktower.gc.jwks_route import mount_jwks
@@ -38,6 +39,7 @@ from darktower.gc.last_heard import LastHeard
 from darktower.gc.limits import limits_from
 from darktower.gc.mc_client import McClient
 from darktower.gc.metrics import TASK_CRASHES, TASKS
+from darktower.gc.migration import MigrationService
 from darktower.gc.service_keys import GcServiceKeys
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
@@ -217,7 +219,7 @@ class GcApp:
             options=GRPC_LISTEN_OPTIONS,
         )
         self.grpc_health.add_to(self.grpc_server)
-        add_gc_services(
+        mc_servicer = add_gc_services(
             self.grpc_server,
             self.store,
             region=s.region,
@@ -259,6 +261,14 @@ class GcApp:
                 McProbe(self._tokens_for, gc_id=s.id, tls=self.tls), self._mark_down
             ),
         )
+        heartbeats = self.heartbeats
+        mc_servicer.migrations = MigrationService(
+            self.store,
+            self.placement,
+            self.join_tokens,
+            region=s.region,
+            flush_heartbeats=None if heartbeats is None else heartbeats.flush,
+        )
         app = create_app(
             self.store,
             self.placement,
@@ -268,6 +278,14 @@ class GcApp:
             limits=limits_from(s),
         )
         mount_jwks(app, self.keys.jwks_keys)
+        # An operator's drain (README "Rolling upgrades"): the GC asks that MC to drain.
+        mount_drain_api(
+            app,
+            store=self.store,
+            mc_client=self.mc_client,
+            access=self.access,
+            error_model=ErrorOut,
+        )
         mount_webhooks_status(app, self.webhooks, self.access)
         self._http = HttpServer(
             app,

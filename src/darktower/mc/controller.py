@@ -31,6 +31,7 @@ from darktower.mc.admission import AdmissionState, Rejection, decide_admission
 from darktower.mc.binding import SessionBinder
 from darktower.mc.media import MediaRegistrar
 from darktower.mc.meeting import EndMeeting, MeetingActor, MeetingLimits, Touch
+from darktower.mc.meeting.handoff import MIGRATED
 from darktower.mc.metrics import (
     MEETINGS_ACTIVE,
     MEETINGS_ADMITTING,
@@ -324,6 +325,8 @@ class MeetingControllerActor(Actor[ControllerMessage]):
         self._forget(child)
         reason = "crashed" if exc is not None else child.end_reason or "stopped"
         log.info("meeting %s left this MC (%s)", child.meeting_id, reason)
+        if reason == MIGRATED:
+            return  # handed off to another MC (live migration): it goes on there, no end
         if reason != "stopped":
             MEETINGS_ENDED.labels(reason).inc()
         # A fenced-out meeting is reported too: after a real takeover the GC ignores the notice

@@ -90,10 +90,30 @@ def _edge(
 
 
 class MeetingControllerServicer(pb_grpc.MeetingControllerServiceServicer):
-    def __init__(self, assigner: Assigner, commands: MeetingCommands | None = None) -> None:
-        """`commands` None: the meeting API's RPCs answer `hosted=false`."""
+    def __init__(
+        self,
+        assigner: Assigner,
+        commands: MeetingCommands | None = None,
+        *,
+        drain: Callable[[], int] | None = None,
+    ) -> None:
+        """`commands` None: the meeting API's RPCs answer `hosted=false`. `drain()` starts
+        the MC's drain (an operator's, through the GC) and answers the meetings it hosts; None:
+        `DrainController` is not accepted."""
         self._assigner = assigner
         self._commands = commands
+        self._drain = drain
+
+    @_edge
+    async def DrainController(
+        self, request: pb.DrainControllerRequest, context: Context
+    ) -> pb.DrainControllerResponse:
+        """Start draining, as on SIGTERM (README "Rolling upgrades"); idempotent."""
+        if self._drain is None:
+            return pb.DrainControllerResponse(accepted=False)
+        meetings = self._drain()
+        log.info("drain requested by GC %s (%d meetings)", request.requesting_gc_id[:64], meetings)
+        return pb.DrainControllerResponse(accepted=True, meetings=meetings)
 
     @_edge
     async def EndMeeting(

@@ -21,6 +21,7 @@ __all__ = [
     "MEETINGS_ADMITTING",
     "MEETINGS_ENDED",
     "MEETING_END_NOTICES",
+    "MIGRATIONS",
     "PARTICIPANTS_ACTIVE",
     "READY",
     "REGISTERED",
@@ -80,6 +81,13 @@ MEETINGS_ENDED = Counter(
     "Meetings this MC ended, by reason (last_participant_left, empty_timeout, ...).",
     ["reason"],
 )
+MIGRATIONS = Counter(
+    "mc_migrations_total",
+    "Tries to move a meeting off this draining MC, by result (migrated, not_placed, gc_error).",
+    ["result"],
+)
+for _result in ("migrated", "not_placed", "gc_error"):
+    MIGRATIONS.labels(_result)
 MEETING_END_NOTICES = Counter(
     "mc_meeting_end_notices_total", "NotifyMeetingEnded reports by result (ok/failed).", ["result"]
 )

@@ -65,11 +65,15 @@ class DrainReport:
     ended: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     redirected_clients: int = 0
+    # The longest a migrated meeting was frozen (Freeze to the redirects queued): its clients'
+    # frames were not acted on meanwhile.
+    longest_handoff_s: float = 0.0
 
     def summary(self) -> str:
         return (
             f"{len(self.migrated)} migrated, {len(self.ended)} ended, {len(self.failed)} failed"
-            f" ({self.redirected_clients} clients redirected)"
+            f" ({self.redirected_clients} clients redirected, longest hand-off"
+            f" {self.longest_handoff_s * 1000:.0f} ms)"
         )
 
 
@@ -112,6 +116,7 @@ class Migrator:
             left = until - time.monotonic()
             if left <= 0:
                 return
+            frozen_at = time.monotonic()
             try:
                 travellers: list[Traveller] = await meeting.ask(Freeze())
             except ActorStopped:
@@ -121,6 +126,8 @@ class Migrator:
             reason = await self._try(meeting, travellers, left, report)
             if reason is None:
                 self.not_placed.pop(meeting_id, None)
+                handoff = time.monotonic() - frozen_at
+                report.longest_handoff_s = max(report.longest_handoff_s, handoff)
                 return
             self.not_placed[meeting_id] = reason
             try:

@@ -40,6 +40,7 @@ from darktower.mc.limits import client_limits, meeting_limits
 from darktower.mc.media import MediaRegistrar
 from darktower.mc.meeting_commands import MeetingCommands
 from darktower.mc.metrics import READY, TASK_CRASHES, TASKS
+from darktower.mc.migration import DrainReport, Migrator
 from darktower.mc.redis_monitor import RedisMonitor
 from darktower.mc.service_keys import McServiceKeys
 from darktower.mc.settings import McSettings
@@ -232,12 +233,26 @@ class McApp:
             options=GRPC_LISTEN_OPTIONS,
         )
         pb_grpc.add_MeetingControllerServiceServicer_to_server(
-            MeetingControllerServicer(self.assigner, MeetingCommands(self.controller)),
+            MeetingControllerServicer(
+                self.assigner, MeetingCommands(self.controller), drain=self.request_drain
+            ),
             self.grpc_server,
         )
         self.grpc_health.add_to(self.grpc_server)
         self.grpc_port = 0
         self._http: HttpServer | None = None
+        # Set by an operator's drain (DrainController): `serve` then drains as on SIGTERM.
+        self.drain_requested = asyncio.Event()
+        self.drain_report: DrainReport | None = None
+
+    def request_drain(self) -> int:
+        """Start the drain as SIGTERM does (`serve` waits for this event too); answers the
+        meetings hosted. Stops admitting at once, so no meeting is placed here meanwhile."""
+        if self.controller.running:
+            with contextlib.suppress(ActorStopped):
+                self.controller.send(SetDraining())
+        self.drain_requested.set()
+        return len(self.controller.meetings)
 
     def _client_ssl_context(self) -> ssl.SSLContext | None:
         """WSS with the MC's certificate, unless MC_CLIENT_TLS=false."""
@@ -372,11 +387,31 @@ class McApp:
             # that beat) before the GC heard DRAINING.
             await self.link.send_fast_beat(timeout=min(DRAIN_BEAT_TIMEOUT_SECONDS, budget / 4))
         margin = min(DRAIN_END_MARGIN_SECONDS, budget / 2)
+        report = DrainReport()
+        migrator: Migrator | None = None
+        if self.link is not None and self.controller.running:
+            # Live migration (README "Rolling upgrades"): every meeting to another MC.
+            migrator = Migrator(self.controller, self._gc_client)
+            report = await migrator.migrate_all(until=deadline - margin)
         ended = await self.controller.wait_empty(deadline - margin - time.monotonic())
         if not ended and self.controller.running:
-            log.info("drain deadline: ending %d meetings", len(self.controller.meetings))
+            left = [m for m in self.controller.meetings.values() if not m.lost]
+            log.info("drain deadline: ending %d meetings", len(left))
+            for meeting in left:
+                why = (
+                    "no migration"
+                    if migrator is None
+                    else migrator.not_placed.get(meeting.meeting_id, "not migrated")
+                )
+                log.warning("meeting %s ended at the drain deadline: %s", meeting.meeting_id, why)
+                report.ended[meeting.meeting_id] = why
             self.controller.send(EndAll("drained"))
             await self.controller.wait_empty(deadline - margin / 2 - time.monotonic())
+            for meeting_id in list(report.ended):
+                if meeting_id in self.controller.meetings:
+                    report.failed[meeting_id] = report.ended.pop(meeting_id)
+        self.drain_report = report
+        log.info("drain: %s", report.summary())
         if self.link is not None:
             await self.link.flush(timeout=max(0.1, deadline - time.monotonic()))
         await self.stop(deadline_seconds=max(0.5, deadline - time.monotonic()))
@@ -410,4 +445,4 @@ class McApp:
 async def serve(settings: McSettings) -> None:
     """Run until SIGTERM or SIGINT, then drain (see `McApp.drain`)."""
     app = McApp(settings)
-    await serve_until_signalled(app.start, app.drain)
+    await serve_until_signalled(app.start, app.drain, signalled=app.drain_requested)

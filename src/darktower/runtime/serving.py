@@ -205,12 +205,16 @@ class HttpServer:
 
 
 async def serve_until_signalled(
-    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    *,
+    signalled: asyncio.Event | None = None,
 ) -> None:
-    """Run `start()`, wait for SIGTERM or SIGINT, then `stop()` — also when the wait ends any
-    other way. `start` must leave nothing running when it raises (it is not followed by
-    `stop`): the error goes to the caller (a `StartupError` is one line and exit 2)."""
-    signalled = asyncio.Event()
+    """Run `start()`, wait for SIGTERM or SIGINT (or `signalled` set by the service itself,
+    e.g. an operator's drain), then `stop()` — also when the wait ends any other way. `start`
+    must leave nothing running when it raises (it is not followed by `stop`): the error goes to
+    the caller (a `StartupError` is one line and exit 2)."""
+    signalled = signalled or asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
@@ -219,7 +223,7 @@ async def serve_until_signalled(
         await start()
         try:
             await signalled.wait()
-            log.info("signal received: stopping")
+            log.info("signal or stop request received: stopping")
         finally:
             await stop()
     finally:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -38,10 +39,19 @@ from opentelemetry.util.types import AttributeValue
 
 from darktower.runtime.serving import StartupError
 
-__all__ = ["EXPORTERS", "OTLP_PROTOCOL", "Tracing", "configure_tracing", "exporter_names"]
+__all__ = [
+    "EXPORTERS",
+    "OTLP_PROTOCOL",
+    "SHUTDOWN_SECONDS",
+    "Tracing",
+    "configure_tracing",
+    "exporter_names",
+]
 
 EXPORTERS = ("none", "otlp", "console")
 OTLP_PROTOCOL = "http/protobuf"
+# Longest a stopping process waits for its last spans to be sent.
+SHUTDOWN_SECONDS = 5.0
 
 
 @dataclass
@@ -51,9 +61,17 @@ class Tracing:
     provider: TracerProvider | None
     exporters: tuple[str, ...] = ()
 
-    def shutdown(self) -> None:
-        if self.provider is not None:
-            self.provider.shutdown()
+    def shutdown(self, timeout: float = SHUTDOWN_SECONDS) -> None:
+        """Send what is pending and stop, waiting `timeout` seconds at most: a collector that
+        does not answer must not hold a stopping service past its grace period (the SDK's own
+        shutdown waits 30 s, plus the export's timeout)."""
+        if self.provider is None:
+            return
+        worker = threading.Thread(
+            target=self.provider.shutdown, name="tracing-shutdown", daemon=True
+        )
+        worker.start()
+        worker.join(timeout)
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -114,7 +132,8 @@ def configure_tracing(
     attributes: dict[str, AttributeValue] = {SERVICE_INSTANCE_ID: instance_id}
     if not env.get("OTEL_SERVICE_NAME"):
         attributes[SERVICE_NAME] = service
-    provider = TracerProvider(resource=Resource.create(attributes))
+    # Not shut down at exit by the SDK (unbounded), but by `Tracing.shutdown` (bounded).
+    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
     for processor in processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)

@@ -32,6 +32,11 @@ MC → client:
                                                by: the host's participant id, or "api" (the
                                                application's meeting API)
     pong                {nonce?, binding_token?}   a fresh binding token with each pong
+    redirect            {signaling_url, token, correlation_id, binding_token, reason}
+                                               the meeting moved to another MC (reason:
+                                               "migration", its MC drains): open signaling_url
+                                               and send join {token, correlation_id,
+                                               binding_token}; the MC closes this socket after
     error               {code, message}            codes in ErrorCode; fatal ones close the socket
 
 `roster` is a list of participants: {participant_id, user_id, display_name, muted,
@@ -69,6 +74,7 @@ __all__ = [
     "Ping",
     "Pong",
     "ProtocolError",
+    "Redirect",
     "SelfMute",
     "ServerMessage",
     "encode",
@@ -228,6 +234,21 @@ class Pong(_Frame):
     binding_token: str | None = None
 
 
+class Redirect(_Frame):
+    """Added in v1: the meeting moved to another MC while this client was connected (its MC
+    drains). The client resumes its session there: `join {token, correlation_id,
+    binding_token}` on `signaling_url` answers `join_answer {reconnected: true}` with the same
+    participant id. `token` is a fresh join token for this client's user (good for one join)."""
+
+    type: Literal["redirect"] = "redirect"
+    signaling_url: str
+    token: str
+    correlation_id: str
+    binding_token: str
+    reason: str = "migration"
+    mc_id: str | None = None  # the new MC's id, for display
+
+
 class ErrorMsg(_Frame):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -235,13 +256,27 @@ class ErrorMsg(_Frame):
 
 
 ServerMessage = Annotated[
-    JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg,
+    JoinAnswer
+    | ParticipantJoined
+    | ParticipantLeft
+    | ParticipantUpdated
+    | Muted
+    | Pong
+    | Redirect
+    | ErrorMsg,
     Field(discriminator="type"),
 ]
 
 _client: TypeAdapter[Join | SelfMute | HostMute | Leave | Ping] = TypeAdapter(ClientMessage)
 _server: TypeAdapter[
-    JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg
+    JoinAnswer
+    | ParticipantJoined
+    | ParticipantLeft
+    | ParticipantUpdated
+    | Muted
+    | Pong
+    | Redirect
+    | ErrorMsg
 ] = TypeAdapter(ServerMessage)
 
 
@@ -289,7 +324,14 @@ def parse_client(frame: str | bytes) -> Join | SelfMute | HostMute | Leave | Pin
 def parse_server(
     frame: str | bytes,
 ) -> (
-    JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg
+    JoinAnswer
+    | ParticipantJoined
+    | ParticipantLeft
+    | ParticipantUpdated
+    | Muted
+    | Pong
+    | Redirect
+    | ErrorMsg
 ):
     """An MC frame → its message (for clients); ProtocolError on anything else."""
     data = _load(frame, MAX_SERVER_FRAME_BYTES)

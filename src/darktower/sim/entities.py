@@ -101,6 +101,7 @@ class Meeting:
         "shard",
         "size",
         "started",
+        "unreachable",
     )
 
     def __init__(self, num: int, size: int, shards: int, started: float) -> None:
@@ -119,5 +120,6 @@ class Meeting:
         self.sent_at = started
         self.answer = -1
         self.attempts = 0
+        self.unreachable = -1
         self.call_latency = 0.0
         self.burst = False

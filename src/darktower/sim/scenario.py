@@ -112,6 +112,8 @@ class Load:
     size_weights: tuple[float, ...] = _f(lambda: (30.0, 20.0, 20.0, 15.0, 10.0, 5.0))
     retry_s: float = _f(1.0, 0, 3600, lo_open=True)
     retry_backoff: bool = False
+    evidence: bool = False
+    probe_s: float = _f(1.0, 0, 60)
     retry_cap_s: float = _f(30.0, 0, 86400, lo_open=True)
     give_up_s: float = _f(120.0, 0, 86400)
     detect_s: float = _f(1.0, 0, 3600)

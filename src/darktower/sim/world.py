@@ -107,6 +107,7 @@ class World:
             rng=random.Random(scenario.seed + 2),  # noqa: S311
         )
         self.jitter = True
+        self.probe_until: dict[int, float] = {}
         self.cum_weights = list(itertools.accumulate(scenario.load.size_weights))
         self.bg_pending = 0.0  # process-seconds of aggregated re-joins in this interval
         self.pg_pending = 0.0
@@ -311,6 +312,8 @@ class World:
         """The GC's handler for a join of `m`, run at `t`; returns its cost."""
         c = self.costs
         m.answer, m.call_latency = -1, 0.0
+        if m.unreachable >= 0:
+            self._check_evidence(m, t)
         existing, record = self._assignment(m)
         hb = self.s.heartbeat
         decision = decide_reuse(existing, record, staleness_s=hb.staleness_s, now=self._dt(t))
@@ -352,6 +355,27 @@ class World:
                 return c.join_new_s
         self.refusals["all_refused"] += 1
         return c.join_new_s
+
+    def _check_evidence(self, m: Meeting, t: float) -> None:
+        """`load.evidence`: the GC's re-placement on evidence (gc/join/evidence.py): a join
+        naming the MC its client could not reach makes the GC check that MC itself (one check
+        per MC, its result kept 2 s); an MC that does not answer is marked UNHEALTHY, so
+        `decide_reuse` moves the meeting at once. A live MC keeps its meetings."""
+        idx, m.unreachable = m.unreachable, -1
+        if idx != m.gc_mc or m.epoch != self.db_epoch:
+            return
+        mc = self.mcs[idx]
+        if t >= self.probe_until.get(idx, -_NEVER):
+            self.probe_until[idx] = t + 2.0
+            self.counts["evidence_checks"] += 1
+            timed_out = not mc.alive and mc.crash_kind == "timeout"
+            m.call_latency += self.s.load.probe_s if timed_out else 2 * self._oneway(0, mc.zone)
+        if not mc.alive and mc.known and mc.health in PLACEABLE_HEALTH:
+            mc.health = "unhealthy"
+            mc.version += 1
+            mc.in_index = False
+            self.counts["evidence_marks"] += 1
+            self.silent.discard(idx)
 
     def _admit(self, m: Meeting, mc: SimMc, t: float) -> bool:
         fl = self.s.fleet
@@ -414,6 +438,11 @@ class World:
             return
         mc = self.mcs[answer]
         if not mc.alive or m.mc != answer:
+            if self.s.load.evidence:
+                # The client asks again at once, naming the MC it could not reach.
+                m.unreachable = answer
+                self._join_failed(m, t, "named_a_dead_mc", again_at=t + self.s.load.detect_s)
+                return
             self._join_failed(m, t, "named_a_dead_mc")
             return
         latency = t - m.sent_at
@@ -429,7 +458,9 @@ class World:
             self.burst_span = (self.burst_span[0], t)
             self._next_burst_join(t)
 
-    def _join_failed(self, m: Meeting, t: float, why: str) -> None:
+    def _join_failed(
+        self, m: Meeting, t: float, why: str, *, again_at: float | None = None
+    ) -> None:
         weight = m.size if m.lost_at is not None else 1
         self.rec.add("failed_joins", t, weight)
         self.counts[f"failed_{why}"] += 1
@@ -437,6 +468,9 @@ class World:
         if t - m.started > self.s.load.give_up_s:
             self.counts["gave_up"] += 1
             self._end(m)
+            return
+        if again_at is not None:
+            self._send_join(m, again_at)
             return
         m.attempts += 1
         self._send_join(m, t + self._retry_wait(m.attempts))

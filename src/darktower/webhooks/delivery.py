@@ -303,14 +303,16 @@ class WebhookDispatcher:
             "Darktower-Key-Id": self._settings.key_id,
         }
         try:
-            response = await self._http.post(url, content=body, headers=headers)
+            # Streamed and never read: only the status counts, and a receiver's huge answer
+            # costs nothing here.
+            async with self._http.stream("POST", url, content=body, headers=headers) as response:
+                return classify(response)
         except httpx.TimeoutException:
             return "timeout"
         except httpx.ConnectError:
             return "connect"
         except (httpx.HTTPError, OSError):
             return "error"
-        return classify(response)
 
     # -- gauges ----------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
+from enum import Enum
 from typing import Any, assert_never
 
 from darktower.actors import Actor, ActorStopped
@@ -41,6 +42,15 @@ from darktower.mc.binding import SessionBinder
 from darktower.mc.connection import ConnectionActor
 from darktower.mc.media import MediaRegistrar
 from darktower.mc.meeting.events import MeetingEvents
+from darktower.mc.meeting.handoff import (
+    MIGRATED,
+    FrozenAction,
+    Traveller,
+    close_quietly,
+    hand_off,
+    travellers,
+    while_frozen,
+)
 from darktower.mc.meeting.join import STORE_DOWN, UNAVAILABLE, JoinRefusal
 from darktower.mc.meeting.limits import EMPTY_TIMEOUT, MeetingLimits
 from darktower.mc.meeting.messages import (
@@ -49,11 +59,14 @@ from darktower.mc.meeting.messages import (
     EmptyExpired,
     EndMeeting,
     FlushUpdates,
+    Freeze,
     GraceExpired,
+    HandOff,
     JoinRequest,
     MeetingMessage,
     MuteIdentity,
     RemoveIdentity,
+    Thaw,
     Touch,
     UpdateMhs,
 )
@@ -69,6 +82,15 @@ from darktower.webhooks.outbox import EventSink
 __all__ = ["LAST_PARTICIPANT_LEFT", "MeetingActor"]
 
 log = logging.getLogger(__name__)
+
+
+class _Apply(Enum):
+    """`_migrating`'s answer for a message the meeting handles as usual."""
+
+    APPLY = "apply"
+
+
+_APPLY = _Apply.APPLY
 
 # The end reason of a meeting whose last participant left for good (reported to the GC).
 LAST_PARTICIPANT_LEFT = "last_participant_left"
@@ -107,10 +129,13 @@ class MeetingActor(Actor[MeetingMessage]):
         self._sync = RosterSync(store, lease)
         # The webhook outbox (None: no events are recorded); see `events.py`.
         self._events = MeetingEvents(events, lease)
+        self._tokens = None if binder is None else SessionTokens(binder, meeting_id)
+        # Set by `Freeze` (live migration, `handoff.py`): the meeting writes nothing any more.
+        self.frozen = False
         self._participants = Participants(
             meeting_id,
             sync=self._sync,
-            tokens=None if binder is None else SessionTokens(binder, meeting_id),
+            tokens=self._tokens,
             grace_seconds=grace_seconds,
             admit=admit,
             spawn=self.spawn,
@@ -216,10 +241,16 @@ class MeetingActor(Actor[MeetingMessage]):
 
     # -- messages --------------------------------------------------------------------------
 
-    async def handle(self, message: MeetingMessage) -> Exception | JoinRefusal | int | None:
+    async def handle(
+        self, message: MeetingMessage
+    ) -> Exception | JoinRefusal | int | list[Traveller] | None:
         joining = isinstance(message, JoinRequest)
         if self.lost:
             return UNAVAILABLE if joining else FencedOut(self.meeting_id, None, None)
+        if self.frozen or isinstance(message, Freeze | Thaw | HandOff):
+            frozen = self._migrating(message)
+            if not isinstance(frozen, _Apply):
+                return frozen
         try:
             return await self._apply(message)
         except FencedOut as exc:
@@ -270,6 +301,8 @@ class MeetingActor(Actor[MeetingMessage]):
                 return await participants.remove_identity(identity)
             case MuteIdentity(identity, muted):
                 return await participants.mute_identity(identity, muted)
+            case Freeze() | Thaw() | HandOff():  # handled by _migrating
+                pass
             case _:
                 assert_never(message)
         return None
@@ -312,6 +345,52 @@ class MeetingActor(Actor[MeetingMessage]):
     def _grace_due(self, participant_id: str, epoch: int) -> None:
         with contextlib.suppress(ActorStopped):
             self.send(GraceExpired(participant_id, epoch))
+
+    # -- live migration (handoff.py) -------------------------------------------------------
+
+    def _migrating(
+        self, message: MeetingMessage
+    ) -> Exception | JoinRefusal | list[Traveller] | int | _Apply | None:
+        """A migration message, or any message while frozen: `_APPLY` to handle it as usual,
+        else the answer (see `handoff.while_frozen`)."""
+        action = while_frozen(message)
+        if not self.frozen and action is not FrozenAction.FREEZE:
+            return None  # a Thaw or HandOff without a Freeze: nothing to do
+        match action:
+            case FrozenAction.FREEZE:
+                self.frozen = True
+                self._disarm_empty()
+                return travellers(self._participants)
+            case FrozenAction.THAW:
+                self.frozen = False
+                return None
+            case FrozenAction.HAND_OFF:
+                assert isinstance(message, HandOff)
+                redirected = hand_off(self._participants, self._tokens, message)
+                self.end_reason = MIGRATED
+                self._participants.connections.close_all(self.children, LeaveReason.MOVED)
+                self.request_stop()
+                log.info(
+                    "meeting %s handed off: %d clients redirected to %s",
+                    self.meeting_id,
+                    redirected,
+                    message.signaling_url,
+                )
+                return redirected
+            case FrozenAction.REFUSE_JOIN:
+                return UNAVAILABLE
+            case FrozenAction.CLOSE:
+                assert isinstance(message, ClientFrame | ConnectionLost)
+                close_quietly(self._participants, message)
+                return None
+            case FrozenAction.END:
+                self.frozen = False
+                return _APPLY
+            case FrozenAction.APPLY:
+                return _APPLY
+            case FrozenAction.DROP:
+                return StoreUnavailable(f"meeting {self.meeting_id} is moving to another MC")
+        return None
 
     # -- the end ---------------------------------------------------------------------------
 

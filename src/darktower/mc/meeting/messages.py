@@ -24,11 +24,14 @@ __all__ = [
     "EmptyExpired",
     "EndMeeting",
     "FlushUpdates",
+    "Freeze",
     "GraceExpired",
+    "HandOff",
     "JoinRequest",
     "MeetingMessage",
     "MuteIdentity",
     "RemoveIdentity",
+    "Thaw",
     "Touch",
     "UpdateMhs",
 ]
@@ -67,6 +70,27 @@ class MuteIdentity:
 
     identity: str
     muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    """Live migration (`handoff.py`): stop changing the meeting's state, so that the MC taking
+    it over reads the final state. Answered with the connected participants (`Traveller`s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Thaw:
+    """The migration did not happen (no MC could take the meeting): go on as before."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """The meeting now lives on another MC: redirect each connected client there with its
+    fresh join token (`tokens`: participant id → join token), then stop without ending."""
+
+    signaling_url: str
+    tokens: tuple[tuple[str, str], ...]
+    mc_id: str = ""  # the new MC's, told to the clients for display
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,4 +152,7 @@ MeetingMessage = (
     | FlushUpdates
     | RemoveIdentity
     | MuteIdentity
+    | Freeze
+    | Thaw
+    | HandOff
 )

@@ -266,6 +266,11 @@ class Participants:
             self.roster.host_id = previous_host
             self._on_count()
             return STORE_DOWN
+        # Recorded before the client hears of its seat: a join answer means a recorded event
+        # (a connection that then fails to start leaves a disconnected participant, whose
+        # departure is recorded when its grace ends).
+        if self._events is not None:
+            await self._events.joined(member)
         self._admit_connection(
             await self._with_media(
                 tokens.join_answer(member, self.roster, reconnected=False, metadata=self.metadata)
@@ -278,8 +283,6 @@ class Participants:
             participant=member.public(), host_id=participant_id if took_over else None
         )
         self.connections.broadcast(joined, exclude=participant_id)
-        if self._events is not None:
-            await self._events.joined(member)
         return None
 
     async def _reclaim(

@@ -2,8 +2,9 @@
 // the MC's signaling WebSocket (protocol v1, see darktower.signaling.protocol).
 //
 // Contract with the page (join.html) and the tests:
-// * `#status[data-state]` is one of idle, joining, joined, reconnecting, left, error; its
-//   text says what happens in words;
+// * `#status[data-state]` is one of idle, joining, joined, reconnecting, moving, left,
+//   error; its text says what happens in words (`moving`: the MC drains and redirected the
+//   page to the meeting's new MC, which it joins at once with the redirect's tokens);
 // * every participant is a `#roster li[data-participant-id]` with `data-muted`,
 //   `data-connected`, `data-host` and `data-self` ("true"/"false"), its name in `.name`;
 // * `/join?meeting=ID&name=NAME` fills the form in; with `&autojoin=1` the page also joins
@@ -283,6 +284,9 @@
       case "error":
         onError(m);
         break;
+      case "redirect":
+        follow(m);
+        break;
       case "pong":
         // Each pong carries a fresh binding token (they live 30 s): keep the latest, so a
         // dropped connection can always resume as the same participant.
@@ -291,6 +295,21 @@
       default:
         break; // types of later protocol versions
     }
+  }
+
+  // The MC drains and moved the meeting live to another MC: resume there with the redirect's
+  // join token and binding token (same participant), without asking the GC. If that socket
+  // never opens, the usual reconnection through the GC takes over.
+  function follow(m) {
+    state.correlationId = String(m.correlation_id);
+    state.bindingToken = String(m.binding_token);
+    setStatus("moving", "Moving " + state.meetingId + " to another server…");
+    closeSocket(); // the old socket's close is ignored from now on
+    openSocket({
+      signaling_url: String(m.signaling_url),
+      join_token: String(m.token),
+      mc_id: String(m.mc_id || ""),
+    });
   }
 
   function onLeft(m) {
