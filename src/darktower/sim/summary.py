@@ -82,6 +82,11 @@ def _failures(world: World) -> dict[str, Any]:
             "offers_refused_redis_unavailable": world.refusals["mc_unhealthy_redis"],
             "fenced_touches_failed": world.counts["redis_failed_touches"],
         }
+    if world.counts["evidence_checks"]:
+        out["evidence"] = {
+            "checks": world.counts["evidence_checks"],
+            "marked_unhealthy": world.counts["evidence_marks"],
+        }
     if world.counts["mc_crashes"]:
         out["mc_crashes"] = world.counts["mc_crashes"]
     return out
