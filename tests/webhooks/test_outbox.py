@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from darktower.embedded.redis import free_port
 from darktower.fencing import Lease
@@ -126,7 +128,10 @@ async def test_entries_older_than_the_retention_are_trimmed(redis_client: aiored
 
 
 async def test_an_unreachable_redis_loses_the_event_without_raising() -> None:
-    client = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    # No retries: the refusal is the point, not redis-py's reconnection backoff.
+    client = aioredis.Redis(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     try:
         outbox = EventOutbox(client)
         before = sample("mc_webhook_events_total", type="meeting_started", result="failed")
