@@ -219,8 +219,9 @@ async def test_openapi_describes_the_join_body_and_answer(api: httpx.AsyncClient
     assert body.get("required", False) is False
     schemas = document["components"]["schemas"]
     body_schema = schemas["JoinIn"]["properties"]
-    assert {"user_id", "display_name"} == set(body_schema)
+    assert {"user_id", "display_name", "unreachable_mc_id"} == set(body_schema)
     assert "pattern" in str(body_schema["user_id"])
+    assert "pattern" in str(body_schema["unreachable_mc_id"])
     answer_ref = join["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     answer = schemas[answer_ref.rsplit("/", 1)[1]]
     assert set(answer["properties"]) == JOIN_ANSWER_FIELDS
