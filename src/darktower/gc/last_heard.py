@@ -52,6 +52,10 @@ class LastHeard:
     def at(self, kind: Kind, id: str) -> datetime | None:
         return self._at[kind].get(id)
 
+    def newest(self) -> datetime | None:
+        """The newest receipt of any kind and id (None before the first)."""
+        return max((at for seen in self._at.values() for at in seen.values()), default=None)
+
     def heard_since(self, kind: Kind, since: datetime) -> set[str]:
         """The ids of `kind` heard from at or after `since`."""
         return {id for id, at in self._at[kind].items() if at >= since}

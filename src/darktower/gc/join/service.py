@@ -198,6 +198,19 @@ class PlacementService:
         if down:
             log.info("meeting %s: MC %s found down on a client's evidence", meeting_id, mc_id)
 
+    def _judged_at(self) -> datetime:
+        """The moment MCs' and MHs' freshness is judged at: now, unless this GC has heard from
+        nobody for a while — then its newest receipt, up to `staleness_s` back. A GC whose event
+        loop is saturated (a join flood on a busy machine) receives every beat and load report
+        late; it must not call all its peers silent for its own lateness (the sweeper allows
+        for the same, `darktower.gc.sweeper`). A peer that really went silent still is, next
+        to the others' fresh receipts."""
+        now = self._now()
+        newest = self._last_heard.newest()
+        if newest is None or newest >= now:
+            return now
+        return max(newest, now - timedelta(seconds=self._staleness_s))
+
     # -- reuse -----------------------------------------------------------------------------
 
     async def _reuse(self, placement: LivePlacement, joiner: Joiner) -> JoinResult | Move:
@@ -206,7 +219,7 @@ class PlacementService:
         live, controller = placement.assignment, placement.controller
         if controller is not None:
             controller = self._last_heard.controller(controller)
-        record, now = _mc_record(controller), self._now()
+        record, now = _mc_record(controller), self._judged_at()
         decision = decide_reuse(_existing(live), record, staleness_s=self._staleness_s, now=now)
         if isinstance(decision, Reuse):
             assert controller is not None
@@ -265,7 +278,7 @@ class PlacementService:
         move: Move | None,
         settings: MeetingSettings | None = None,
     ) -> JoinResult:
-        now = self._now()
+        now = self._judged_at()
         controllers = [self._last_heard.controller(c) for c in registry.controllers]
         handlers = [self._last_heard.media_handler(h) for h in registry.media_handlers]
         mhs = choose_mhs(
