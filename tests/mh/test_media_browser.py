@@ -6,8 +6,9 @@ frames come again.
 WebRTC must not use anything but this machine: the scenario (`tests.mh.media_scenario`) runs
 in a network namespace of its own (`unshare --net`) with `lo` and a veth pair whose both ends
 are inside it (Janus gathers no candidates on a loopback interface), so ICE has no route off
-the namespace. Skipped without chromium, janus or `unshare` on a developer's machine; never in
-CI (`CI` set), where a missing one must fail the run.
+the namespace (as root a network namespace; otherwise `--map-root-user` makes one in a user
+namespace). Skipped without chromium, janus or `unshare` on a developer's machine; never in CI
+(`CI` set), where a missing one must fail the run.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ _MISSING = [
         ("janus", JANUS is not None),
         ("unshare", shutil.which("unshare") is not None),
         ("ip", shutil.which("ip") is not None),
-        ("root (unshare --net)", os.geteuid() == 0),
     )
     if not present
 ]
@@ -48,8 +48,10 @@ pytestmark = [
 
 def test_two_pages_see_and_hear_each_other_and_survive_the_primary_mh(tmp_path: Path) -> None:
     command = f"{NAMESPACE_SETUP} && exec {sys.executable} -m tests.mh.media_scenario {tmp_path}"
+    # As root a network namespace is enough; otherwise a user namespace maps us to its root.
+    unshare = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net"]
     done = subprocess.run(
-        ["unshare", "--net", "--", "sh", "-c", command],
+        [*unshare, "--", "sh", "-c", command],
         cwd=ROOT,
         capture_output=True,
         text=True,
