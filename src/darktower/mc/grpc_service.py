@@ -147,7 +147,7 @@ class MeetingControllerServicer(pb_grpc.MeetingControllerServiceServicer):
         self, request: pb.MeetingCommandRequest, context: Context
     ) -> pb.MeetingRosterResponse:
         meeting_id, _ = _command(request, identity=False)
-        view = NOT_HOSTED if self._commands is None else self._commands.roster(meeting_id)
+        view = NOT_HOSTED if self._commands is None else await self._commands.roster(meeting_id)
         if not isinstance(view, RosterView):
             return pb.MeetingRosterResponse(hosted=False)
         settings = view.settings

@@ -11,6 +11,7 @@ queued answers `NOT_HOSTED`.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from darktower.actors import ActorStopped
@@ -23,6 +24,9 @@ from darktower.mc.meeting.messages import MeetingMessage, MuteIdentity, RemoveId
 from darktower.mc.roster import Member
 
 __all__ = ["ENDED_BY_API", "NOT_HOSTED", "MeetingCommands", "RosterView"]
+
+# How long a roster read waits for a meeting that is starting (its roster loading from Redis).
+START_WAIT_SECONDS = 5.0
 
 # The end reason of a meeting ended through the API (NotifyMeetingEnded, metrics, logs).
 ENDED_BY_API = "ended_by_api"
@@ -81,9 +85,17 @@ class MeetingCommands:
     async def mute(self, meeting_id: str, identity: str, muted: bool) -> int | _NotHosted:
         return await self._ask(meeting_id, MuteIdentity(identity, muted))
 
-    def roster(self, meeting_id: str) -> RosterView | _NotHosted:
+    async def roster(self, meeting_id: str) -> RosterView | _NotHosted:
+        """The roster and settings once the meeting has started (loaded its roster and
+        decided its settings), waiting at most `START_WAIT_SECONDS` for that."""
         meeting = self._hosted(meeting_id)
         if meeting is None:
+            return NOT_HOSTED
+        try:
+            await asyncio.wait_for(meeting.started.wait(), START_WAIT_SECONDS)
+        except TimeoutError:
+            raise StateUnavailable() from None  # its roster still loading from Redis
+        if meeting.lost:
             return NOT_HOSTED
         roster = meeting.roster
         members = sorted(roster.members.values(), key=lambda m: (m.joined_at_ms, m.participant_id))

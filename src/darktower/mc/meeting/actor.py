@@ -160,6 +160,9 @@ class MeetingActor(Actor[MeetingMessage]):
         # Why the actor ended: "fenced_out", or the EndMeeting reason; None while it runs or
         # when it was stopped with the process.
         self.end_reason: str | None = None
+        # Set once `on_start` is over (roster loaded, settings decided): reads from outside
+        # the mailbox (the meeting API's roster) wait for it.
+        self.started = asyncio.Event()
 
     @property
     def roster(self) -> Roster:
@@ -187,6 +190,8 @@ class MeetingActor(Actor[MeetingMessage]):
         except FencingError as exc:
             log.warning("meeting %s: roster not loaded (%s)", self.meeting_id, exc.code)
             self._apply_settings(self._assigned_settings or MeetingSettings())
+        finally:
+            self.started.set()
         if not self.lost:  # recorded once the meeting is this actor's (a takeover: moved)
             await self._events.started()
 
