@@ -54,6 +54,15 @@ def dev(
             "fleet (--no-tls: plaintext).",
         ),
     ] = True,
+    webhook_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--webhook-url",
+            help="POST the meetings' events, signed with the dev API key, to this http(s) URL "
+            "(repeatable; off by default). `darktower webhook-receiver --key-file <the dev "
+            "key>` verifies and prints them.",
+        ),
+    ] = None,
 ) -> None:
     """Run a local fleet in the foreground: Redis, a GC, MCs and simulated MHs.
 
@@ -80,6 +89,7 @@ def dev(
             ports=FleetPorts(gc_http=gc_http_port, any_free=any_port),
             workdir=logs,
             tls=tls,
+            webhook_urls=tuple(webhook_url or ()),
         )
         _start(fleet, logs)
         started = time.time()

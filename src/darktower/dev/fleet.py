@@ -109,6 +109,8 @@ class Fleet:
     workdir: Path | None = None
     tls: bool = True
     https: bool = False  # the GC's HTTP API and the client WebSockets too (needs `tls`)
+    # Webhooks (docs/webhooks.md): off unless URLs are given; signed with the dev API key.
+    webhook_urls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -164,6 +166,18 @@ class Fleet:
             "--tls-key", env["MH_TLS_KEY_FILE"],
             "--tls-ca", env["MH_TLS_CA_FILE"],
         ]  # fmt: skip
+
+    def _webhook_env(self) -> dict[str, str]:
+        """The GC's webhook settings: none unless asked (`--webhook-url`); then the URLs,
+        the dev API key to sign with and the fleet's Redis, where the MCs record events."""
+        if not self.webhook_urls:
+            return {}
+        return {
+            "GC_WEBHOOK_URLS": ",".join(self.webhook_urls),
+            "GC_WEBHOOK_KEY_FILE": str(self.api_key_file),
+            "GC_EVENTS_REDIS_URL": self.effective_redis_url,
+            "GC_WEBHOOK_RETRY_CAP_SECONDS": "30",  # a receiver started late is caught up soon
+        }
 
     def _port(self, fixed: int, what: str) -> int:
         return free_port() if self.ports.any_free else _claim(fixed, what)
@@ -237,6 +251,7 @@ class Fleet:
                 "GC_SWEEP_INTERVAL_SECONDS": "1",
                 "GC_HTTP_TLS": str(self.https).lower(),
                 "GC_API_KEY_FILES": str(self.api_key_file),
+                **self._webhook_env(),
                 "GC_ALLOW_GUESTS": "true",
                 # grpcurl list/describe work against the dev fleet (a token still needed).
                 "GC_GRPC_REFLECTION": "true",
