@@ -1,6 +1,7 @@
 """Through a whole fleet (GC, MC, two real MHs with Janus): a participant's join answer
 carries a grant per MH, each grant admits that participant into its meeting's room on that MH
-and no other meeting's, and the rooms go when the meeting ends."""
+and no other meeting's, a participant who leaves loses its tokens, and the rooms go when the
+meeting ends."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import redis.asyncio as aioredis
 from darktower.auth.fleet_keys import generate_fleet_keys
 from darktower.client.session import ClientSession
 from darktower.mh.server import MhApp
-from darktower.signaling.protocol import JoinAnswer
+from darktower.signaling.protocol import JoinAnswer, MediaGrant
 from tests.client import InProcessFleet, in_process_fleet
 from tests.support.janus_client import janus_client, requires_janus
 from tests.support.media import mh_settings
@@ -94,6 +95,16 @@ async def test_join_answers_carry_grants_that_open_their_own_meetings_room_only(
                 await client.attach_videoroom()
                 refused = await client.join(int(ours.room))
                 assert refused.get("error_code") == ROOM_UNAUTHORIZED, refused
+        # Mallory leaves: her tokens are revoked on both MHs.
+        await other.leave()
+        for theirs in other_answer.media:
+
+            async def revoked(grant: MediaGrant = theirs) -> bool:
+                async with janus_client(grant.url, grant.token) as client:
+                    answer = await client.create_session()
+                    return bool(answer["janus"] == "error")
+
+            await eventually(revoked, timeout=10, what=f"{theirs.mh_id}: Mallory's token revoked")
     finally:
         await other.aclose()
         await ada.leave()

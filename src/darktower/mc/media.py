@@ -10,7 +10,8 @@ its `join_answer` (`media`, docs/wire-protocol.md): it connects to the primary a
 backup when the primary fails. An MH that does not answer is left out (logged); no MH at all
 means a meeting without media, signaling unaffected.
 
-When the meeting ends, `end` tells every MH (EndMeeting), so rooms and tokens go at once.
+When the meeting ends, `end` tells every MH (EndMeeting), so rooms and tokens go at once; when
+a participant leaves for good (left, timed out, removed), `leave` revokes its tokens.
 
 Calls carry MC service tokens minted for each MH (`aud` = the MH's id, scope
 `service.write.mh`): a token for one MH is refused by every other.
@@ -122,19 +123,27 @@ class MediaRegistrar:
 
     async def end(self, meeting_id: str, mhs: Sequence[MhTarget]) -> None:
         """Tell every MH of the meeting that it ended (failures are logged only)."""
+        await self._end(meeting_id, "", mhs)
 
+    async def leave(self, meeting_id: str, participant_id: str, mhs: Sequence[MhTarget]) -> None:
+        """Tell every MH of the meeting that the participant left: its token is revoked, so a
+        participant who left (or was removed) sends and receives no more media."""
+        await self._end(meeting_id, participant_id, mhs)
+
+    async def _end(self, meeting_id: str, participant_id: str, mhs: Sequence[MhTarget]) -> None:
         async def end_one(mh: MhTarget) -> None:
             try:
                 await self._stub(mh.grpc_endpoint).EndMeeting(
-                    pb.EndMediaMeetingRequest(meeting_id=meeting_id),
+                    pb.EndMediaMeetingRequest(meeting_id=meeting_id, participant_id=participant_id),
                     metadata=self._metadata(mh.mh_id),
                     timeout=self._timeout,
                 )
             except grpc.aio.AioRpcError as exc:
                 log.warning(
-                    "meeting %s: MH %s not told of its end: %s",
+                    "meeting %s: MH %s not told of an end (%s): %s",
                     meeting_id,
                     mh.mh_id,
+                    participant_id or "the meeting",
                     exc.code().name,
                 )
 

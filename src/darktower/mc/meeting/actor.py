@@ -145,6 +145,7 @@ class MeetingActor(Actor[MeetingMessage]):
             flush_later=self._flush_later,
             events=self._events,
             media=None if media is None else self._media_grants,
+            media_left=None if media is None else self._media_left,
         )
         self._media = media
         self._mc_limits = limits or MeetingLimits()
@@ -243,6 +244,10 @@ class MeetingActor(Actor[MeetingMessage]):
     async def _media_grants(self, participant_id: str) -> list[MediaGrant]:
         assert self._media is not None
         return await self._media.grants(self.meeting_id, participant_id, self.mhs)
+
+    async def _media_left(self, participant_id: str) -> None:
+        assert self._media is not None
+        await self._media.leave(self.meeting_id, participant_id, self.mhs)
 
     # -- messages --------------------------------------------------------------------------
 

@@ -97,6 +97,7 @@ class Participants:
         "_flush_later",
         "_limits",
         "_media",
+        "_media_left",
         "_meeting_id",
         "_on_count",
         "_spawn",
@@ -126,13 +127,16 @@ class Participants:
         flush_later: Callable[[float], None] = lambda _delay: None,
         events: MeetingEvents | None = None,
         media: Callable[[str], Awaitable[list[MediaGrant]]] | None = None,
+        media_left: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """`tokens` None: client signaling is disabled, every join is refused. `admit()` says
         whether the MC can take one more participant (read at each join). `events`: the
         webhook outbox of the meeting (joins and departures are recorded there). `media`:
-        a participant id → its media grants, put into its join answer (`darktower.mc.media`)."""
+        a participant id → its media grants, put into its join answer (`darktower.mc.media`);
+        `media_left`: called with the id of a participant who left for good (tokens revoked)."""
         self._events = events
         self._media = media
+        self._media_left = media_left
         self._limits = limits or MeetingLimits()
         self._flush_later = flush_later
         # Participants inside a coalescing window → the self_mute value the others were told.
@@ -466,6 +470,8 @@ class Participants:
         member = self.roster.get(participant_id)
         host_changed = self.roster.remove(participant_id)
         self._on_count()
+        if self._media_left is not None:
+            await self._media_left(participant_id)
         if not self.roster.members:
             if member is not None and self._events is not None:
                 await self._events.left(member, reason)  # the meeting's end follows
