@@ -9,6 +9,7 @@ sends the signal to real processes).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -155,10 +156,11 @@ async def test_a_drain_moves_every_meeting_with_its_clients_to_another_mc(
 
 
 async def test_a_redirect_is_good_once_and_only_for_its_own_session(
-    fleet: InProcessFleet,
+    fleet: InProcessFleet, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Raw WebSockets: the redirect, its replay, someone else's binding token, a stale
-    correlation id."""
+    correlation id; no token of a redirect reaches a log line (the GC's, the MCs')."""
+    caplog.set_level(logging.DEBUG)
     ada_join = await gc_join(fleet, "mig-raw", "ada")
     bob_join = await gc_join(fleet, "mig-raw", "bob")
     ada = await SignalingClient.open(ada_join["signaling_url"])
@@ -258,6 +260,9 @@ async def test_a_redirect_is_good_once_and_only_for_its_own_session(
             bob_answer.participant_id,
         }
         assert not [m for m in moved_bob.history if isinstance(m, ParticipantLeft)]
+        for redirect in (ada_redirect, bob_redirect):
+            for secret in (redirect.token, redirect.binding_token):
+                assert secret not in caplog.text
     finally:
         for client in clients:
             await client.close()

@@ -242,9 +242,9 @@ class Redirect(_Frame):
 
     type: Literal["redirect"] = "redirect"
     signaling_url: str
-    token: str
+    token: str = Field(repr=False)  # admits one join: never in a log
     correlation_id: str
-    binding_token: str
+    binding_token: str = Field(repr=False)
     reason: str = "migration"
     mc_id: str | None = None  # the new MC's id, for display
 
