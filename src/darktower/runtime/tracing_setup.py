@@ -11,8 +11,8 @@ service must not start sending data somewhere unless told to):
 * `none` — nothing is exported;
 * `otlp` — OTLP over HTTP/protobuf, batched, configured by the standard
   `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `…_HEADERS`,
-  `…_TIMEOUT`, `…_CERTIFICATE` and `OTEL_BSP_*`. It needs the `otlp` extra
-  (`pip install 'darktower[otlp]'`): a start without it is one line saying so;
+  `…_TIMEOUT`, `…_CERTIFICATE` and `OTEL_BSP_*`. The exporter is a core dependency; an
+  install without it stops with one line saying what to install;
 * `console` — each span as JSON on stdout when it ends (debugging, and the trace tests).
 
 `OTEL_TRACES_SAMPLER` picks the sampler (default: parent-based, always on);
@@ -105,7 +105,8 @@ def _otlp_processor(environ: Mapping[str, str]) -> SpanProcessor:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
         raise StartupError(
-            "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: pip install 'darktower[otlp]'"
+            "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: "
+            "pip install opentelemetry-exporter-otlp-proto-http"
         ) from None
     # The exporter reads its endpoint, headers, timeout and certificate from OTEL_*.
     return BatchSpanProcessor(OTLPSpanExporter())
