@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from darktower.common.meeting_settings import MeetingSettings
 from darktower.gc.domain import Health, Heartbeat
 from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import AssignOutcome, MhTargetSpec
@@ -33,7 +34,13 @@ class AcceptingMcs:
         self.asked: list[str] = []
 
     async def assign(
-        self, endpoint: str, meeting_id: str, targets: Sequence[MhTargetSpec], *, mc_id: str
+        self,
+        endpoint: str,
+        meeting_id: str,
+        targets: Sequence[MhTargetSpec],
+        *,
+        mc_id: str,
+        settings: MeetingSettings | None = None,
     ) -> AssignOutcome:
         self.asked.append(endpoint)
         return AssignOutcome(accepted=True, reason="")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from darktower.common.meeting_settings import MeetingSettings
 from darktower.gc.domain import Health, Heartbeat
 from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import AssignOutcome, MhTargetSpec
@@ -21,7 +22,13 @@ STALENESS_S = 30.0
 
 class AcceptingMcs:
     async def assign(
-        self, endpoint: str, meeting_id: str, targets: Sequence[MhTargetSpec], *, mc_id: str
+        self,
+        endpoint: str,
+        meeting_id: str,
+        targets: Sequence[MhTargetSpec],
+        *,
+        mc_id: str,
+        settings: MeetingSettings | None = None,
     ) -> AssignOutcome:
         return AssignOutcome(accepted=True, reason="")
 

@@ -9,6 +9,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import event
 
+from darktower.common.meeting_settings import MeetingSettings
 from darktower.gc.domain import Health, Heartbeat
 from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import AssignOutcome, MhTargetSpec
@@ -33,7 +34,13 @@ class AcceptingMcs:
         self.calls = 0
 
     async def assign(
-        self, endpoint: str, meeting_id: str, targets: Sequence[MhTargetSpec], *, mc_id: str
+        self,
+        endpoint: str,
+        meeting_id: str,
+        targets: Sequence[MhTargetSpec],
+        *,
+        mc_id: str,
+        settings: MeetingSettings | None = None,
     ) -> AssignOutcome:
         self.calls += 1
         return AssignOutcome(accepted=True, reason="")
