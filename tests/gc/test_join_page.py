@@ -16,7 +16,7 @@ from darktower.gc.join_page import JOIN_PAGE_CSP, mount_join_page
 
 pytestmark = pytest.mark.timeout(30)
 
-ASSETS = ("join.html", "join.js", "join.css")
+ASSETS = ("join.html", "join.js", "media.js", "join.css")
 
 
 def _asset(name: str) -> str:
@@ -78,7 +78,7 @@ async def test_the_page_links_its_assets_relatively_and_they_resolve(
 ) -> None:
     page = (await client.get("/join")).text
     refs = [r for r in re.findall(r'(?:src|href)="([^"]+)"', page) if not r.startswith("data:")]
-    assert sorted(refs) == ["join/static/join.css", "join/static/join.js"]
+    assert sorted(refs) == ["join/static/join.css", "join/static/join.js", "join/static/media.js"]
     for ref in refs:
         # Relative to /join, as the browser resolves them.
         assert (await client.get("/" + ref)).status_code == 200
@@ -106,5 +106,6 @@ def test_the_script_talks_only_to_the_join_api_and_the_answered_socket() -> None
     "sink",
     ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function("],
 )
-def test_the_script_never_writes_markup(sink: str) -> None:
-    assert sink not in _asset("join.js")
+def test_the_scripts_never_write_markup(sink: str) -> None:
+    for script in ("join.js", "media.js"):
+        assert sink not in _asset(script), script

@@ -227,7 +227,7 @@ async def test_openapi_describes_the_join_body_and_answer(api: httpx.AsyncClient
     assert set(answer["properties"]) == JOIN_ANSWER_FIELDS
     assert {"400", "503"} <= set(join["responses"])
     listing = document["paths"]["/v1/meetings"]["get"]
-    assert [p["name"] for p in listing["parameters"]] == ["limit", "Authorization"]
+    assert [p["name"] for p in listing["parameters"]] == ["limit", "offset", "Authorization"]
 
 
 # --- a real fleet --------------------------------------------------------------------------

@@ -157,8 +157,10 @@ async def test_an_invalid_request_still_names_the_field(
          "meeting_id: too long", "invalid"),
         (KeyError(LEAKY_TEXT), grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"),
         (RuntimeError(LEAKY_TEXT), grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"),
-        # Handled inside AssignMeetingWithMh as UNHEALTHY; should one escape, it is a bug.
-        (StateUnavailable(), grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"),
+        # AssignMeetingWithMh answers it as UNHEALTHY; the meeting API's commands let it out as
+        # UNAVAILABLE with the caller-written message (never a URL: see mc/errors.py).
+        (StateUnavailable("meeting state unavailable"), grpc.StatusCode.UNAVAILABLE,
+         "meeting state unavailable", "invalid"),
         (ActorStopped("x"), grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"),
         (FencedOut("m", None, None), grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"),
     ],
