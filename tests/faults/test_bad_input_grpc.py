@@ -97,6 +97,10 @@ ALLOWED_CODES: dict[str, frozenset[Code]] = {
     f"{_GC}.NotifyMeetingEnded": frozenset(
         {Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED}
     ),
+    # Live migration (issue 16): only the MC the meeting is live on may ask.
+    f"{_GC}.MigrateMeeting": frozenset(
+        {Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED}
+    ),
     f"{_MH}.RegisterMH": frozenset(
         {Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED}
     ),
@@ -151,6 +155,10 @@ VALID_REQUESTS: dict[str, Message] = {
     f"{_GC}.NotifyMeetingEnded": pb.NotifyMeetingEndedRequest(
         meeting_id="never-placed", region="test"
     ),
+    # Nothing live to move: answered `placed: false` with a reason, the registry unchanged.
+    f"{_GC}.MigrateMeeting": pb.MigrateMeetingRequest(
+        controller_id=KNOWN_MC, meeting_id="never-placed"
+    ),
     f"{_MH}.RegisterMH": pb.RegisterMHRequest(
         handler_id=KNOWN_MH,
         region="test",
@@ -169,7 +177,22 @@ VALID_REQUESTS: dict[str, Message] = {
     ),
 }
 
-METHODS: list[MethodDescriptor] = [m for service in SERVICES for m in service.methods]
+# Not fuzzed here, with where their bad input is tested instead:
+# - MediaHandlerService is served by `darktower mh` in front of a real Janus, not by the MC or
+#   the GC running in this module: tests/mh/test_mh_app.py and tests/mh/test_media_join.py feed
+#   it forged, oversized, malformed and someone else's requests;
+# - DrainController's one field is informational, so every well-formed request drains the MC
+#   this whole module shares. A call without a GC token addressed to this MC is refused by the
+#   interceptor as every MC RPC is (tests/auth/test_attacks.py); the operator route that makes
+#   the GC call it is attacked in tests/mc/test_migration.py and tests/gc/test_drain_access.py.
+NOT_FUZZED_HERE = {"dark_tower.internal.MediaHandlerService", f"{_MC}.DrainController"}
+METHODS: list[MethodDescriptor] = [
+    m
+    for service in SERVICES
+    if service.full_name not in NOT_FUZZED_HERE
+    for m in service.methods
+    if f"{service.full_name}.{m.name}" not in NOT_FUZZED_HERE
+]
 _LEGACY = {f"{_MC}.RegisterController", f"{_MC}.SendHeartbeat", f"{_MC}.Assign"}
 
 
@@ -208,13 +231,14 @@ class Servers:
         return frozenset(self.redis.keys("*")), frozenset(self.mc.controller.meetings)
 
     def registry(self) -> Registry:
-        store, heartbeats = self.gc.store, self.gc.heartbeats
+        store = self.gc.store
         assert store is not None
+        behind = [b for b in (self.gc.heartbeats, self.gc.load_reports) if b is not None]
 
         async def read() -> Registry:
-            # Heartbeats are written behind: settle the accepted ones before comparing.
-            if heartbeats is not None:
-                await heartbeats.flush()
+            # Heartbeats and load reports are written behind: settle the accepted ones first.
+            for batcher in behind:
+                await batcher.flush()
             return await store.list_controllers(), await store.list_media_handlers()
 
         return self.loop.run(read())
@@ -391,6 +415,17 @@ def test_every_rpc_has_a_contract() -> None:
     assert names == set(VALID_REQUESTS), "give each RPC a valid request"
 
 
+def _no_meeting_ends_by_itself(request: Message) -> None:
+    """A meeting accepted with a short empty timeout (the meeting API's settings) would end on
+    its own while later requests are checked for changing nothing; its timeout is raised to an
+    hour, everything else stays as drawn. The settings' bounds have their own table test
+    (tests/common/test_meeting_settings.py)."""
+    if not isinstance(request, pb.AssignMeetingWithMhRequest) or not request.HasField("settings"):
+        return
+    if 0 < request.settings.empty_timeout_seconds < 3600:
+        request.settings.empty_timeout_seconds = 3600
+
+
 @pytest.mark.parametrize("method", METHODS, ids=_method_name)
 def test_bad_input_gets_a_defined_answer(servers: Servers, method: MethodDescriptor) -> None:
     name = _method_name(method)
@@ -401,6 +436,7 @@ def test_bad_input_gets_a_defined_answer(servers: Servers, method: MethodDescrip
     @FUZZ
     @given(request=request_strategy(method.input_type, known_ids=(KNOWN_MC, KNOWN_MH)))
     def fuzz(request: Message) -> None:
+        _no_meeting_ends_by_itself(request)
         code = _call_and_check(servers, method, request)
         seen.add(code)
         assert code in allowed, f"{name} answered {code.name}"
