@@ -53,12 +53,15 @@ from darktower.auth.keys import generate_key_files, load_private_key
 from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
 from darktower.embedded.redis import free_port
 from darktower.gc.access import GcAccess
-from darktower.gc.http import create_app
+from darktower.gc.drain_api import mount_drain_api
+from darktower.gc.http import ErrorOut, create_app
 from darktower.gc.join import PlacementService
 from darktower.gc.jwks_route import mount_jwks
+from darktower.gc.mc_client import McClient
 from darktower.gc.server import GcApp
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore
+from darktower.gc.webhooks_route import mount_webhooks_status
 from darktower.mc.settings import McSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
@@ -275,7 +278,16 @@ def _document() -> dict[str, Any]:
         is_ready=_never_ready,
         access=GcAccess(ApiKeyRing(), allow_guests=False),
     )
-    mount_jwks(app, list)  # as `GcApp` does: the route is in the document, the keys are not
+    # As `GcApp` does: the routes are in the document, no key, MC client or webhook is used.
+    mount_jwks(app, list)
+    mount_drain_api(
+        app,
+        store=cast(GcStore, None),
+        mc_client=cast(McClient, None),
+        access=GcAccess(ApiKeyRing(), allow_guests=False),
+        error_model=ErrorOut,
+    )
+    mount_webhooks_status(app, None, GcAccess(ApiKeyRing(), allow_guests=False))
     return app.openapi()
 
 
