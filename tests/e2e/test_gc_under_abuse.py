@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from darktower.auth.access_tokens import mint_access_token
 from darktower.auth.api_keys import ApiKey, generate_api_key, write_api_key_file
@@ -87,6 +88,7 @@ def _sweeps(gc: GcProc) -> float:
     return metric(gc.metrics(), "gc_sweeps_total", result="ok") or 0.0
 
 
+@pytest.mark.alone  # judges latency under load: run by itself (scripts/test.sh)
 def test_300_concurrent_joins_mark_no_live_mc_or_mh_unhealthy(
     fleet: Fleet, database_url: str
 ) -> None:

@@ -360,6 +360,7 @@ async def _non_reading_client(url: str, token: str) -> tuple[ClientConnection, J
     return ws, JoinAnswer.model_validate_json(first)
 
 
+@pytest.mark.alone  # judges latency under load: run by itself (scripts/test.sh)
 @pytest.mark.timeout(90)
 async def test_a_client_that_does_not_read_is_cut_off_and_pongs_stay_fast(
     start_mc: Start, key_dir: Path, clients: list[SignalingClient]

@@ -40,6 +40,7 @@ TOTAL = MEETINGS * PER_MEETING
 log = logging.getLogger(__name__)
 
 
+@pytest.mark.alone  # judges latency under load: run by itself (scripts/test.sh)
 @pytest.mark.timeout(120)
 async def test_500_concurrent_clients_on_one_mc(
     start_mc: Callable[..., Awaitable[RunningMc]],

@@ -31,6 +31,7 @@ def _errors() -> float:
     )
 
 
+@pytest.mark.alone  # judges latency under load: run by itself (scripts/test.sh)
 @pytest.mark.timeout(60)
 async def test_thousand_meetings_are_touched_within_the_pool_and_the_mc_stays_ready(
     start_mc: StartMc, redis_client: aioredis.Redis
