@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -110,8 +111,9 @@ def test_dashboards_rules_and_runbooks_name_only_exported_metrics(
         assert "_created" not in text, name
 
     # The kubelet's view (no token) of both processes over their real gRPC ports (TLS here).
+    # The gRPC status follows readiness within its refresh (1 s), as a probe polls it.
     for process in (gc, mc):
-        assert grpc_health(process) == SERVING, process.name
+        wait_until(partial(serving, process), timeout=10, what=f"{process.name} SERVING")
 
     # A draining MC says NOT_SERVING at once, while it still runs and serves its meeting.
     assert gc.join("observed").status_code == 200
@@ -125,6 +127,10 @@ def test_dashboards_rules_and_runbooks_name_only_exported_metrics(
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def serving(process: GcProc | McProc) -> bool:
+    return bool(grpc_health(process) == SERVING)
 
 
 def grpc_health(process: GcProc | McProc) -> int:
