@@ -63,7 +63,8 @@ for i in 0 1 2; do
   cat "$work/${names[$i]}.log"
 done
 echo "=== last: the tests that judge time or load, alone ==="
-# The in-process latency tests first, the join flood (a whole fleet on PostgreSQL) last, so
-# that nothing it leaves winding down falls into a latency measurement.
-"$PYTHON" -m pytest -m alone --basetemp="$work/alone" tests/mc tests || status=1
+# The MC's latency tests first, then the rest (the join flood: a whole fleet on PostgreSQL),
+# so that nothing the flood leaves winding down falls into a latency measurement.
+"$PYTHON" -m pytest -m alone --basetemp="$work/alone-mc" tests/mc || status=1
+"$PYTHON" -m pytest -m alone --basetemp="$work/alone" --ignore=tests/mc || status=1
 exit "$status"
