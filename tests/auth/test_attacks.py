@@ -43,6 +43,7 @@ from darktower.auth.tokens import (
 )
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+from tests.support.mc_servicer import UncalledMcRpcs
 
 SERVICE = "mc-attack-test"  # a metric label of its own
 GC_1 = Ed25519PrivateKey.generate()  # trusted, bound to gc-1
@@ -124,7 +125,7 @@ def failures(reason: str) -> float:
 
 
 @dataclass
-class RecordingServicer(pb_grpc.MeetingControllerServiceServicer):
+class RecordingServicer(UncalledMcRpcs):
     seen: list[ServiceClaims | None] = field(default_factory=list)
 
     async def AssignMeetingWithMh(
@@ -147,32 +148,6 @@ class RecordingServicer(pb_grpc.MeetingControllerServiceServicer):
     async def Assign(
         self, request: pb.AssignMeeting, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AssignMeetingResponse:
-        raise AssertionError("not called in these tests")
-
-    # RPCs added after these tests (the meeting API, an operator's drain): never called here.
-    async def EndMeeting(
-        self, request: pb.MeetingCommandRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.MeetingCommandResponse:
-        raise AssertionError("not called in these tests")
-
-    async def RemoveParticipant(
-        self, request: pb.MeetingCommandRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.MeetingCommandResponse:
-        raise AssertionError("not called in these tests")
-
-    async def MuteParticipant(
-        self, request: pb.MeetingCommandRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.MeetingCommandResponse:
-        raise AssertionError("not called in these tests")
-
-    async def GetMeetingRoster(
-        self, request: pb.MeetingCommandRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.MeetingRosterResponse:
-        raise AssertionError("not called in these tests")
-
-    async def DrainController(
-        self, request: pb.DrainControllerRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.DrainControllerResponse:
         raise AssertionError("not called in these tests")
 
 

@@ -41,6 +41,7 @@ from darktower.auth.tokens import (
 )
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+from tests.support.mc_servicer import UncalledMcRpcs
 
 SERVICE = "mc-auth-test"  # a label of its own, so other tests' traffic cannot move our counters
 KEYS = {name: Ed25519PrivateKey.generate() for name in SERVICE_PROFILES}
@@ -75,7 +76,7 @@ def successes() -> float:
 
 
 @dataclass
-class CountingServicer(pb_grpc.MeetingControllerServiceServicer):
+class CountingServicer(UncalledMcRpcs):
     """Accepts every meeting and remembers the claims it was called under."""
 
     seen: list[ServiceClaims | None] = field(default_factory=list)
@@ -103,32 +104,6 @@ class CountingServicer(pb_grpc.MeetingControllerServiceServicer):
     ) -> pb.AssignMeetingResponse:
         self.seen.append(current_claims.get())
         return pb.AssignMeetingResponse(accepted=False)
-
-    # RPCs added after these tests (the meeting API, an operator's drain): never called here.
-    async def EndMeeting(
-        self, request: pb.MeetingCommandRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.MeetingCommandResponse:
-        raise AssertionError("not called in these tests")
-
-    async def RemoveParticipant(
-        self, request: pb.MeetingCommandRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.MeetingCommandResponse:
-        raise AssertionError("not called in these tests")
-
-    async def MuteParticipant(
-        self, request: pb.MeetingCommandRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.MeetingCommandResponse:
-        raise AssertionError("not called in these tests")
-
-    async def GetMeetingRoster(
-        self, request: pb.MeetingCommandRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.MeetingRosterResponse:
-        raise AssertionError("not called in these tests")
-
-    async def DrainController(
-        self, request: pb.DrainControllerRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.DrainControllerResponse:
-        raise AssertionError("not called in these tests")
 
 
 # A service of each streaming kind, on raw bytes, to check that refusals keep the handler kind.
