@@ -11,8 +11,8 @@ capacity-planning guide built from it.
 
 Layout: `scenario` (the TOML format, checked field by field) · `costs` (the cost model) ·
 `engine` (event heap) · `gc_pool` (the GC tier as a queue) · `entities` (MCs, MHs, meetings) ·
-`world` (the model) · `record` (time series) · `summary` · `plots` · `runner` (one run, its
-files) · `validation` · `cli`.
+`world` (the model, a package with one concept a module) · `record` (time series) · `summary` ·
+`plots` · `runner` (one run, its files) · `validation` · `cli`.
 """
 
 from __future__ import annotations
