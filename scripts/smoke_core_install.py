@@ -1,6 +1,7 @@
 """Smoke test of a core-only install: what a new user gets from `pip install .` with no extras.
 
-Run with the Python of a fresh venv that has only `pip install .` in it (`.ci/run` does):
+Run with the Python of a fresh venv that has only `pip install .` in it (`.ci/run` does, and
+tests/deploy/test_image.py::test_a_core_only_install_runs_the_readme_first_command):
 
     /tmp/core/bin/python scripts/smoke_core_install.py
 
@@ -98,7 +99,13 @@ def main() -> None:
 
     bin_dir = Path(sys.executable).parent
     darktower = str(bin_dir / "darktower")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_", "DARKTOWER_"))}
+    # Nothing that names a GC or an MC; the port range of a test session is kept, so the fleet's
+    # free ports are drawn where the session's other fleets draw none.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MC_", "GC_", "DARKTOWER_")) or k == "DARKTOWER_PORT_RANGE"
+    }
     with tempfile.TemporaryDirectory(prefix="darktower-smoke-") as tmp:
         env["DARKTOWER_DEV_STATE"] = str(Path(tmp) / "state")
         out_path = Path(tmp) / "dev.out"

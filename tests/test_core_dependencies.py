@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata as metadata
 import re
+import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -241,3 +242,24 @@ def test_a_through_package_its_parent_does_not_require_is_named(tmp_path: Path) 
         list(third_party_imports(_tree(tmp_path, code))), project(), {"pyyaml": "httpx"}
     )
     assert len(found) == 1 and "`import yaml`" in found[0], found
+
+
+def test_the_core_install_smoke_fails_on_a_missing_runtime_dependency() -> None:
+    """`.ci/run`'s smoke (scripts/smoke_core_install.py) fails, naming the module, when a
+    runtime import is missing: here httpx is made unimportable before the smoke runs."""
+    prelude = (
+        "import runpy, sys; sys.modules['httpx'] = None; "
+        f"runpy.run_path({str(ROOT / 'scripts' / 'smoke_core_install.py')!r}, run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", prelude],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "core-only smoke: FAILED:" in done.stderr
+    assert "needs 'httpx', which no core dependency provides" in done.stderr, done.stderr
+    assert "imported" not in done.stdout  # it stopped before starting any fleet
