@@ -5,6 +5,9 @@ Ready (`/health/ready`) when Janus answers, the gRPC server serves, the MH is re
 the GC and no background task crashed. While Janus is down the load reports say UNHEALTHY (so
 the GC stops placing meetings here and marks the meetings' backups for use) and Register
 answers UNAVAILABLE.
+
+SIGHUP re-reads `MH_TRUSTED_MC_KEY_FILES` (the MCs allowed to call) and `MH_SERVICE_KEY_FILE`
+(the key its GC tokens are signed with), as the MC and the GC do (README "Key rotation").
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.errors import KeyFileError
 from darktower.auth.grpc_server import service_grpc_server
 from darktower.auth.interceptor import ServiceAuthInterceptor
-from darktower.auth.keyring import KeyRing
+from darktower.auth.keyring import KeyRing, ReloadableSigningKey
 from darktower.auth.tokens import GC_AUDIENCE, SCOPE_GC, SCOPE_MH, ServiceType, TokenVerifier
 from darktower.common.backoff import RegistrationBackoff
 from darktower.mh.gc_link import JanusLoadReporter
@@ -34,6 +37,7 @@ from darktower.mh.janus_process import JanusKeeper, find_janus
 from darktower.mh.rooms import MediaRooms
 from darktower.mh.settings import MhSettings
 from darktower.mhsim.simulator import MhConfig
+from darktower.runtime.reload import ReloadHooks
 from darktower.runtime.serving import (
     GRPC_LISTEN_OPTIONS,
     HttpServer,
@@ -120,8 +124,19 @@ class MhApp:
             service_type=ServiceType.MEDIA_HANDLER,
             prefix="MH",
         )
+        # Reloaded on SIGHUP (a bad file or a key of another instance keeps the old key).
+        self.signing = ReloadableSigningKey(
+            settings.service_key_file,
+            service_type=ServiceType.MEDIA_HANDLER,
+            instance_id=settings.id,
+            loaded=signing,
+        )
+        self.mc_keys.subscribe(verifier.replace_keys)
+        self.reloads = ReloadHooks()
+        self.reloads.add(self.mc_keys.reload)
+        self.reloads.add(self.signing.reload)
         self._gc_tokens = ServiceTokenProvider(
-            signing.private_key,
+            self.signing.signing_key,
             service_type=ServiceType.MEDIA_HANDLER,
             scope=SCOPE_GC,
             issuer=settings.id,
@@ -263,8 +278,10 @@ class MhApp:
         reporter.janus_up = lambda: self.keeper.up
         self.reporter = reporter
         self.tasks.spawn("gc-link", reporter.run())
+        self.reloads.install()
 
     async def stop(self) -> None:
+        self.reloads.uninstall()
         await self.grpc_server.stop(grace=2.0)
         if self._http is not None:
             await self._http.stop()
