@@ -79,7 +79,13 @@ def test_package_and_services() -> None:
             "GetMeetingRoster",
         },
         "MediaHandlerRegistryService": {"RegisterMH", "SendLoadReport"},
-        "MediaHandlerService": {"Register", "RouteMedia", "StreamTelemetry", "EndMeeting"},
+        "MediaHandlerService": {
+            "Register",
+            "RouteMedia",
+            "StreamTelemetry",
+            "EndMeeting",
+            "MuteParticipant",
+        },
     }
     assert pb.HealthStatus.Value("DRAINING") == 4
     assert pb.RejectionReason.Value("REJECTION_REASON_UNHEALTHY") == 3

@@ -1,11 +1,12 @@
 """Through a whole fleet (GC, MC, two real MHs with Janus): a participant's join answer
 carries a grant per MH, each grant admits that participant into its meeting's room on that MH
 and no other meeting's, a participant who leaves loses its tokens, and the rooms go when the
-meeting ends."""
+meeting ends; a host mute is enforced by every MH."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from darktower.client.session import ClientSession
 from darktower.mh.server import MhApp
 from darktower.signaling.protocol import JoinAnswer, MediaGrant
 from tests.client import InProcessFleet, in_process_fleet
+from tests.mh.test_host_mute import moderations, publish
 from tests.support.janus_client import janus_client, requires_janus
 from tests.support.media import mh_settings
 from tests.support.waiting import eventually
@@ -116,3 +118,32 @@ async def test_join_answers_carry_grants_that_open_their_own_meetings_room_only(
             timeout=20,
             what=f"{mh.settings.id}: the standup's room destroyed",
         )
+
+
+async def test_a_host_mute_is_enforced_by_every_mh(media_fleet: MediaFleet) -> None:
+    """The host mutes Bo: on each MH, Janus moderates the audio Bo's token publishes (a client
+    that ignores its `muted` frame is still not heard); unmuting forwards it again."""
+    fleet = media_fleet.fleet
+    ada, _ = await _join(fleet, "standup", "Ada")  # the first one in: the host
+    bo, bo_answer = await _join(fleet, "standup", "Bo")
+    try:
+        async with AsyncExitStack() as stack:
+            watchers = []
+            for grant in bo_answer.media:
+                client = await stack.enter_async_context(janus_client(grant.url, grant.token))
+                await client.create_session()
+                await client.attach_videoroom()
+                await publish(client, int(grant.room), display="not-bo")
+                watchers.append(client)
+            await ada.host_mute(bo_answer.participant_id, True)
+            for client in watchers:
+                seen = await moderations(client, 5.0)
+                assert [(m["mid"], m["moderation"]) for m in seen] == [("0", "muted")]
+            await ada.host_mute(bo_answer.participant_id, False)
+            for client in watchers:
+                seen = await moderations(client, 5.0)
+                assert [(m["mid"], m["moderation"]) for m in seen] == [("0", "unmuted")]
+    finally:
+        for session in (bo, ada):
+            await session.leave()
+            await session.aclose()

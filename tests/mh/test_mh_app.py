@@ -171,6 +171,31 @@ async def test_only_mcs_may_call(setup: Setup, caller: dict[str, str], code: str
     assert setup.mh.rooms.meetings == 0
 
 
+async def test_only_mcs_may_mute(setup: Setup) -> None:
+    """A host mute through the MH: only an MC's token for this MH, only well-formed ids."""
+    await setup.register("meeting-a", "alice")
+    stub = pb_grpc.MediaHandlerServiceStub(setup.channel)
+    request = pb.MuteMediaRequest(meeting_id="meeting-a", participant_id="alice", muted=True)
+    for metadata in (
+        (),
+        setup.tokens(service="gc", issuer="gc-test", scope=SCOPE_MC).metadata(),
+        setup.tokens(audience="mh-2").metadata(),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.MuteParticipant(request, metadata=metadata, timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    for bad in (
+        pb.MuteMediaRequest(meeting_id="m" * 256, participant_id="alice", muted=True),
+        pb.MuteMediaRequest(meeting_id="meeting-a", participant_id="", muted=True),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.MuteParticipant(bad, metadata=setup.tokens().metadata(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # An MC's call: accepted (alice publishes nothing yet, so no stream is moderated now).
+    answer = await stub.MuteParticipant(request, metadata=setup.tokens().metadata(), timeout=5)
+    assert answer.streams == 0
+
+
 async def test_no_token_and_malformed_requests(setup: Setup) -> None:
     stub = pb_grpc.MediaHandlerServiceStub(setup.channel)
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -11,7 +11,9 @@ backup when the primary fails. An MH that does not answer is left out (logged); 
 means a meeting without media, signaling unaffected.
 
 When the meeting ends, `end` tells every MH (EndMeeting), so rooms and tokens go at once; when
-a participant leaves for good (left, timed out, removed), `leave` revokes its tokens.
+a participant leaves for good (left, timed out, removed), `leave` revokes its tokens. A host
+mute goes to every MH too (`mute`): Janus stops forwarding that participant's audio, so a
+modified client that ignores its `muted` frame is not heard anyway.
 
 Calls carry MC service tokens minted for each MH (`aud` = the MH's id, scope
 `service.write.mh`): a token for one MH is refused by every other.
@@ -129,6 +131,32 @@ class MediaRegistrar:
         """Tell every MH of the meeting that the participant left: its token is revoked, so a
         participant who left (or was removed) sends and receives no more media."""
         await self._end(meeting_id, participant_id, mhs)
+
+    async def mute(
+        self, meeting_id: str, participant_id: str, muted: bool, mhs: Sequence[MhTarget]
+    ) -> None:
+        """A host mute, enforced by every MH of the meeting: Janus stops forwarding the
+        participant's audio (MuteParticipant); failures are logged only."""
+
+        async def mute_one(mh: MhTarget) -> None:
+            try:
+                await self._stub(mh.grpc_endpoint).MuteParticipant(
+                    pb.MuteMediaRequest(
+                        meeting_id=meeting_id, participant_id=participant_id, muted=muted
+                    ),
+                    metadata=self._metadata(mh.mh_id),
+                    timeout=self._timeout,
+                )
+            except grpc.aio.AioRpcError as exc:
+                log.warning(
+                    "meeting %s: MH %s did not apply a host mute of %s: %s",
+                    meeting_id,
+                    mh.mh_id,
+                    participant_id,
+                    exc.code().name,
+                )
+
+        await asyncio.gather(*(mute_one(m) for m in mhs if m.grpc_endpoint))
 
     async def _end(self, meeting_id: str, participant_id: str, mhs: Sequence[MhTarget]) -> None:
         async def end_one(mh: MhTarget) -> None:

@@ -117,3 +117,10 @@ class MediaHandlerServicer(pb_grpc.MediaHandlerServiceServicer):
     ) -> pb.EndMediaMeetingResponse:
         ended = await self._rooms.end(request.meeting_id, request.participant_id)
         return pb.EndMediaMeetingResponse(ended=ended)
+
+    @_edge
+    async def MuteParticipant(
+        self, request: pb.MuteMediaRequest, context: Context
+    ) -> pb.MuteMediaResponse:
+        streams = await self._rooms.mute(request.meeting_id, request.participant_id, request.muted)
+        return pb.MuteMediaResponse(streams=streams)

@@ -120,6 +120,13 @@ class JanusAdmin:
         data = await self._call({"janus": "list_handles"}, f"/{session_id}")
         return [int(h) for h in data.get("handles") or []]
 
+    async def handle_info(self, session_id: int, handle_id: int) -> dict[str, Any]:
+        """The admin API's view of one handle: its `token` (the one it was attached with) and
+        the plugin's `plugin_specific` (VideoRoom: type, room, id, streams)."""
+        data = await self._call({"janus": "handle_info"}, f"/{session_id}/{handle_id}")
+        info = data.get("info")
+        return info if isinstance(info, dict) else {}
+
     async def load(self) -> LoadFigures:
         """Sessions, publishers (participants publishing in any room) and subscriber handles
         (VideoRoom handles beyond one per publisher)."""

@@ -10,6 +10,13 @@ a session but never enters another meeting's room. Registering again replaces th
 token (the old one is revoked); `end` revokes a participant's token, or destroys the meeting's
 room and revokes all of its tokens.
 
+Host mute (`mute`): Janus stops forwarding the participant's audio. The MH finds the VideoRoom
+publisher handles attached with the participant's token (the admin API's `handle_info` names a
+handle's token, whatever display name or feed id the client chose) and sends `moderate` with
+`mute` for each of their audio streams: the packets still reach Janus, no subscriber gets them,
+and the client cannot undo it. The mute sticks: `enforce_mutes` (the MH runs it every second)
+moderates streams the participant publishes later (a republish, a second handle, a new token).
+
 Janus forgets everything when it restarts: `forget_all` drops the bookkeeping then, and the MC
 registers participants again.
 """
@@ -55,6 +62,17 @@ class _Room:
     number: int
     secret: str
     tokens: dict[str, str] = field(default_factory=dict)  # participant id → token
+    # Host-muted participants → the (handle, mid) audio streams moderated for them.
+    muted: dict[str, set[tuple[int, str]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Publisher:
+    handle: int
+    token: str
+    room: int
+    feed: int
+    audio_mids: tuple[str, ...]
 
 
 def _checked(meeting_id: str, participant_id: str | None) -> None:
@@ -187,6 +205,7 @@ class MediaRooms:
             return False
         if participant_id:
             token = room.tokens.pop(participant_id, None)
+            room.muted.pop(participant_id, None)
             if token is None:
                 return False
             await self._revoke(room, token)
@@ -203,6 +222,92 @@ class MediaRooms:
             await self._admin.remove_token(token)
         log.info("room %d of meeting %s destroyed", room.number, meeting_id)
         return True
+
+    async def mute(self, meeting_id: str, participant_id: str, muted: bool) -> int:
+        """Host mute (or unmute) of a participant; how many audio streams were moderated now
+        (0 too when it publishes nothing yet: the mute applies once it does)."""
+        _checked(meeting_id, participant_id)
+        async with self._lock(meeting_id):
+            try:
+                room = self._rooms.get(meeting_id)
+                if room is None or participant_id not in room.tokens:
+                    return 0
+                if muted:
+                    room.muted.setdefault(participant_id, set())
+                elif room.muted.pop(participant_id, None) is None:
+                    return 0
+                return await self._moderate(room, participant_id, muted, await self._publishers())
+            except (JanusError, JanusUnavailable) as exc:
+                raise MediaUnavailable(str(exc)) from exc
+            finally:
+                if meeting_id not in self._rooms:
+                    self._locks.pop(meeting_id, None)
+
+    async def enforce_mutes(self) -> int:
+        """Moderate the audio streams host-muted participants published since; how many."""
+        if not any(room.muted for room in self._rooms.values()):
+            return 0
+        publishers = await self._publishers()
+        count = 0
+        for meeting_id in list(self._rooms):
+            async with self._lock(meeting_id):
+                room = self._rooms.get(meeting_id)
+                for participant_id in list(room.muted if room else ()):
+                    assert room is not None
+                    count += await self._moderate(room, participant_id, True, publishers)
+        return count
+
+    async def _publishers(self) -> list[_Publisher]:
+        found: list[_Publisher] = []
+        for session in await self._admin.list_sessions():
+            try:
+                handles = await self._admin.list_handles(session)
+            except JanusError:  # the session ended meanwhile
+                continue
+            for handle in handles:
+                try:
+                    info = await self._admin.handle_info(session, handle)
+                except JanusError:
+                    continue
+                plugin = info.get("plugin_specific")
+                if not isinstance(plugin, dict) or plugin.get("type") != "publisher":
+                    continue
+                streams = plugin.get("streams") or []
+                mids = tuple(
+                    str(s["mid"]) for s in streams if s.get("type") == "audio" and "mid" in s
+                )
+                try:
+                    feed, room = int(plugin["id"]), int(plugin["room"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                token = info.get("token")
+                if isinstance(token, str):
+                    found.append(_Publisher(handle, token, room, feed, mids))
+        return found
+
+    async def _moderate(
+        self, room: _Room, participant_id: str, muted: bool, publishers: list[_Publisher]
+    ) -> int:
+        token = room.tokens.get(participant_id)
+        done = room.muted.get(participant_id, set())
+        count = 0
+        for p in publishers:
+            if p.token != token or p.room != room.number:
+                continue
+            for mid in p.audio_mids:
+                if muted and (p.handle, mid) in done:
+                    continue
+                request = {"request": "moderate", "room": room.number, "secret": room.secret}
+                try:
+                    await self._admin.room_request(
+                        {**request, "id": p.feed, "mid": mid, "mute": muted}
+                    )
+                except JanusError as exc:  # left or unpublished meanwhile
+                    log.info("room %d: stream not moderated: %s", room.number, exc)
+                    continue
+                done.add((p.handle, mid))
+                count += 1
+        return count
 
     def forget_all(self) -> int:
         """Janus restarted: its rooms and tokens are gone. How many rooms were forgotten."""

@@ -12,6 +12,7 @@ SIGHUP re-reads `MH_TRUSTED_MC_KEY_FILES` (the MCs allowed to call) and `MH_SERV
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import socket
@@ -31,7 +32,7 @@ from darktower.auth.tokens import GC_AUDIENCE, SCOPE_GC, SCOPE_MH, ServiceType, 
 from darktower.common.backoff import RegistrationBackoff
 from darktower.mh.gc_link import JanusLoadReporter
 from darktower.mh.grpc_service import MediaHandlerServicer
-from darktower.mh.janus_admin import JanusAdmin
+from darktower.mh.janus_admin import JanusAdmin, JanusError, JanusUnavailable
 from darktower.mh.janus_config import JanusConfig
 from darktower.mh.janus_process import JanusKeeper, find_janus
 from darktower.mh.rooms import MediaRooms
@@ -54,7 +55,9 @@ __all__ = ["MhApp", "serve"]
 
 log = logging.getLogger(__name__)
 
-TASKS = ("janus", "gc-link", "health-http")
+TASKS = ("janus", "gc-link", "health-http", "mutes")
+# How often host mutes are applied to audio streams published since (`MediaRooms.enforce_mutes`).
+MUTE_ENFORCE_INTERVAL_SECONDS = 1.0
 
 
 def _free_loopback_port() -> int:
@@ -115,6 +118,7 @@ class MhApp:
             # Only tokens minted for this MH: one minted for another MH is refused.
             audience=settings.id,
             allow_unbound_keys=settings.allow_unbound_keys,
+            max_lifetime_seconds=settings.service_token_max_lifetime_seconds,
         )
         if settings.service_key_file is None:
             raise StartupError("MH_SERVICE_KEY_FILE is needed to register with the GC")
@@ -279,6 +283,17 @@ class MhApp:
         self.reporter = reporter
         self.tasks.spawn("gc-link", reporter.run())
         self.reloads.install()
+        self.tasks.spawn("mutes", self._enforce_mutes())
+
+    async def _enforce_mutes(self) -> None:
+        while True:
+            await asyncio.sleep(MUTE_ENFORCE_INTERVAL_SECONDS)
+            if not self.keeper.up:
+                continue
+            try:
+                await self.rooms.enforce_mutes()
+            except (JanusError, JanusUnavailable) as exc:  # down or restarting: next round
+                log.info("host mutes not enforced this round: %s", exc)
 
     async def stop(self) -> None:
         self.reloads.uninstall()

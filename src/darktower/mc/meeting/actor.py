@@ -76,7 +76,7 @@ from darktower.mc.meeting.sessions import SessionTokens
 from darktower.mc.metrics import FENCED_OUT
 from darktower.mc.roster import SETTINGS_FIELD, Roster
 from darktower.mc.validation import MhTarget, mh_list_json
-from darktower.signaling.protocol import LeaveReason, MediaGrant
+from darktower.signaling.protocol import HostMute, LeaveReason, MediaGrant
 from darktower.webhooks.outbox import EventSink
 
 __all__ = ["LAST_PARTICIPANT_LEFT", "MeetingActor"]
@@ -148,6 +148,7 @@ class MeetingActor(Actor[MeetingMessage]):
             media_left=None if media is None else self._media_left,
         )
         self._media = media
+        self._mh_muted: dict[str, bool] = {}  # host mutes the MHs were told of
         self._mc_limits = limits or MeetingLimits()
         self._empty_timeout = self._mc_limits.empty_timeout_seconds
         self._assigned_settings = settings
@@ -243,10 +244,26 @@ class MeetingActor(Actor[MeetingMessage]):
 
     async def _media_grants(self, participant_id: str) -> list[MediaGrant]:
         assert self._media is not None
-        return await self._media.grants(self.meeting_id, participant_id, self.mhs)
+        grants = await self._media.grants(self.meeting_id, participant_id, self.mhs)
+        await self._media_mute([participant_id])  # a host mute outlives a reconnect
+        return grants
+
+    async def _media_mute(self, participant_ids: list[str]) -> None:
+        """Host mutes enforced by the MHs too (`MediaRegistrar.mute`): for each participant,
+        its `host_muted` as the roster has it now (a refused host_mute changed nothing)."""
+        if self._media is None:
+            return
+        for participant_id in participant_ids:
+            member = self.roster.get(participant_id)
+            if member is not None and member.host_muted != self._mh_muted.get(
+                participant_id, False
+            ):
+                self._mh_muted[participant_id] = member.host_muted
+                await self._media.mute(self.meeting_id, participant_id, member.host_muted, self.mhs)
 
     async def _media_left(self, participant_id: str) -> None:
         assert self._media is not None
+        self._mh_muted.pop(participant_id, None)
         await self._media.leave(self.meeting_id, participant_id, self.mhs)
 
     # -- messages --------------------------------------------------------------------------
@@ -284,6 +301,8 @@ class MeetingActor(Actor[MeetingMessage]):
             case ClientFrame(connection, frame):
                 if await participants.client_frame(connection, frame):
                     await self._end(LAST_PARTICIPANT_LEFT)
+                elif isinstance(frame, HostMute):
+                    await self._media_mute([frame.participant_id])
             case ConnectionLost(connection):
                 await participants.connection_lost(connection)
             case GraceExpired(participant_id, epoch):
@@ -310,7 +329,10 @@ class MeetingActor(Actor[MeetingMessage]):
             case RemoveIdentity(identity):
                 return await participants.remove_identity(identity)
             case MuteIdentity(identity, muted):
-                return await participants.mute_identity(identity, muted)
+                count = await participants.mute_identity(identity, muted)
+                members = self.roster.members.values()
+                await self._media_mute([m.participant_id for m in members if m.user_id == identity])
+                return count
             case Freeze() | Thaw() | HandOff():  # handled by _migrating
                 pass
             case _:

@@ -1098,6 +1098,56 @@ class EndMediaMeetingResponse(_message.Message):
 Global___EndMediaMeetingResponse: _TypeAlias = EndMediaMeetingResponse  # noqa: Y015
 
 @_typing.final
+class MuteMediaRequest(_message.Message):
+    """Added by darktower: a host mute enforced on the MH. Janus stops forwarding the participant's
+    audio (VideoRoom `moderate` of each audio stream its token publishes, now and later), so a
+    modified client cannot keep sending; `muted` false forwards it again.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEETING_ID_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_ID_FIELD_NUMBER: _builtins.int
+    MUTED_FIELD_NUMBER: _builtins.int
+    meeting_id: _builtins.str
+    participant_id: _builtins.str
+    muted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        meeting_id: _builtins.str = ...,
+        participant_id: _builtins.str = ...,
+        muted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meeting_id", b"meeting_id", "muted", b"muted", "participant_id", b"participant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MuteMediaRequest: _TypeAlias = MuteMediaRequest  # noqa: Y015
+
+@_typing.final
+class MuteMediaResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAMS_FIELD_NUMBER: _builtins.int
+    streams: _builtins.int
+    """Audio streams moderated by this call (0 when the participant publishes none yet)."""
+    def __init__(
+        self,
+        *,
+        streams: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["streams", b"streams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MuteMediaResponse: _TypeAlias = MuteMediaResponse  # noqa: Y015
+
+@_typing.final
 class MeetingConfig(_message.Message):
     """Legacy messages: still on the wire for old peers; the MC answers "not accepted"."""
 

@@ -848,6 +848,11 @@ class MediaHandlerServiceStub:
                 request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingRequest.SerializeToString,
                 response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingResponse.FromString,
                 _registered_method=True)
+        self.MuteParticipant = channel.unary_unary(
+                '/dark_tower.internal.MediaHandlerService/MuteParticipant',
+                request_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MuteMediaRequest.SerializeToString,
+                response_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MuteMediaResponse.FromString,
+                _registered_method=True)
 
 
 class MediaHandlerServiceServicer:
@@ -880,6 +885,13 @@ class MediaHandlerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MuteParticipant(self, request, context):
+        """Added by darktower.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MediaHandlerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -902,6 +914,11 @@ def add_MediaHandlerServiceServicer_to_server(servicer, server):
                     servicer.EndMeeting,
                     request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingRequest.FromString,
                     response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingResponse.SerializeToString,
+            ),
+            'MuteParticipant': grpc.unary_unary_rpc_method_handler(
+                    servicer.MuteParticipant,
+                    request_deserializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MuteMediaRequest.FromString,
+                    response_serializer=darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MuteMediaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1014,6 +1031,33 @@ class MediaHandlerService:
             '/dark_tower.internal.MediaHandlerService/EndMeeting',
             darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingRequest.SerializeToString,
             darktower_dot_wire_dot_dark__tower_dot_internal__pb2.EndMediaMeetingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MuteParticipant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dark_tower.internal.MediaHandlerService/MuteParticipant',
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MuteMediaRequest.SerializeToString,
+            darktower_dot_wire_dot_dark__tower_dot_internal__pb2.MuteMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -272,6 +272,8 @@ class MediaHandlerServiceStub:
     StreamTelemetry: _grpc.StreamUnaryMultiCallable[_internal_pb2.MediaTelemetry, _internal_pb2.TelemetryAck]
     EndMeeting: _grpc.UnaryUnaryMultiCallable[_internal_pb2.EndMediaMeetingRequest, _internal_pb2.EndMediaMeetingResponse]
     """Added by darktower."""
+    MuteParticipant: _grpc.UnaryUnaryMultiCallable[_internal_pb2.MuteMediaRequest, _internal_pb2.MuteMediaResponse]
+    """Added by darktower."""
 
 @_typing.type_check_only
 class MediaHandlerServiceAsyncStub(MediaHandlerServiceStub):
@@ -284,6 +286,8 @@ class MediaHandlerServiceAsyncStub(MediaHandlerServiceStub):
     RouteMedia: _aio.UnaryUnaryMultiCallable[_internal_pb2.RouteMediaCommand, _internal_pb2.RouteMediaResponse]  # type: ignore[assignment]
     StreamTelemetry: _aio.StreamUnaryMultiCallable[_internal_pb2.MediaTelemetry, _internal_pb2.TelemetryAck]  # type: ignore[assignment]
     EndMeeting: _aio.UnaryUnaryMultiCallable[_internal_pb2.EndMediaMeetingRequest, _internal_pb2.EndMediaMeetingResponse]  # type: ignore[assignment]
+    """Added by darktower."""
+    MuteParticipant: _aio.UnaryUnaryMultiCallable[_internal_pb2.MuteMediaRequest, _internal_pb2.MuteMediaResponse]  # type: ignore[assignment]
     """Added by darktower."""
 
 class MediaHandlerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -318,6 +322,14 @@ class MediaHandlerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _internal_pb2.EndMediaMeetingRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_internal_pb2.EndMediaMeetingResponse, _abc.Awaitable[_internal_pb2.EndMediaMeetingResponse]]:
+        """Added by darktower."""
+
+    @_abc_1.abstractmethod
+    def MuteParticipant(
+        self,
+        request: _internal_pb2.MuteMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_internal_pb2.MuteMediaResponse, _abc.Awaitable[_internal_pb2.MuteMediaResponse]]:
         """Added by darktower."""
 
 def add_MediaHandlerServiceServicer_to_server(servicer: MediaHandlerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
