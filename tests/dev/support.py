@@ -64,7 +64,10 @@ def gone(pid: int) -> bool:
 
 class DevFleet:
     """One `darktower dev` subprocess. `close()` (always called by the fixtures) kills whatever
-    it started if it is still running."""
+    it started if it is still running.
+
+    Its MHs are simulated (`--mh-sim`) unless `media=True`: the control plane's tests need no
+    Janus per MH (tests/dev/test_dev_media.py runs the fleet with real ones)."""
 
     def __init__(
         self,
@@ -73,13 +76,14 @@ class DevFleet:
         *args: str,
         argv: Sequence[str] = DARKTOWER,
         cwd: Path | None = None,
+        media: bool = False,
     ) -> None:
         self.env = env
         self.state_dir = Path(env["DARKTOWER_DEV_STATE"])
         self.out = out
         self._out_file = out.open("w")
         self.proc = subprocess.Popen(
-            [*argv, "dev", "--any-port", *args],
+            [*argv, "dev", "--any-port", *([] if media else ["--mh-sim"]), *args],
             env=env,
             cwd=cwd,
             stdout=self._out_file,

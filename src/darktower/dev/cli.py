@@ -18,8 +18,9 @@ from darktower.dev.fleet import Fleet, FleetPorts, PortInUse
 from darktower.dev.report import closing_lines, darktower_command, fleet_table
 from darktower.dev.state import FleetRecord, StateDir, StateDirError, state_dir_path
 from darktower.dev.supervisor import Supervisor
+from darktower.mh.janus_process import find_janus
 
-__all__ = ["KEEP_LOG_DIRS", "dev"]
+__all__ = ["KEEP_LOG_DIRS", "choose_mhs", "dev"]
 
 # Log directories of stopped fleets kept in the state directory; older ones are removed.
 KEEP_LOG_DIRS = 10
@@ -29,9 +30,32 @@ def _say(message: str) -> None:
     typer.echo(f"darktower dev: {message}", err=True)
 
 
+def choose_mhs(*, mhs: int, force_sim: bool, janus: str | None) -> tuple[bool, str]:
+    """Real MHs (`darktower mh` with Janus) or simulated ones, and what to tell the user about
+    it ("" when there is nothing to say: real MHs, or none at all)."""
+    if mhs == 0:
+        return False, ""
+    if force_sim:
+        return False, "simulated MHs (--mh-sim): signaling only, no audio or video"
+    if janus is None:
+        return False, (
+            "janus is not installed (apt install janus): the MHs are simulated (mh-sim), "
+            "signaling only, no audio or video"
+        )
+    return True, ""
+
+
 def dev(
     mcs: Annotated[int, typer.Option(min=1, max=50, help="How many MCs to start.")] = 3,
-    mhs: Annotated[int, typer.Option(min=0, max=50, help="How many simulated MHs.")] = 4,
+    mhs: Annotated[int, typer.Option(min=0, max=50, help="How many MHs.")] = 4,
+    mh_sim: Annotated[
+        bool,
+        typer.Option(
+            "--mh-sim",
+            help="Simulated MHs (signaling only, no audio or video) even when janus is "
+            "installed; without janus they are simulated anyway.",
+        ),
+    ] = False,
     redis_url: Annotated[
         str | None, typer.Option(help="Use this Redis instead of an embedded one.")
     ] = None,
@@ -64,7 +88,8 @@ def dev(
         ),
     ] = None,
 ) -> None:
-    """Run a local fleet in the foreground: Redis, a GC, MCs and simulated MHs.
+    """Run a local fleet in the foreground: Redis, a GC, MCs and MHs (`darktower mh` with
+    Janus when `janus` is installed, else simulated ones).
 
     A dead MC or MH is reported and left dead (or restarted, with --restart); the fleet stops,
     exiting 1, if its Redis or GC dies. Logs stay in the directory it prints."""
@@ -80,6 +105,9 @@ def dev(
         state.forget_dead()
         state.prune_logs(keep=KEEP_LOG_DIRS)
         others = state.running()
+        real_mhs, note = choose_mhs(mhs=mhs, force_sim=mh_sim, janus=find_janus())
+        if note:
+            _say(note)
         logs = state.make_log_dir(os.getpid())
         fleet = Fleet(
             mcs=mcs,
@@ -90,6 +118,7 @@ def dev(
             workdir=logs,
             tls=tls,
             webhook_urls=tuple(webhook_url or ()),
+            real_mhs=real_mhs,
         )
         _start(fleet, logs)
         started = time.time()

@@ -1,5 +1,8 @@
 """The local fleet: a real Redis (embedded unless a URL is given), a GC (SQLite unless a database
-URL is given), N MCs registered with it and M simulated MHs in two zones, with fresh keys.
+URL is given), N MCs registered with it and M MHs in two zones, with fresh keys. The MHs are
+simulated (`darktower mh-sim`, signaling only) unless `real_mhs` is set: then each is a
+`darktower mh` that starts its own Janus (`janus` must be installed), whose client WebSocket
+listens on 127.0.0.1 and whose private configuration lives with the fleet's keys.
 
 Every gRPC hop (MC↔GC, MH→GC) is TLS by default: a CA of the fleet's own and one certificate
 per service (for 127.0.0.1 and localhost) are made in `<keys>/tls`, and every service trusts
@@ -60,7 +63,7 @@ class Service:
     name: str
     process: ManagedProcess
     args: list[str]  # after `python -m darktower`
-    env: dict[str, str]  # on top of ours, without MC_*/GC_*
+    env: dict[str, str]  # on top of ours, without MC_*/GC_*/MH_*
     log: Path
     grpc: str = ""
     http: str = ""
@@ -79,6 +82,10 @@ class FleetPorts:
     mc_grpc_base: int = 50052
     mc_health_base: int = 8081
     mc_client_base: int = 9081  # client signaling (WebSocket); clear of the health ports
+    # Real MHs (`darktower mh`) only; clear of the MCs' ports for up to 50 MCs.
+    mh_grpc_base: int = 50201
+    mh_health_base: int = 8281
+    janus_ws_base: int = 8188  # Janus's own default WebSocket port, then the next ones
     any_free: bool = False
 
 
@@ -111,6 +118,8 @@ class Fleet:
     https: bool = False  # the GC's HTTP API and the client WebSockets too (needs `tls`)
     # Webhooks (docs/webhooks.md): off unless URLs are given; signed with the dev API key.
     webhook_urls: tuple[str, ...] = ()
+    # `darktower mh` with Janus instead of `darktower mh-sim` (the caller checks `janus`).
+    real_mhs: bool = False
 
     def __post_init__(self) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -219,6 +228,14 @@ class Fleet:
             )
             for i in range(self.mcs)
         ]
+        mh_ports = [
+            (
+                self._port(self.ports.mh_grpc_base + i, f"mh-{i + 1} gRPC"),
+                self._port(self.ports.mh_health_base + i, f"mh-{i + 1} health"),
+                self._port(self.ports.janus_ws_base + i, f"mh-{i + 1} Janus WebSocket"),
+            )
+            for i in range(self.mhs if self.real_mhs else 0)
+        ]
         # One binding secret for the whole fleet: a client's session survives its meeting
         # moving to another MC. Generated here, handed over in the environment, never printed.
         binding_secret = secrets.token_urlsafe(32)
@@ -291,6 +308,9 @@ class Fleet:
             name = f"mh-{i + 1}"
             zone = ZONES[i % len(ZONES)]
             key = str(keys.key("mh", name))
+            if self.real_mhs:
+                self._launch_mh(name, zone, key, str(keys.trusted("mc")), *mh_ports[i])
+                continue
             args = ["mh-sim", "--key", key, "--gc", self.gc.grpc, "--id", name]
             args += self._tls_args(name)
             self._launch("mh", name, [*args, "--zone", zone], {}, zone=zone)
@@ -298,6 +318,33 @@ class Fleet:
             if service.ready_url:
                 self._wait_ready(service)
         self.wait_healthy()
+
+    def _launch_mh(
+        self, name: str, zone: str, key: str, mc_keys: str, grpc: int, health: int, ws: int
+    ) -> None:
+        """A `darktower mh` that starts its own Janus: the clients' WebSocket on 127.0.0.1
+        (`ws`), its configuration (fresh secrets) in a private directory beside the keys,
+        removed with them."""
+        env = {
+            "MH_ID": name,
+            "MH_ZONE": zone,
+            "MH_GC_ENDPOINT": self.gc.grpc,
+            "MH_SERVICE_KEY_FILE": key,
+            "MH_TRUSTED_MC_KEY_FILES": mc_keys,
+            "MH_GRPC_BIND": f"127.0.0.1:{grpc}",
+            "MH_HEALTH_BIND": f"127.0.0.1:{health}",
+            "MH_JANUS_WS_BIND": f"127.0.0.1:{ws}",
+            "MH_JANUS_DIR": str(self.key_dir / "janus" / name),
+            **self._tls_env(name, "MH"),
+        }
+        self._launch(
+            "mh", name, ["mh"], env,
+            grpc=f"{self.grpc_scheme}://127.0.0.1:{grpc}",
+            http=f"http://127.0.0.1:{health}",
+            ready_url=f"http://127.0.0.1:{health}/health/ready",
+            ports={"gRPC": grpc, "health": health, "Janus WS": ws},
+            zone=zone,
+        )  # fmt: skip
 
     def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT_SECONDS) -> None:
         """Wait until the GC reports every MC and MH of the fleet HEALTHY. An MC is ready once
@@ -377,7 +424,7 @@ class Fleet:
         return service
 
     def _popen(self, name: str, args: list[str], env: dict[str, str], log: Path) -> ManagedProcess:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_"))}
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_", "MH_"))}
         full_env.update(env)
         return ManagedProcess.start(
             [sys.executable, "-m", "darktower", *args], log_path=log, env=full_env, name=name

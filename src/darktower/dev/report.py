@@ -48,7 +48,8 @@ def darktower_command(
 
 
 def fleet_table(fleet: Fleet) -> Table:
-    """One row per process: name, pid, its ports (all on 127.0.0.1), the MHs' zones."""
+    """One row per process: name, pid, its ports (all on 127.0.0.1), the MHs' zones. A real
+    MH's row has its Janus client endpoint (`Janus WS`: ws://127.0.0.1:<port>)."""
     table = Table(title="darktower dev fleet (ports on 127.0.0.1)")
     for column in ("process", "pid", "ports", "zone"):
         table.add_column(column)
@@ -73,6 +74,10 @@ def closing_lines(
         f"dashboard: {gc_url}/   join page: {gc_url}/join",
         f"logs: {fleet.logs}",
     ]
+    if fleet.real_mhs:
+        lines.append("media: Janus in each MH; open the join page in two tabs, same meeting")
+    elif fleet.mhs:
+        lines.append("media: none (simulated MHs, signaling only)")
     if others:
         listed = ", ".join(f"pid {o.pid} at {o.gc_url}" for o in others)
         lines.append(f"other dev fleets running: {listed}")
