@@ -18,7 +18,8 @@ __all__ = ["BenchFleet"]
 
 class BenchFleet:
     """A GC, `mcs` MC processes registered with it and one process of `mhs` simulated MHs,
-    all on one embedded Redis; `join` places a meeting over the GC's HTTP API."""
+    all on one embedded Redis; `join` places a meeting over the GC's HTTP API. The GC uses
+    `database_url` (`bench.database`), or a SQLite file of its own when empty."""
 
     def __init__(
         self,
@@ -30,6 +31,7 @@ class BenchFleet:
         heartbeat_ms: int = 1000,
         staleness_s: float = 30.0,
         mc_params: Mapping[str, Any] | None = None,
+        database_url: str = "",
     ) -> None:
         self.ctx = ctx
         self.gc = ctx.host(
@@ -40,6 +42,7 @@ class BenchFleet:
                 "sweep_s": min(1.0, staleness_s / 3),
                 "fast_ms": heartbeat_ms,
                 "comprehensive_ms": heartbeat_ms * 3,
+                "database_url": database_url,
             },
         )
         self._mc_params = {"redis_url": redis_url, **(mc_params or {})}

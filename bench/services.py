@@ -1,6 +1,6 @@
 """The service factories a `Host` process runs ("bench.services:mc_service", ...): a real
-`McApp`, a real `GcApp` on SQLite, and a group of simulated MHs, each with the commands the
-benchmarks send it (`meetings`, `connections`, `end_all`)."""
+`McApp`, a real `GcApp` (on PostgreSQL or SQLite, `bench.database`), and a group of simulated
+MHs, each with the commands the benchmarks send it (`meetings`, `connections`, `end_all`)."""
 
 from __future__ import annotations
 
@@ -133,18 +133,21 @@ class _GcService:
 
 
 async def gc_service(params: Mapping[str, Any]) -> Service:
-    """A GcApp on a SQLite file in workdir; params staleness_s, sweep_s, fast_ms."""
+    """A GcApp; params database_url (default: a SQLite file in workdir), id, staleness_s,
+    sweep_s, fast_ms, comprehensive_ms."""
     from darktower.gc.server import GcApp
     from darktower.gc.settings import GcSettings
 
     keys = Path(params["keys"])
-    database = Path(params["workdir"]) / f"{params['name']}.db"
+    database = params.get("database_url") or (
+        f"sqlite+aiosqlite:///{Path(params['workdir']) / params['name']}.db"
+    )
     settings = GcSettings(
-        id="gc-bench",
+        id=params.get("id", "gc-bench"),
         region=REGION,
         grpc_bind="127.0.0.1:0",
         http_bind="127.0.0.1:0",
-        database_url=SecretStr(f"sqlite+aiosqlite:///{database}"),
+        database_url=SecretStr(database),
         service_key_file=keys / "gc.key",
         trusted_mc_key_files=[keys / "mc.pub"],
         trusted_mh_key_files=[keys / "mh.pub"],
