@@ -28,13 +28,9 @@ from darktower.auth.tokens import (
 from darktower.embedded.redis import free_port
 from darktower.gc.domain import Health
 from darktower.gc.errors import GcUnavailable, InvalidGcRequest, NoControllerAvailable
-from darktower.gc.grpc_services import (
-    INTERNAL_MESSAGE,
-    UNAVAILABLE_MESSAGE,
-    add_gc_services,
-    auth_interceptor,
-    status_for,
-)
+from darktower.gc.grpc_auth import auth_interceptor
+from darktower.gc.grpc_edge import INTERNAL_MESSAGE, UNAVAILABLE_MESSAGE, status_for
+from darktower.gc.grpc_services import add_gc_services
 from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
 from darktower.gc.store import (
     DatabaseUnavailable,

@@ -1,16 +1,10 @@
 """The gRPC edge of the GC: `GlobalControllerService` (MCs) and `MediaHandlerRegistryService`
 (MHs). Protobuf in, validation, one store call, protobuf out.
 
-Errors become status codes in one place, `status_for`, applied to every RPC by `_edge`:
-
-* `InvalidGcRequest`                       → INVALID_ARGUMENT, "<field>: <reason>"
-* `CallerMismatch`                         → PERMISSION_DENIED, "caller may not act for this id"
-* `UnknownController` / `UnknownMediaHandler` → NOT_FOUND, "unknown controller <id>"
-* `StoreError` (incl. `DatabaseUnavailable`), `GcUnavailable` → UNAVAILABLE, `UNAVAILABLE_MESSAGE`
-* anything else                            → INTERNAL, "internal error"
-
-The UNAVAILABLE and INTERNAL messages are fixed: no SQL, no URL, no stack trace ever reaches a
-caller. Every RPC is counted by outcome (`darktower.gc.metrics`).
+Errors become status codes in one place, `darktower.gc.grpc_edge` (`status_for`, applied to
+every RPC by `edge`; INVALID_ARGUMENT, PERMISSION_DENIED, NOT_FOUND, UNAVAILABLE, INTERNAL with
+fixed messages); every RPC is counted by outcome (`darktower.gc.metrics`). Who may call is
+`darktower.gc.grpc_auth` (`auth_interceptor`).
 
 Decisions at this edge:
 
@@ -40,34 +34,21 @@ Decisions at this edge:
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
 
-import grpc
 import grpc.aio
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from prometheus_client import Counter
 
-from darktower.auth.interceptor import ServiceAuthInterceptor, current_claims
-from darktower.auth.keys import TrustedKey
-from darktower.auth.tokens import (
-    ALLOW_UNBOUND_KEYS_DEFAULT,
-    GC_AUDIENCE,
-    SCOPE_GC,
-    ServiceType,
-    TokenVerifier,
-)
+from darktower.auth.interceptor import current_claims
 from darktower.common.clock import Clock, utcnow
 from darktower.gc.domain import Heartbeat, LoadReport
-from darktower.gc.errors import CallerMismatch, GcUnavailable, InvalidGcRequest
+from darktower.gc.errors import CallerMismatch, GcUnavailable
+from darktower.gc.grpc_edge import caller, edge, require_caller
 from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
 from darktower.gc.last_heard import LastHeard
 from darktower.gc.metrics import HEARTBEATS, MEETING_END_NOTICES, REGISTRATIONS
 from darktower.gc.migration import MIGRATION_REQUESTS, MigrationService, validate_migration
-from darktower.gc.store import GcStore, StoreError, UnknownController, UnknownMediaHandler
+from darktower.gc.store import GcStore
 from darktower.gc.validation import (
     McHeartbeat,
     validate_comprehensive_heartbeat,
@@ -77,120 +58,17 @@ from darktower.gc.validation import (
     validate_register_mc,
     validate_register_mh,
 )
+from darktower.runtime.grpc_edge import Context
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
-__all__ = [
-    "GC_SERVICE_PREFIX",
-    "IDENTITY_REFUSALS",
-    "INTERNAL_MESSAGE",
-    "MH_REGISTRY_PREFIX",
-    "UNAVAILABLE_MESSAGE",
-    "GlobalControllerServicer",
-    "MediaHandlerRegistryServicer",
-    "add_gc_services",
-    "auth_interceptor",
-    "status_for",
-]
+__all__ = ["GlobalControllerServicer", "MediaHandlerRegistryServicer", "add_gc_services"]
 
 log = logging.getLogger(__name__)
-
-GC_SERVICE_PREFIX = "/dark_tower.internal.GlobalControllerService/"
-MH_REGISTRY_PREFIX = "/dark_tower.internal.MediaHandlerRegistryService/"
-UNAVAILABLE_MESSAGE = "registry database unavailable, retry later"
-INTERNAL_MESSAGE = "internal error"
-
-IDENTITY_REFUSALS = Counter(
-    "gc_identity_refusals_total",
-    "Requests refused because they act for an id other than the caller's (its token's sub).",
-    ["rpc"],
-)
-for _rpc in (
-    "RegisterMC",
-    "FastHeartbeat",
-    "ComprehensiveHeartbeat",
-    "NotifyMeetingEnded",
-    "MigrateMeeting",
-    "RegisterMH",
-    "SendLoadReport",
-):
-    IDENTITY_REFUSALS.labels(_rpc)
-
-Context = grpc.aio.ServicerContext[Any, Any]
-_S = TypeVar("_S")
-_Q = TypeVar("_Q")
-_R = TypeVar("_R")
 
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str]:
-    """The status code, the caller-safe message and the metric `result` for a failed RPC."""
-    if isinstance(exc, InvalidGcRequest):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid"
-    if isinstance(exc, CallerMismatch):
-        return grpc.StatusCode.PERMISSION_DENIED, CallerMismatch.MESSAGE, "denied"
-    if isinstance(exc, UnknownController):
-        return grpc.StatusCode.NOT_FOUND, f"unknown controller {exc.controller_id}", "not_found"
-    if isinstance(exc, UnknownMediaHandler):
-        return grpc.StatusCode.NOT_FOUND, f"unknown media handler {exc.handler_id}", "not_found"
-    if isinstance(exc, StoreError | GcUnavailable):
-        return grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, "unavailable"
-    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"
-
-
-def _edge(
-    counter: Counter, *labels: str
-) -> Callable[
-    [Callable[[_S, _Q, Context], Awaitable[_R]]], Callable[[_S, _Q, Context], Awaitable[_R]]
-]:
-    """Wrap an RPC method: count it by result under `labels`, turn its errors into a status."""
-
-    def decorate(
-        method: Callable[[_S, _Q, Context], Awaitable[_R]],
-    ) -> Callable[[_S, _Q, Context], Awaitable[_R]]:
-        rpc = method.__name__
-
-        @functools.wraps(method)
-        async def call(self: _S, request: _Q, context: Context) -> _R:
-            try:
-                response = await method(self, request, context)
-            except Exception as exc:
-                code, message, result = status_for(exc)
-                counter.labels(*labels, result).inc()
-                if result == "error":
-                    # The type only: an unexpected exception's text may hold anything.
-                    log.error("%s failed: %s", rpc, type(exc).__name__)
-                elif result == "denied":
-                    IDENTITY_REFUSALS.labels(rpc).inc()
-                    # Who asked, never the token: the claims were verified by the interceptor.
-                    log.warning("%s refused: caller %s may not act for this id", rpc, _caller())
-                elif result == "unavailable":
-                    # Store messages are clean by contract: they name exception classes only.
-                    log.warning("%s failed: %s", rpc, exc)
-                else:
-                    log.info("%s refused: %s", rpc, message)
-                await context.abort(code, message)
-            counter.labels(*labels, "ok").inc()
-            return response
-
-        return call
-
-    return decorate
-
-
-def _caller() -> str:
-    claims = current_claims.get()
-    return "?" if claims is None else claims.subject
-
-
-def _require_caller(rpc: str, acted_for: str) -> None:
-    """Raise `CallerMismatch` unless the verified caller is `acted_for` (no claims: no check)."""
-    claims = current_claims.get()
-    if claims is not None and claims.subject != acted_for:
-        raise CallerMismatch(rpc)
 
 
 class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
@@ -216,13 +94,13 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
         # GC's placement runs.
         self.migrations: MigrationService | None = None
 
-    @_edge(REGISTRATIONS, "mc")
+    @edge(REGISTRATIONS, "mc")
     async def RegisterMC(
         self, request: pb.RegisterMCRequest, context: Context
     ) -> pb.RegisterMCResponse:
         """Upsert the MC as PENDING (until its first heartbeat); answer the intervals."""
         reg = validate_register_mc(request)
-        _require_caller("RegisterMC", reg.id)
+        require_caller("RegisterMC", reg.id)
         if self._heartbeats is not None:
             await self._heartbeats.flush()
         await self._store.upsert_controller(
@@ -252,23 +130,23 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
             comprehensive_heartbeat_interval_ms=self._comprehensive_ms,
         )
 
-    @_edge(HEARTBEATS, "fast")
+    @edge(HEARTBEATS, "fast")
     async def FastHeartbeat(
         self, request: pb.FastHeartbeatRequest, context: Context
     ) -> pb.HeartbeatResponse:
         """Record counts and health; NOT_FOUND for an MC this GC does not know."""
         valid = validate_fast_heartbeat(request)
-        _require_caller("FastHeartbeat", valid.controller_id)
+        require_caller("FastHeartbeat", valid.controller_id)
         return await self._record(valid)
 
-    @_edge(HEARTBEATS, "comprehensive")
+    @edge(HEARTBEATS, "comprehensive")
     async def ComprehensiveHeartbeat(
         self, request: pb.ComprehensiveHeartbeatRequest, context: Context
     ) -> pb.HeartbeatResponse:
         """As `FastHeartbeat`, with cpu and memory usage and the participants per meeting
         (stored on this MC's live assignments only)."""
         valid = validate_comprehensive_heartbeat(request)
-        _require_caller("ComprehensiveHeartbeat", valid.controller_id)
+        require_caller("ComprehensiveHeartbeat", valid.controller_id)
         return await self._record(valid)
 
     async def _record(self, valid: McHeartbeat) -> pb.HeartbeatResponse:
@@ -291,7 +169,7 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
             await self._store.record_heartbeat(beat)
         return pb.HeartbeatResponse(acknowledged=True, timestamp=_ms(now))
 
-    @_edge(MEETING_END_NOTICES)
+    @edge(MEETING_END_NOTICES)
     async def NotifyMeetingEnded(
         self, request: pb.NotifyMeetingEndedRequest, context: Context
     ) -> pb.NotifyMeetingEndedResponse:
@@ -310,23 +188,21 @@ class GlobalControllerServicer(pb_grpc.GlobalControllerServiceServicer):
                 live = await self._store.active_assignment(end.meeting_id, end.region)
                 if live is not None and live.mc_id != claims.subject:
                     raise CallerMismatch("NotifyMeetingEnded")
-        caller = _caller()
+        who = caller()
         if ended:
-            log.info("meeting %s in %s ended on %s", end.meeting_id, end.region, caller)
+            log.info("meeting %s in %s ended on %s", end.meeting_id, end.region, who)
         else:
-            log.debug(
-                "meeting %s in %s: no live assignment on %s", end.meeting_id, end.region, caller
-            )
+            log.debug("meeting %s in %s: no live assignment on %s", end.meeting_id, end.region, who)
         return pb.NotifyMeetingEndedResponse(acknowledged=True)
 
-    @_edge(MIGRATION_REQUESTS)
+    @edge(MIGRATION_REQUESTS)
     async def MigrateMeeting(
         self, request: pb.MigrateMeetingRequest, context: Context
     ) -> pb.MigrateMeetingResponse:
         """Place a meeting of the calling (draining) MC on another MC (`darktower.gc.migration`);
         only the MC the meeting is live on may ask (`CallerMismatch`)."""
         controller_id, meeting_id, joiners = validate_migration(request)
-        _require_caller("MigrateMeeting", controller_id)
+        require_caller("MigrateMeeting", controller_id)
         if self.migrations is None:
             raise GcUnavailable("placement is not running yet")
         result = await self.migrations.migrate(controller_id, meeting_id, joiners)
@@ -359,13 +235,13 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
         self._last_heard = last_heard
         self._load_reports = load_reports
 
-    @_edge(REGISTRATIONS, "mh")
+    @edge(REGISTRATIONS, "mh")
     async def RegisterMH(
         self, request: pb.RegisterMHRequest, context: Context
     ) -> pb.RegisterMHResponse:
         """Upsert the MH as PENDING (until its first load report); answer the interval."""
         reg = validate_register_mh(request)
-        _require_caller("RegisterMH", reg.id)
+        require_caller("RegisterMH", reg.id)
         if self._load_reports is not None:
             await self._load_reports.flush()
         await self._store.upsert_media_handler(
@@ -393,13 +269,13 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
             accepted=True, message="registered", load_report_interval_ms=self._load_report_ms
         )
 
-    @_edge(HEARTBEATS, "mh_load")
+    @edge(HEARTBEATS, "mh_load")
     async def SendLoadReport(
         self, request: pb.MHLoadReportRequest, context: Context
     ) -> pb.MHLoadReportResponse:
         """Record the MH's load; NOT_FOUND for an MH this GC does not know."""
         report = validate_load_report(request)
-        _require_caller("SendLoadReport", report.handler_id)
+        require_caller("SendLoadReport", report.handler_id)
         now = self._clock()
         if self._load_reports is not None:
             await self._load_reports.submit(
@@ -427,55 +303,6 @@ class MediaHandlerRegistryServicer(pb_grpc.MediaHandlerRegistryServiceServicer):
             now=now,
         )
         return pb.MHLoadReportResponse(acknowledged=True, timestamp=_ms(now))
-
-
-TrustedKeys = Sequence[Ed25519PublicKey | TrustedKey]
-
-
-def auth_interceptor(
-    mc_keys: TrustedKeys,
-    mh_keys: TrustedKeys,
-    gc_keys: TrustedKeys = (),
-    *,
-    audience: str | Sequence[str] = GC_AUDIENCE,
-    allow_unbound_keys: bool = ALLOW_UNBOUND_KEYS_DEFAULT,
-) -> ServiceAuthInterceptor:
-    """The GC server's token check: MCs only on GlobalControllerService, MHs only on the
-    MH registry, scope `service.write.gc` and `aud` one of `audience` on both; other methods
-    are checked as MC calls.
-
-    Each key is trusted for its own service type only, so an MH-signed token claiming to be an
-    MC's is UNAUTHENTICATED; a bound key (`TrustedKey` from `load_trusted_keys`) only for its
-    own instance (`sub`), and an unbound one only with `allow_unbound_keys`. Trusting
-    `gc_keys` turns a peer GC's (scope-gc) token into a clear PERMISSION_DENIED instead of
-    UNAUTHENTICATED; it grants nothing. Raises ValueError if no key at all is given, or one
-    key is given for two types.
-    """
-    key_sets: dict[ServiceType, TrustedKeys] = {
-        ServiceType.MEETING_CONTROLLER: list(mc_keys),
-        ServiceType.MEDIA_HANDLER: list(mh_keys),
-    }
-    if gc_keys:
-        key_sets[ServiceType.GLOBAL_CONTROLLER] = list(gc_keys)
-
-    def verifier(caller: ServiceType) -> TokenVerifier:
-        return TokenVerifier.from_key_sets(
-            key_sets,
-            required_scope=SCOPE_GC,
-            allowed_callers={caller},
-            audience=audience,
-            allow_unbound_keys=allow_unbound_keys,
-        )
-
-    mc_verifier = verifier(ServiceType.MEETING_CONTROLLER)
-    return ServiceAuthInterceptor(
-        mc_verifier,
-        service="gc",
-        routes={
-            GC_SERVICE_PREFIX: mc_verifier,
-            MH_REGISTRY_PREFIX: verifier(ServiceType.MEDIA_HANDLER),
-        },
-    )
 
 
 def add_gc_services(

@@ -1,6 +1,6 @@
 """Prometheus metrics of the GC's registry side (default registry).
 
-The gRPC edge (`grpc_services`) counts every RPC by its outcome (`RESULTS`); the sweeper
+The gRPC edge (`grpc_edge`) counts every RPC by its outcome (`RESULTS`); the sweeper
 counts sweeps and marks and refreshes the fleet gauges. Placement metrics
 (`gc_placements_total`, `gc_mc_call_latency_seconds`, ...) live in `darktower.gc.join.metrics`;
 service-token checks in `service_auth_failures_total` (auth).

@@ -29,7 +29,8 @@ from darktower.auth.keys import ServiceKey, load_trusted_keys
 from darktower.auth.tokens import GC_AUDIENCE, SCOPE_MC, ServiceType
 from darktower.gc.access import GcAccess
 from darktower.gc.drain_api import mount_drain_api
-from darktower.gc.grpc_services import add_gc_services, auth_interceptor
+from darktower.gc.grpc_auth import auth_interceptor
+from darktower.gc.grpc_services import add_gc_services
 from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
 from darktower.gc.http import ErrorOut, create_app
 from darktower.gc.join import JoinTokenIssuer, PlacementService

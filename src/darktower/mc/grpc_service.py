@@ -1,7 +1,7 @@
 """The gRPC edge of the MC: protobuf in, a domain call, protobuf out.
 
-Errors become status codes in one place, `status_for`, applied to every RPC by `_edge` (the
-same shape as the GC's gRPC edge):
+Errors become status codes in one place, `status_for`, applied to every RPC by `_edge`
+(`darktower.runtime.grpc_edge`, the edge of every service):
 
 * `InvalidMcRequest` → INVALID_ARGUMENT, "<field>: <reason>"
 * anything else      → INTERNAL, `INTERNAL_MESSAGE`; logged with its traceback and counted in
@@ -19,14 +19,11 @@ is UNAVAILABLE ("meeting state store unavailable").
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 import grpc
-import grpc.aio
 
 from darktower.actors import ActorStopped
 from darktower.common.errors import invalid_field_as
@@ -38,6 +35,7 @@ from darktower.mc.errors import InvalidMcRequest, StateUnavailable
 from darktower.mc.meeting_commands import NOT_HOSTED, MeetingCommands, RosterView
 from darktower.mc.metrics import ASSIGN_LATENCY, ASSIGNMENTS, GRPC_INTERNAL_ERRORS
 from darktower.mc.validation import validate_assign
+from darktower.runtime.grpc_edge import INTERNAL_MESSAGE, Context, EdgeStatus, grpc_edge
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -46,47 +44,25 @@ __all__ = ["INTERNAL_MESSAGE", "LEGACY_MESSAGE", "MeetingControllerServicer", "s
 log = logging.getLogger(__name__)
 
 LEGACY_MESSAGE = "not accepted, use AssignMeetingWithMh"
-INTERNAL_MESSAGE = "internal error"
-
-Context = grpc.aio.ServicerContext[Any, Any]
-_S = TypeVar("_S")
-_Q = TypeVar("_Q")
-_R = TypeVar("_R")
 
 
-def status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str]:
+def status_for(exc: Exception) -> EdgeStatus:
     """The status code, the caller-safe message and the outcome (`invalid`/`error`) for a
     failed RPC."""
     if isinstance(exc, InvalidMcRequest):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid"
+        return EdgeStatus(grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid")
     if isinstance(exc, StateUnavailable):
-        return grpc.StatusCode.UNAVAILABLE, str(exc), "invalid"
-    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error"
+        return EdgeStatus(grpc.StatusCode.UNAVAILABLE, str(exc), "invalid")
+    return EdgeStatus(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error")
 
 
-def _edge(
-    method: Callable[[_S, _Q, Context], Awaitable[_R]],
-) -> Callable[[_S, _Q, Context], Awaitable[_R]]:
-    """Wrap an RPC method: turn its errors into a status, count and log the unexpected ones."""
-    rpc = method.__name__
+def _count_internal(rpc: str) -> None:
+    GRPC_INTERNAL_ERRORS.labels(rpc).inc()
 
-    @functools.wraps(method)
-    async def call(self: _S, request: _Q, context: Context) -> _R:
-        try:
-            return await method(self, request, context)
-        except grpc.aio.AbortError:
-            raise  # the method already chose its status
-        except Exception as exc:
-            code, message, outcome = status_for(exc)
-            if outcome == "error":
-                GRPC_INTERNAL_ERRORS.labels(rpc).inc()
-                # The traceback goes to the log only: the caller gets the fixed message.
-                log.error("%s failed: %s", rpc, type(exc).__name__, exc_info=exc)
-            else:
-                log.info("%s refused: %s", rpc, message)
-            await context.abort(code, message)
 
-    return call
+# Every RPC: errors become a status; the unexpected ones are logged with their traceback and
+# counted.
+_edge = grpc_edge(status_for, log=log, on_internal=_count_internal)
 
 
 class MeetingControllerServicer(pb_grpc.MeetingControllerServiceServicer):

@@ -1,7 +1,8 @@
 """The gRPC edge of the MH: MediaHandlerService, for MCs only (the auth interceptor admits
 MC tokens addressed to this MH; see `server`).
 
-Errors become status codes in `status_for`:
+Errors become status codes in `status_for`, applied to every RPC by `_edge`
+(`darktower.runtime.grpc_edge`, the edge of every service):
 
 * `InvalidMhRequest` → INVALID_ARGUMENT, "<field>: <reason>"
 * `MhAtCapacity`     → RESOURCE_EXHAUSTED
@@ -14,16 +15,14 @@ Janus routes the media inside a meeting's room by itself.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
 
 import grpc
-import grpc.aio
 
 from darktower.mh.errors import InvalidMhRequest, MediaUnavailable, MhAtCapacity
 from darktower.mh.rooms import MediaRooms
+from darktower.runtime.grpc_edge import INTERNAL_MESSAGE, Context, EdgeStatus, grpc_edge
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
@@ -37,47 +36,25 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INTERNAL_MESSAGE = "internal error"
 UNAVAILABLE_MESSAGE = "media server unavailable"
 NOT_SERVED_MESSAGE = "not served: Janus routes the media of a room by itself"
 MAX_STREAMS_PER_REGISTRATION = 16
 
-Context = grpc.aio.ServicerContext[Any, Any]
-_S = TypeVar("_S")
-_Q = TypeVar("_Q")
-_R = TypeVar("_R")
 
-
-def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+def status_for(exc: Exception) -> EdgeStatus:
+    """The status code, the caller-safe message and the outcome for a failed RPC."""
     if isinstance(exc, InvalidMhRequest):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        return EdgeStatus(grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid")
     if isinstance(exc, MhAtCapacity):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+        return EdgeStatus(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), "at_capacity")
     if isinstance(exc, MediaUnavailable):
-        return grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE
-    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+        return EdgeStatus(grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, "unavailable")
+    return EdgeStatus(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error")
 
 
-def _edge(
-    method: Callable[[_S, _Q, Context], Awaitable[_R]],
-) -> Callable[[_S, _Q, Context], Awaitable[_R]]:
-    rpc = method.__name__
-
-    @functools.wraps(method)
-    async def call(self: _S, request: _Q, context: Context) -> _R:
-        try:
-            return await method(self, request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            code, message = status_for(exc)
-            if code is grpc.StatusCode.INTERNAL:
-                log.error("%s failed: %s", rpc, type(exc).__name__, exc_info=exc)
-            else:
-                log.info("%s refused: %s", rpc, exc)
-            await context.abort(code, message)
-
-    return call
+# Every RPC: errors become a status; the unexpected ones are logged with their traceback; a
+# refusal is logged with the exception (Janus's answer stays in the log, never in the status).
+_edge = grpc_edge(status_for, log=log)
 
 
 class MediaHandlerServicer(pb_grpc.MediaHandlerServiceServicer):
