@@ -7,6 +7,7 @@ a lazy import is caught too.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,17 @@ def test_no_service_imports_another(where: str, forbidden: tuple[str, ...]) -> N
 def test_every_kind_of_import_is_seen(source: str, expected: str) -> None:
     # As if written in darktower/gc/placement/probe.py: the check must be able to fail.
     assert expected in imported_modules(source, "darktower.gc.placement.probe")
+
+
+@pytest.mark.parametrize(("where", "other"), [("gc", "darktower.mc"), ("mc", "darktower.gc")])
+def test_no_service_even_names_the_other(where: str, other: str) -> None:
+    # Not in a docstring or comment either: a reader of one service's code is not sent into
+    # the other's; what both need is in darktower.common, what one asks of the other is wire.
+    pattern = re.compile(re.escape(other) + r"\b")
+    found = [
+        f"{path.relative_to(PACKAGE)}:{number}"
+        for path in sorted((PACKAGE / where).rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert found == []

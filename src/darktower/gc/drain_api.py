@@ -4,8 +4,9 @@
 
 The GC asks that MC to drain through `DrainController`, an RPC of the MC's own service, signed
 with a GC token for that MC only (`aud` = its id). The MC drains as on SIGTERM: it stops
-admitting at once, migrates its meetings to other MCs (`darktower.mc.migration`), ends what
-could not move at its deadline and exits 0. The answer is 202: the drain has started.
+admitting at once, migrates its meetings to other MCs (the MC's live migration, README
+"Rolling upgrades"), ends what could not move at its deadline and exits 0. The answer is 202:
+the drain has started.
 
 Who may: an access token with `admin` — always, also when the GC allows guests (a drain is an
 operator's write, not a read): no token 401 `token_missing`, a bad one 401 with its reason, a
