@@ -238,3 +238,21 @@ def test_a_service_from_the_image_install_starts_and_stops_cleanly(
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0, process.log()
     assert "Traceback" not in process.log()
+
+
+@pytest.mark.timeout(FIRST_RUN_TIMEOUT_S)
+def test_a_core_only_install_runs_the_readme_first_command(image_venv: Path) -> None:
+    """`.ci/run`'s core-only smoke on the same install (the wheel, no extras): every module
+    imports, `darktower dev --any-port` comes up, `darktower join` places a meeting, SIGINT
+    stops it with exit 0 and no process left behind."""
+    done = subprocess.run(
+        [str(image_venv / "python"), str(ROOT / "scripts" / "smoke_core_install.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=image_venv.parent,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "`darktower join smoke` placed it on mc-" in done.stdout, done.stdout
+    assert "SIGINT, exit 0, nothing left behind" in done.stdout, done.stdout
