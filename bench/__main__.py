@@ -31,7 +31,9 @@ from bench import (
     b_herding,
     b_join,
     b_migration,
+    b_participants,
     b_scale,
+    b_scaleout,
 )
 from bench.context import REPO_ROOT, BenchContext
 from bench.hosting import install_uvloop
@@ -46,9 +48,11 @@ BENCHMARKS: dict[str, ModuleType] = {
         b_join,
         b_heartbeat,
         b_scale,
+        b_scaleout,
         b_failover,
         b_herding,
         b_migration,
+        b_participants,
     )
 }
 

@@ -1,0 +1,264 @@
+"""participants: one MC holding thousands of connected participants that ping it.
+
+A real fleet (a GC on PostgreSQL, one MC serving client signaling, two simulated MHs, one
+embedded Redis). 50 meetings are placed on the MC, then 5,000 participants (100 a meeting)
+join them over the documented protocol, as a client does: `POST /v1/meetings/{id}/join` at
+the GC, a WebSocket to the MC's signaling URL, `join` with the join token (announcing
+`roster_delta`), the `join_answer`. The clients are lean: one process, one reader task per
+socket that only looks for `pong` frames (the roster frames are read and dropped), so that
+the client process keeps pace with the pings.
+
+Held for a window in which every participant pings every 10 s (phases spread), as the
+terminal client does. Measured: pong latency p50/p99 (ping sent → its pong read), pings
+missed (no pong within 5 s, or the MC closed the socket), the MC's CPU over the window and
+its RSS per connected participant (psutil: after the joins minus before, / participants),
+and the join time per participant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import psutil
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from bench.context import BenchContext
+from bench.database import bench_database
+from bench.fleet import BenchFleet
+from bench.load import error_notes, percentile, run_load
+from bench.profiling import cpu_window
+from bench.results import BenchResult, Metric
+from darktower.embedded.redis import EmbeddedRedis
+
+__all__ = ["NAME", "run"]
+
+NAME = "participants"
+TIMEOUT_S = (600.0, 90.0)
+PONG_DEADLINE_S = 5.0
+PONG_TARGET_MS = 100.0
+MC = "mc-1"
+
+
+@dataclass
+class _Client:
+    ws: ClientConnection
+    sent: dict[str, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    closed: bool = False
+    reader: asyncio.Task[None] | None = None
+
+    async def read(self) -> None:
+        try:
+            async for frame in self.ws:
+                if isinstance(frame, str) and '"pong"' in frame:
+                    nonce = json.loads(frame).get("nonce")
+                    sent = self.sent.pop(nonce, None)
+                    if sent is not None:
+                        self.latencies.append(time.perf_counter() - sent)
+        except ConnectionClosed:
+            pass
+        self.closed = True
+
+
+@dataclass
+class _Window:
+    latencies: list[float] = field(default_factory=list)
+    pings: int = 0
+    missed: int = 0
+    closed: int = 0
+    cores: float = 0.0
+
+
+async def run(ctx: BenchContext, result: BenchResult) -> None:
+    """Fill `result`, metric by metric (what was measured survives a timeout)."""
+    meetings: int = ctx.pick(50, 2)
+    per_meeting: int = ctx.pick(100, 5)
+    interval: float = ctx.pick(10.0, 0.5)
+    seconds: float = ctx.pick(30.0, 1.0)
+    result.parameters.update(
+        {
+            "mcs": 1,
+            "meetings": meetings,
+            "participants_per_meeting": per_meeting,
+            "ping_interval_s": interval,
+            "window_s": seconds,
+            "pong_deadline_s": PONG_DEADLINE_S,
+        }
+    )
+    async with bench_database(ctx.workdir, NAME) as database:
+        result.parameters["database"] = database.kind
+        if database.note:
+            result.notes.append(database.note)
+        with EmbeddedRedis() as redis:
+            fleet = BenchFleet(
+                ctx,
+                redis.url,
+                mcs=1,
+                mhs=2,
+                mc_params={
+                    "clients": True,
+                    "binding_secret": secrets.token_urlsafe(32),
+                    "max_meetings": 1000,
+                    "max_participants": 100_000,
+                },
+                database_url=database.url,
+            )
+            async with fleet:
+                await _measure(ctx, result, fleet, meetings, per_meeting, interval, seconds)
+
+
+async def _measure(
+    ctx: BenchContext,
+    result: BenchResult,
+    fleet: BenchFleet,
+    meetings: int,
+    per_meeting: int,
+    interval: float,
+    seconds: float,
+) -> None:
+    ids = [f"many-{k}" for k in range(meetings)]
+    for meeting_id in ids:
+        answer = await fleet.join(meeting_id)
+        if answer["mc_id"] != MC:
+            raise RuntimeError(f"{meeting_id} placed on {answer['mc_id']}")
+    mc = psutil.Process(fleet.mcs[MC].pid)
+    rss_before = mc.memory_info().rss
+    clients: list[_Client] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=fleet.gc_url, timeout=60.0, limits=limits) as http:
+
+        async def join(i: int) -> None:
+            meeting_id = ids[i % meetings]
+            clients.append(await _join(http, meeting_id, f"u{i}"))
+
+        total = meetings * per_meeting
+        joining = await run_load(join, concurrency=64, max_calls=total, max_seconds=300)
+    try:
+        result.notes += error_notes([joining])
+        result.add(
+            Metric(
+                "participants connected",
+                len(clients),
+                target=f"{total}",
+                check=lambda m: m.value == total,
+            )
+        )
+        result.add(Metric("join p50", joining.ms(50), "ms"))
+        result.add(Metric("join p99", joining.ms(99), "ms"))
+        await asyncio.sleep(ctx.pick(3.0, 0.5))  # the last roster frames settle
+        rss_after = mc.memory_info().rss
+        result.add(Metric("MC RSS before the joins", rss_before / 2**20, "MiB"))
+        result.add(Metric("MC RSS with everyone connected", rss_after / 2**20, "MiB"))
+        per = (rss_after - rss_before) / max(1, len(clients)) / 1024
+        result.add(Metric("MC memory per participant", per, "KiB"))
+        window = await _ping_for(clients, interval, seconds, mc.pid)
+        _add_window(result, window)
+    finally:
+        await asyncio.gather(*(_close(c) for c in clients))
+
+
+async def _join(http: httpx.AsyncClient, meeting_id: str, user_id: str) -> _Client:
+    response = await http.post(
+        f"/v1/meetings/{meeting_id}/join", json={"display_name": user_id, "user_id": user_id}
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"join {meeting_id}: HTTP {response.status_code}")
+    answer: dict[str, Any] = response.json()
+    ws = await connect(
+        answer["signaling_url"],
+        open_timeout=30,
+        compression=None,
+        proxy=None,
+        ping_interval=None,  # the protocol's own pings are what is measured
+        max_size=2**20,
+    )
+    try:
+        join = {
+            "v": 1,
+            "type": "join",
+            "token": answer["join_token"],
+            "meeting_id": meeting_id,
+            "features": ["roster_delta"],
+        }
+        await ws.send(json.dumps(join))
+        first = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if first.get("type") != "join_answer":
+            raise RuntimeError(f"join {meeting_id}: {first.get('type')} {first.get('code')}")
+    except BaseException:
+        await ws.close()
+        raise
+    client = _Client(ws)
+    client.reader = asyncio.create_task(client.read())
+    return client
+
+
+async def _ping_for(clients: list[_Client], interval: float, seconds: float, pid: int) -> _Window:
+    """Every client pings every `interval` for `seconds`, phases spread; a ping without its
+    pong within PONG_DEADLINE_S (or on a closed socket) is missed."""
+    window = _Window()
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.2
+    count = max(1, round(seconds / interval))
+    n = len(clients)
+
+    async def pinger(i: int, client: _Client) -> None:
+        for k in range(count):
+            due = start + interval * (k + i / n)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            nonce = f"{i}-{k}"
+            window.pings += 1
+            client.sent[nonce] = time.perf_counter()
+            try:
+                await client.ws.send(json.dumps({"v": 1, "type": "ping", "nonce": nonce}))
+            except ConnectionClosed:
+                client.sent.pop(nonce, None)
+                window.missed += 1
+
+    with cpu_window(pid) as cpu:
+        await asyncio.gather(*(pinger(i, c) for i, c in enumerate(clients)))
+        await asyncio.sleep(PONG_DEADLINE_S)
+    window.cores = cpu["cores"]
+    now = time.perf_counter()
+    for client in clients:
+        late = [s for s in client.sent.values() if now - s >= PONG_DEADLINE_S]
+        window.missed += len(late)
+        window.latencies += [x for x in client.latencies if x <= PONG_DEADLINE_S]
+        window.missed += sum(x > PONG_DEADLINE_S for x in client.latencies)
+        window.closed += client.closed
+    return window
+
+
+def _add_window(result: BenchResult, window: _Window) -> None:
+    result.add(Metric("pings sent", window.pings))
+    result.add(Metric("pings missed", window.missed, target="0", check=lambda m: m.value == 0))
+    result.add(
+        Metric("sockets closed by the MC", window.closed, target="0", check=lambda m: m.value == 0)
+    )
+    result.add(Metric("pong p50", percentile(window.latencies, 50) * 1000, "ms"))
+    result.add(
+        Metric(
+            "pong p99",
+            percentile(window.latencies, 99) * 1000,
+            "ms",
+            target=f"< {PONG_TARGET_MS:.0f} ms",
+            check=lambda m: m.value < PONG_TARGET_MS,
+        )
+    )
+    result.add(Metric("MC CPU while pinging", window.cores, "cores"))
+
+
+async def _close(client: _Client) -> None:
+    with contextlib.suppress(Exception):
+        await client.ws.close()
+    if client.reader is not None:
+        client.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await client.reader
