@@ -44,6 +44,8 @@ __all__ = [
     "DEFAULT_TTL_SECONDS",
     "GC_AUDIENCE",
     "MAX_LEEWAY_SECONDS",
+    "MAX_LIFETIME_CEILING_SECONDS",
+    "MAX_LIFETIME_FLOOR_SECONDS",
     "MAX_TOKEN_BYTES",
     "SCOPE_GC",
     "SCOPE_MC",
@@ -77,6 +79,11 @@ DEFAULT_TTL_SECONDS = 300
 # The longest life (exp - iat) a verifier accepts by default: a stolen token is worth at most
 # this long. Tokens are re-minted at two thirds of their life, so 300 s tokens fit easily.
 DEFAULT_MAX_LIFETIME_SECONDS = 600
+# The range an operator may set it in (`*_SERVICE_TOKEN_MAX_LIFETIME_SECONDS`): never below the
+# life of the tokens the services mint (DEFAULT_TTL_SECONDS), or a fleet would refuse its own
+# calls; never above an hour, so even a misconfigured verifier refuses hours-long tokens.
+MAX_LIFETIME_FLOOR_SECONDS = DEFAULT_TTL_SECONDS
+MAX_LIFETIME_CEILING_SECONDS = 3600
 # Clock skew tolerated on exp and iat. Hosts run NTP; more than a few seconds is a fault.
 DEFAULT_LEEWAY_SECONDS = 5
 MAX_LEEWAY_SECONDS = 5

@@ -11,6 +11,7 @@ from darktower.auth.interceptor import ServiceAuthInterceptor
 from darktower.auth.keys import TrustedKey
 from darktower.auth.tokens import (
     ALLOW_UNBOUND_KEYS_DEFAULT,
+    DEFAULT_MAX_LIFETIME_SECONDS,
     GC_AUDIENCE,
     SCOPE_GC,
     ServiceType,
@@ -32,6 +33,7 @@ def auth_interceptor(
     *,
     audience: str | Sequence[str] = GC_AUDIENCE,
     allow_unbound_keys: bool = ALLOW_UNBOUND_KEYS_DEFAULT,
+    max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
 ) -> ServiceAuthInterceptor:
     """The GC server's token check: MCs only on GlobalControllerService, MHs only on the
     MH registry, scope `service.write.gc` and `aud` one of `audience` on both; other methods
@@ -41,8 +43,9 @@ def auth_interceptor(
     MC's is UNAUTHENTICATED; a bound key (`TrustedKey` from `load_trusted_keys`) only for its
     own instance (`sub`), and an unbound one only with `allow_unbound_keys`. Trusting
     `gc_keys` turns a peer GC's (scope-gc) token into a clear PERMISSION_DENIED instead of
-    UNAUTHENTICATED; it grants nothing. Raises ValueError if no key at all is given, or one
-    key is given for two types.
+    UNAUTHENTICATED; it grants nothing. A token living longer than `max_lifetime_seconds`
+    (`GC_SERVICE_TOKEN_MAX_LIFETIME_SECONDS`) is UNAUTHENTICATED. Raises ValueError if no key
+    at all is given, or one key is given for two types.
     """
     key_sets: dict[ServiceType, TrustedKeys] = {
         ServiceType.MEETING_CONTROLLER: list(mc_keys),
@@ -58,6 +61,7 @@ def auth_interceptor(
             allowed_callers={caller},
             audience=audience,
             allow_unbound_keys=allow_unbound_keys,
+            max_lifetime_seconds=max_lifetime_seconds,
         )
 
     mc_verifier = verifier(ServiceType.MEETING_CONTROLLER)

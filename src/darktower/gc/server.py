@@ -200,6 +200,7 @@ class GcApp:
             self._mh_keys,
             audience=(GC_AUDIENCE, s.id),
             allow_unbound_keys=s.allow_unbound_keys,
+            max_lifetime_seconds=s.service_token_max_lifetime_seconds,
         )
         self.keys.follow(interceptor.verifiers)
         gc_services = [

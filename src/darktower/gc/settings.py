@@ -12,6 +12,11 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from darktower.auth.tokens import (
+    DEFAULT_MAX_LIFETIME_SECONDS,
+    MAX_LIFETIME_CEILING_SECONDS,
+    MAX_LIFETIME_FLOOR_SECONDS,
+)
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
 from darktower.runtime.logs import LogFormat
 from darktower.runtime.serving import parse_bind
@@ -58,6 +63,14 @@ class GcSettings(BaseSettings):
     # Dev and legacy fleets only: with a shared (unbound) key any holder can act as any MC/MH.
     allow_unbound_keys: bool = Field(
         default=False, description="accept tokens of unbound (shared) keys: dev/legacy only"
+    )
+    # The longest life (exp - iat) of a service token accepted here (README "Service
+    # authentication"): a stolen token is worth at most this long.
+    service_token_max_lifetime_seconds: int = Field(
+        default=DEFAULT_MAX_LIFETIME_SECONDS,
+        ge=MAX_LIFETIME_FLOOR_SECONDS,
+        le=MAX_LIFETIME_CEILING_SECONDS,
+        description="longest life (exp - iat) of a service token accepted, 300 to 3600 s",
     )
     staleness_seconds: float = Field(
         default=30.0, gt=0, description="an MC or MH silent this long is marked unhealthy"

@@ -137,6 +137,7 @@ class McApp:
             # Only tokens minted for this MC: one captured by (or minted for) another is refused.
             audience=settings.id,
             allow_unbound_keys=settings.allow_unbound_keys,
+            max_lifetime_seconds=settings.service_token_max_lifetime_seconds,
         )
         self.keys.follow(verifier)
         redis_url = settings.redis_url.get_secret_value()
