@@ -1,68 +1,19 @@
-"""A real Janus for the MH tests, started by the MH's own `JanusKeeper` on free loopback ports
-(tests that use it are marked `requires_janus`, `tests.support.janus_client`)."""
+"""Fixtures of the MH tests: a real Janus (`tests.support.janus`)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
-from darktower.embedded.redis import free_port
-from darktower.mh.janus_admin import JanusAdmin
-from darktower.mh.janus_config import JanusConfig
-from darktower.mh.janus_process import JanusKeeper
-from tests.support.janus_client import JANUS
+from tests.support import janus
+from tests.support.janus import RunningJanus
 
 __all__ = ["RunningJanus", "running_janus"]
 
 
-@dataclass
-class RunningJanus:
-    keeper: JanusKeeper
-    admin: JanusAdmin
-    ws_url: str
-    config: JanusConfig
-    restarts: list[int] = field(default_factory=list)
-
-
 @pytest.fixture
 async def running_janus(tmp_path: Path) -> AsyncIterator[RunningJanus]:
-    assert JANUS is not None, "janus is not installed"
-    config = JanusConfig(
-        server_name="mh-test",
-        ws_host="127.0.0.1",
-        ws_port=free_port(),
-        admin_port=free_port(),
-        admin_secret="admin-" + os.urandom(8).hex(),
-        room_admin_key="room-" + os.urandom(8).hex(),
-        rtp_port_range="40000-40999",
-        ice_enforce_list="lo",
-    )
-    admin = JanusAdmin(
-        f"http://127.0.0.1:{config.admin_port}/admin",
-        SecretStr(config.admin_secret),
-        SecretStr(config.room_admin_key),
-        timeout=1.0,
-    )
-    restarts: list[int] = []
-    keeper = JanusKeeper(
-        JANUS,
-        config,
-        tmp_path / "janus",
-        admin,
-        on_restart=lambda: restarts.append(1),
-        check_interval=0.2,
-    )
-    task = asyncio.create_task(keeper.run())
-    try:
-        assert await keeper.wait_up(30.0), f"janus did not start: {keeper.log_path}"
-        yield RunningJanus(keeper, admin, f"ws://127.0.0.1:{config.ws_port}", config, restarts)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await admin.aclose()
+    async with janus.running_janus(tmp_path) as running:
+        yield running

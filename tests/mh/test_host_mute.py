@@ -20,7 +20,7 @@ import pytest
 
 from darktower.mh.errors import InvalidMhRequest
 from darktower.mh.rooms import MediaRooms
-from tests.mh.conftest import RunningJanus
+from tests.support.janus import RunningJanus
 from tests.support.janus_client import JanusClient, janus_client, requires_janus
 
 pytestmark = [requires_janus, pytest.mark.timeout(90)]

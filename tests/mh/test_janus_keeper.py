@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from tests.mh.conftest import RunningJanus
+from tests.support.janus import RunningJanus
 from tests.support.janus_client import requires_janus
 from tests.support.waiting import eventually
 

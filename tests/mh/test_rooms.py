@@ -7,7 +7,7 @@ import pytest
 
 from darktower.mh.errors import InvalidMhRequest, MhAtCapacity
 from darktower.mh.rooms import MediaRooms, RoomLimits
-from tests.mh.conftest import RunningJanus
+from tests.support.janus import RunningJanus
 from tests.support.janus_client import janus_client, requires_janus
 
 pytestmark = [requires_janus, pytest.mark.timeout(90)]
