@@ -24,6 +24,8 @@ from darktower.signaling.protocol import (
     ParticipantLeft,
     ParticipantUpdated,
     Pong,
+    Redirect,
+    RosterDelta,
     encode,
     parse_server,
 )
@@ -31,7 +33,15 @@ from darktower.signaling.protocol import (
 __all__ = ["SignalingClient", "signaling_url"]
 
 ServerMsg = (
-    JoinAnswer | ParticipantJoined | ParticipantLeft | ParticipantUpdated | Muted | Pong | ErrorMsg
+    JoinAnswer
+    | ParticipantJoined
+    | ParticipantLeft
+    | ParticipantUpdated
+    | RosterDelta
+    | Muted
+    | Pong
+    | Redirect
+    | ErrorMsg
 )
 T = TypeVar("T", bound=BaseModel)
 

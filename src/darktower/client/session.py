@@ -26,6 +26,9 @@ then the session ends (`Ended`). `leave()` sends `leave`, waits (bounded) for th
 and ends the session with reason `voluntary`.
 
 The WebSocket is opened without a proxy: signaling goes straight to the MC the GC named.
+The session joins with the `roster_delta` feature (batched roster frames, a paged join
+answer); `events()` still reads one event per participant change (`roster.py`). The GC
+exchange and the socket are in `gc.py`, the events and errors in `events.py`.
 """
 
 from __future__ import annotations
@@ -35,17 +38,26 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import quote
+from typing import Literal
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from darktower.common.tls_errors import tls_failure
+from darktower.client.events import (
+    ClientError,
+    Ended,
+    Joined,
+    JoinRefused,
+    McUnreachable,
+    Reconnecting,
+    Redirected,
+    SessionEvent,
+)
+from darktower.client.gc import GcAnswer, ask_gc, open_signaling
+from darktower.client.roster import apply_delta, merge_pages
 from darktower.signaling.protocol import (
-    MAX_SERVER_FRAME_BYTES,
+    ROSTER_DELTA,
     ErrorCode,
     ErrorMsg,
     HostMute,
@@ -62,6 +74,7 @@ from darktower.signaling.protocol import (
     Pong,
     ProtocolError,
     Redirect,
+    RosterDelta,
     SelfMute,
     encode,
     parse_server,
@@ -89,83 +102,6 @@ RESUME_REFUSED = frozenset(
 )
 # MC refusals worth another attempt later (possibly on another MC).
 RETRYABLE = frozenset({ErrorCode.MEETING_UNAVAILABLE})
-
-
-class ClientError(Exception):
-    """The session cannot go on; the message is fit for a terminal."""
-
-
-class JoinRefused(ClientError):
-    """The GC or the MC refused the join. `code`: the MC's error code, or `http_<status>`;
-    `retryable`: another attempt later may succeed (no MC available, meeting unavailable)."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
-        super().__init__(f"{message} ({code})")
-        self.code = code
-        self.retryable = retryable
-
-
-class _McUnreachable(JoinRefused):
-    """The MC's WebSocket refused or timed out the connection: evidence for the GC."""
-
-
-@dataclass(frozen=True, slots=True)
-class Joined:
-    """In the meeting: first join, reconnected (same participant id) or rejoined (a new
-    participant: the old session could not be resumed)."""
-
-    kind: Literal["joined", "reconnected", "rejoined"]
-    answer: JoinAnswer
-    mc_id: str
-    signaling_url: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnecting:
-    """The connection is gone (`why`); attempt number `attempt` follows after `delay_s`."""
-
-    why: str
-    attempt: int
-    delay_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Redirected:
-    """The MC moved the meeting to another MC (`reason` "migration": it drains); the session
-    follows to `signaling_url` by itself (a `Joined(kind="reconnected")` follows)."""
-
-    signaling_url: str
-    mc_id: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Ended:
-    """Out of the meeting for good: a LeaveReason value, or "failed" (`detail` says why)."""
-
-    reason: str
-    detail: str = ""
-
-
-SessionEvent = (
-    Joined
-    | Reconnecting
-    | Redirected
-    | Ended
-    | ParticipantJoined
-    | ParticipantLeft
-    | ParticipantUpdated
-    | Muted
-    | ErrorMsg
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _GcAnswer:
-    mc_id: str
-    user_id: str
-    join_token: str
-    signaling_url: str
 
 
 class ClientSession:
@@ -295,49 +231,17 @@ class ClientSession:
 
     # -- connecting ------------------------------------------------------------------------
 
-    async def _ask_gc(self, *, unreachable_mc_id: str | None = None) -> _GcAnswer:
+    async def _ask_gc(self, *, unreachable_mc_id: str | None = None) -> GcAnswer:
         """The GC's answer; `unreachable_mc_id`: the MC it named last time, which refused or
         timed out our connection (the GC checks it and, if down, places the meeting anew)."""
-        url = f"{self.gc_url}/v1/meetings/{quote(self.meeting_id, safe='')}/join"
         body: dict[str, str] = {"display_name": self.display_name}
         if self.user_id is not None:
             body["user_id"] = self.user_id
         if unreachable_mc_id is not None:
             body["unreachable_mc_id"] = unreachable_mc_id
-        try:
-            headers = (
-                {"Authorization": f"Bearer {self._access_token}"} if self._access_token else {}
-            )
-            response = await self._http.post(url, json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            tls = tls_failure(exc)
-            why = f": TLS handshake failed ({tls})" if tls else ""
-            raise JoinRefused(
-                "gc_unreachable", f"cannot reach the GC at {self.gc_url}{why}", retryable=True
-            ) from exc
-        data: Any = None
-        with contextlib.suppress(ValueError):
-            data = response.json()
-        if response.is_error:
-            message = data.get("message") if isinstance(data, dict) else None
-            raise JoinRefused(
-                f"http_{response.status_code}",
-                f"the GC refused the join: {message or response.reason_phrase}",
-                retryable=response.status_code >= 500,
-            )
-        if not isinstance(data, dict) or not isinstance(data.get("join_token"), str):
-            raise JoinRefused("bad_answer", "the GC's join answer has no join token")
-        if not data.get("signaling_url"):
-            raise JoinRefused(
-                "no_signaling", f"MC {data.get('mc_id')} registered no client endpoint"
-            )
-        self.user_id = str(data["user_id"])
-        return _GcAnswer(
-            mc_id=str(data["mc_id"]),
-            user_id=self.user_id,
-            join_token=data["join_token"],
-            signaling_url=str(data["signaling_url"]),
-        )
+        gc = await ask_gc(self._http, self.gc_url, self.meeting_id, body, self._access_token)
+        self.user_id = gc.user_id
+        return gc
 
     async def _connect(self, *, resume: bool) -> JoinAnswer:
         """One attempt: GC, socket, join frame, join answer. With `resume`, and a session to
@@ -345,7 +249,7 @@ class ClientSession:
         gc = await self._ask_gc()
         try:
             ws = await self._open(gc)
-        except _McUnreachable:
+        except McUnreachable:
             # The MC the GC named does not take the connection (crashed?): ask again at once,
             # naming it. The GC checks it itself and, if it is down, places the meeting anew;
             # if it answers the GC, the same MC comes back and the usual backoff follows.
@@ -355,6 +259,7 @@ class ClientSession:
         join = Join(
             token=gc.join_token,
             meeting_id=self.meeting_id,
+            features=[ROSTER_DELTA],
             correlation_id=self.correlation_id if resuming else None,
             binding_token=self.binding_token if resuming else None,
         )
@@ -368,6 +273,8 @@ class ClientSession:
         try:
             await ws.send(encode(join))
             first = parse_server(await asyncio.wait_for(ws.recv(), self._open_timeout))
+            if isinstance(first, JoinAnswer) and first.roster_pages:
+                first = merge_pages(first, await self._pages(ws, first.roster_pages))
         except (ConnectionClosed, TimeoutError, ProtocolError) as exc:
             await ws.close()
             raise JoinRefused(
@@ -393,31 +300,21 @@ class ClientSession:
         self.roster = {p.participant_id: p for p in first.roster}
         return first
 
-    async def _open(self, gc: _GcAnswer) -> ClientConnection:
-        """The WebSocket to the MC the GC named; `_McUnreachable` if the connection is refused
-        or times out, JoinRefused `mc_unreachable` for a TLS handshake that fails."""
-        try:
-            return await connect(
-                gc.signaling_url,
-                open_timeout=self._open_timeout,
-                max_size=MAX_SERVER_FRAME_BYTES,
-                compression=None,
-                proxy=None,
-                ssl=self._ssl if gc.signaling_url.startswith("wss://") else None,
-            )
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            tls = tls_failure(exc)
-            if tls:
-                raise JoinRefused(
-                    "mc_unreachable",
-                    f"cannot open {gc.signaling_url}: TLS handshake failed ({tls})",
-                    retryable=True,
-                ) from exc
-            # Refused or timed out: nobody there. An HTTP answer to the upgrade is somebody.
-            unreachable = isinstance(exc, OSError | TimeoutError)
-            raise (_McUnreachable if unreachable else JoinRefused)(
-                "mc_unreachable", f"cannot open {gc.signaling_url}", retryable=True
-            ) from exc
+    async def _pages(self, ws: ClientConnection, count: int) -> list[RosterDelta]:
+        """The `count` roster pages that follow a paged join answer (ProtocolError if not)."""
+        pages = []
+        for _ in range(count):
+            page = parse_server(await asyncio.wait_for(ws.recv(), self._open_timeout))
+            if not isinstance(page, RosterDelta):
+                raise ProtocolError(ErrorCode.BAD_MESSAGE, f"expected roster_delta: {page.type}")
+            pages.append(page)
+        return pages
+
+    async def _open(self, gc: GcAnswer) -> ClientConnection:
+        """The WebSocket to the MC the GC named (see `gc.open_signaling`)."""
+        return await open_signaling(
+            gc.signaling_url, open_timeout=self._open_timeout, ssl_context=self._ssl
+        )
 
     async def _follow(self, redirect: Redirect) -> bool:
         """The meeting moved to another MC (its MC drains): resume there with the redirect's
@@ -427,22 +324,16 @@ class ClientSession:
         join = Join(
             token=redirect.token,
             meeting_id=self.meeting_id,
+            features=[ROSTER_DELTA],
             correlation_id=redirect.correlation_id,
             binding_token=redirect.binding_token,
         )
         previous = self.participant_id
         url = redirect.signaling_url
         try:
-            ws = await connect(
-                url,
-                open_timeout=self._open_timeout,
-                max_size=MAX_SERVER_FRAME_BYTES,
-                compression=None,
-                proxy=None,
-                ssl=self._ssl if url.startswith("wss://") else None,
-            )
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            log.info("following the redirect failed: cannot open %s (%s)", url, exc)
+            ws = await open_signaling(url, open_timeout=self._open_timeout, ssl_context=self._ssl)
+        except JoinRefused as exc:
+            log.info("following the redirect failed: %s", exc)
             return False
         try:
             answer = await self._join_over(ws, join, redirect.mc_id or "", url)
@@ -525,6 +416,11 @@ class ClientSession:
         except ProtocolError as exc:
             log.warning("ignoring a frame from the MC: %s", exc.message)
             return None
+        if isinstance(message, RosterDelta):
+            self.host_id = message.host_id
+            for event in apply_delta(self.roster, message, self.participant_id):
+                self._emit(event)
+            return None
         if isinstance(message, ParticipantJoined | ParticipantUpdated):
             self.roster[message.participant.participant_id] = message.participant
             if isinstance(message, ParticipantJoined) and message.host_id is not None:
@@ -553,7 +449,8 @@ class ClientSession:
             # Followed once the MC closes this socket (right after it).
             self._redirect = message
             return None
-        self._emit(message)
+        if isinstance(message, Muted | ErrorMsg):
+            self._emit(message)  # other types (later additions) are not session events
         return None
 
     # -- helpers ---------------------------------------------------------------------------

@@ -84,6 +84,8 @@ class ConnectionActor(Actor[ConnectionMessage]):
         self._cut = cut
         self._max_queue = max_queue
         self.overflowed = False
+        # The client joined with the `roster_delta` feature: it gets batched roster frames.
+        self.roster_deltas = False
         self.close_reason: LeaveReason | None = None
 
     def send(self, message: ConnectionMessage) -> None:

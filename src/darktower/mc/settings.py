@@ -80,6 +80,12 @@ class McSettings(BaseSettings):
     state_coalesce_seconds: float = Field(
         default=0.05, ge=0, description="window in which a participant's self_mute flips merge"
     )
+    roster_batch_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description="window in which roster changes merge into one roster_delta frame",
+    )
     health_bind: str = Field(
         default="0.0.0.0:8081", description="health HTTP listen address (/health, /metrics)"
     )

@@ -11,7 +11,8 @@ The edge between a client's socket and its meeting's actors; it decides nothing 
    here (`meeting_unavailable`). The MeetingActor then admits the client or refuses it
    (capacity, binding token, expired session). Join refusals are fatal: error, then close
    (code 1008), counted in `mc_join_refusals_total{reason}`.
-3. Once admitted, the client's frames go to the MeetingActor as `ClientFrame`s, and every
+3. Once admitted, the client's frames go to the MeetingActor as `ClientFrame`s (a `ping` is
+   answered at once by `MeetingActor.pong`, outside its mailbox), and every
    frame to the client goes through its ConnectionActor. When the socket closes — for whatever
    reason, `leave` included — the meeting gets `ConnectionLost`; without a `leave` before it,
    that starts the participant's grace period.
@@ -74,6 +75,7 @@ from darktower.mc.ratelimit import FrameLimiter, Verdict
 from darktower.runtime.serving import parse_bind
 from darktower.signaling.protocol import (
     MAX_FRAME_BYTES,
+    ROSTER_DELTA,
     ErrorCode,
     ErrorMsg,
     HostMute,
@@ -288,6 +290,8 @@ class SignalingServer:
             ) from None
         except InvalidJoinToken:
             raise _Refused(ErrorCode.INVALID_JOIN_TOKEN, "invalid join token") from None
+        # Unknown feature names are ignored (a later client may name more than this MC knows).
+        connection.roster_deltas = ROSTER_DELTA in join.features
         meeting = self._controller.meetings.get(claims.meeting_id)
         if meeting is None or meeting.lost:
             raise _Refused(
@@ -358,6 +362,9 @@ class SignalingServer:
                 continue
             if isinstance(message, Join):
                 self._tell(connection, Deliver(_error(ErrorCode.BAD_MESSAGE, "already joined")))
+                continue
+            if isinstance(message, Ping):  # answered at once, not queued behind joins
+                meeting.pong(connection, message.nonce)
                 continue
             try:
                 meeting.send(ClientFrame(connection, message))

@@ -6,11 +6,13 @@ version adds types or optional fields, never changes the meaning of an existing 
 
 Client → MC:
 
-    join        {token, correlation_id?, binding_token?, meeting_id?}
+    join        {token, correlation_id?, binding_token?, meeting_id?, features?}
                                                 first frame; correlation_id and binding_token
                                                 on reconnect (both or neither); meeting_id, when
                                                 given, must be the join token's meeting (else
-                                                wrong_meeting)
+                                                wrong_meeting); features: what the client
+                                                understands beyond the base frames (known:
+                                                "roster_delta"; unknown names are ignored)
     self_mute   {muted}                                     informational, relayed to the others
     host_mute   {participant_id, muted}                     enforced; only the meeting's host
     leave       {}                                          voluntary leave; the MC closes after
@@ -28,6 +30,14 @@ MC → client:
                                                meeting_ended | moved; host_id: the meeting's
                                                host after this departure (set when others stay)
     participant_updated {participant}              mute or connection state changed
+    roster_delta        {participants, left, host_id}   only to clients that joined with
+                                               features ["roster_delta"], instead of the three
+                                               frames above: the roster changes of a short
+                                               window (MC_ROSTER_BATCH_SECONDS), one frame for
+                                               everyone; participants: their latest state
+                                               (joined or updated), left: [{participant_id,
+                                               reason}]; host_id: the host after them. Also the
+                                               rest of a paged join_answer roster.
     muted               {participant_id, muted, by}   a host mute (the target must honour it);
                                                by: the host's participant id, or "api" (the
                                                application's meeting API)
@@ -39,7 +49,9 @@ MC → client:
                                                binding_token}; the MC closes this socket after
     error               {code, message}            codes in ErrorCode; fatal ones close the socket
 
-`roster` is a list of participants: {participant_id, user_id, display_name, muted,
+`roster` is a list of participants (for a client with "roster_delta", at most
+`ROSTER_PAGE` of them: `roster_pages` says how many `roster_delta` frames with the rest
+follow at once): {participant_id, user_id, display_name, muted,
 host_muted, connected}. `correlation_id` is a UUIDv7 naming one participant session across
 reconnects; `binding_token` proves the reconnecting client is the one that held the session
 (see `darktower.mc.binding`).
@@ -57,6 +69,8 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "MAX_SERVER_FRAME_BYTES",
     "PROTOCOL_VERSION",
+    "ROSTER_DELTA",
+    "ROSTER_PAGE",
     "ClientMessage",
     "ErrorCode",
     "ErrorMsg",
@@ -75,6 +89,8 @@ __all__ = [
     "Pong",
     "ProtocolError",
     "Redirect",
+    "RosterDelta",
+    "RosterLeft",
     "SelfMute",
     "ServerMessage",
     "encode",
@@ -90,6 +106,13 @@ MAX_FRAME_BYTES = 16 * 1024
 MAX_SERVER_FRAME_BYTES = 1024 * 1024
 
 _ID = Annotated[str, Field(min_length=1, max_length=255)]
+# The feature a client names in its join to get `roster_delta` frames (see the docstring).
+ROSTER_DELTA = "roster_delta"
+# Participants in one roster frame for such a client (join_answer or roster_delta): a
+# participant is at most ~700 bytes of JSON (ids 255, name 100 characters), so a page stays
+# far below MAX_SERVER_FRAME_BYTES.
+ROSTER_PAGE = 250
+MAX_FEATURES = 16
 
 
 class ErrorCode(StrEnum):
@@ -132,6 +155,10 @@ class Join(_Frame):
     binding_token: Annotated[str, Field(max_length=512)] | None = None
     # Added in v1 (optional): the meeting the client means to join.
     meeting_id: _ID | None = None
+    # Added in v1 (optional): features the client understands (ROSTER_DELTA); others ignored.
+    features: Annotated[
+        list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_FEATURES)
+    ] = []
 
 
 class SelfMute(_Frame):
@@ -196,6 +223,9 @@ class JoinAnswer(_Frame):
     # Added with media (optional): one grant per media handler that registered the
     # participant, the primary first; empty when no media handler serves the meeting.
     media: list[MediaGrant] = []
+    # Added with roster_delta (optional): how many `roster_delta` frames follow at once with
+    # the rest of the roster (`roster` is then its first page); only for clients that asked.
+    roster_pages: int = 0
 
 
 class ParticipantJoined(_Frame):
@@ -217,6 +247,21 @@ class ParticipantLeft(_Frame):
 class ParticipantUpdated(_Frame):
     type: Literal["participant_updated"] = "participant_updated"
     participant: Participant
+
+
+class RosterLeft(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    participant_id: str
+    reason: LeaveReason
+
+
+class RosterDelta(_Frame):
+    """Added with the `roster_delta` feature: a window's roster changes in one frame."""
+
+    type: Literal["roster_delta"] = "roster_delta"
+    participants: list[Participant] = []
+    left: list[RosterLeft] = []
+    host_id: str | None = None
 
 
 class Muted(_Frame):
@@ -260,6 +305,7 @@ ServerMessage = Annotated[
     | ParticipantJoined
     | ParticipantLeft
     | ParticipantUpdated
+    | RosterDelta
     | Muted
     | Pong
     | Redirect
@@ -273,6 +319,7 @@ _server: TypeAdapter[
     | ParticipantJoined
     | ParticipantLeft
     | ParticipantUpdated
+    | RosterDelta
     | Muted
     | Pong
     | Redirect
@@ -328,6 +375,7 @@ def parse_server(
     | ParticipantJoined
     | ParticipantLeft
     | ParticipantUpdated
+    | RosterDelta
     | Muted
     | Pong
     | Redirect

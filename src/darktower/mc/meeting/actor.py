@@ -225,6 +225,7 @@ class MeetingActor(Actor[MeetingMessage]):
             empty_timeout_seconds=timeout,
             max_participants=cap,
             coalesce_seconds=mc.coalesce_seconds,
+            roster_batch_seconds=mc.roster_batch_seconds,
         )
         self._participants.metadata = settings.metadata
         if timeout != self._empty_timeout:
@@ -235,6 +236,7 @@ class MeetingActor(Actor[MeetingMessage]):
 
     async def on_stop(self) -> None:
         self._participants.graces.cancel_all()
+        self._participants.connections.cancel()
         self._disarm_empty()
         # Ended here (not fenced out, migrated — `handoff.MIGRATED` — or stopped with the
         # process): its media rooms go too.
@@ -338,6 +340,12 @@ class MeetingActor(Actor[MeetingMessage]):
             case _:
                 assert_never(message)
         return None
+
+    def pong(self, connection: ConnectionActor, nonce: str | None) -> None:
+        """Answer a client's ping at once, outside the mailbox, so that a join storm queued
+        there does not delay it (it only reads the roster and mints a binding token)."""
+        if not self.lost:
+            self._participants.pong(connection, nonce)
 
     def _count(self) -> None:
         """Report a change of the roster's size (called right after each add/remove)."""

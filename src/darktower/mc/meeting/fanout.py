@@ -4,19 +4,45 @@ Each admitted participant has one current ConnectionActor; a reconnect replaces 
 through the connection's mailbox, so that each client gets the meeting's events in the order
 the meeting produced them; a connection that already stopped is skipped (its participant's
 disconnect is handled through `ConnectionLost`).
+
+Roster changes (`announce`: participant_joined / _left / _updated) reach the two kinds of
+client differently. A v1 client gets each change as its own frame, at once. A client that
+joined with the `roster_delta` feature (`ConnectionActor.roster_deltas`) gets them batched:
+the first change opens a window of `batch_seconds`; when it closes (a loop timer, not a
+mailbox message, so a queue of joins cannot hold it back) the changes of the window go out
+as `roster_delta` frames — each participant once, in its latest state, or once in `left` —
+at most `ROSTER_PAGE` entries a frame. Every frame is encoded once and the same bytes are
+queued on every connection: a join storm of N costs about N / window frames per client, not
+N. A window of 0 sends each change as a `roster_delta` of its own, at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from darktower.actors import Actor, ActorStopped
 from darktower.mc.connection import Close, ConnectionActor, Deliver
-from darktower.signaling.protocol import ErrorCode, ErrorMsg, LeaveReason, encode
+from darktower.signaling.protocol import (
+    ROSTER_PAGE,
+    ErrorCode,
+    ErrorMsg,
+    JoinAnswer,
+    LeaveReason,
+    Participant,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    RosterDelta,
+    RosterLeft,
+    encode,
+)
 
-__all__ = ["Connections", "send"]
+__all__ = ["Connections", "RosterChange", "roster_pages", "send"]
+
+RosterChange = ParticipantJoined | ParticipantLeft | ParticipantUpdated
 
 
 def send(connection: ConnectionActor, message: Deliver | Close) -> None:
@@ -25,15 +51,48 @@ def send(connection: ConnectionActor, message: Deliver | Close) -> None:
         connection.send(message)
 
 
-class Connections:
-    __slots__ = ("_current",)
+def roster_pages(
+    participants: list[Participant], left: list[RosterLeft], host_id: str | None
+) -> list[Deliver]:
+    """`roster_delta` frames carrying `participants` then `left`, ROSTER_PAGE entries each."""
+    entries: list[Participant | RosterLeft] = [*participants, *left]
+    frames = []
+    for start in range(0, max(1, len(entries)), ROSTER_PAGE):
+        page = entries[start : start + ROSTER_PAGE]
+        delta = RosterDelta(
+            participants=[e for e in page if isinstance(e, Participant)],
+            left=[e for e in page if isinstance(e, RosterLeft)],
+            host_id=host_id,
+        )
+        frames.append(Deliver(encode(delta)))
+    return frames
 
-    def __init__(self) -> None:
+
+class Connections:
+    __slots__ = ("_batch_seconds", "_current", "_host", "_pending", "_timer")
+
+    def __init__(
+        self, *, batch_seconds: float = 0.0, host: Callable[[], str | None] = lambda: None
+    ) -> None:
+        """`batch_seconds`: the roster_delta window; `host()`: the meeting's host now."""
         self._current: dict[str, ConnectionActor] = {}  # participant id → its connection
+        self._batch_seconds = batch_seconds
+        self._host = host
+        # The window's changes: participant id → its latest state, or its departure.
+        self._pending: dict[str, Participant | RosterLeft] = {}
+        self._timer: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         """Connected participants (each has one current connection)."""
         return len(self._current)
+
+    @property
+    def batch_seconds(self) -> float:
+        return self._batch_seconds
+
+    @batch_seconds.setter
+    def batch_seconds(self, seconds: float) -> None:
+        self._batch_seconds = seconds
 
     def get(self, participant_id: str) -> ConnectionActor | None:
         return self._current.get(participant_id)
@@ -52,6 +111,20 @@ class Connections:
         """Encode a protocol message and send it to `connection`."""
         send(connection, Deliver(encode(message)))
 
+    def answer(self, connection: ConnectionActor, answer: JoinAnswer) -> None:
+        """Queue a join answer; for a `roster_delta` client a roster of more than ROSTER_PAGE
+        is paged: the first page in the answer, the rest in `roster_pages` `roster_delta`
+        frames right after it."""
+        roster = answer.roster
+        if not connection.roster_deltas or len(roster) <= ROSTER_PAGE:
+            self.deliver(connection, answer)
+            return
+        rest = roster_pages(roster[ROSTER_PAGE:], [], answer.host_id)
+        first = {"roster": roster[:ROSTER_PAGE], "roster_pages": len(rest)}
+        self.deliver(connection, answer.model_copy(update=first))
+        for frame in rest:
+            send(connection, frame)
+
     def error(self, connection: ConnectionActor, code: ErrorCode, text: str) -> None:
         self.deliver(connection, ErrorMsg(code=code, message=text))
 
@@ -62,9 +135,60 @@ class Connections:
             if participant_id != exclude:
                 send(connection, frame)
 
+    def announce(self, change: RosterChange, *, exclude: str | None = None) -> None:
+        """A roster change: at once to v1 connections (but `exclude`'s), batched for the
+        others (see the module docstring; the excluded one's own state is harmless there)."""
+        v1: Deliver | None = None
+        batched = False
+        for participant_id, connection in list(self._current.items()):
+            if connection.roster_deltas:
+                batched = True
+            elif participant_id != exclude:
+                if v1 is None:
+                    v1 = Deliver(encode(change))
+                send(connection, v1)
+        if not batched:
+            return
+        if isinstance(change, ParticipantLeft):
+            entry: Participant | RosterLeft = RosterLeft(
+                participant_id=change.participant_id, reason=change.reason
+            )
+        else:
+            entry = change.participant
+        self._pending.pop(entry.participant_id, None)  # re-inserted last: the latest order
+        self._pending[entry.participant_id] = entry
+        if self._batch_seconds <= 0:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._batch_seconds, self.flush)
+
+    def flush(self) -> None:
+        """Send the window's changes to every batched connection (the same frames)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, {}
+        targets = [c for c in self._current.values() if c.roster_deltas]
+        if not pending or not targets:
+            return
+        participants = [e for e in pending.values() if isinstance(e, Participant)]
+        left = [e for e in pending.values() if isinstance(e, RosterLeft)]
+        frames = roster_pages(participants, left, self._host())
+        for connection in targets:
+            for frame in frames:
+                send(connection, frame)
+
+    def cancel(self) -> None:
+        """Drop the window's changes (the meeting stops)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending.clear()
+
     def close_all(self, children: Iterable[Actor[Any]], reason: LeaveReason) -> None:
         """Forget the admitted connections and close every running connection among the
         meeting's `children` (admitted or not) with `reason`."""
+        self.cancel()
         self._current.clear()
         for child in children:
             if isinstance(child, ConnectionActor) and child.running:

@@ -6,6 +6,8 @@ max_participants              roster size; a new participant beyond it is refuse
                               `meeting_full` (reconnects and reclaimed seats are not new)
 coalesce_seconds              a participant's self_mute flips within this window become one
                               fenced write and one broadcast, the last value winning
+roster_batch_seconds          roster changes within this window reach `roster_delta`
+                              clients as one frame (`fanout.py`); 0: each at once
 """
 
 from __future__ import annotations
@@ -29,3 +31,4 @@ class MeetingLimits:
     empty_timeout_seconds: float = 300.0
     max_participants: int = 1000
     coalesce_seconds: float = 0.05
+    roster_batch_seconds: float = 0.05

@@ -148,7 +148,9 @@ class Participants:
         self._spawn = spawn
         self._on_count = on_count
         self.roster = Roster()
-        self.connections = Connections()
+        self.connections = Connections(
+            batch_seconds=self._limits.roster_batch_seconds, host=lambda: self.roster.host_id
+        )
         self.graces = GraceTimers(grace_seconds, expire)
         self.metadata: str | None = None  # the meeting's, sent in each join_answer
         self.removed: set[str] = set()  # identities removed through the meeting API
@@ -162,6 +164,7 @@ class Participants:
     @limits.setter
     def limits(self, limits: MeetingLimits) -> None:
         self._limits = limits
+        self.connections.batch_seconds = limits.roster_batch_seconds
 
     async def take_over(self) -> None:
         """Load the roster a previous owner left in Redis: its participants stay, disconnected
@@ -286,7 +289,7 @@ class Participants:
         joined = ParticipantJoined(
             participant=member.public(), host_id=participant_id if took_over else None
         )
-        self.connections.broadcast(joined, exclude=participant_id)
+        self.connections.announce(joined, exclude=participant_id)
         return None
 
     async def _reclaim(
@@ -331,7 +334,7 @@ class Participants:
         )
         if not was_connected:
             updated = ParticipantUpdated(participant=member.public())
-            self.connections.broadcast(updated, exclude=participant_id)
+            self.connections.announce(updated, exclude=participant_id)
 
     async def _with_media(self, answer: JoinAnswer) -> JoinAnswer:
         """`answer` with the participant's media grants (a fresh registration on each MH)."""
@@ -346,7 +349,7 @@ class Participants:
         self._spawn(connection)  # ActorStopped while the meeting is stopping
         self.connections.add(connection)
         # The first frame in its mailbox: nothing of the meeting can overtake the answer.
-        self.connections.deliver(connection, answer)
+        self.connections.answer(connection, answer)
 
     # -- admitted clients ------------------------------------------------------------------
 
@@ -360,8 +363,7 @@ class Participants:
             return False  # a connection already replaced or removed: its frames no longer count
         match message:
             case Ping(nonce=nonce):
-                assert self._tokens is not None  # admitted, so client signaling is enabled
-                self.connections.deliver(connection, self._tokens.pong(member, nonce))
+                self.pong(connection, nonce)
             case Leave():
                 return await self.remove(participant_id, LeaveReason.VOLUNTARY)
             case SelfMute(muted=muted):
@@ -371,6 +373,12 @@ class Participants:
             case _:
                 assert_never(message)
         return False
+
+    def pong(self, connection: ConnectionActor, nonce: str | None) -> None:
+        """Answer a ping (also straight from the signaling edge: it writes nothing)."""
+        member = self.roster.get(connection.participant_id)
+        if member and self._tokens and self.connections.is_current(connection):
+            self.connections.deliver(connection, self._tokens.pong(member, nonce))
 
     async def _self_mute(self, member: Member, muted: bool) -> None:
         member.muted = muted
@@ -382,7 +390,7 @@ class Participants:
                 self._flush_later(self._limits.coalesce_seconds)
             self._told_muted[member.participant_id] = muted
         await self._sync.write_member(member)
-        self.connections.broadcast(ParticipantUpdated(participant=member.public()))
+        self.connections.announce(ParticipantUpdated(participant=member.public()))
 
     async def flush(self) -> None:
         """The coalescing window closed: tell each changed self_mute once (last value)."""
@@ -392,7 +400,7 @@ class Participants:
             if member is None or member.muted == muted:
                 continue
             await self._sync.write_member(member)
-            self.connections.broadcast(ParticipantUpdated(participant=member.public()))
+            self.connections.announce(ParticipantUpdated(participant=member.public()))
 
     async def _host_mute(self, connection: ConnectionActor, message: HostMute) -> None:
         host_id = connection.participant_id
@@ -413,7 +421,7 @@ class Participants:
         if target_connection is not None:
             told = Muted(participant_id=target.participant_id, muted=muted, by=by)
             self.connections.deliver(target_connection, told)
-        self.connections.broadcast(ParticipantUpdated(participant=target.public()))
+        self.connections.announce(ParticipantUpdated(participant=target.public()))
 
     # -- the meeting API -------------------------------------------------------------------
 
@@ -452,7 +460,7 @@ class Participants:
         member.connected, member.disconnected_at_ms = False, now_ms()
         self.graces.start([participant_id])
         await self._sync.write_member(member)
-        self.connections.broadcast(ParticipantUpdated(participant=member.public()))
+        self.connections.announce(ParticipantUpdated(participant=member.public()))
 
     async def grace_expired(self, participant_id: str, epoch: int) -> bool:
         """A grace timer ran out; True when it removed the last participant."""
@@ -483,5 +491,5 @@ class Participants:
         left = ParticipantLeft(
             participant_id=participant_id, reason=reason, host_id=self.roster.host_id
         )
-        self.connections.broadcast(left)
+        self.connections.announce(left)
         return False

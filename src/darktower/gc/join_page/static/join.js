@@ -218,7 +218,13 @@
       if (generation !== state.generation) return;
       opened = true;
       state.unreachableMcId = null;
-      const join = { type: "join", token: answer.join_token, meeting_id: state.meetingId };
+      // roster_delta: the MC batches roster changes into one frame per short window.
+      const join = {
+        type: "join",
+        token: answer.join_token,
+        meeting_id: state.meetingId,
+        features: ["roster_delta"],
+      };
       if (state.correlationId && state.bindingToken) {
         join.correlation_id = state.correlationId;
         join.binding_token = state.bindingToken;
@@ -278,6 +284,9 @@
       case "participant_left":
         onLeft(m);
         break;
+      case "roster_delta":
+        onDelta(m);
+        break;
       case "muted":
         onHostMute(m);
         break;
@@ -326,6 +335,18 @@
       return;
     }
     finish("left", "You left " + state.meetingId + " (" + String(m.reason) + ").");
+  }
+
+  // A window's roster changes in one frame (also the rest of a paged join_answer roster):
+  // each participant in its latest state, then the departures, then the host after them.
+  function onDelta(m) {
+    state.hostId = m.host_id ? String(m.host_id) : null;
+    for (const p of Array.isArray(m.participants) ? m.participants : []) upsert(p);
+    for (const gone of Array.isArray(m.left) ? m.left : []) {
+      const id = String(gone && gone.participant_id);
+      if (id !== state.participantId) remove(id);
+    }
+    rerenderAll();
   }
 
   function onHostMute(m) {
