@@ -4,6 +4,7 @@ Redis stops the fleet with a non-zero exit and its logs kept."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -161,3 +162,59 @@ def test_a_dead_gc_or_redis_stops_the_fleet_and_keeps_its_logs(
     assert (logs / "gc-1.log").stat().st_size > 0
     assert fleet.children_left() == []
     assert not fleet.state_file.exists()
+
+
+def _with_state_dir(state_dir: str) -> list[str]:
+    """The live processes whose environment names `state_dir` as DARKTOWER_DEV_STATE: the
+    fleet and the services it started (each inherits its environment, whatever session or
+    process group it runs in)."""
+    left = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get("DARKTOWER_DEV_STATE") == state_dir and (
+                process.status() != psutil.STATUS_ZOMBIE
+            ):
+                left.append(" ".join(process.cmdline()))
+    return left
+
+
+@pytest.mark.timeout(180)
+def test_a_child_that_fails_at_start_stops_the_fleet_with_exit_2_and_its_logs_kept(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The GC cannot open its database (its directory is a file): it exits at start; the
+    fleet says which process failed and where its log is, stops what it started (no process
+    with its state directory in the environment is left), keeps the logs, publishes no state,
+    and exits 2."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    args = ["--mcs", "1", "--mhs", "1", "--db-url", f"sqlite+aiosqlite:///{blocker}/gc.db"]
+    fleet = subprocess.Popen(
+        [sys.executable, "-m", "darktower", "dev", "--any-port", "--mh-sim", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = fleet.communicate(timeout=150)
+    finally:
+        if fleet.poll() is None:
+            os.killpg(fleet.pid, signal.SIGKILL)
+            fleet.wait()
+    assert fleet.returncode == 2, out + err
+    said = re.search(
+        r"darktower dev: gc-1 \(pid \d+\) exited with \d+ before answering \S+; see (\S+); "
+        r"the fleet stopped\. Logs: (\S+)$",
+        err,
+        re.MULTILINE,
+    )
+    assert said, err
+    log, logs = Path(said.group(1)), Path(said.group(2))
+    assert log == logs / "gc-1.log" and logs.parent == tmp_path / "state"
+    assert "cannot open the database" in log.read_text()  # the GC's own reason, kept
+    assert "Traceback" not in err
+    assert not (logs / "keys").exists()  # the fleet's private keys are not kept
+    assert list((tmp_path / "state").glob("*.json")) == []  # no state: nothing to find
+    assert _with_state_dir(env["DARKTOWER_DEV_STATE"]) == []
