@@ -25,6 +25,7 @@ from rich.console import Console
 
 from bench import (
     b_assign,
+    b_big_meeting,
     b_failover,
     b_fenced,
     b_heartbeat,
@@ -53,6 +54,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         b_herding,
         b_migration,
         b_participants,
+        b_big_meeting,
     )
 }
 

@@ -1,0 +1,296 @@
+"""big_meeting: N people join ONE meeting at once; how long until every one sees all N.
+
+One MC process of its own (standalone, its own embedded Redis, client signaling on), one
+meeting per size. `PINGERS` participants join first and ping every 20 ms through the storm
+(the "others" whose pongs must stay fast); then the rest join at once over the documented
+protocol (a WebSocket to the MC's signaling URL, `join` with a join token minted by the GC's
+key, at most `IN_FLIGHT` handshakes at a time so that the listen backlog does not drop SYNs).
+A client counts the participant ids it knows (join answer, then every roster frame, parsed with
+`json`); the time to full roster is from the storm's start until the last client knows all N.
+
+Two protocols in the same run: clients announcing `roster_delta` (batched, the default of
+`darktower client` and the /join page) at N = 100, 500, 1000, and v1 clients (one frame per
+roster change) at N = 100 and 300 as the baseline. Also measured: the MC's RSS per connected
+participant (psutil: with everyone connected minus before the storm, / joiners), the frames a
+client got, and the pingers' pong latency during the storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import psutil
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from bench.b_assign import AssignClient, gc_tokens
+from bench.context import BenchContext
+from bench.hosting import Host, hosts
+from bench.load import percentile
+from bench.results import BenchResult, Metric
+from darktower.auth.join_tokens import mint_join_token
+from darktower.auth.keys import load_private_key
+from darktower.embedded.redis import EmbeddedRedis
+
+__all__ = ["NAME", "run"]
+
+NAME = "big_meeting"
+TIMEOUT_S = (900.0, 90.0)
+MC_ID = "mc-big"
+PINGERS = 5
+PING_EVERY_S = 0.02
+IN_FLIGHT = 64
+KIB = 1024
+
+
+@dataclass
+class _Client:
+    ws: ClientConnection
+    size: int
+    known: set[str] = field(default_factory=set)
+    frames: int = 0
+    full_at: float | None = None
+    full: asyncio.Event = field(default_factory=asyncio.Event)
+    sent: dict[str, float] = field(default_factory=dict)
+    pongs: list[float] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+    def take(self, frame: str | bytes) -> None:
+        self.frames += 1
+        message = json.loads(frame)
+        kind = message.get("type")
+        if kind == "pong":
+            sent = self.sent.pop(message.get("nonce"), None)
+            if sent is not None:
+                self.pongs.append(time.perf_counter() - sent)
+            return
+        if kind == "join_answer":
+            self.known.update(p["participant_id"] for p in message["roster"])
+        elif kind == "roster_delta":
+            self.known.update(p["participant_id"] for p in message["participants"])
+            self.known.difference_update(g["participant_id"] for g in message["left"])
+        elif kind in ("participant_joined", "participant_updated"):
+            self.known.add(message["participant"]["participant_id"])
+        elif kind == "participant_left":
+            self.known.discard(message["participant_id"])
+        if self.full_at is None and len(self.known) >= self.size:
+            self.full_at = time.perf_counter()
+            self.full.set()
+
+    async def read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in self.ws:
+                self.take(frame)
+
+
+@dataclass
+class _Storm:
+    seconds: float
+    frames_per_client: float
+    pongs: list[float]
+    rss_per_participant_kib: float
+
+
+async def run(ctx: BenchContext, result: BenchResult) -> None:
+    """Fill `result`, metric by metric (what was measured survives a timeout)."""
+    sizes: list[int] = ctx.pick([100, 500, 1000], [8, 12])
+    v1_sizes: list[int] = ctx.pick([100, 300], [8])
+    pingers: int = ctx.pick(PINGERS, 2)
+    result.parameters.update(
+        {
+            "sizes": sizes,
+            "v1_sizes": v1_sizes,
+            "pingers": pingers,
+            "ping_every_s": PING_EVERY_S,
+            "handshakes_in_flight": IN_FLIGHT,
+            "roster_batch_s": 0.05,
+        }
+    )
+    with EmbeddedRedis() as redis:
+        mc = ctx.host(
+            "big-mc",
+            "bench.services:mc_service",
+            {
+                "id": MC_ID,
+                "redis_url": redis.url,
+                "clients": True,
+                "binding_secret": secrets.token_urlsafe(32),
+                "meeting_touch_seconds": 5.0,
+            },
+        )
+        async with hosts(mc):
+            assign = AssignClient(mc.info["grpc_port"], gc_tokens(ctx, MC_ID).metadata())
+            try:
+                await _measure(ctx, result, mc, assign, sizes, v1_sizes, pingers)
+            finally:
+                await assign.channel.close(None)
+
+
+async def _measure(
+    ctx: BenchContext,
+    result: BenchResult,
+    mc: Host,
+    assign: AssignClient,
+    sizes: list[int],
+    v1_sizes: list[int],
+    pingers: int,
+) -> None:
+    url = f"ws://127.0.0.1:{mc.info['client_port']}/v1/signaling"
+    key = load_private_key(ctx.keys / "gc.key")
+    v1: dict[int, _Storm] = {}
+    for n in v1_sizes:
+        v1[n] = await _storm(assign, url, key, mc.pid, f"v1-{n}", n, pingers, batched=False)
+        result.add(Metric(f"v1 full roster, N={n}", v1[n].seconds, "s"))
+        result.add(Metric(f"v1 frames per client, N={n}", v1[n].frames_per_client))
+    batched: dict[int, _Storm] = {}
+    for n in sizes:
+        storm = await _storm(assign, url, key, mc.pid, f"big-{n}", n, pingers, batched=True)
+        batched[n] = storm
+        base = v1.get(n)
+        target, check = "", None
+        if n == sizes[-1] and not ctx.smoke:
+            target, check = "≤ 3 s", lambda m: m.value <= 3.0
+        result.add(
+            Metric(
+                f"full roster, N={n}",
+                storm.seconds,
+                "s",
+                baseline=base.seconds if base else None,
+                target=target,
+                check=check,
+            )
+        )
+        result.add(
+            Metric(
+                f"frames per client, N={n}",
+                storm.frames_per_client,
+                baseline=base.frames_per_client if base else None,
+            )
+        )
+        result.add(
+            Metric(
+                f"pong p99 during the storm, N={n}",
+                percentile(storm.pongs, 99) * 1000,
+                "ms",
+                target="< 100 ms",
+                check=lambda m: m.value < 100.0,
+            )
+        )
+        result.add(
+            Metric(
+                f"MC memory per participant, N={n}",
+                storm.rss_per_participant_kib,
+                "KiB",
+                target="≤ 16 KiB" if n == sizes[-1] else "",
+                check=(lambda m: m.value <= 16.0) if n == sizes[-1] else None,
+            )
+        )
+    low, high = sizes[0], sizes[-1]
+    result.add(
+        Metric(
+            f"t({high})/t({low})",
+            batched[high].seconds / batched[low].seconds,
+            "x",
+            target=f"≤ 15 (N x{high // low})",
+            check=lambda m: m.value <= 15.0,
+        )
+    )
+    for n in v1_sizes[1:]:
+        result.add(Metric(f"v1 t({n})/t({v1_sizes[0]})", v1[n].seconds / v1[v1_sizes[0]].seconds))
+
+
+async def _storm(
+    assign: AssignClient,
+    url: str,
+    key: Ed25519PrivateKey,
+    pid: int,
+    meeting_id: str,
+    n: int,
+    pinger_count: int,
+    *,
+    batched: bool,
+) -> _Storm:
+    await assign.call(meeting_id)
+    features = ["roster_delta"] if batched else []
+
+    async def join(i: int) -> _Client:
+        token = mint_join_token(
+            key,
+            meeting_id=meeting_id,
+            user_id=f"u{i}",
+            display_name=f"User {i}",
+            issuer="gc-bench",
+        )
+        ws = await connect(
+            url, open_timeout=60, compression=None, proxy=None, ping_interval=None, max_size=2**20
+        )
+        frame = {"v": 1, "type": "join", "token": token, "features": features}
+        await ws.send(json.dumps(frame))
+        client = _Client(ws, n)
+        client.take(await asyncio.wait_for(ws.recv(), 60))
+        if not client.known:
+            await ws.close()
+            raise RuntimeError(f"join {meeting_id} u{i} refused")
+        client.reader = asyncio.create_task(client.read())
+        return client
+
+    pingers = [await join(i) for i in range(pinger_count)]
+    clients = list(pingers)
+    process = psutil.Process(pid)
+    await asyncio.sleep(0.5)
+    rss_before = process.memory_info().rss
+    stop = asyncio.Event()
+
+    async def ping(client: _Client) -> None:
+        k = 0
+        while not stop.is_set():
+            k += 1
+            nonce = f"p{k}"
+            client.sent[nonce] = time.perf_counter()
+            await client.ws.send(json.dumps({"v": 1, "type": "ping", "nonce": nonce}))
+            await asyncio.sleep(PING_EVERY_S)
+
+    pinging = [asyncio.create_task(ping(c)) for c in pingers]
+    gate = asyncio.Semaphore(IN_FLIGHT)
+
+    async def gated(i: int) -> _Client:
+        async with gate:
+            return await join(i)
+
+    started = time.perf_counter()
+    try:
+        clients += await asyncio.gather(*(gated(i) for i in range(pinger_count, n)))
+        async with asyncio.timeout(300):
+            await asyncio.gather(*(c.full.wait() for c in clients))
+        done_at = max(c.full_at or 0.0 for c in clients)
+        stop.set()
+        await asyncio.gather(*pinging, return_exceptions=True)
+        await asyncio.sleep(1.0)
+        rss_after = process.memory_info().rss
+        joiners = clients[pinger_count:]
+        frames = sum(c.frames for c in joiners) / max(1, len(joiners))
+        return _Storm(
+            seconds=done_at - started,
+            frames_per_client=frames,
+            pongs=[x for c in pingers for x in c.pongs],
+            rss_per_participant_kib=(rss_after - rss_before) / max(1, len(joiners)) / KIB,
+        )
+    finally:
+        stop.set()
+        await asyncio.gather(*pinging, return_exceptions=True)
+        await asyncio.gather(*(_close(c) for c in clients))
+
+
+async def _close(client: _Client) -> None:
+    with contextlib.suppress(Exception):
+        await client.ws.close()
+    if client.reader is not None:
+        client.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await client.reader
