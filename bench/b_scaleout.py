@@ -2,9 +2,10 @@
 
 Two real GcApps (processes of their own, ids gc-1 and gc-2, token checks on every call) on
 one PostgreSQL database (`bench.database`; SQLite only when the machine has none, and the
-result says so). The MCs are simulated in this process, as in `heartbeat`: each registers
-with its own id (RegisterMC, half on each GC) and then beats the GC it belongs to (MC i on
-gc-(i % 2 + 1)) over one channel per GC: `FastHeartbeat` every `fast_s` and
+result says so). The MCs are simulated as in `heartbeat`, in one process per GC (so that the
+clients keep pace: their send lateness is reported): each registers with its own id
+(RegisterMC) on the GC it belongs to (MC i on gc-(i % 2 + 1)) and then beats it over that
+process's one channel: `FastHeartbeat` every `fast_s` and
 `ComprehensiveHeartbeat` every `comprehensive_s`, phases spread evenly over the interval.
 
 Phases: 5,000 MCs at the default intervals (10 s fast, 30 s comprehensive) for 30 s, then
@@ -19,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -37,7 +41,7 @@ from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 __all__ = ["NAME", "run"]
 
 NAME = "scaleout"
-TIMEOUT_S = (420.0, 60.0)
+TIMEOUT_S = (420.0, 120.0)
 GCS = 2
 P99_TARGET_MS = 50.0
 
@@ -100,31 +104,85 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
 async def _measure(
     ctx: BenchContext, result: BenchResult, gcs: list[Host], phases: list[_Phase]
 ) -> None:
-    tokens = _SimTokens(load_private_key(ctx.keys / "mc.key"))
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{gc.info['grpc_port']}") for gc in gcs]
-    stubs = [pb_grpc.GlobalControllerServiceStub(c) for c in channels]
-    try:
-        n = max(p.mcs for p in phases)
+    n = max(p.mcs for p in phases)
+    beaters = [
+        ctx.host(
+            f"scaleout-mcs-{k + 1}",
+            "bench.b_scaleout:beater_service",
+            {"gc_port": gc.info["grpc_port"], "gc_index": k, "gcs": len(gcs)},
+        )
+        for k, gc in enumerate(gcs)
+    ]
+    async with hosts(*beaters):
         registering = time.perf_counter()
-        retries = await _register(stubs, tokens, n)
+        replies = await asyncio.gather(
+            *(b.call({"cmd": "register", "n": n}, timeout=300) for b in beaters)
+        )
         took = time.perf_counter() - registering
-        result.add(Metric(f"register {n} MCs (16 at a time)", took, "s"))
+        result.add(Metric(f"register {n} MCs (8 at a time per GC)", took, "s"))
+        retries = sum(int(r["retries"]) for r in replies)
         if retries:
             result.notes.append(f"registration: {retries} calls retried (timeout)")
         for phase in phases:
-            window = await _beat_for(stubs, tokens, phase, [gc.pid for gc in gcs])
+            start_at = time.time() + 1.0
+            message = {"cmd": "beat", "phase": asdict(phase), "start_at": start_at}
+            with cpu_window(gcs[0].pid) as first, cpu_window(gcs[1].pid) as second:
+                parts = await asyncio.gather(
+                    *(b.call(message, timeout=phase.seconds + 60) for b in beaters)
+                )
+            window = _Window(cores=[first["cores"], second["cores"]])
+            for part in parts:
+                window.scheduled += int(part["scheduled"])
+                window.latencies += part["latencies"]
+                window.lateness += part["lateness"]
+                window.errors += int(part["errors"])
+                window.skipped += int(part["skipped"])
+                window.cut = window.cut or bool(part["cut"])
             _add_window(result, phase, window)
-    finally:
-        for channel in channels:
-            await channel.close(None)
+
+
+class _Beater:
+    """The simulated MCs of one GC, in a process of their own (`beater_service`)."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{params['gc_port']}")
+        self._stub = pb_grpc.GlobalControllerServiceStub(self._channel)
+        self._tokens = _SimTokens(load_private_key(Path(params["keys"]) / "mc.key"))
+        self._index = int(params["gc_index"])
+        self._gcs = int(params["gcs"])
+        self.info: dict[str, Any] = {}
+
+    def _ids(self, n: int) -> list[int]:
+        return [i for i in range(n) if i % self._gcs == self._index]
+
+    async def command(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        if message["cmd"] == "register":
+            retries = await _register(self._stub, self._tokens, self._ids(int(message["n"])))
+            return {"ok": True, "retries": retries}
+        if message["cmd"] == "beat":
+            phase = _Phase(**message["phase"])
+            loop_start = asyncio.get_running_loop().time() + (message["start_at"] - time.time())
+            window = await _beat_for(
+                self._stub, self._tokens, phase, self._ids(phase.mcs), loop_start
+            )
+            return {"ok": True, **asdict(window)}
+        raise ValueError(f"unknown command {message['cmd']}")
+
+    async def stop(self) -> None:
+        await self._channel.close(None)
+
+
+async def beater_service(params: Mapping[str, Any]) -> _Beater:
+    """Params gc_port, gc_index, gcs: simulates the MCs i with i % gcs == gc_index."""
+    return _Beater(params)
 
 
 async def _register(
-    stubs: list[pb_grpc.GlobalControllerServiceAsyncStub], tokens: _SimTokens, n: int
+    stub: pb_grpc.GlobalControllerServiceAsyncStub, tokens: _SimTokens, ids: list[int]
 ) -> int:
-    """Register sim-0 .. sim-(n-1), each on its own GC, 16 at a time; a call that times out
-    or finds the GC unavailable is retried (as an MC retries); returns the retries."""
-    pending = iter(range(n))
+    """Register sim-<i> for each of `ids`, 8 at a time; a call that times out or finds the GC
+    unavailable is retried (as an MC retries); returns the retries."""
+    pending = iter(ids)
     retries = 0
 
     async def register(i: int) -> None:
@@ -138,9 +196,7 @@ async def _register(
         )
         for attempt in range(REGISTER_ATTEMPTS):
             try:
-                answer = await stubs[i % len(stubs)].RegisterMC(
-                    request, metadata=tokens.metadata(i), timeout=10
-                )
+                answer = await stub.RegisterMC(request, metadata=tokens.metadata(i), timeout=10)
             except grpc.aio.AioRpcError as exc:
                 retryable = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
                 if exc.code() not in retryable or attempt == REGISTER_ATTEMPTS - 1:
@@ -155,7 +211,7 @@ async def _register(
         for i in pending:
             await register(i)
 
-    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(16))), 240)
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(8))), 240)
     return retries
 
 
@@ -172,22 +228,21 @@ def _comprehensive(mc_id: str, meetings: int) -> pb.ComprehensiveHeartbeatReques
 
 
 async def _beat_for(
-    stubs: list[pb_grpc.GlobalControllerServiceAsyncStub],
+    stub: pb_grpc.GlobalControllerServiceAsyncStub,
     tokens: _SimTokens,
     phase: _Phase,
-    gc_pids: list[int],
+    ids: list[int],
+    start: float,
 ) -> _Window:
-    """`phase.mcs` MCs beat their GC for `phase.seconds`: fast and comprehensive beats, each
-    kind at its interval, phases spread evenly over it."""
+    """The MCs `ids` (of `phase.mcs`) beat for `phase.seconds` from loop time `start`: fast and
+    comprehensive beats, each kind at its interval, phases spread evenly over it."""
     n = phase.mcs
     fast_count = round(phase.seconds / phase.fast_s)
     comprehensive_count = round(phase.seconds / phase.comprehensive_s)
-    window = _Window(scheduled=n * (fast_count + comprehensive_count))
+    window = _Window(scheduled=len(ids) * (fast_count + comprehensive_count))
     loop = asyncio.get_running_loop()
-    start = loop.time() + 0.5
 
     async def beats(i: int, interval: float, count: int, comprehensive: bool) -> None:
-        stub = stubs[i % len(stubs)]
         mc_id = f"sim-{i}"
         offset = interval * ((i / n + (0.5 if comprehensive else 0.0)) % 1.0)
         for k in range(count):
@@ -214,16 +269,14 @@ async def _beat_for(
             window.latencies.append(time.perf_counter() - sent)
 
     await asyncio.sleep(max(0.0, start - loop.time()))
-    with cpu_window(gc_pids[0]) as first, cpu_window(gc_pids[1]) as second:
-        beating = asyncio.gather(
-            *(beats(i, phase.fast_s, fast_count, False) for i in range(n)),
-            *(beats(i, phase.comprehensive_s, comprehensive_count, True) for i in range(n)),
-        )
-        try:
-            await asyncio.wait_for(beating, phase.seconds + 15)
-        except TimeoutError:  # the per-beat deadline and the skips make this a safety net
-            window.cut = True
-    window.cores = [first["cores"], second["cores"]]
+    beating = asyncio.gather(
+        *(beats(i, phase.fast_s, fast_count, False) for i in ids),
+        *(beats(i, phase.comprehensive_s, comprehensive_count, True) for i in ids),
+    )
+    try:
+        await asyncio.wait_for(beating, phase.seconds + 15)
+    except TimeoutError:  # the per-beat deadline and the skips make this a safety net
+        window.cut = True
     return window
 
 

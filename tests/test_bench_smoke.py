@@ -18,8 +18,10 @@ import pytest
 from bench.__main__ import BENCHMARKS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Every benchmark in turn; `migration` alone starts a fleet with client signaling (~40 s).
-SMOKE_TIMEOUT_S = 160.0
+# Every benchmark in turn; `migration` alone starts a fleet with client signaling (~40 s),
+# `scaleout` two GCs on a fresh PostgreSQL database and two MC-simulating processes (~30 s,
+# up to 60 s on a loaded machine), `participants` a fleet with client signaling (~20 s).
+SMOKE_TIMEOUT_S = 300.0
 
 pytestmark = pytest.mark.slow
 
