@@ -23,8 +23,8 @@ import redis.asyncio as aioredis
 
 from darktower.cli_support import UNREACHABLE_HINT
 from darktower.embedded.redis import free_port
-from darktower.gc.cli import MEETINGS_LIMIT, gc_error_line
 from darktower.gc.http import MAX_MEETINGS_LIMIT
+from darktower.gc.http_client import MEETINGS_LIMIT, gc_error_line
 from tests.client import InProcessFleet, in_process_fleet
 from tests.faults.tcp_proxy import TcpProxy
 from tests.support.cli import BAD_MEETING_IDS, invoke, invoke_in_thread

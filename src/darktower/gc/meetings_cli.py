@@ -25,15 +25,12 @@ from darktower.cli_support import (
     AccessTokenOpt,
     CaFile,
     GcUrl,
-    access_token_for,
     check_meeting_id,
     printable,
-    resolve_gc_url,
-    tls_context,
 )
 from darktower.common.errors import InvalidField
 from darktower.common.names import validate_user_id
-from darktower.gc.cli import MEETINGS_LIMIT, gc_request
+from darktower.gc.http_client import MEETINGS_LIMIT, connect
 
 __all__ = ["meetings_app"]
 
@@ -57,9 +54,8 @@ def _call(
     token: str | None,
     body: Any = None,
 ) -> Any:
-    base = resolve_gc_url(gc_url)
-    access = access_token_for(token, base, identity="darktower-meetings", admin=True)
-    return gc_request(method, base, path, tls_context(ca_file), access, body=body)
+    conn = connect(gc_url, ca_file, token, identity="darktower-meetings", admin=True)
+    return conn.request(method, path, body=body)
 
 
 def _meeting_path(meeting_id: str) -> str:
