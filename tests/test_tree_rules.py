@@ -1,7 +1,8 @@
-"""Rules of the tree's shape that a review would otherwise have to remember: no test imports from a
-`conftest.py` (what tests share lives in `tests/support/`), and the README's Layout table names
-every package of `src/darktower` (and every subpackage in its package's row), and only paths
-that exist."""
+"""Rules of the tree's shape that a review would otherwise have to remember: no module of
+`src/darktower` over 500 lines (generated stubs aside: one module, one concept); no test imports
+from a `conftest.py` (what tests share lives in `tests/support/`); the README's Layout table
+names every package of `src/darktower` (and every subpackage in its package's row), and only
+paths that exist."""
 
 from __future__ import annotations
 
@@ -15,6 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 PACKAGE = ROOT / "src" / "darktower"
 README = ROOT / "README.md"
+MAX_LINES = 500
+
+
+def test_no_source_module_is_over_500_lines() -> None:
+    sizes = {
+        str(path.relative_to(PACKAGE)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not path.name.endswith(("_pb2.py", "_pb2_grpc.py"))
+    }
+    assert len(sizes) > 100, "the package was not found"
+    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
 
 
 def conftest_imports(source: str) -> list[str]:
