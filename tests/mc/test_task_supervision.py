@@ -135,9 +135,10 @@ async def test_a_clean_stop_logs_what_became_of_every_task(
         report.getMessage(),
     )
     assert counts is not None, report.getMessage()
-    # gc-link, redis-monitor, touch-loop and the gRPC health loop are cancelled (the monitor
-    # may see its stop flag first and return); the health server finishes when told to.
-    assert int(counts[1]) + int(counts[2]) == 5
+    # gc-link, redis-monitor, touch-loop, the gRPC health loop and the media watch are
+    # cancelled (the monitor may see its stop flag first and return); the health server
+    # finishes when told to.
+    assert int(counts[1]) + int(counts[2]) == 6
     assert int(counts[2]) >= 1
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert mc.app.ready() == (False, "draining")

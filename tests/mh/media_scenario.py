@@ -6,13 +6,16 @@ loopback, whatever interfaces the machine has.
 (GC, one MC, two real MHs with Janus on loopback candidates), and headless Chromium with fake
 camera and microphone; two pages join one meeting through `/join`; then it measures what each
 page receives (WebRTC stats), the primary MH's load reports, and what happens when the primary
-MH is stopped. It prints one JSON object (the last line of stdout) for the test to judge.
+MH is killed (the time from the kill to frames on both pages). It prints one JSON object (the
+last line of stdout) for the test to judge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -61,6 +64,10 @@ async def _until(what: str, check: Any, timeout: float = WAIT_S) -> float:
 async def _stats(page: Page) -> dict[str, int]:
     stats: dict[str, int] = await page.evaluate("window.darktowerMediaStats()")
     return stats
+
+
+async def _all_updated(pages: list[Page]) -> bool:
+    return all([(await _stats(p))["updates"] >= 1 for p in pages])
 
 
 async def _receiving(page: Page) -> bool:
@@ -161,7 +168,14 @@ async def _pages(
         "Array.from(document.querySelectorAll('#videos .tile[data-self=\"true\"] video'))"
         ".map(v => v.srcObject.getAudioTracks().map(t => t.enabled)).flat()"
     )
-    # The primary MH goes away: both pages move to the backup and frames come again.
+    # The primary MH dies: its Janus is killed (SIGKILL, the clients' sockets drop at once)
+    # and the MH process with it (its gRPC and health answers stop). The MC's media watch
+    # sees it within a second, registers both participants on the backup and sends each a
+    # `media_update`; both pages move to the backup and frames come again.
+    keeper = mhs[primary].keeper
+    assert keeper.process is not None
+    killed = time.monotonic()
+    os.kill(keeper.process.pid, signal.SIGKILL)
     await mhs[primary].stop()
     for page in pages:
         await _until(
@@ -175,6 +189,11 @@ async def _pages(
     out["seconds_to_media_after_failover"] = [
         await _until("receiving media again", lambda page=page: _receiving(page)) for page in pages
     ]
+    out["seconds_kill_to_frames"] = round(time.monotonic() - killed, 2)
+    await _until(
+        "a media_update on both pages",
+        lambda: _all_updated(pages),
+    )
     out["stats_after_failover"] = [await _stats(p) for p in pages]
 
 

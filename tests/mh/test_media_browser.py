@@ -1,7 +1,7 @@
 """Two headless Chromium pages join one meeting through the fleet and receive each other's
 video and audio through a real MH (Janus); the load reports follow the publishers; a page's
-mute turns its outgoing audio off; stopping the primary MH moves both pages to the backup and
-frames come again.
+mute turns its outgoing audio off; killing the primary MH moves both pages to the backup (the
+MC re-registers them there and sends each a `media_update`) and frames come again.
 
 WebRTC must not use anything but this machine: the scenario (`tests.mh.media_scenario`) runs
 in a network namespace of its own (`unshare --net`) with `lo` and a veth pair whose both ends
@@ -77,3 +77,6 @@ def test_two_pages_see_and_hear_each_other_and_survive_the_primary_mh(tmp_path: 
     assert result["after_failover_on"] == [backup, backup]
     for stats in result["stats_after_failover"]:
         assert stats["video_frames_decoded"] > 0 and stats["audio_bytes_received"] > 0
+        # Moved by the MC: each page took the new grants of a `media_update`.
+        assert stats["updates"] >= 1
+    print(f"kill to frames on both pages: {result['seconds_kill_to_frames']} s")

@@ -65,6 +65,7 @@ from darktower.signaling.protocol import (
     JoinAnswer,
     Leave,
     LeaveReason,
+    MediaUpdate,
     Muted,
     Participant,
     ParticipantJoined,
@@ -445,6 +446,8 @@ class ClientSession:
             return None
         elif isinstance(message, JoinAnswer):
             return None
+        elif isinstance(message, MediaUpdate):
+            return None  # this client does no media (README "Media": the browser does)
         elif isinstance(message, Redirect):
             # Followed once the MC closes this socket (right after it).
             self._redirect = message

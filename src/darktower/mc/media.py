@@ -11,7 +11,9 @@ backup when the primary fails. An MH that does not answer is left out (logged); 
 means a meeting without media, signaling unaffected.
 
 When the meeting ends, `end` tells every MH (EndMeeting), so rooms and tokens go at once; when
-a participant leaves for good (left, timed out, removed), `leave` revokes its tokens. A host
+a participant leaves for good (left, timed out, removed), `leave` revokes its tokens. When the
+meeting's primary MH changes (`move`: it went down, see `darktower.mc.media_watch`), every
+connected participant is registered on the remaining MHs anew and told (`media_update`). A host
 mute goes to every MH too (`mute`): Janus stops forwarding that participant's audio, so a
 modified client that ignores its `muted` frame is not heard anyway.
 
@@ -34,17 +36,22 @@ from darktower.auth.tokens import SCOPE_MH
 from darktower.mc.validation import MhTarget
 from darktower.runtime.grpc_channels import channel_for
 from darktower.runtime.tls import TlsConfig
-from darktower.signaling.protocol import MediaGrant
+from darktower.signaling.protocol import MediaGrant, MediaUpdate
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
-__all__ = ["MediaRegistrar"]
+__all__ = ["MediaRegistrar", "primary_of"]
 
 log = logging.getLogger(__name__)
 
 REGISTER_TIMEOUT_SECONDS = 2.0
 # Channels kept open (one per MH endpoint); beyond, the least recently used one is closed.
 MAX_CHANNELS = 64
+
+
+def primary_of(mhs: Sequence[MhTarget]) -> str | None:
+    """The id of the MH whose grant comes first (the first one the MC can register with)."""
+    return next((m.mh_id for m in mhs if m.grpc_endpoint), None)
 
 
 class MediaRegistrar:
@@ -62,6 +69,7 @@ class MediaRegistrar:
         self._timeout = timeout
         self._tokens: dict[str, ServiceTokenProvider] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     def _metadata(self, mh_id: str) -> tuple[tuple[str, str], ...]:
         provider = self._tokens.get(mh_id)
@@ -123,6 +131,33 @@ class MediaRegistrar:
         )
         return [a for a in answers if a is not None]
 
+    async def move(
+        self,
+        meeting_id: str,
+        previous: Sequence[MhTarget],
+        mhs: Sequence[MhTarget],
+        participant_ids: Sequence[str],
+    ) -> dict[str, MediaUpdate] | None:
+        """The meeting's MHs changed from `previous` to `mhs` (`darktower.mc.media_watch`: one
+        went down; or a new assignment). None when the primary stayed the same; otherwise each
+        participant is registered on `mhs` anew, all at once, and gets a `media_update` with
+        its new grants ("mh_down" when `mhs` only lost MHs, else "reassigned"). The MHs left
+        out drop the meeting's room in the background (a dead one fails fast)."""
+        if primary_of(previous) == primary_of(mhs):
+            return None
+        kept = {m.mh_id for m in mhs}
+        dropped = [m for m in previous if m.mh_id not in kept]
+        if dropped:
+            task = asyncio.get_running_loop().create_task(self.end(meeting_id, dropped))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        reason = "mh_down" if kept <= {m.mh_id for m in previous} else "reassigned"
+        grants = await asyncio.gather(*(self.grants(meeting_id, p, mhs) for p in participant_ids))
+        return {
+            p: MediaUpdate(media=g, reason=reason)
+            for p, g in zip(participant_ids, grants, strict=True)
+        }
+
     async def end(self, meeting_id: str, mhs: Sequence[MhTarget]) -> None:
         """Tell every MH of the meeting that it ended (failures are logged only)."""
         await self._end(meeting_id, "", mhs)
@@ -178,6 +213,8 @@ class MediaRegistrar:
         await asyncio.gather(*(end_one(m) for m in mhs if m.grpc_endpoint))
 
     async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
         channels, self._channels = list(self._channels.values()), {}
         for channel in channels:
             await channel.close(None)

@@ -129,7 +129,15 @@ JOIN_REFUSALS = Counter(
     ["reason"],
 )
 
-TASKS = ("gc-link", "redis-monitor", "touch-loop", "health-http", "jwks-refresh", "grpc-health")
+TASKS = (
+    "gc-link",
+    "redis-monitor",
+    "touch-loop",
+    "health-http",
+    "jwks-refresh",
+    "grpc-health",
+    "media-watch",
+)
 """The MC's supervised background tasks (`darktower.runtime.supervisor`)."""
 TASK_CRASHES = Counter(
     "mc_task_crashes_total",

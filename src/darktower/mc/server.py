@@ -38,6 +38,7 @@ from darktower.mc.http import health_app
 from darktower.mc.join_once import RedisJoinTokenLedger
 from darktower.mc.limits import client_limits, meeting_limits
 from darktower.mc.media import MediaRegistrar
+from darktower.mc.media_watch import MediaWatch
 from darktower.mc.meeting_commands import MeetingCommands
 from darktower.mc.metrics import READY, TASK_CRASHES, TASKS
 from darktower.mc.migration import DrainReport, Migrator
@@ -372,6 +373,8 @@ class McApp:
         await self._http.start()
         self.keys.start(self.tasks)
         self.reloads.install()
+        if self.media is not None:  # media failover: README "Media"
+            self.tasks.spawn("media-watch", MediaWatch(self.controller, tls=self.tls).run())
 
     async def drain(self, deadline_seconds: float | None = None) -> None:
         """Stop admitting and tell the GC at once (DRAINING); let meetings end by themselves

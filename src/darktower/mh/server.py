@@ -38,6 +38,8 @@ from darktower.mh.janus_process import JanusKeeper, find_janus
 from darktower.mh.rooms import MediaRooms
 from darktower.mh.settings import MhSettings
 from darktower.mhsim.simulator import MhConfig
+from darktower.runtime.grpc_health import TASK_NAME as GRPC_HEALTH_TASK
+from darktower.runtime.grpc_health import GrpcHealth
 from darktower.runtime.reload import ReloadHooks
 from darktower.runtime.serving import (
     GRPC_LISTEN_OPTIONS,
@@ -49,13 +51,14 @@ from darktower.runtime.serving import (
 )
 from darktower.runtime.startup import load_own_key, load_service_tls
 from darktower.runtime.supervisor import TaskSupervisor
+from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
 __all__ = ["MhApp", "serve"]
 
 log = logging.getLogger(__name__)
 
-TASKS = ("janus", "gc-link", "health-http", "mutes")
+TASKS = ("janus", "gc-link", "health-http", "mutes", GRPC_HEALTH_TASK)
 # How often host mutes are applied to audio streams published since (`MediaRooms.enforce_mutes`).
 MUTE_ENFORCE_INTERVAL_SECONDS = 1.0
 
@@ -208,6 +211,11 @@ class MhApp:
         pb_grpc.add_MediaHandlerServiceServicer_to_server(
             MediaHandlerServicer(self.rooms, lambda: self.media_url), self.grpc_server
         )
+        # grpc.health.v1 follows `ready()` (NOT_SERVING while Janus is down): the MCs' media
+        # watch (`darktower.mc.media_watch`) asks it to move their meetings' media elsewhere.
+        service = pb.DESCRIPTOR.services_by_name["MediaHandlerService"]
+        self.grpc_health = GrpcHealth(self.ready, services=[service.full_name])
+        self.grpc_health.add_to(self.grpc_server)
         self.grpc_port = 0
         self.reporter: JanusLoadReporter | None = None
         self._http: HttpServer | None = None
@@ -254,6 +262,7 @@ class MhApp:
         self.grpc_port = add_grpc_port(
             self.grpc_server, self.settings.grpc_bind, "MH gRPC", tls=self.tls
         )
+        await self.grpc_health.start(self.tasks)
         await self.grpc_server.start()
         self._http = HttpServer(
             _health_app(self),
@@ -280,6 +289,7 @@ class MhApp:
         )
         reporter.figures = self.admin.load
         reporter.janus_up = lambda: self.keeper.up
+        reporter.max_bitrate_bps = s.max_bitrate_mbps * 1e6
         self.reporter = reporter
         self.tasks.spawn("gc-link", reporter.run())
         self.reloads.install()
@@ -297,6 +307,7 @@ class MhApp:
 
     async def stop(self) -> None:
         self.reloads.uninstall()
+        await self.grpc_health.shutdown()
         await self.grpc_server.stop(grace=2.0)
         if self._http is not None:
             await self._http.stop()

@@ -47,6 +47,12 @@ MC → client:
                                                "migration", its MC drains): open signaling_url
                                                and send join {token, correlation_id,
                                                binding_token}; the MC closes this socket after
+    media_update        {media, reason}            the participant's media grants changed (a media
+                                               handler of the meeting went down: reason
+                                               "mh_down"; or the meeting got other ones:
+                                               "reassigned"): `media` replaces the join
+                                               answer's, primary first; the client moves its
+                                               media to the first one now
     error               {code, message}            codes in ErrorCode; fatal ones close the socket
 
 `roster` is a list of participants (for a client with "roster_delta", at most
@@ -80,6 +86,7 @@ __all__ = [
     "Leave",
     "LeaveReason",
     "MediaGrant",
+    "MediaUpdate",
     "Muted",
     "Participant",
     "ParticipantJoined",
@@ -228,6 +235,14 @@ class JoinAnswer(_Frame):
     roster_pages: int = 0
 
 
+class MediaUpdate(_Frame):
+    """Added with media failover: new media grants for this participant (see the docstring)."""
+
+    type: Literal["media_update"] = "media_update"
+    media: list[MediaGrant] = []
+    reason: str = "mh_down"
+
+
 class ParticipantJoined(_Frame):
     type: Literal["participant_joined"] = "participant_joined"
     participant: Participant
@@ -307,6 +322,7 @@ ServerMessage = Annotated[
     | ParticipantUpdated
     | RosterDelta
     | Muted
+    | MediaUpdate
     | Pong
     | Redirect
     | ErrorMsg,
@@ -321,6 +337,7 @@ _server: TypeAdapter[
     | ParticipantUpdated
     | RosterDelta
     | Muted
+    | MediaUpdate
     | Pong
     | Redirect
     | ErrorMsg
@@ -377,6 +394,7 @@ def parse_server(
     | ParticipantUpdated
     | RosterDelta
     | Muted
+    | MediaUpdate
     | Pong
     | Redirect
     | ErrorMsg

@@ -263,6 +263,23 @@ class MeetingActor(Actor[MeetingMessage]):
                 self._mh_muted[participant_id] = member.host_muted
                 await self._media.mute(self.meeting_id, participant_id, member.host_muted, self.mhs)
 
+    async def _media_moved(self, previous: tuple[MhTarget, ...]) -> None:
+        """Other MHs (one went down, `media_watch`; or a new assignment): when the primary
+        changed, connected participants get new grants (`media_update`), host mutes follow."""
+        if self._media is None:
+            return
+        connections = self._participants.connections
+        ids = [p for p in self.roster.members if connections.get(p) is not None]
+        moved = await self._media.move(self.meeting_id, previous, self.mhs, ids)
+        if moved is None:
+            return
+        self._mh_muted.clear()
+        await self._media_mute(ids)
+        for participant_id, update in moved.items():
+            connection = connections.get(participant_id)
+            if connection is not None:
+                connections.deliver(connection, update)
+
     async def _media_left(self, participant_id: str) -> None:
         assert self._media is not None
         self._mh_muted.pop(participant_id, None)
@@ -312,7 +329,8 @@ class MeetingActor(Actor[MeetingMessage]):
                     await self._end(LAST_PARTICIPANT_LEFT)
             case UpdateMhs(mhs):
                 await self._store.fenced_set(self.lease, "mh", mh_list_json(mhs, now_ms()))
-                self.mhs = mhs
+                previous, self.mhs = self.mhs, mhs
+                await self._media_moved(previous)
             case Touch():
                 await self._sync.touch(self.roster)
             case FlushUpdates():

@@ -301,6 +301,10 @@
         // dropped connection can always resume as the same participant.
         if (m.binding_token) state.bindingToken = String(m.binding_token);
         break;
+      case "media_update":
+        // A media handler of the meeting went down (or it got others): media moves now.
+        if (window.DarktowerMedia) window.DarktowerMedia.update(m.media || [], state.participantId);
+        break;
       default:
         break; // types of later protocol versions
     }

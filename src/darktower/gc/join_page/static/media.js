@@ -5,14 +5,17 @@
 // `DarktowerMedia.start(grants, participantId)` takes the `media` list of a join answer (the
 // primary MH first, then its backups: `{mh_id, role, url, room, token}`) and connects to the
 // first; when that MH fails (socket closed, session refused, ICE failed) it moves to the next
-// grant and publishes there again. `setMuted(bool)` turns the outgoing audio track off/on;
+// grant and publishes there again. `update(grants, participantId)` takes a `media_update`'s
+// grants: it moves to the first one at once (only swaps the token when already there).
+// `setMuted(bool)` turns the outgoing audio track off/on;
 // `stop()` hangs up. Contract with the tests:
 // * `#videos .tile[data-participant-id]` per participant seen (the own one has
 //   `data-self="true"`), each with one `video`;
 // * `#videos[data-mh]` is the mh_id in use, `[data-state]` one of idle, connecting,
 //   publishing, failed;
 // * `window.darktowerMediaStats()` resolves to `{video_frames_decoded, audio_bytes_received,
-//   feeds}` summed over the subscriptions (WebRTC getStats).
+//   feeds}` summed over the subscriptions (WebRTC getStats), and `updates`: how many
+//   `media_update` grants it took.
 "use strict";
 
 (function () {
@@ -173,6 +176,7 @@
     feeds: new Map(), // feed id → {handle, pc, participantId}
     handles: new Map(), // handle id → feed id (subscribers) or "publisher"
     generation: 0,
+    updates: 0, // media_update frames taken
   };
 
   function box() {
@@ -373,6 +377,36 @@
     }
   }
 
+  // New grants from the MC (`media_update`: a media handler of the meeting went down, or the
+  // meeting got other ones). Still on the first one's MH and room: only the token changes
+  // (Janus checks it on each request, the old one is revoked). Otherwise: move there now.
+  function update(grants, participantId) {
+    if (!Array.isArray(grants) || grants.length === 0) return;
+    media.updates += 1;
+    const first = grants[0];
+    const session = media.session;
+    if (!media.stream || media.grants.length === 0) {
+      start(grants, participantId);
+      return;
+    }
+    media.grants = grants;
+    media.index = 0;
+    media.attempts = 0;
+    const here = session && !session.closed ? session.grant : null;
+    if (here && here.mh_id === first.mh_id && here.url === first.url && here.room === first.room) {
+      session.grant = first;
+      return;
+    }
+    media.generation += 1;
+    const generation = media.generation;
+    hangUp();
+    setState("connecting");
+    console.warn("media: moving to " + first.mh_id + " (told by the meeting)");
+    connect(generation).catch((e) => {
+      if (generation === media.generation) failover(String(e && e.message ? e.message : e));
+    });
+  }
+
   function applyMute() {
     if (!media.stream) return;
     for (const track of media.stream.getAudioTracks()) track.enabled = !media.muted;
@@ -412,9 +446,14 @@
         if (s.kind === "audio") bytes += s.bytesReceived || 0;
       });
     }
-    return { video_frames_decoded: frames, audio_bytes_received: bytes, feeds: media.feeds.size };
+    return {
+      video_frames_decoded: frames,
+      audio_bytes_received: bytes,
+      feeds: media.feeds.size,
+      updates: media.updates,
+    };
   }
 
-  window.DarktowerMedia = { start: start, stop: release, setMuted: setMuted };
+  window.DarktowerMedia = { start: start, update: update, stop: release, setMuted: setMuted };
   window.darktowerMediaStats = stats;
 })();
