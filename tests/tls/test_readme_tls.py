@@ -16,8 +16,9 @@ import pytest
 from darktower.embedded.redis import free_port
 from tests.support.readme import bash_blocks_in
 from tests.support.services import START_TIMEOUT_S, ServiceProcess, darktower_env
+from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
 
 
 def tls_blocks() -> list[str]:
@@ -49,6 +50,14 @@ def test_the_readme_tls_gc_and_status_run_as_typed(
         tmp_path,
     )
     services.append(gc)
+    # The block runs four darktower commands before the GC's: each is a Python start, slow on
+    # a loaded machine. The GC's start is judged from the moment its certificate exists.
+    wait_until(
+        lambda: (tmp_path / "certs" / "gc-1.key").exists() or gc.proc.poll() is not None,
+        timeout=4 * START_TIMEOUT_S,
+        what="the block's keys and certificates made",
+    )
+    assert gc.proc.poll() is None, gc.log()
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:  # the CA file appears once the block's second line ran
