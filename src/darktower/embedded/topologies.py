@@ -11,16 +11,15 @@ CLUSTER MEET (no `redis-cli` needed); `.url` is the
 `redis+cluster://` form. `kill_node()` SIGKILLs one master.
 
 Every server runs on a free loopback port, in a temporary directory, with `--save ""` and no
-AOF, in a session of its own (`start_new_session=True`, so a Ctrl-C of the test run does not
-hit it first and a kill reaches it alone). `stop()` kills every process and removes the
-directories; `start()` calls it when it fails half-way, and both classes are context
-managers. Every wait is bounded.
+AOF, in a session of its own (`darktower.runtime.processes`: a Ctrl-C of the test run does not
+hit it first, a kill reaches it alone, and it dies with its owner). `stop()` kills every
+process and removes the directories; `start()` calls it when it fails half-way, and both
+classes are context managers. Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
 import subprocess
 import tempfile
@@ -33,6 +32,7 @@ from typing import Self
 import redis
 
 from darktower.embedded.redis import EmbeddedRedisError, find_redis_server, free_port
+from darktower.runtime.processes import ManagedProcess
 
 __all__ = ["ClusterSetup", "RedisProcess", "SentinelSetup", "TopologyError"]
 
@@ -78,22 +78,23 @@ def _cluster_port() -> int:
 
 
 class RedisProcess:
-    """One `redis-server` child (data node or sentinel) on 127.0.0.1:`port`, in `workdir`."""
+    """One `redis-server` child (data node or sentinel) on 127.0.0.1:`port`, in `workdir`,
+    managed by `darktower.runtime.processes` (its own session, its log in `server.log`, gone
+    with its owner even when the owner is SIGKILLed)."""
 
     def __init__(self, binary: str, port: int, workdir: Path, args: list[str]) -> None:
         self.port = port
         self.workdir = workdir
         self._argv = [binary, *args]
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: ManagedProcess | None = None
 
     def start(self) -> None:
-        self._log = (self.workdir / "server.log").open("wb")
-        self._proc = subprocess.Popen(
+        self._proc = ManagedProcess.start(
             self._argv,
+            log_path=self.workdir / "server.log",
+            name=f"redis-server:{self.port}",
             cwd=self.workdir,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            truncate_log=True,
         )
 
     @property
@@ -102,7 +103,7 @@ class RedisProcess:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and self._proc.running
 
     def client(self, timeout: float = 1.0) -> redis.Redis:
         return redis.Redis(HOST, self.port, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -116,22 +117,13 @@ class RedisProcess:
 
     def kill(self) -> None:
         """SIGKILL, no shutdown: what a crash or a power cut looks like to the others."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGKILL)
-            self._proc.wait(timeout=5)
+        if self._proc is not None and self._proc.running:
+            self._proc.kill()
 
     def stop(self) -> None:
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait(timeout=5)
+            self._proc.stop(grace=3)
             self._proc = None
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
 
 
 def _data_node_args(port: int, *extra: str) -> list[str]:
