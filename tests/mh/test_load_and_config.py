@@ -8,51 +8,47 @@ from pathlib import Path
 
 import pytest
 
-from darktower.mh.janus_admin import LoadFigures
+from darktower.mh.janus_admin import LoadFigures, bytes_last_second
 from darktower.mh.janus_config import JanusConfig, render_config_files, write_config
 from darktower.mh.janus_process import restart_delay
 from darktower.mh.load import load_report
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 
+def _figures(publishers: int, subscribers: int, bitrate_bps: int = 0) -> LoadFigures:
+    return LoadFigures(
+        sessions=publishers, publishers=publishers, subscribers=subscribers, rooms=1,
+        bitrate_bps=bitrate_bps,
+    )  # fmt: skip
+
+
+MBIT = 1_000_000
+
+
 @pytest.mark.parametrize(
-    ("figures", "max_streams", "streams", "health", "bandwidth"),
+    ("figures", "streams", "health", "bandwidth"),
     [
-        (None, 100, 0, pb.UNHEALTHY, 0.0),
-        (LoadFigures(sessions=0, publishers=0, subscribers=0, rooms=0), 100, 0, pb.HEALTHY, 0.0),
-        (LoadFigures(sessions=2, publishers=2, subscribers=2, rooms=1), 100, 4, pb.HEALTHY, 4.0),
-        (
-            LoadFigures(sessions=9, publishers=40, subscribers=39, rooms=3),
-            100,
-            79,
-            pb.HEALTHY,
-            79.0,
-        ),
-        (
-            LoadFigures(sessions=9, publishers=40, subscribers=40, rooms=3),
-            100,
-            80,
-            pb.DEGRADED,
-            80.0,
-        ),
-        (
-            LoadFigures(sessions=9, publishers=400, subscribers=0, rooms=3),
-            100,
-            400,
-            pb.DEGRADED,
-            100.0,
-        ),
+        (None, 0, pb.UNHEALTHY, 0.0),
+        (_figures(0, 0), 0, pb.HEALTHY, 0.0),
+        # The bandwidth share is the measured bitrate against 100 Mbit/s, not the stream share.
+        (_figures(2, 2, 3 * MBIT), 4, pb.HEALTHY, 3.0),
+        (_figures(40, 39, 79 * MBIT), 79, pb.HEALTHY, 79.0),
+        (_figures(2, 2, 80 * MBIT), 4, pb.DEGRADED, 80.0),  # degraded by bandwidth alone
+        (_figures(40, 40), 80, pb.DEGRADED, 0.0),  # by streams alone
+        (_figures(400, 0, 900 * MBIT), 400, pb.DEGRADED, 100.0),
+        (_figures(1, 0, -5), 1, pb.HEALTHY, 0.0),
     ],
 )
 def test_load_report(
-    figures: LoadFigures | None,
-    max_streams: int,
-    streams: int,
-    health: int,
-    bandwidth: float,
+    figures: LoadFigures | None, streams: int, health: int, bandwidth: float
 ) -> None:
     report = load_report(
-        "mh-1", figures, max_streams=max_streams, cpu_percent=150.0, memory_percent=-1.0
+        "mh-1",
+        figures,
+        max_streams=100,
+        max_bitrate_bps=100 * MBIT,
+        cpu_percent=150.0,
+        memory_percent=-1.0,
     )
     assert report.handler_id == "mh-1"
     assert report.current_streams == streams
@@ -60,6 +56,28 @@ def test_load_report(
     assert report.bandwidth_usage_percent == pytest.approx(bandwidth)
     if figures is not None:
         assert report.cpu_usage_percent == 100.0 and report.memory_usage_percent == 0.0
+
+
+def test_bytes_last_second_sums_every_medium_in_and_out() -> None:
+    """The shape of Janus 1.1's `handle_info` (as measured in tests/mh/test_media_load.py):
+    stats per medium and direction; the DTLS totals and the plugin's part are not counted."""
+    info = {
+        "webrtc": {
+            "dtls": {"stats": {"in": {"packets": 2, "bytes": 745}}},
+            "media": {
+                "0": {"type": "audio", "stats": {"in": {"bytes": 9000, "bytes_lastsec": 4000},
+                                                 "out": {"bytes_lastsec": 10, "nacks": 0}}},
+                "1": {"type": "video", "stats": {"in": {"bytes_lastsec": 50000,
+                                                        "bytes_lastsec-sim1": 7000},
+                                                 "out": {"bytes_lastsec": 0}}},
+            },
+        },
+        "plugin_specific": {"bitrate": 0, "bytes_lastsec": 123456},
+    }  # fmt: skip
+    assert bytes_last_second(info) == 4000 + 10 + 50000 + 7000
+    assert bytes_last_second({}) == 0
+    odd = {"webrtc": {"media": [{"stats": {"in": {"bytes_lastsec": "9"}}}], "x": [-5, None]}}
+    assert bytes_last_second(odd) == 0
 
 
 @pytest.mark.parametrize(

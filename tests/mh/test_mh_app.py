@@ -127,15 +127,17 @@ async def test_registers_reports_and_admits_a_participant(
         assert (await client.create_session())["janus"] == "success"
         assert (await client.attach_videoroom())["janus"] == "success"
         assert (await client.join(int(answer.room)))["videoroom"] == "joined"
-        # A handle in a room is load: the next reports say so.
+        # A session in the room shows in the figures; it publishes nothing, so no stream
+        # (streams are publishers and live subscriptions: tests/mh/test_media_load.py).
         reporter = mh.reporter
         await eventually(
-            lambda: reporter.last is not None and reporter.last.current_streams >= 1,
+            lambda: reporter.last_figures is not None and reporter.last_figures.sessions == 1,
             timeout=10,
-            what="a report with the participant's stream",
+            what="a report with the participant's session",
         )
+        assert reporter.last is not None and reporter.last.current_streams == 0
     await eventually(
-        lambda: reporter.last is not None and reporter.last.current_streams == 0,
+        lambda: reporter.last_figures is not None and reporter.last_figures.sessions == 0,
         timeout=10,
         what="a report without it",
     )

@@ -22,10 +22,13 @@ log = logging.getLogger(__name__)
 class JanusLoadReporter(MhSimulator):
     """`figures()` reads Janus's load (raises `JanusUnavailable`/`JanusError` when it cannot);
     `janus_up()` says whether Janus is running. A report while Janus is down (or whose figures
-    cannot be read) is UNHEALTHY."""
+    cannot be read) is UNHEALTHY. Its bandwidth share is the measured bitrate against
+    `max_bitrate_bps`; `last_figures` are the figures of the latest report."""
 
     figures: Callable[[], Awaitable[LoadFigures]]
     janus_up: Callable[[], bool]
+    max_bitrate_bps: float = 1e9
+    last_figures: LoadFigures | None = None
     last: pb.MHLoadReportRequest | None = None
 
     async def report(self) -> None:
@@ -39,9 +42,11 @@ class JanusLoadReporter(MhSimulator):
             self.config.handler_id,
             figures,
             max_streams=self.config.max_streams,
+            max_bitrate_bps=self.max_bitrate_bps,
             cpu_percent=psutil.cpu_percent(interval=None),
             memory_percent=psutil.virtual_memory().percent,
         )
         self.streams = request.current_streams
         self.last = request
+        self.last_figures = figures
         await self._stub.SendLoadReport(request, metadata=self._tokens.metadata(), timeout=10)

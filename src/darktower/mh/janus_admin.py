@@ -7,6 +7,7 @@ the request and Janus's error code and reason only.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -14,11 +15,20 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-__all__ = ["VIDEOROOM", "JanusAdmin", "JanusError", "JanusUnavailable", "LoadFigures"]
+__all__ = [
+    "VIDEOROOM",
+    "JanusAdmin",
+    "JanusError",
+    "JanusUnavailable",
+    "LoadFigures",
+    "bytes_last_second",
+]
 
 VIDEOROOM = "janus.plugin.videoroom"
 # A Janus answer is a few KiB; a list of 10 000 sessions is still far under this.
 _MAX_ANSWER_BYTES = 4 * 1024 * 1024
+# `handle_info` calls in flight at once while a load report is measured.
+HANDLE_INFO_CONCURRENCY = 8
 
 
 class JanusUnavailable(Exception):
@@ -35,12 +45,36 @@ class JanusError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LoadFigures:
-    """What the admin API says about the load: sessions, publishers and subscriber handles."""
+    """What the admin API says about the load: sessions, publishers and subscriber handles, and
+    the media bitrate (bits per second, received plus sent, over Janus's last second, summed
+    over every handle)."""
 
     sessions: int
     publishers: int
     subscribers: int
     rooms: int
+    bitrate_bps: int = 0
+
+
+def _lastsec_bytes(node: Any) -> int:
+    if isinstance(node, dict):
+        return sum(
+            value
+            if "bytes_lastsec" in key and isinstance(value, int) and value > 0
+            else _lastsec_bytes(value)
+            for key, value in node.items()
+        )
+    if isinstance(node, list):
+        return sum(_lastsec_bytes(item) for item in node)
+    return 0
+
+
+def bytes_last_second(info: dict[str, Any]) -> int:
+    """The bytes a handle received and sent over the last second, from its `handle_info`: every
+    `bytes_lastsec` figure of its `webrtc` part. Janus 1.x gives one per medium and direction
+    (`webrtc.media.<mid>.stats.in` and `.out`; simulcast layers apart); the plugin's own part
+    is not media stats and is left out."""
+    return _lastsec_bytes(info.get("webrtc"))
 
 
 class JanusAdmin:
@@ -127,16 +161,41 @@ class JanusAdmin:
         info = data.get("info")
         return info if isinstance(info, dict) else {}
 
+    async def _handle_load(
+        self, session: int, handle: int, limit: asyncio.Semaphore
+    ) -> tuple[int, bool]:
+        """A handle's bytes of the last second, and whether it is a subscription forwarding a
+        feed (a VideoRoom subscriber whose PeerConnection is up)."""
+        async with limit:
+            try:
+                info = await self.handle_info(session, handle)
+            except JanusError:  # the handle (or its session) went away meanwhile
+                return 0, False
+        plugin = info.get("plugin_specific")
+        flags = info.get("flags")
+        subscribed = (
+            isinstance(plugin, dict)
+            and plugin.get("type") == "subscriber"
+            and isinstance(flags, dict)
+            and flags.get("ready") is True
+        )
+        return bytes_last_second(info), subscribed
+
     async def load(self) -> LoadFigures:
-        """Sessions, publishers (participants publishing in any room) and subscriber handles
-        (VideoRoom handles beyond one per publisher)."""
+        """Sessions, publishers (participants publishing in any room), subscriptions and the
+        measured bitrate, from each handle's `handle_info` (at most `HANDLE_INFO_CONCURRENCY`
+        at once): its bytes of the last second in and out, and whether it is a subscriber
+        with its PeerConnection up (a subscriber handle whose feed left, or not negotiated
+        yet, forwards nothing and is not counted)."""
         sessions = await self.list_sessions()
-        handles = 0
+        handles: list[tuple[int, int]] = []
         for session in sessions:
             try:
-                handles += len(await self.list_handles(session))
+                handles += [(session, h) for h in await self.list_handles(session)]
             except JanusError:  # the session ended between the two calls
                 continue
+        limit = asyncio.Semaphore(HANDLE_INFO_CONCURRENCY)
+        per_handle = await asyncio.gather(*(self._handle_load(s, h, limit) for s, h in handles))
         rooms = (await self.room_request({"request": "list"})).get("list") or []
         publishers = 0
         for room in rooms:
@@ -149,6 +208,7 @@ class JanusAdmin:
         return LoadFigures(
             sessions=len(sessions),
             publishers=publishers,
-            subscribers=max(0, handles - publishers),
+            subscribers=sum(1 for _, subscribed in per_handle if subscribed),
             rooms=len(rooms),
+            bitrate_bps=8 * sum(bytes_ for bytes_, _ in per_handle),
         )

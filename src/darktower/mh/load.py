@@ -15,13 +15,14 @@ def load_report(
     figures: LoadFigures | None,
     *,
     max_streams: int,
+    max_bitrate_bps: float,
     cpu_percent: float,
     memory_percent: float,
 ) -> pb.MHLoadReportRequest:
     """`figures` None (Janus down or not answering): UNHEALTHY with no streams. Otherwise
-    `current_streams` = publishers + subscriber handles (each a forwarded feed), DEGRADED at
-    80 % of `max_streams`, and the bandwidth share is the stream share (Janus's admin API gives
-    per-handle bitrates only, too costly to sum every report)."""
+    `current_streams` = publishers + subscriber handles (each a forwarded feed), the bandwidth
+    share is the measured bitrate (in + out, from every handle's stats) against
+    `max_bitrate_bps`, and the report is DEGRADED once either share reaches 80 %."""
     if figures is None:
         return pb.MHLoadReportRequest(
             handler_id=handler_id,
@@ -33,11 +34,13 @@ def load_report(
         )
     streams = figures.publishers + figures.subscribers
     share = streams / max(1, max_streams)
+    bandwidth = max(0, figures.bitrate_bps) / max(1.0, max_bitrate_bps)
+    degraded = max(share, bandwidth) >= DEGRADED_FRACTION
     return pb.MHLoadReportRequest(
         handler_id=handler_id,
         current_streams=min(streams, 2**32 - 1),
-        health=pb.DEGRADED if share >= DEGRADED_FRACTION else pb.HEALTHY,
+        health=pb.DEGRADED if degraded else pb.HEALTHY,
         cpu_usage_percent=max(0.0, min(100.0, cpu_percent)),
         memory_usage_percent=max(0.0, min(100.0, memory_percent)),
-        bandwidth_usage_percent=min(100.0, 100.0 * share),
+        bandwidth_usage_percent=min(100.0, 100.0 * bandwidth),
     )

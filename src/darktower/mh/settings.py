@@ -46,6 +46,12 @@ class MhSettings(BaseSettings):
         default="http://127.0.0.1:50051", description="the GC's gRPC endpoint (registration)"
     )
     max_streams: int = Field(default=1000, ge=1, description="capacity registered with the GC")
+    max_bitrate_mbps: float = Field(
+        default=1000.0,
+        gt=0,
+        le=1_000_000,
+        description="media bandwidth (in + out, Mbit/s) the reports' bandwidth share is of",
+    )
     grpc_bind: str = Field(default="0.0.0.0:50053", description="gRPC listen address (for MCs)")
     grpc_advertise: str = Field(
         default="", description="URL MCs dial; empty: from the bind address"
