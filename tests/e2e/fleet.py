@@ -438,11 +438,23 @@ class Fleet:
     # -- GC ----------------------------------------------------------------------------------
 
     def start_gc(
-        self, database_url: str, *, gc_id: str = "gc-1", wait: bool = True, **env: str
+        self,
+        database_url: str,
+        *,
+        gc_id: str = "gc-1",
+        wait: bool = True,
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+        name: str | None = None,
+        **env: str,
     ) -> GcProc:
-        """A GC on free loopback ports; `env` are extra or overriding GC_* values by full
-        name. With `wait`, returns once /health/ready answers 200."""
-        grpc_port, http_port = free_port(), free_port()
+        """A GC on the given loopback ports (free ones when None: a restarted GC may take the
+        ports its MCs and proxies already point at); `env` are extra or overriding GC_* values
+        by full name; `name` (default `gc_id`) names its process and log. With `wait`, returns
+        once /health/ready answers 200."""
+        grpc_port = grpc_port or free_port()
+        http_port = http_port or free_port()
+        name = name or gc_id
         values = {
             **FAST_GC_ENV,
             "GC_ID": gc_id,
@@ -461,8 +473,8 @@ class Fleet:
         self.add_keys(mcs=USUAL_MCS, mhs=USUAL_MHS)
         self._gc_started = True
         gc = GcProc(
-            gc_id,
-            self._start(gc_id, darktower_command("gc"), values),
+            name,
+            self._start(name, darktower_command("gc"), values),
             gc_id=gc_id,
             grpc_endpoint=f"{self.grpc_scheme}://127.0.0.1:{grpc_port}",
             http_url=f"http://127.0.0.1:{http_port}",

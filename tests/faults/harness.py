@@ -48,12 +48,9 @@ from darktower.fencing import AuditEntry, RedisFencedStore
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 from tests.e2e.fleet import (
-    FAST_GC_ENV,
     FAST_MC_ENV,
     HTTP_TIMEOUT_S,
     START_TIMEOUT_S,
-    USUAL_MCS,
-    USUAL_MHS,
     Fleet,
     GcProc,
     McProc,
@@ -181,43 +178,22 @@ class FaultFleet(Fleet):
         gc_id: str = "gc-1",
         wait: bool = True,
     ) -> GcProc:
-        """A GC on the given ports (free ones when None): a restarted GC takes the ports its
-        MCs and proxies already point at."""
-        grpc_port = grpc_port or free_port()
-        http_port = http_port or free_port()
-        values = {
-            **FAST_GC_ENV,
-            "GC_ID": gc_id,
-            "GC_GRPC_BIND": f"127.0.0.1:{grpc_port}",
-            "GC_HTTP_BIND": f"127.0.0.1:{http_port}",
-            "GC_DATABASE_URL": database_url,
-            "GC_SERVICE_KEY_FILE": str(self.keys.add("gc", gc_id)),
-            "GC_TRUSTED_MC_KEY_FILES": str(self.keys.trusted("mc")),
-            "GC_TRUSTED_MH_KEY_FILES": str(self.keys.trusted("mh")),
-            "GC_ALLOW_GUESTS": "true",  # the fault scenarios join as guests
+        """`Fleet.start_gc` on the given ports (free ones when None: a restarted GC takes the
+        ports its MCs and proxies already point at), letting guests join without a per-address
+        limit; each start of `gc_id` has its own process name and log (`gc-1-0`, `gc-1-1`)."""
+        return self.start_gc(
+            database_url,
+            gc_id=gc_id,
+            wait=wait,
+            grpc_port=grpc_port,
+            http_port=http_port,
+            name=f"{gc_id}-{sum(p.name.startswith(gc_id) for p in self.procs)}",
+            GC_ALLOW_GUESTS="true",  # the fault scenarios join as guests
             # The storm's joins all come from 127.0.0.1: the per-address limit (a guard against
             # floods, tests/e2e/test_gc_under_abuse.py) would refuse them, not the faults.
-            "GC_JOIN_RATE_PER_IP": "1000",
-            "GC_JOIN_BURST_PER_IP": "10000",
-            # gRPC on TLS, the HTTP API plain (as `darktower dev`).
-            "GC_HTTP_TLS": "false",
-            **self.tls_env(gc_id, "GC"),
-        }
-        self.add_keys(mcs=USUAL_MCS, mhs=USUAL_MHS)  # as `Fleet.start_gc`
-        self._gc_started = True
-        name = f"{gc_id}-{sum(p.name.startswith(gc_id) for p in self.procs)}"
-        gc = GcProc(
-            name,
-            self._start(name, darktower_command("gc"), values),
-            gc_id=gc_id,
-            grpc_endpoint=f"{self.grpc_scheme}://127.0.0.1:{grpc_port}",
-            http_url=f"http://127.0.0.1:{http_port}",
-            ca_file=self.ca_file,
+            GC_JOIN_RATE_PER_IP="1000",
+            GC_JOIN_BURST_PER_IP="10000",
         )
-        self.procs.append(gc)
-        if wait:
-            gc.wait_ready()
-        return gc
 
     # -- MCs -------------------------------------------------------------------------------
 
