@@ -1,13 +1,16 @@
 """The access model on real processes (README "Access model", docs/applications.md): the
 README's key and token commands as typed, a GC with guests off that admits a token holder as
 host through a real MC, refuses the rest with nothing placed, reloads its API keys on SIGHUP,
-and accepts the token the docs' Python example mints."""
+and accepts the token the docs' Python example mints; the docs' JavaScript example, run by
+Node.js with `jose` (Debian's node-jose, `scripts/install-tools.sh`), mints one the GC's
+verifier accepts."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -18,9 +21,15 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 
-from darktower.auth.access_tokens import mint_access_token
-from darktower.auth.api_keys import generate_api_key, load_api_key_file, write_api_key_file
+from darktower.auth.access_tokens import AccessTokenVerifier, mint_access_token
+from darktower.auth.api_keys import (
+    ApiKeyRing,
+    generate_api_key,
+    load_api_key_file,
+    write_api_key_file,
+)
 from darktower.dev.state import FleetRecord, StateDir
 from tests.e2e.fleet import Fleet, GcProc, wait_until
 from tests.support.readme import DOCS, bash_block_after, run_bash
@@ -58,9 +67,54 @@ def test_the_readme_and_docs_commands_run_as_typed(tmp_path: Path) -> None:
 
 
 def python_example() -> str:
-    match = re.search(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
+    return docs_example("python")
+
+
+def docs_example(language: str) -> str:
+    match = re.search(rf"```{language}\n(.*?)```", DOC.read_text(), re.DOTALL)
     assert match
     return match.group(1)
+
+
+# Where `import ... from "jose"` is found: Debian's node-jose (scripts/install-tools.sh installs
+# it; CI runs that script), else a global npm install.
+JOSE_DIRS = [Path("/usr/share/nodejs/jose"), Path("/usr/lib/node_modules/jose")]
+NODE = shutil.which("node")
+JOSE = next((d for d in JOSE_DIRS if (d / "package.json").is_file()), None)
+
+
+@pytest.mark.skipif(
+    (NODE is None or JOSE is None) and not os.environ.get("CI"),
+    reason="node or jose missing: bash scripts/install-tools.sh (CI does)",
+)
+def test_the_docs_javascript_example_mints_a_token_the_gc_accepts(tmp_path: Path) -> None:
+    """docs/applications.md's JavaScript block, as a Node.js module, with the `jose` it
+    imports; the token it prints passes the GC's own verifier with the claims it says."""
+    assert NODE is not None and JOSE is not None, "node or jose missing: scripts/install-tools.sh"
+    (tmp_path / "node_modules").mkdir()
+    (tmp_path / "node_modules" / "jose").symlink_to(JOSE)
+    example = tmp_path / "mint.mjs"
+    example.write_text(docs_example("javascript"))
+    key_file = tmp_path / "api-key.json"
+    key = generate_api_key()
+    write_api_key_file(key_file, key)
+    minted = subprocess.run(
+        [NODE, str(example)],
+        env={**os.environ, "DARKTOWER_API_KEY_FILE": str(key_file)},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert minted.returncode == 0, minted.stderr
+    grant = AccessTokenVerifier(ApiKeyRing([key_file]).secret).verify(minted.stdout.strip())
+    assert (grant.key_id, grant.identity, grant.name, grant.meeting_id, grant.role) == (
+        key.key_id,
+        "ada",
+        "Ada Lovelace",
+        "standup",
+        "host",
+    )
+    assert grant.admin is False
+    assert 3500 < grant.expires_at - time.time() <= 3605  # setExpirationTime("1h")
+    assert key.secret not in minted.stdout
 
 
 def bearer(token: str) -> dict[str, str]:
