@@ -7,11 +7,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from darktower.mh.janus_admin import LoadFigures, bytes_last_second
 from darktower.mh.janus_config import JanusConfig, render_config_files, write_config
 from darktower.mh.janus_process import restart_delay
 from darktower.mh.load import load_report
+from darktower.mh.settings import MhSettings
 from darktower.wire.dark_tower import internal_pb2 as pb
 
 
@@ -142,6 +144,34 @@ def test_quotes_in_values_cannot_add_settings(tmp_path: Path) -> None:
     janus = render_config_files(sneaky, tmp_path)["janus.jcfg"]
     lines = [line.strip() for line in janus.splitlines()]
     assert "token_auth = false" not in lines and "token_auth = true" in lines
+
+
+def test_ice_settings_of_a_deployment_reach_the_nat_section(tmp_path: Path) -> None:
+    """README "ICE in a real deployment": 1:1 NAT, the interface and a STUN server."""
+    config = JanusConfig(
+        server_name="mh-1", ws_host="0.0.0.0", ws_port=8188, admin_port=7088,
+        admin_secret="s", room_admin_key="k", ice_enforce_list="eth0",
+        nat_1_1_mapping="203.0.113.7", stun_server="stun.example.net:3478",
+    )  # fmt: skip
+    janus = render_config_files(config, tmp_path)["janus.jcfg"]
+    nat = janus.split("nat: {", 1)[1].split("}", 1)[0]
+    assert [line.strip() for line in nat.strip().splitlines()] == [
+        'ice_enforce_list = "eth0"',
+        'nat_1_1_mapping = "203.0.113.7"',
+        'stun_server = "stun.example.net"',
+        "stun_port = 3478",
+    ]
+    assert "stun_server" not in render_config_files(CONFIG, tmp_path)["janus.jcfg"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['stun.example.net:3478"\n\ttoken_auth = false', "stun.example.net", ":3478", "a b:1"],
+)
+def test_a_stun_server_that_is_not_host_port_is_refused(value: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="janus_stun_server"):
+        MhSettings(janus_stun_server=value)
+    assert MhSettings(janus_stun_server="stun.example.net:3478").janus_stun_server
 
 
 def test_the_mh_imports_no_other_service() -> None:

@@ -41,6 +41,7 @@ class JanusConfig:
     rtp_port_range: str = "20000-40000"
     ice_enforce_list: str = ""
     nat_1_1_mapping: str = ""
+    stun_server: str = ""  # host:port; empty: none (Janus asks nobody for its address)
     debug_level: int = 4
 
     def __repr__(self) -> str:
@@ -64,6 +65,10 @@ def render_config_files(config: JanusConfig, folder: Path) -> dict[str, str]:
     )
     if config.nat_1_1_mapping:
         nat.append(f"\tnat_1_1_mapping = {_quote(config.nat_1_1_mapping)}")
+    if config.stun_server:
+        host, _, port = config.stun_server.rpartition(":")
+        nat.append(f"\tstun_server = {_quote(host)}")
+        nat.append(f"\tstun_port = {int(port)}")
     janus = "\n".join(
         [
             "general: {",

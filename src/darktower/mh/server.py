@@ -193,6 +193,7 @@ class MhApp:
                 rtp_port_range=settings.janus_rtp_port_range,
                 ice_enforce_list=settings.janus_ice_enforce_list,
                 nat_1_1_mapping=settings.janus_nat_1_1_mapping,
+                stun_server=settings.janus_stun_server,
             )
             self.admin = JanusAdmin(
                 f"http://127.0.0.1:{admin_port}/admin", SecretStr(admin_secret), SecretStr(room_key)

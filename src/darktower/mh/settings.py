@@ -107,6 +107,11 @@ class MhSettings(BaseSettings):
     janus_nat_1_1_mapping: str = Field(
         default="", description="public address to advertise in candidates (behind 1:1 NAT)"
     )
+    janus_stun_server: str = Field(
+        default="",
+        pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9.-]{0,252}:\d{1,5}$",
+        description="STUN host:port Janus learns its public address from (NAT without 1:1)",
+    )
     report_seconds_floor: float = Field(
         default=1.0, gt=0, description="shortest load report interval, whatever the GC asks"
     )
