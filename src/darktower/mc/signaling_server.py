@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
@@ -212,6 +213,11 @@ class SignalingServer:
             return
         self._open += 1
         SIGNALING_CONNECTIONS.inc()
+        # The handshake is over: the headers of its request and response (~3 KiB a socket)
+        # are not read again; a large meeting holds a thousand of them.
+        if ws.request is not None:
+            ws.request = Request(ws.request.path, Headers())
+        ws.response = None
         sock = ws.transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER_BYTES)
