@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
 from darktower.gc.domain import Health, Heartbeat
@@ -20,7 +21,12 @@ from darktower.gc.store import (
     redacted_url,
     sqlite_url,
 )
-from darktower.gc.store.engine import normalize_url
+from darktower.gc.store.engine import (
+    POSTGRES_MAX_OVERFLOW,
+    POSTGRES_POOL_SIZE,
+    normalize_url,
+)
+from tests.gc.conftest import DATABASE_URL_ENV
 
 PASSWORD = "s3cr3t-Pa55word"
 
@@ -137,3 +143,43 @@ async def test_naive_datetime_is_refused(store: GcStore) -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         await store.upsert_controller("mc-1", "eu", "http://mc-1:1", None, 1, 1, datetime.now())
     assert await store.list_controllers() == []
+
+
+def test_postgres_pool_keeps_a_burst_of_connections() -> None:
+    # A join burst must not open and close a PostgreSQL connection per transaction past the
+    # pool's size (SQLAlchemy's default keeps 5): the GC keeps as many as it runs at once.
+    engine = create_engine("postgresql://u@db/gc")
+    try:
+        assert engine.pool.size() == POSTGRES_POOL_SIZE >= 16
+        assert POSTGRES_MAX_OVERFLOW >= POSTGRES_POOL_SIZE
+    finally:
+        engine.sync_engine.dispose()
+
+
+@pytest.mark.skipif(
+    not os.environ.get(DATABASE_URL_ENV), reason="PostgreSQL only (the test command gives one)"
+)
+async def test_a_burst_reuses_its_connections(store: GcStore) -> None:
+    # Two bursts of 12 concurrent transactions on PostgreSQL: the second opens no connection
+    # (with SQLAlchemy's default pool of 5 it opened 7 again).
+    assert store.engine.dialect.name == "postgresql"
+    opened: list[object] = []
+    event.listen(store.engine.sync_engine, "connect", lambda conn, _record: opened.append(conn))
+    burst = 12
+
+    async def hold(inside: list[None], all_in: asyncio.Event, release: asyncio.Event) -> None:
+        async with store.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            inside.append(None)
+            if len(inside) == burst:
+                all_in.set()
+            await release.wait()
+
+    for _ in range(2):
+        inside: list[None] = []
+        all_in, release = asyncio.Event(), asyncio.Event()
+        tasks = [asyncio.create_task(hold(inside, all_in, release)) for _ in range(burst)]
+        await asyncio.wait_for(all_in.wait(), 30)
+        release.set()
+        await asyncio.gather(*tasks)
+    assert len(opened) <= burst

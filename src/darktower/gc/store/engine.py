@@ -60,6 +60,11 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises schema upgrades.
 _MIGRATION_LOCK_KEY = 0x6463_6763
 POSTGRES_CONNECT_TIMEOUT_S = 10.0
+# Connections a GC process keeps open, and how many more it may open in a burst (closed again
+# when returned to a full pool). SQLAlchemy's default of 5 made a join burst open and close a
+# PostgreSQL connection (a server process, a TLS probe) per transaction past the fifth.
+POSTGRES_POOL_SIZE = 16
+POSTGRES_MAX_OVERFLOW = 16
 
 _POSTGRES_NAMES = frozenset({"postgres", "postgresql"})
 
@@ -121,7 +126,14 @@ def create_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) ->
         parsed = parsed.difference_update_query(["search_path"])
         args["server_settings"] = {"search_path": search_path}
     args.update(connect_args or {})
-    return create_async_engine(parsed, hide_parameters=True, pool_pre_ping=True, connect_args=args)
+    return create_async_engine(
+        parsed,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        pool_size=POSTGRES_POOL_SIZE,
+        max_overflow=POSTGRES_MAX_OVERFLOW,
+        connect_args=args,
+    )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
