@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import QueuePool
 
 from darktower.gc.domain import Health, Heartbeat
 from darktower.gc.store import (
@@ -150,6 +151,7 @@ def test_postgres_pool_keeps_a_burst_of_connections() -> None:
     # pool's size (SQLAlchemy's default keeps 5): the GC keeps as many as it runs at once.
     engine = create_engine("postgresql://u@db/gc")
     try:
+        assert isinstance(engine.pool, QueuePool)
         assert engine.pool.size() == POSTGRES_POOL_SIZE >= 16
         assert POSTGRES_MAX_OVERFLOW >= POSTGRES_POOL_SIZE
     finally:
