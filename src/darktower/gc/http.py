@@ -10,20 +10,18 @@ refusals in the same shape: 404 `not_found`, 409 `conflict`, 503 `unavailable` (
 
 Access (`darktower.gc.access`): the join needs an access token for its meeting (or guests
 allowed); the operator reads need one with `admin` (or guests allowed); health, metrics, the
-JWKS, the docs and the pages are open.
+JWKS, the docs and the pages are open (health and metrics: on `GC_HEALTH_BIND` instead when set).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -46,8 +44,8 @@ from darktower.gc.join import USER_ID_PATTERN, JoinResult, PlacementService
 from darktower.gc.join_page import mount_join_page
 from darktower.gc.limits import HttpLimits, api_key_of, install_limits
 from darktower.gc.meetings_api import mount_meetings_api
+from darktower.gc.ops_http import IsReady, add_ops_routes
 from darktower.gc.store import GcStore, StoreError
-from darktower.runtime.metrics_http import metrics_response
 
 __all__ = ["MAX_MEETINGS_LIMIT", "MAX_MEETINGS_OFFSET", "create_app"]
 
@@ -276,11 +274,13 @@ def create_app(
     placement: PlacementService,
     *,
     region: str,
-    is_ready: Callable[[], Awaitable[tuple[bool, str]]],
+    is_ready: IsReady,
     access: GcAccess,
     limits: HttpLimits | None = None,
+    ops_routes: bool = True,
 ) -> FastAPI:
-    """The GC's HTTP app; `access` decides who may join and read (see the module docstring)."""
+    """The GC's HTTP app; `access` decides who may join and read (see the module docstring).
+    `ops_routes` False: no `/health/*` and `/metrics` here (they have a bind of their own)."""
     app = FastAPI(
         title="darktower Global Controller",
         version="1",
@@ -429,27 +429,8 @@ def create_app(
             for e in reversed(placement.recent)
         ]
 
-    @app.get("/health/live")
-    async def live() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/health/ready")
-    async def ready(response: Response) -> dict[str, str]:
-        ok, why = await is_ready()
-        if not ok:
-            response.status_code = 503
-            return {"status": "not ready", "reason": why}
-        return {"status": "ready"}
-
-    @app.get(
-        "/metrics",
-        response_class=PlainTextResponse,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus"}},
-    )
-    async def metrics(request: Request) -> Response:
-        """Prometheus metrics in the text exposition format (OpenMetrics when the `Accept`
-        header asks for `application/openmetrics-text`)."""
-        return metrics_response(request)
+    if ops_routes:  # else served on GC_HEALTH_BIND only (`darktower.gc.ops_http`)
+        add_ops_routes(app, is_ready)
 
     mount_meetings_api(
         app, store=store, placement=placement, region=region, access=access, error_model=ErrorOut

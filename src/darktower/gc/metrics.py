@@ -76,7 +76,14 @@ RATE_LIMIT_KEYS = Gauge(
     "Join rate-limit buckets held in memory, by limit (at most GC_RATE_LIMIT_MAX_KEYS each).",
     ["limit"],
 )
-TASKS = ("gc-sweeper", "gc-heartbeats", "gc-load-reports", "gc-http", "grpc-health")
+TASKS = (
+    "gc-sweeper",
+    "gc-heartbeats",
+    "gc-load-reports",
+    "gc-http",
+    "gc-health-http",
+    "grpc-health",
+)
 """The GC's supervised background tasks (`darktower.runtime.supervisor`)."""
 TASK_CRASHES = Counter(
     "gc_task_crashes_total",

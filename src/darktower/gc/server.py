@@ -41,6 +41,7 @@ from darktower.gc.limits import limits_from
 from darktower.gc.mc_client import McClient
 from darktower.gc.metrics import TASK_CRASHES, TASKS
 from darktower.gc.migration import MigrationService
+from darktower.gc.ops_http import create_ops_app
 from darktower.gc.service_keys import GcServiceKeys
 from darktower.gc.settings import GcSettings
 from darktower.gc.store import GcStore, StoreError
@@ -140,6 +141,8 @@ class GcApp:
         self.mc_client: McClient | None = None
         self.placement: PlacementService | None = None
         self._http: HttpServer | None = None
+        self._health_http: HttpServer | None = None  # GC_HEALTH_BIND, when set
+        self.health_port = 0
         # Webhook delivery (docs/webhooks.md); None while GC_WEBHOOK_URLS is empty.
         self.webhooks = GcWebhooks.from_settings(settings)
 
@@ -278,6 +281,7 @@ class GcApp:
             is_ready=self.ready,
             access=self.access,
             limits=limits_from(s),
+            ops_routes=not s.health_bind,
         )
         mount_jwks(app, self.keys.jwks_keys)
         # An operator's drain (README "Rolling upgrades"): the GC asks that MC to drain.
@@ -298,6 +302,15 @@ class GcApp:
             tls=self.tls if s.http_tls else None,
         )
         self.http_port = await self._http.start()
+        if s.health_bind:
+            self._health_http = HttpServer(
+                create_ops_app(self.ready, limits_from(s)),
+                s.health_bind,
+                what="GC health HTTP",
+                tasks=self.tasks,
+                task_name="gc-health-http",
+            )
+            self.health_port = await self._health_http.start()
         if self.webhooks is not None:
             self.webhooks.start(self.tasks)
         self.reloads.install()
@@ -326,6 +339,8 @@ class GcApp:
         self.reloads.uninstall()
         if self._http is not None:
             await self._http.stop()
+        if self._health_http is not None:
+            await self._health_http.stop()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=2.0)
         if self.sweeper is not None:

@@ -43,6 +43,13 @@ class GcSettings(BaseSettings):
     http_bind: str = Field(
         default="0.0.0.0:8080", description="HTTP listen address (join API, dashboard, health)"
     )
+    # README "Access model": probes and Prometheus need no token, so an operator may keep
+    # them off the public address.
+    health_bind: str = Field(
+        default="",
+        description="serve /health/* and /metrics only on this address (an internal one), "
+        "not on GC_HTTP_BIND; empty: on GC_HTTP_BIND",
+    )
     database_url: SecretStr = Field(
         default=SecretStr(DEFAULT_DATABASE_URL),
         description="PostgreSQL (postgresql+asyncpg://) or SQLite (sqlite+aiosqlite:///)",
@@ -209,6 +216,13 @@ class GcSettings(BaseSettings):
         parse_bind(value)
         return value
 
+    @field_validator("health_bind")
+    @classmethod
+    def _valid_optional_bind(cls, value: str) -> str:
+        if value:
+            parse_bind(value)
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> GcSettings:
         refuse(contradictions(self))
@@ -282,5 +296,8 @@ def contradictions(s: GcSettings) -> list[Contradiction]:
                 "a placement would be taken over while its GC still waits for the MC",
             )
         )
-    found.extend(shared_ports({"GC_GRPC_BIND": s.grpc_bind, "GC_HTTP_BIND": s.http_bind}))
+    binds = {"GC_GRPC_BIND": s.grpc_bind, "GC_HTTP_BIND": s.http_bind}
+    if s.health_bind:
+        binds["GC_HEALTH_BIND"] = s.health_bind
+    found.extend(shared_ports(binds))
     return found
