@@ -18,7 +18,9 @@ mute goes to every MH too (`mute`): Janus stops forwarding that participant's au
 modified client that ignores its `muted` frame is not heard anyway.
 
 Calls carry MC service tokens minted for each MH (`aud` = the MH's id, scope
-`service.write.mh`): a token for one MH is refused by every other.
+`service.write.mh`): a token for one MH is refused by every other. An `https://` MH is called
+over TLS (the MC's CA, its certificate for mTLS); a failed call is logged naming the MH, its
+endpoint and the reason (a TLS handshake's, `darktower.runtime.tls.describe_rpc_error`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from darktower.auth.service_types import ServiceType
 from darktower.auth.tokens import SCOPE_MH
 from darktower.mc.validation import MhTarget
 from darktower.runtime.grpc_channels import channel_for
-from darktower.runtime.tls import TlsConfig
+from darktower.runtime.tls import TlsConfig, describe_rpc_error
 from darktower.signaling.protocol import MediaGrant, MediaUpdate
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
@@ -96,21 +98,24 @@ class MediaRegistrar:
         return stub
 
     async def _register(
-        self, mh: MhTarget, meeting_id: str, participant_id: str
+        self, mh: MhTarget, meeting_id: str, participant_id: str, keep_token: bool
     ) -> MediaGrant | None:
         try:
             answer = await self._stub(mh.grpc_endpoint).Register(
-                pb.RegisterParticipant(meeting_id=meeting_id, participant_id=participant_id),
+                pb.RegisterParticipant(
+                    meeting_id=meeting_id, participant_id=participant_id, keep_token=keep_token
+                ),
                 metadata=self._metadata(mh.mh_id),
                 timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as exc:
             log.warning(
-                "meeting %s: MH %s did not register participant %s: %s",
+                "meeting %s: MH %s at %s did not register participant %s: %s",
                 meeting_id,
                 mh.mh_id,
+                mh.grpc_endpoint,
                 participant_id,
-                exc.code().name,
+                describe_rpc_error(mh.grpc_endpoint, exc),
             )
             return None
         return MediaGrant(
@@ -122,12 +127,18 @@ class MediaRegistrar:
         )
 
     async def grants(
-        self, meeting_id: str, participant_id: str, mhs: Sequence[MhTarget]
+        self,
+        meeting_id: str,
+        participant_id: str,
+        mhs: Sequence[MhTarget],
+        *,
+        keep_token: bool = False,
     ) -> list[MediaGrant]:
-        """One grant per MH of `mhs` (in their order) that registered the participant."""
+        """One grant per MH of `mhs` (in their order) that registered the participant.
+        `keep_token` (a media move): an MH where it holds a live token answers that one."""
         targets = [m for m in mhs if m.grpc_endpoint]
         answers = await asyncio.gather(
-            *(self._register(m, meeting_id, participant_id) for m in targets)
+            *(self._register(m, meeting_id, participant_id, keep_token) for m in targets)
         )
         return [a for a in answers if a is not None]
 
@@ -140,8 +151,9 @@ class MediaRegistrar:
     ) -> dict[str, MediaUpdate] | None:
         """The meeting's MHs changed from `previous` to `mhs` (`darktower.mc.media_watch`: one
         went down; or a new assignment). None when the primary stayed the same; otherwise each
-        participant is registered on `mhs` anew, all at once, and gets a `media_update` with
-        its new grants ("mh_down" when `mhs` only lost MHs, else "reassigned"). The MHs left
+        participant is registered on `mhs` anew, all at once (keeping a live token it holds on
+        an MH: a client that moved there by itself is not cut off), and gets a `media_update`
+        with its new grants ("mh_down" when `mhs` only lost MHs, else "reassigned"). The MHs left
         out drop the meeting's room in the background (a dead one fails fast)."""
         if primary_of(previous) == primary_of(mhs):
             return None
@@ -152,7 +164,9 @@ class MediaRegistrar:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         reason = "mh_down" if kept <= {m.mh_id for m in previous} else "reassigned"
-        grants = await asyncio.gather(*(self.grants(meeting_id, p, mhs) for p in participant_ids))
+        grants = await asyncio.gather(
+            *(self.grants(meeting_id, p, mhs, keep_token=True) for p in participant_ids)
+        )
         return {
             p: MediaUpdate(media=g, reason=reason)
             for p, g in zip(participant_ids, grants, strict=True)
@@ -184,11 +198,12 @@ class MediaRegistrar:
                 )
             except grpc.aio.AioRpcError as exc:
                 log.warning(
-                    "meeting %s: MH %s did not apply a host mute of %s: %s",
+                    "meeting %s: MH %s at %s did not apply a host mute of %s: %s",
                     meeting_id,
                     mh.mh_id,
+                    mh.grpc_endpoint,
                     participant_id,
-                    exc.code().name,
+                    describe_rpc_error(mh.grpc_endpoint, exc),
                 )
 
         await asyncio.gather(*(mute_one(m) for m in mhs if m.grpc_endpoint))
@@ -203,11 +218,12 @@ class MediaRegistrar:
                 )
             except grpc.aio.AioRpcError as exc:
                 log.warning(
-                    "meeting %s: MH %s not told of an end (%s): %s",
+                    "meeting %s: MH %s at %s not told of an end (%s): %s",
                     meeting_id,
                     mh.mh_id,
+                    mh.grpc_endpoint,
                     participant_id or "the meeting",
-                    exc.code().name,
+                    describe_rpc_error(mh.grpc_endpoint, exc),
                 )
 
         await asyncio.gather(*(end_one(m) for m in mhs if m.grpc_endpoint))
