@@ -1,27 +1,26 @@
 """Real `darktower mc` processes for tests: start one, wait until it is live, stop it.
 
-Each process runs in a session of its own with stderr in a file, so a test can read the whole
-log afterwards. `McProcesses.close()` kills whatever is still running, so no MC outlives a test
+Each process is a `darktower.runtime.processes.ManagedProcess`: a session of its own, its
+output in a file a test can read afterwards, and gone with the test run even if that is
+SIGKILLed. `McProcesses.close()` kills whatever is still running, so no MC outlives a test
 even when it fails.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from darktower.embedded.redis import free_port
+from darktower.runtime.processes import ManagedProcess, ProcessError
 
-__all__ = ["McProcess", "McProcesses", "mc_command", "mc_env", "wait_until"]
+__all__ = ["McProcess", "McProcesses", "mc_command", "mc_env"]
 
 LIVE_TIMEOUT_SECONDS = 30.0  # generous: a loaded 2-core CI machine starts Python slowly
 
@@ -38,25 +37,16 @@ def mc_env(values: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Poll `condition` every 50 ms; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {timeout}s")
-        time.sleep(0.05)
-
-
 @dataclass
 class McProcess:
-    proc: subprocess.Popen[bytes]
+    proc: ManagedProcess
     log_path: Path
     mc_id: str
     grpc_target: str
     health_url: str
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.proc.log()
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"{self.health_url}{path}", timeout=2.0)
@@ -76,10 +66,8 @@ class McProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole session (the MC and anything it started); reap it."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        if self.proc.running:
+            self.proc.kill()
 
 
 @dataclass
@@ -110,15 +98,9 @@ class McProcesses:
         }
         values.update({f"MC_{k.upper()}": v for k, v in settings.items()})
         log_path = self.tmp_path / f"{mc_id}-{len(self.started)}.stderr.log"
-        with log_path.open("wb") as stderr:
-            proc = subprocess.Popen(
-                mc_command(),
-                env=mc_env(values),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,
-            )
+        proc = ManagedProcess.start(
+            mc_command(), log_path=log_path, name=mc_id, env=mc_env(values), truncate_log=True
+        )
         mc = McProcess(
             proc=proc,
             log_path=log_path,
@@ -127,13 +109,15 @@ class McProcesses:
             health_url=f"http://127.0.0.1:{health_port}",
         )
         self.started.append(mc)
-        deadline = time.monotonic() + LIVE_TIMEOUT_SECONDS
-        while mc.status("/health/live") != 200:
-            if proc.poll() is not None:
-                raise AssertionError(f"MC exited with {proc.returncode} at start:\n{mc.log()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"MC not live in {LIVE_TIMEOUT_SECONDS}s:\n{mc.log()}")
-            time.sleep(0.05)
+        try:
+            proc.wait_ready(
+                lambda: mc.status("/health/live") == 200,
+                timeout=LIVE_TIMEOUT_SECONDS,
+                what="live",
+                interval=0.05,
+            )
+        except ProcessError as exc:
+            raise AssertionError(str(exc)) from None
         return mc
 
     def close(self) -> None:

@@ -14,10 +14,12 @@ import pytest
 import redis
 
 from darktower.embedded.redis import EmbeddedRedis, find_redis_server, free_port
+from darktower.runtime.processes import ManagedProcess
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
-from tests.mc.processes import McProcess, McProcesses, mc_command, mc_env, wait_until
+from tests.mc.processes import McProcess, McProcesses, mc_command, mc_env
 from tests.support.mc import assign_request
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +140,7 @@ def test_outage_first_seen_by_an_assignment_is_logged(
     wait_until(lambda: "redis unreachable" in mc.log(), timeout=1, what="the outage logged")
 
 
-def start_password_redis(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+def start_password_redis(tmp_path: Path, port: int) -> ManagedProcess:
     argv = [
         find_redis_server(),
         "--port", str(port),
@@ -148,9 +150,7 @@ def start_password_redis(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
         "--dir", str(tmp_path),
         "--requirepass", REDIS_PASSWORD,
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = ManagedProcess.start(argv, log_path=None, name="redis-server (password)")
 
     def answers() -> bool:
         try:
@@ -160,10 +160,9 @@ def start_password_redis(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
             return False
 
     try:
-        wait_until(answers, timeout=10, what="password redis answering")
+        proc.wait_ready(answers, timeout=10, what="answering with its password")
     except BaseException:
         proc.kill()
-        proc.wait()
         raise
     return proc
 
@@ -182,7 +181,6 @@ def test_secrets_never_appear_in_logs_metrics_or_errors(
         assert first.accepted, first
     finally:
         server.kill()
-        server.wait()
 
     outputs: list[str] = [str(first)]
     for i in range(3):
