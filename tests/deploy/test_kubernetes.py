@@ -163,7 +163,10 @@ def test_mc_ids_from_pod_names_and_a_grace_period_longer_than_the_drain(
 
 @pytest.mark.parametrize(
     ("kind", "name", "grpc_env", "health_port"),
-    [("Deployment", "gc", "GC_GRPC_BIND", "http"), ("StatefulSet", "mc", "MC_GRPC_BIND", "health")],
+    [
+        ("Deployment", "gc", "GC_GRPC_BIND", "health"),
+        ("StatefulSet", "mc", "MC_GRPC_BIND", "health"),
+    ],
 )
 def test_probes_use_the_ports_the_service_listens_on(
     base: list[Object], kind: str, name: str, grpc_env: str, health_port: str
@@ -205,8 +208,31 @@ def test_only_gcs_reach_mc_grpc(base: list[Object]) -> None:
     assert {"ports": [{"port": "client", "protocol": "TCP"}]} in mc_policy["ingress"]
     gc_policy = find(base, "NetworkPolicy", "gc-ingress")["spec"]
     assert {"ports": [{"port": "http", "protocol": "TCP"}]} in gc_policy["ingress"]
-    [gc_grpc] = [r for r in gc_policy["ingress"] if r.get("from")]
+    [gc_grpc] = [r for r in gc_policy["ingress"] if r.get("from") and "podSelector" in r["from"][0]]
     assert gc_grpc["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+
+
+def test_gc_health_and_metrics_are_on_their_own_port_for_monitoring_only(
+    base: list[Object],
+) -> None:
+    """GC_HEALTH_BIND (README "Access model"): the GC's probes and scrapes use the health
+    port, which only the monitoring namespace may reach; the public HTTP port has neither."""
+    gc = find(base, "Deployment", "gc")
+    main = container(gc)
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    health = int(env(gc)["GC_HEALTH_BIND"]["value"].rsplit(":", 1)[1])
+    assert ports["health"] == health != ports["http"]
+    annotations = gc["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(health)
+    gc_policy = find(base, "NetworkPolicy", "gc-ingress")["spec"]
+    [monitoring] = [
+        r for r in gc_policy["ingress"] if {"port": "health", "protocol": "TCP"} in r["ports"]
+    ]
+    assert monitoring["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    # The Service (what a load balancer or ingress fronts) does not publish the health port.
+    assert {p["name"] for p in find(base, "Service", "gc")["spec"]["ports"]} == {"http", "grpc"}
 
 
 def test_pods_run_as_non_root_with_nothing_to_escalate(base: list[Object]) -> None:
