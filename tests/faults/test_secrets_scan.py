@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,9 +56,11 @@ from darktower.auth.keys import generate_key_files, load_private_key
 from darktower.auth.tokens import GC_AUDIENCE, SERVICE_PROFILES
 from darktower.embedded.redis import find_redis_server, free_port
 from darktower.gc.store import create_engine, sqlite_url
+from darktower.runtime.processes import ManagedProcess
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 from tests.support.tracing import log_lines, spans
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -74,53 +74,39 @@ HTTP_TIMEOUT_S = 15.0
 GRPC_TIMEOUT_S = 10.0
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Poll `condition` every 50 ms; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {timeout}s")
-        time.sleep(0.05)
-
-
 @dataclass
 class Proc:
-    """A `darktower` process in a session of its own, stdout and stderr in one file."""
+    """A `darktower` process (`ManagedProcess`: a session of its own, stdout and stderr in one
+    file, gone with a SIGKILLed test run)."""
 
     name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
+    process: ManagedProcess
+
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        return self.process.popen
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.process.log()
 
     def terminate(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM; the exit code (AssertionError if it did not exit in time)."""
-        self.popen.send_signal(signal.SIGTERM)
+        self.process.send_signal(signal.SIGTERM)
         try:
-            return self.popen.wait(timeout=timeout)
+            return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"{self.name} still running {timeout}s after SIGTERM") from None
 
     def kill(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
+        if self.process.running:
+            self.process.kill()
 
 
 def _start(name: str, argv: list[str], env: Mapping[str, str], tmp: Path) -> Proc:
-    log_path = tmp / f"{name}.log"
-    with log_path.open("wb") as out:
-        popen = subprocess.Popen(
-            argv,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Proc(name, popen, log_path)
+    process = ManagedProcess.start(
+        argv, log_path=tmp / f"{name}.log", name=name, env=env, truncate_log=True
+    )
+    return Proc(name, process)
 
 
 def _service_env(values: Mapping[str, str]) -> dict[str, str]:
@@ -321,14 +307,11 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         "--dir", str(tmp),
         "--requirepass", redis_password,
     ]  # fmt: skip
-    redis_server = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    redis_server = ManagedProcess.start(argv, log_path=None, name="redis-server")
     try:
 
         def kill_redis() -> None:
             redis_server.kill()
-            redis_server.wait(timeout=10)
 
         webhook_env["GC_EVENTS_REDIS_URL"] = redis_url
         _run(
@@ -347,7 +330,6 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         for proc in started:
             proc.kill()
         redis_server.kill()
-        redis_server.wait(timeout=10)
         if base:
             _run_sql(
                 base,
