@@ -1,8 +1,9 @@
 """Media failover driven by the MC, through a whole fleet (GC, MC, two real MHs with Janus): the
 primary MH dies (its Janus killed, the MH stopped); the MC's media watch sees its health checks
-fail, drops it from the meeting, and registers both participants on the backup anew — the
-tokens they held there are revoked, the new ones admit them into the same room — while the
-meeting goes on. (The browser side — `media_update` reaching the pages, frames resuming — is
+fail, drops it from the meeting, and registers both participants on the backup anew: one that
+holds a live token there keeps it (a page that moved by itself is not cut off), one whose token
+there is gone gets a new one that admits it into the same room — while the meeting goes on.
+(The browser side — `media_update` reaching the pages, frames resuming — is
 `test_media_browser`.)"""
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from tests.support.janus_client import janus_client, requires_janus
 from tests.support.waiting import eventually
 
 pytestmark = [requires_janus, pytest.mark.timeout(120)]
-
-UNAUTHORIZED = 403
 
 
 async def _opens(grant_url: str, token: str, room: int) -> bool:
@@ -45,6 +44,9 @@ async def test_the_mc_moves_media_to_the_backup_when_the_primary_dies(
             a.participant_id: next(g for g in a.media if g.mh_id == backup)
             for a in (ada_answer, bo_answer)
         }
+        rooms = mhs[backup].rooms
+        # Bo's backup token is gone (as if never used in time): he must be registered anew.
+        assert await rooms.end("standup", bo_answer.participant_id)
 
         dead = mhs[primary]
         assert dead.keeper.process is not None
@@ -57,21 +59,21 @@ async def test_the_mc_moves_media_to_the_backup_when_the_primary_dies(
             timeout=15,
             what="the meeting without the dead MH",
         )
-        rooms = mhs[backup].rooms
         room = rooms.room_of("standup")
         assert room is not None and room == int(old_backup[ada_answer.participant_id].room)
-        for participant_id, grant in old_backup.items():
-            # Registered anew on the backup: the token it held there is revoked ...
-            async def revoked(grant: MediaGrant = grant) -> bool:
-                async with janus_client(grant.url, grant.token) as client:
-                    answer = await client.create_session()
-                    return bool(answer.get("error", {}).get("code") == UNAUTHORIZED)
 
-            await eventually(revoked, timeout=10, what=f"{participant_id}'s old token revoked")
-            # ... and the new one (sent in its media_update) admits it into the same room.
-            new_token = rooms._rooms["standup"].tokens[participant_id]
-            assert new_token != grant.token
-            assert await _opens(grant.url, new_token, room)
+        # Bo is registered there again: a new token that opens the room.
+        async def bo_registered() -> bool:
+            return bo_answer.participant_id in rooms._rooms["standup"].tokens
+
+        await eventually(bo_registered, timeout=10, what="Bo registered on the backup again")
+        bo_token = rooms._rooms["standup"].tokens[bo_answer.participant_id]
+        assert bo_token != old_backup[bo_answer.participant_id].token
+        assert await _opens(old_backup[bo_answer.participant_id].url, bo_token, room)
+        # Ada kept the live token she held there: it still opens the room.
+        ada_grant = old_backup[ada_answer.participant_id]
+        assert rooms._rooms["standup"].tokens[ada_answer.participant_id] == ada_grant.token
+        assert await _opens(ada_grant.url, ada_grant.token, room)
         # The meeting goes on: signaling untouched, both still in it.
         assert {p for p in meeting.roster.members} == {
             ada_answer.participant_id,

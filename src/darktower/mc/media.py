@@ -98,11 +98,13 @@ class MediaRegistrar:
         return stub
 
     async def _register(
-        self, mh: MhTarget, meeting_id: str, participant_id: str
+        self, mh: MhTarget, meeting_id: str, participant_id: str, keep_token: bool
     ) -> MediaGrant | None:
         try:
             answer = await self._stub(mh.grpc_endpoint).Register(
-                pb.RegisterParticipant(meeting_id=meeting_id, participant_id=participant_id),
+                pb.RegisterParticipant(
+                    meeting_id=meeting_id, participant_id=participant_id, keep_token=keep_token
+                ),
                 metadata=self._metadata(mh.mh_id),
                 timeout=self._timeout,
             )
@@ -125,12 +127,18 @@ class MediaRegistrar:
         )
 
     async def grants(
-        self, meeting_id: str, participant_id: str, mhs: Sequence[MhTarget]
+        self,
+        meeting_id: str,
+        participant_id: str,
+        mhs: Sequence[MhTarget],
+        *,
+        keep_token: bool = False,
     ) -> list[MediaGrant]:
-        """One grant per MH of `mhs` (in their order) that registered the participant."""
+        """One grant per MH of `mhs` (in their order) that registered the participant.
+        `keep_token` (a media move): an MH where it holds a live token answers that one."""
         targets = [m for m in mhs if m.grpc_endpoint]
         answers = await asyncio.gather(
-            *(self._register(m, meeting_id, participant_id) for m in targets)
+            *(self._register(m, meeting_id, participant_id, keep_token) for m in targets)
         )
         return [a for a in answers if a is not None]
 
@@ -143,8 +151,9 @@ class MediaRegistrar:
     ) -> dict[str, MediaUpdate] | None:
         """The meeting's MHs changed from `previous` to `mhs` (`darktower.mc.media_watch`: one
         went down; or a new assignment). None when the primary stayed the same; otherwise each
-        participant is registered on `mhs` anew, all at once, and gets a `media_update` with
-        its new grants ("mh_down" when `mhs` only lost MHs, else "reassigned"). The MHs left
+        participant is registered on `mhs` anew, all at once (keeping a live token it holds on
+        an MH: a client that moved there by itself is not cut off), and gets a `media_update`
+        with its new grants ("mh_down" when `mhs` only lost MHs, else "reassigned"). The MHs left
         out drop the meeting's room in the background (a dead one fails fast)."""
         if primary_of(previous) == primary_of(mhs):
             return None
@@ -155,7 +164,9 @@ class MediaRegistrar:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         reason = "mh_down" if kept <= {m.mh_id for m in previous} else "reassigned"
-        grants = await asyncio.gather(*(self.grants(meeting_id, p, mhs) for p in participant_ids))
+        grants = await asyncio.gather(
+            *(self.grants(meeting_id, p, mhs, keep_token=True) for p in participant_ids)
+        )
         return {
             p: MediaUpdate(media=g, reason=reason)
             for p, g in zip(participant_ids, grants, strict=True)

@@ -71,7 +71,9 @@ class MediaHandlerServicer(pb_grpc.MediaHandlerServiceServicer):
             raise InvalidMhRequest(
                 "streams", f"at most {MAX_STREAMS_PER_REGISTRATION} streams are allowed"
             )
-        registration = await self._rooms.register(request.meeting_id, request.participant_id)
+        registration = await self._rooms.register(
+            request.meeting_id, request.participant_id, keep_token=request.keep_token
+        )
         return pb.RegisterParticipantResponse(
             connection_token=registration.token,
             media_handler_url=self._media_url(),

@@ -6,15 +6,18 @@ so it is not guessed; with a room secret nobody but the MH holds) and issues a f
 random 256-bit string, added both to Janus's stored tokens (`token_auth`: without one, a client
 cannot even open a session; limited to the VideoRoom plugin) and to that room's `allowed` list
 (without it in the list, a session cannot join the room). A token of one meeting therefore opens
-a session but never enters another meeting's room. Registering again replaces the participant's
-token (the old one is revoked); `end` revokes a participant's token, or destroys the meeting's
-room and revokes all of its tokens.
+a session but never enters another meeting's room. A token is short-lived until used: one that
+no Janus handle carries `token_claim_seconds` after it was issued (a grant never used, e.g. a
+backup's, or one leaked from a join answer) is revoked by the sweep; a used one lives as long
+as the registration. Registering again replaces the participant's token (the old one is
+revoked); `end` revokes a participant's token, or destroys the meeting's room and revokes all
+of its tokens.
 
 Host mute (`mute`): Janus stops forwarding the participant's audio. The MH finds the VideoRoom
 publisher handles attached with the participant's token (the admin API's `handle_info` names a
 handle's token, whatever display name or feed id the client chose) and sends `moderate` with
 `mute` for each of their audio streams: the packets still reach Janus, no subscriber gets them,
-and the client cannot undo it. The mute sticks: `enforce_mutes` (the MH runs it every second)
+and the client cannot undo it. The mute sticks: `sweep` (the MH runs it every second)
 moderates streams the participant publishes later (a republish, a second handle, a new token).
 
 Janus forgets everything when it restarts: `forget_all` drops the bookkeeping then, and the MC
@@ -26,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from darktower.common.errors import InvalidField
@@ -46,6 +51,8 @@ class RoomLimits:
     max_rooms: int = 10_000
     max_participants_per_room: int = 1000
     publishers_per_room: int = 100
+    # A token no Janus handle carries this long after its issue is revoked (see the docstring).
+    token_claim_seconds: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +71,23 @@ class _Room:
     tokens: dict[str, str] = field(default_factory=dict)  # participant id → token
     # Host-muted participants → the (handle, mid) audio streams moderated for them.
     muted: dict[str, set[tuple[int, str]]] = field(default_factory=dict)
+    # Tokens no handle has carried yet → when they are revoked if none does by then.
+    unclaimed: dict[str, float] = field(default_factory=dict)
+    # Tokens the sweep revoked (still the participant's in `tokens` until it registers again).
+    dead: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
-class _Publisher:
+class _Handle:
+    """A Janus handle and the token it was attached with; for a VideoRoom publisher, its room,
+    feed and audio stream mids."""
+
     handle: int
     token: str
-    room: int
-    feed: int
-    audio_mids: tuple[str, ...]
+    publisher: bool = False
+    room: int = 0
+    feed: int = 0
+    audio_mids: tuple[str, ...] = ()
 
 
 def _checked(meeting_id: str, participant_id: str | None) -> None:
@@ -85,9 +100,16 @@ def _checked(meeting_id: str, participant_id: str | None) -> None:
 
 
 class MediaRooms:
-    def __init__(self, admin: JanusAdmin, limits: RoomLimits | None = None) -> None:
+    def __init__(
+        self,
+        admin: JanusAdmin,
+        limits: RoomLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._admin = admin
         self.limits = limits or RoomLimits()
+        self._clock = clock
         self._rooms: dict[str, _Room] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -105,18 +127,24 @@ class MediaRooms:
             lock = self._locks[meeting_id] = asyncio.Lock()
         return lock
 
-    async def register(self, meeting_id: str, participant_id: str) -> Registration:
+    async def register(
+        self, meeting_id: str, participant_id: str, *, keep_token: bool = False
+    ) -> Registration:
+        """A fresh token for the participant (the old one revoked); with `keep_token` (a media
+        move), the live token it holds already, when it has one."""
         _checked(meeting_id, participant_id)
         async with self._lock(meeting_id):
             try:
-                return await self._register(meeting_id, participant_id)
+                return await self._register(meeting_id, participant_id, keep_token)
             except (JanusError, JanusUnavailable) as exc:
                 raise MediaUnavailable(str(exc)) from exc
             finally:
                 if meeting_id not in self._rooms:
                     self._locks.pop(meeting_id, None)
 
-    async def _register(self, meeting_id: str, participant_id: str) -> Registration:
+    async def _register(
+        self, meeting_id: str, participant_id: str, keep_token: bool
+    ) -> Registration:
         room = self._rooms.get(meeting_id)
         if room is None:
             if len(self._rooms) >= self.limits.max_rooms:
@@ -129,6 +157,9 @@ class MediaRooms:
             and len(room.tokens) >= self.limits.max_participants_per_room
         ):
             raise MhAtCapacity(f"room of meeting {meeting_id} is full")
+        held = room.tokens.get(participant_id)
+        if keep_token and held is not None and held not in room.dead:
+            return Registration(token=held, room=room.number)
         token = secrets.token_urlsafe(32)
         await self._admin.add_token(token)
         try:
@@ -138,7 +169,10 @@ class MediaRooms:
             raise
         old = room.tokens.get(participant_id)
         room.tokens[participant_id] = token
-        if old is not None:
+        room.unclaimed[token] = self._clock() + self.limits.token_claim_seconds
+        if old in room.dead:  # revoked by the sweep already
+            room.dead.discard(old)
+        elif old is not None:
             await self._revoke(room, old)
         return Registration(token=token, room=room.number)
 
@@ -180,6 +214,7 @@ class MediaRooms:
         )
 
     async def _revoke(self, room: _Room, token: str) -> None:
+        room.unclaimed.pop(token, None)
         try:
             await self._allow(room, [token], "remove")
         except JanusError as exc:
@@ -208,7 +243,10 @@ class MediaRooms:
             room.muted.pop(participant_id, None)
             if token is None:
                 return False
-            await self._revoke(room, token)
+            if token in room.dead:
+                room.dead.discard(token)
+            else:
+                await self._revoke(room, token)
             return True
         del self._rooms[meeting_id]
         try:
@@ -219,7 +257,8 @@ class MediaRooms:
             if exc.code != 426:  # JANUS_VIDEOROOM_ERROR_NO_SUCH_ROOM: gone already
                 raise
         for token in room.tokens.values():
-            await self._admin.remove_token(token)
+            if token not in room.dead:
+                await self._admin.remove_token(token)
         log.info("room %d of meeting %s destroyed", room.number, meeting_id)
         return True
 
@@ -245,20 +284,48 @@ class MediaRooms:
 
     async def enforce_mutes(self) -> int:
         """Moderate the audio streams host-muted participants published since; how many."""
-        if not any(room.muted for room in self._rooms.values()):
-            return 0
-        publishers = await self._publishers()
-        count = 0
+        return (await self.sweep())[0]
+
+    async def sweep(self) -> tuple[int, int]:
+        """One round of upkeep (the MH runs it every second): moderate the audio host-muted
+        participants published since, and revoke the tokens no handle carried within
+        `token_claim_seconds` of their issue. (audio streams moderated, tokens revoked)."""
+        now = self._clock()
+        rooms = self._rooms.values()
+        # Janus's handles are listed (one admin call each) only when there is work: a host mute
+        # in force, or a token whose deadline passed.
+        due = any(d <= now for room in rooms for d in room.unclaimed.values())
+        if not due and not any(room.muted for room in rooms):
+            return 0, 0
+        handles = await self._handles()
+        in_use = {h.token for h in handles}
+        publishers = [h for h in handles if h.publisher]
+        moderated = revoked = 0
         for meeting_id in list(self._rooms):
             async with self._lock(meeting_id):
                 room = self._rooms.get(meeting_id)
-                for participant_id in list(room.muted if room else ()):
-                    assert room is not None
-                    count += await self._moderate(room, participant_id, True, publishers)
-        return count
+                if room is None:
+                    continue
+                for token, deadline in list(room.unclaimed.items()):
+                    if token in in_use:
+                        del room.unclaimed[token]  # claimed: it lives as long as the registration
+                    elif now >= deadline:
+                        room.dead.add(token)
+                        await self._revoke(room, token)
+                        revoked += 1
+                for participant_id in list(room.muted):
+                    moderated += await self._moderate(room, participant_id, True, publishers)
+        if revoked:
+            log.info("%d media tokens not used in time revoked", revoked)
+        return moderated, revoked
 
-    async def _publishers(self) -> list[_Publisher]:
-        found: list[_Publisher] = []
+    async def _publishers(self) -> list[_Handle]:
+        return [h for h in await self._handles() if h.publisher]
+
+    async def _handles(self) -> list[_Handle]:
+        """Every handle of this Janus that carries a token (VideoRoom publishers with their
+        feed, room and audio mids; any other handle with `publisher` False)."""
+        found: list[_Handle] = []
         for session in await self._admin.list_sessions():
             try:
                 handles = await self._admin.list_handles(session)
@@ -269,8 +336,12 @@ class MediaRooms:
                     info = await self._admin.handle_info(session, handle)
                 except JanusError:
                     continue
+                token = info.get("token")
+                if not isinstance(token, str):
+                    continue
                 plugin = info.get("plugin_specific")
                 if not isinstance(plugin, dict) or plugin.get("type") != "publisher":
+                    found.append(_Handle(handle, token))
                     continue
                 streams = plugin.get("streams") or []
                 mids = tuple(
@@ -279,20 +350,19 @@ class MediaRooms:
                 try:
                     feed, room = int(plugin["id"]), int(plugin["room"])
                 except (KeyError, TypeError, ValueError):
+                    found.append(_Handle(handle, token))
                     continue
-                token = info.get("token")
-                if isinstance(token, str):
-                    found.append(_Publisher(handle, token, room, feed, mids))
+                found.append(_Handle(handle, token, True, room, feed, mids))
         return found
 
     async def _moderate(
-        self, room: _Room, participant_id: str, muted: bool, publishers: list[_Publisher]
+        self, room: _Room, participant_id: str, muted: bool, publishers: list[_Handle]
     ) -> int:
         token = room.tokens.get(participant_id)
         done = room.muted.get(participant_id, set())
         count = 0
         for p in publishers:
-            if p.token != token or p.room != room.number:
+            if not p.publisher or p.token != token or p.room != room.number:
                 continue
             for mid in p.audio_mids:
                 if muted and (p.handle, mid) in done:

@@ -35,7 +35,7 @@ from darktower.mh.grpc_service import MediaHandlerServicer
 from darktower.mh.janus_admin import JanusAdmin, JanusError, JanusUnavailable
 from darktower.mh.janus_config import JanusConfig
 from darktower.mh.janus_process import JanusKeeper, find_janus
-from darktower.mh.rooms import MediaRooms
+from darktower.mh.rooms import MediaRooms, RoomLimits
 from darktower.mh.settings import MhSettings
 from darktower.mhsim.simulator import MhConfig
 from darktower.runtime.grpc_health import TASK_NAME as GRPC_HEALTH_TASK
@@ -58,9 +58,10 @@ __all__ = ["MhApp", "serve"]
 
 log = logging.getLogger(__name__)
 
-TASKS = ("janus", "gc-link", "health-http", "mutes", GRPC_HEALTH_TASK)
-# How often host mutes are applied to audio streams published since (`MediaRooms.enforce_mutes`).
-MUTE_ENFORCE_INTERVAL_SECONDS = 1.0
+TASKS = ("janus", "gc-link", "health-http", "room-sweep", GRPC_HEALTH_TASK)
+# How often host mutes are applied to audio streams published since and tokens not used in time
+# are revoked (`MediaRooms.sweep`).
+SWEEP_INTERVAL_SECONDS = 1.0
 
 
 def _free_loopback_port() -> int:
@@ -204,7 +205,9 @@ class MhApp:
             self.keeper = JanusKeeper(
                 binary, config, folder, self.admin, on_restart=self._janus_restarted
             )
-        self.rooms = MediaRooms(self.admin)
+        self.rooms = MediaRooms(
+            self.admin, RoomLimits(token_claim_seconds=settings.token_claim_seconds)
+        )
         self.grpc_server = service_grpc_server(
             interceptors=[ServiceAuthInterceptor(verifier, service="mh")],
             options=GRPC_LISTEN_OPTIONS,
@@ -294,17 +297,17 @@ class MhApp:
         self.reporter = reporter
         self.tasks.spawn("gc-link", reporter.run())
         self.reloads.install()
-        self.tasks.spawn("mutes", self._enforce_mutes())
+        self.tasks.spawn("room-sweep", self._sweep())
 
-    async def _enforce_mutes(self) -> None:
+    async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(MUTE_ENFORCE_INTERVAL_SECONDS)
+            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
             if not self.keeper.up:
                 continue
             try:
-                await self.rooms.enforce_mutes()
+                await self.rooms.sweep()
             except (JanusError, JanusUnavailable) as exc:  # down or restarting: next round
-                log.info("host mutes not enforced this round: %s", exc)
+                log.info("rooms not swept this round: %s", exc)
 
     async def stop(self) -> None:
         self.reloads.uninstall()

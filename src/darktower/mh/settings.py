@@ -46,6 +46,12 @@ class MhSettings(BaseSettings):
         default="http://127.0.0.1:50051", description="the GC's gRPC endpoint (registration)"
     )
     max_streams: int = Field(default=1000, ge=1, description="capacity registered with the GC")
+    token_claim_seconds: float = Field(
+        default=120.0,
+        ge=1,
+        le=86_400,
+        description="a media token no Janus handle uses this long after Register is revoked",
+    )
     max_bitrate_mbps: float = Field(
         default=1000.0,
         gt=0,

@@ -836,8 +836,14 @@ class RegisterParticipant(_message.Message):
     PARTICIPANT_ID_FIELD_NUMBER: _builtins.int
     MEETING_ID_FIELD_NUMBER: _builtins.int
     STREAMS_FIELD_NUMBER: _builtins.int
+    KEEP_TOKEN_FIELD_NUMBER: _builtins.int
     participant_id: _builtins.str
     meeting_id: _builtins.str
+    keep_token: _builtins.bool
+    """Added by darktower: a media move (the meeting's primary MH went down): a participant that
+    holds a live token here keeps it (the answer repeats it), so a client that moved here by
+    itself is not cut off; false (a join, a reconnect): always a new token, the old one revoked.
+    """
     @_builtins.property
     def streams(self) -> _containers.RepeatedCompositeFieldContainer[_signaling_pb2.MediaStream]: ...
     def __init__(
@@ -846,10 +852,11 @@ class RegisterParticipant(_message.Message):
         participant_id: _builtins.str = ...,
         meeting_id: _builtins.str = ...,
         streams: _abc.Iterable[_signaling_pb2.MediaStream] | None = ...,
+        keep_token: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["meeting_id", b"meeting_id", "participant_id", b"participant_id", "streams", b"streams"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keep_token", b"keep_token", "meeting_id", b"meeting_id", "participant_id", b"participant_id", "streams", b"streams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

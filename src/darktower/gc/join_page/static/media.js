@@ -6,7 +6,8 @@
 // primary MH first, then its backups: `{mh_id, role, url, room, token}`) and connects to the
 // first; when that MH fails (socket closed, session refused, ICE failed) it moves to the next
 // grant and publishes there again. `update(grants, participantId)` takes a `media_update`'s
-// grants: it moves to the first one at once (only swaps the token when already there).
+// grants: it moves to the first one at once (when already there, it only takes the new token,
+// attaching one handle with it).
 // `setMuted(bool)` turns the outgoing audio track off/on;
 // `stop()` hangs up. Contract with the tests:
 // * `#videos .tile[data-participant-id]` per participant seen (the own one has
@@ -23,6 +24,7 @@
   const REQUEST_TIMEOUT_MS = 10000;
   const RETRY_MS = 500;
   const MAX_ROUNDS = 3;
+  const SUBSCRIBE_RETRIES = 6;
 
   function wsUrl(url) {
     return url.replace(/^http:/, "ws:").replace(/^https:/, "wss:");
@@ -260,6 +262,18 @@
     await session.message(handle, { request: "start", room: Number(session.grant.room) }, answer);
   }
 
+  // A subscription that failed is tried again a moment later, a few times: e.g. made with a
+  // token the MC just replaced (a media move), before its `media_update` arrived.
+  function trySubscribe(generation, feed, left) {
+    subscribe(generation, feed).catch((e) => {
+      console.warn("subscribe failed", e);
+      unsubscribe(feed.id);
+      if (left > 0 && generation === media.generation) {
+        setTimeout(() => trySubscribe(generation, feed, left - 1), RETRY_MS);
+      }
+    });
+  }
+
   function unsubscribe(id) {
     const feed = media.feeds.get(id);
     if (!feed) return;
@@ -273,8 +287,7 @@
     if (generation !== media.generation) return;
     const data = m.plugindata ? m.plugindata.data : null;
     if (!data) return;
-    const subscribe1 = (p) =>
-      subscribe(generation, p).catch((e) => console.warn("subscribe failed", e));
+    const subscribe1 = (p) => trySubscribe(generation, p, SUBSCRIBE_RETRIES);
     if (Array.isArray(data.publishers)) data.publishers.forEach(subscribe1);
     const gone = data.unpublished !== undefined ? data.unpublished : data.leaving;
     if (gone !== undefined && gone !== "ok") unsubscribe(gone);
@@ -318,7 +331,7 @@
     media.attempts = 0;
     setState("publishing");
     for (const p of joined.data.publishers || []) {
-      subscribe(generation, p).catch((e) => console.warn("subscribe failed", e));
+      trySubscribe(generation, p, SUBSCRIBE_RETRIES);
     }
   }
 
@@ -395,6 +408,8 @@
     const here = session && !session.closed ? session.grant : null;
     if (here && here.mh_id === first.mh_id && here.url === first.url && here.room === first.room) {
       session.grant = first;
+      // A handle attached with the new token: the MH sees it used (it revokes unused ones).
+      session.attach().catch((e) => console.warn("media: new token not taken", e));
       return;
     }
     media.generation += 1;
