@@ -6,9 +6,10 @@ embedded Redis). 50 meetings are placed on the MC through the GC, then 5,000 par
 URL, `join` with a join token (announcing `roster_delta`), the `join_answer`. The join tokens
 are minted here with the fleet GC's key, as its join answer would carry them: the GC's join
 path (`join`, `scaleout`) would otherwise pace the MC's (a first version asked the GC for
-each and connected 1,611 participants in 300 s on a loaded machine). The clients are lean:
-one process, one reader task per socket that only looks for `pong` frames (the roster frames
-are read and dropped), so that the client process keeps pace with the pings.
+each and connected 1,611 participants in 300 s on a loaded machine). The clients are lean
+and spread over 4 processes (one could not keep pace: pong p50 1.3 s while the MC used 0.06
+cores), one reader task per socket that only looks for `pong` frames (the roster frames are
+read and dropped).
 
 Held for a window in which every participant pings every 10 s (phases spread), as the
 terminal client does. Measured: pong latency p50/p99 (ping sent → its pong read), pings
@@ -24,7 +25,9 @@ import contextlib
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
@@ -33,7 +36,8 @@ from websockets.exceptions import ConnectionClosed
 from bench.context import BenchContext
 from bench.database import bench_database
 from bench.fleet import BenchFleet
-from bench.load import error_notes, percentile, run_load
+from bench.hosting import hosts
+from bench.load import percentile, run_load
 from bench.profiling import cpu_window
 from bench.results import BenchResult, Metric
 from darktower.auth.join_tokens import mint_join_token
@@ -47,6 +51,8 @@ TIMEOUT_S = (600.0, 90.0)
 PONG_DEADLINE_S = 5.0
 PONG_TARGET_MS = 100.0
 MC = "mc-1"
+CROWDS = 4  # client processes: one could not read 5,000 sockets' roster frames and keep pace
+JOIN_CONCURRENCY = 8  # per client process
 GC_ID = "gc-bench"  # the fleet GC's id: the issuer its join tokens name
 
 
@@ -135,41 +141,127 @@ async def _measure(
             raise RuntimeError(f"{meeting_id} placed on {answer['mc_id']}")
         urls[meeting_id] = answer["signaling_url"]
     gc_key = load_private_key(ctx.keys / "gc.key")
+    total = meetings * per_meeting
+    joins = [
+        (
+            urls[ids[i % meetings]],
+            mint_join_token(
+                gc_key,
+                meeting_id=ids[i % meetings],
+                user_id=f"u{i}",
+                display_name=f"u{i}",
+                issuer=GC_ID,
+                ttl_seconds=900,
+            ),
+            ids[i % meetings],
+        )
+        for i in range(total)
+    ]
+    crowds_n: int = ctx.pick(CROWDS, 2)
+    crowds = [
+        ctx.host(f"participants-crowd-{c}", "bench.b_participants:crowd_service")
+        for c in range(crowds_n)
+    ]
     mc = psutil.Process(fleet.mcs[MC].pid)
     rss_before = mc.memory_info().rss
-    clients: list[_Client] = []
-
-    async def join(i: int) -> None:
-        meeting_id = ids[i % meetings]
-        token = mint_join_token(
-            gc_key, meeting_id=meeting_id, user_id=f"u{i}", display_name=f"u{i}", issuer=GC_ID
+    async with hosts(*crowds):
+        joined = await asyncio.gather(
+            *(
+                crowd.call(
+                    {"cmd": "join", "joins": joins[c::crowds_n], "max_seconds": 300},
+                    timeout=360,
+                )
+                for c, crowd in enumerate(crowds)
+            )
         )
-        clients.append(await _join(urls[meeting_id], token, meeting_id))
-
-    total = meetings * per_meeting
-    joining = await run_load(join, concurrency=32, max_calls=total, max_seconds=300)
-    try:
-        result.notes += error_notes([joining])
+        latencies = [x for j in joined for x in j["latencies"]]
+        connected = sum(int(j["connected"]) for j in joined)
+        errors = [e for j in joined for e in j["errors"]]
+        if errors:
+            result.notes.append(f"{len(errors)} joins failed; first: {errors[:3]}")
         result.add(
             Metric(
                 "participants connected",
-                len(clients),
+                connected,
                 target=f"{total}",
                 check=lambda m: m.value == total,
             )
         )
-        result.add(Metric("join p50", joining.ms(50), "ms"))
-        result.add(Metric("join p99", joining.ms(99), "ms"))
+        result.add(Metric("join p50", percentile(latencies, 50) * 1000, "ms"))
+        result.add(Metric("join p99", percentile(latencies, 99) * 1000, "ms"))
         await asyncio.sleep(ctx.pick(3.0, 0.5))  # the last roster frames settle
         rss_after = mc.memory_info().rss
         result.add(Metric("MC RSS before the joins", rss_before / 2**20, "MiB"))
         result.add(Metric("MC RSS with everyone connected", rss_after / 2**20, "MiB"))
-        per = (rss_after - rss_before) / max(1, len(clients)) / 1024
+        per = (rss_after - rss_before) / max(1, connected) / 1024
         result.add(Metric("MC memory per participant", per, "KiB"))
-        window = await _ping_for(clients, interval, seconds, mc.pid)
+        start_at = time.time() + 1.0
+        message = {"cmd": "ping", "interval": interval, "seconds": seconds, "start_at": start_at}
+        with cpu_window(mc.pid) as cpu:
+            parts = await asyncio.gather(
+                *(crowd.call(message, timeout=seconds + 60) for crowd in crowds)
+            )
+        window = _Window(cores=cpu["cores"])
+        for part in parts:
+            window.latencies += part["latencies"]
+            window.pings += int(part["pings"])
+            window.missed += int(part["missed"])
+            window.closed += int(part["closed"])
         _add_window(result, window)
-    finally:
-        await asyncio.gather(*(_close(c) for c in clients))
+
+
+class _Crowd:
+    """Participants in a process of their own (`crowd_service`): `join` connects the ones it
+    is given, `ping` runs the window, `stop` closes them."""
+
+    def __init__(self) -> None:
+        self.clients: list[_Client] = []
+        self.info: dict[str, Any] = {}
+
+    async def command(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        if message["cmd"] == "join":
+            joins = message["joins"]
+            latencies: list[float] = []
+            errors: list[str] = []
+
+            async def join(i: int) -> None:
+                url, token, meeting_id = joins[i]
+                started = time.perf_counter()
+                try:
+                    self.clients.append(await _join(url, token, meeting_id))
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                    return
+                latencies.append(time.perf_counter() - started)
+
+            await run_load(
+                join,
+                concurrency=JOIN_CONCURRENCY,
+                max_calls=len(joins),
+                max_seconds=float(message["max_seconds"]),
+            )
+            return {
+                "ok": True,
+                "latencies": latencies,
+                "errors": errors,
+                "connected": len(self.clients),
+            }
+        if message["cmd"] == "ping":
+            start = asyncio.get_running_loop().time() + (message["start_at"] - time.time())
+            window = await _ping_for(
+                self.clients, float(message["interval"]), float(message["seconds"]), start
+            )
+            return {"ok": True, **asdict(window)}
+        raise ValueError(f"unknown command {message['cmd']}")
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(_close(c) for c in self.clients))
+
+
+async def crowd_service(params: Mapping[str, Any]) -> _Crowd:
+    """A process of participants (see `_Crowd`)."""
+    del params
+    return _Crowd()
 
 
 async def _join(url: str, token: str, meeting_id: str) -> _Client:
@@ -201,12 +293,13 @@ async def _join(url: str, token: str, meeting_id: str) -> _Client:
     return client
 
 
-async def _ping_for(clients: list[_Client], interval: float, seconds: float, pid: int) -> _Window:
-    """Every client pings every `interval` for `seconds`, phases spread; a ping without its
-    pong within PONG_DEADLINE_S (or on a closed socket) is missed."""
+async def _ping_for(
+    clients: list[_Client], interval: float, seconds: float, start: float
+) -> _Window:
+    """Every client pings every `interval` for `seconds` from loop time `start`, phases
+    spread; a ping without its pong within PONG_DEADLINE_S (or on a closed socket) is missed."""
     window = _Window()
     loop = asyncio.get_running_loop()
-    start = loop.time() + 0.2
     count = max(1, round(seconds / interval))
     n = len(clients)
 
@@ -223,10 +316,8 @@ async def _ping_for(clients: list[_Client], interval: float, seconds: float, pid
                 client.sent.pop(nonce, None)
                 window.missed += 1
 
-    with cpu_window(pid) as cpu:
-        await asyncio.gather(*(pinger(i, c) for i, c in enumerate(clients)))
-        await asyncio.sleep(PONG_DEADLINE_S)
-    window.cores = cpu["cores"]
+    await asyncio.gather(*(pinger(i, c) for i, c in enumerate(clients)))
+    await asyncio.sleep(PONG_DEADLINE_S)
     now = time.perf_counter()
     for client in clients:
         late = [s for s in client.sent.values() if now - s >= PONG_DEADLINE_S]
@@ -234,6 +325,7 @@ async def _ping_for(clients: list[_Client], interval: float, seconds: float, pid
         window.latencies += [x for x in client.latencies if x <= PONG_DEADLINE_S]
         window.missed += sum(x > PONG_DEADLINE_S for x in client.latencies)
         window.closed += client.closed
+        client.latencies.clear()
     return window
 
 
