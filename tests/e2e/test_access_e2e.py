@@ -15,6 +15,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from tests.support.readme import DOCS, bash_block_after, run_bash
 from tests.support.services import darktower_env
 
 DOC = DOCS / "applications.md"
+# Real processes on a shared two-core machine: starting the fleet is the slow part.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def test_the_readme_and_docs_commands_run_as_typed(tmp_path: Path) -> None:
@@ -198,6 +201,40 @@ def test_a_gc_without_guests_admits_token_holders_only(
         env=cli_env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert refused.returncode == 1 and "401" in refused.stderr
+    # `darktower client` as well: with guests off, its join passes only with the token it
+    # minted for --user-id, and the roster names that identity.
+    client = subprocess.Popen(
+        [sys.executable, "-m", "darktower", "client", "seminar", "--name", "Grace",
+         "--user-id", "grace"],
+        env={**cli_env, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    assert client.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(client.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        wait_until(
+            lambda: any("joined seminar" in line for line in lines) or client.poll() is not None,
+            timeout=60,
+            what="darktower client joined",
+        )
+        joined_line = next((line for line in lines if "joined seminar" in line), None)
+        assert joined_line is not None and "as Grace" in joined_line, lines
+        roster = httpx.get(
+            f"{gc.http_url}/v1/meetings/seminar/participants", headers=bearer(admin), timeout=10
+        )
+        assert roster.status_code == 200, roster.text
+        assert "grace" in {p["identity"] for p in roster.json()["participants"]}
+        client.send_signal(signal.SIGINT)
+        assert client.wait(timeout=30) == 0, lines
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        reader.join(timeout=10)
+        client.stdout.close()
 
     # SIGHUP: a new key is trusted, the old one no longer.
     new_key = generate_api_key()

@@ -25,6 +25,9 @@ from tests.e2e.fleet import Fleet, GcProc, metric, wait_until
 from tests.support.http_abuse import OTHER_LOOPBACK, client_from, stream_body
 
 MIB = 1024 * 1024
+# Real processes on a shared two-core machine: a fleet's start and a flood of thousands of
+# requests take far longer there than the suite's 60 s default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 # Generous for a shared two-core machine; a join on an idle one takes milliseconds.
 JOIN_AT_ONCE_S = 5.0
 
