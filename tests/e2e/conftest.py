@@ -1,4 +1,5 @@
-"""Fixtures of the end-to-end tests: keys, a flushed Redis, a fresh database, a fleet.
+"""Fixtures of the end-to-end tests: keys, a fresh database, a fleet (the flushed Redis,
+`redis_db`, is the root conftest's).
 
 `database_url` gives each test an empty database of its own (see `fleet.fresh_database`):
 a SQLite file, or a PostgreSQL schema when `DARKTOWER_TEST_DATABASE_URL` is set. `fleet` kills
@@ -24,17 +25,6 @@ def e2e_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("e2e-keys")
     generate_key_files(out)
     return out
-
-
-@pytest.fixture
-def redis_db(redis_url: str) -> Iterator[redis.Redis]:
-    """A synchronous client on the test Redis, flushed before the test's processes start."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture

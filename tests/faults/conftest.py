@@ -67,22 +67,11 @@ def fault_database_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def fault_redis(redis_url: str) -> Iterator[redis.Redis]:
-    """A client on the test Redis, flushed before the test's processes start."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def fault_fleet(
     tmp_path: Path,
     fault_keys: Path,
     redis_url: str,
-    fault_redis: redis.Redis,
+    redis_db: redis.Redis,
     fault_database_url: str,  # set up first, so dropped only after the fleet is killed
 ) -> Iterator[FaultFleet]:
     """A `FaultFleet`; every process and proxy it started is stopped afterwards."""

@@ -160,7 +160,7 @@ def test_the_audit_checker_finds_each_violation(
 def test_1_a_killed_mc_is_marked_unhealthy_and_its_meetings_move_up_a_generation(
     fault_fleet: FaultFleet,
     fault_database_url: str,
-    fault_redis: redis.Redis,
+    redis_db: redis.Redis,
     recovery: ScenarioRecord,
 ) -> None:
     recovery.scenario, recovery.title = "1", "MC killed"
@@ -170,7 +170,7 @@ def test_1_a_killed_mc_is_marked_unhealthy_and_its_meetings_move_up_a_generation
     )
     meetings = [f"kill-{i}" for i in range(5)]
     place_on(gc, "mc-a", meetings)
-    gens = {m: gen_of(fault_redis, m) for m in meetings}
+    gens = {m: gen_of(redis_db, m) for m in meetings}
     fault_fleet.release(gc, mcs["mc-b"])
 
     killed_at = time.monotonic()
@@ -185,8 +185,8 @@ def test_1_a_killed_mc_is_marked_unhealthy_and_its_meetings_move_up_a_generation
     assert controllers_health(gc)["mc-b"] == "healthy"
     for m, body in answers.items():
         assert (body["mc_id"], body["reused"]) == ("mc-b", False), body
-        assert gen_of(fault_redis, m) > gens[m]
-        assert owner(fault_redis, m) == "mc-b"
+        assert gen_of(redis_db, m) > gens[m]
+        assert owner(redis_db, m) == "mc-b"
         assert gc.json(f"/v1/meetings/{m}")["mc_id"] == "mc-b"
         assert ("mc-a", "moved") in [(e["mc_id"], e["outcome"]) for e in gc.events(m)]
     logs = clean_audit(fault_fleet.redis_url, meetings)
@@ -205,7 +205,7 @@ def test_1_a_killed_mc_is_marked_unhealthy_and_its_meetings_move_up_a_generation
 def test_2_a_partitioned_mc_is_fenced_out_of_its_moved_meetings_and_rejoins_after_the_heal(
     fault_fleet: FaultFleet,
     fault_database_url: str,
-    fault_redis: redis.Redis,
+    redis_db: redis.Redis,
     recovery: ScenarioRecord,
 ) -> None:
     recovery.scenario, recovery.title = "2", "Partition MC / GC"
@@ -224,7 +224,7 @@ def test_2_a_partitioned_mc_is_fenced_out_of_its_moved_meetings_and_rejoins_afte
     cut_mc = mcs["mc-a"]
     meetings = [f"part-{i}" for i in range(5)]
     place_on(gc, "mc-a", meetings)
-    gens = {m: gen_of(fault_redis, m) for m in meetings}
+    gens = {m: gen_of(redis_db, m) for m in meetings}
     fault_fleet.release(gc, mcs["mc-b"])
     assert (fenced_out(cut_mc), active(cut_mc)) == (0, 5)
 
@@ -247,11 +247,11 @@ def test_2_a_partitioned_mc_is_fenced_out_of_its_moved_meetings_and_rejoins_afte
     assert cut_mc.gc_link.refused > 0, "the MC never tried the GC through the cut"
     for m, body in answers.items():
         assert (body["mc_id"], body["reused"]) == ("mc-b", False), body
-        assert gen_of(fault_redis, m) > gens[m]
-        assert owner(fault_redis, m) == "mc-b"
+        assert gen_of(redis_db, m) > gens[m]
+        assert owner(redis_db, m) == "mc-b"
     # Two more touch rounds by mc-b: time in which mc-a, with nothing left to touch, must not
     # write (checked in the audit below).
-    since_ms = redis_now_ms(fault_redis)
+    since_ms = redis_now_ms(redis_db)
     wait_until(
         lambda: touched_since(
             fault_fleet.redis_url, dict.fromkeys(meetings, "mc-b"), since_ms, times=2
@@ -279,7 +279,7 @@ def test_2_a_partitioned_mc_is_fenced_out_of_its_moved_meetings_and_rejoins_afte
     recovery.measure("heal_to_new_meeting_served", time.monotonic() - healed_at)
 
     assert body["mc_id"] == "mc-a", (body, before)
-    assert owner(fault_redis, "part-new") == "mc-a"
+    assert owner(redis_db, "part-new") == "mc-a"
     assert active(cut_mc) == 1
     recovery.count("meetings_moved", len(meetings))
     recovery.count("fenced_out", int(fenced_out(cut_mc)))
@@ -297,7 +297,7 @@ def test_2_a_partitioned_mc_is_fenced_out_of_its_moved_meetings_and_rejoins_afte
 def test_3_under_random_kills_partitions_and_replacements_no_meeting_has_two_writers(
     fault_fleet: FaultFleet,
     fault_database_url: str,
-    fault_redis: redis.Redis,
+    redis_db: redis.Redis,
     recovery: ScenarioRecord,
 ) -> None:
     seed = int(os.environ.get("DARKTOWER_FAULTS_SEED", str(random.SystemRandom().randrange(2**32))))
@@ -365,8 +365,8 @@ def test_3_under_random_kills_partitions_and_replacements_no_meeting_has_two_wri
 
     for m, entries in logs.items():
         last_acquire = [e for e in entries if e.op == "acquire"][-1]
-        assert gen_of(fault_redis, m) == last_acquire.generation, m
-        assert owner(fault_redis, m) in (last_acquire.owner, None), m
+        assert gen_of(redis_db, m) == last_acquire.generation, m
+        assert owner(redis_db, m) in (last_acquire.owner, None), m
     ops = Counter(e.op for entries in logs.values() for e in entries)
     recovery.count("meetings", len(meetings))
     for name in ("kills", "cuts", "joins", "re_placements"):
@@ -385,7 +385,7 @@ def test_3_under_random_kills_partitions_and_replacements_no_meeting_has_two_wri
 
     # Liveness after the storm: the MC the GC names for a meeting really hosts it — its
     # periodic touches of that meeting appear in the audit after the join.
-    seconds, micros = fault_redis.time()
+    seconds, micros = redis_db.time()
     since_ms = seconds * 1000 + micros // 1000
     named = {m: joined(gc, m) for m in meetings}
     with contextlib.suppress(AssertionError):  # what is missing is reported below
@@ -401,7 +401,7 @@ def test_3_under_random_kills_partitions_and_replacements_no_meeting_has_two_wri
         m: {
             "named": f"{body['mc_id']} ({'reused' if body['reused'] else 'new'})",
             "named_mc_restarts": fault_fleet.faulty[body["mc_id"]].restarts,
-            "redis": (generation(fault_redis, m), owner(fault_redis, m)),
+            "redis": (generation(redis_db, m), owner(redis_db, m)),
             "last_audit": [(e.op, e.owner) for e in after[m][-2:]],
         }
         for m, body in named.items()
@@ -431,7 +431,7 @@ def test_3_under_random_kills_partitions_and_replacements_no_meeting_has_two_wri
 def test_4_after_a_gc_restart_on_an_empty_database_every_mc_registers_again(
     fault_fleet: FaultFleet,
     fault_database_url: str,
-    fault_redis: redis.Redis,
+    redis_db: redis.Redis,
     tmp_path: Path,
     recovery: ScenarioRecord,
 ) -> None:
@@ -440,7 +440,7 @@ def test_4_after_a_gc_restart_on_an_empty_database_every_mc_registers_again(
     gc, mcs = fault_fleet.bring_up(fault_database_url, {"mc-a": McPlan(), "mc-b": McPlan()})
     meetings = [f"amnesia-{i}" for i in range(6)]
     hosts = {m: joined(gc, m)["mc_id"] for m in meetings}
-    gens = {m: gen_of(fault_redis, m) for m in meetings}
+    gens = {m: gen_of(redis_db, m) for m in meetings}
     hosted = {mc_id: active(mc) for mc_id, mc in mcs.items()}
 
     gc.send_signal(signal.SIGTERM)
@@ -478,11 +478,11 @@ def test_4_after_a_gc_restart_on_an_empty_database_every_mc_registers_again(
     for m in meetings:
         body = joined(restarted, m)
         if body["mc_id"] == hosts[m]:  # the MC that hosts it took it again, idempotently
-            assert gen_of(fault_redis, m) == gens[m], m
+            assert gen_of(redis_db, m) == gens[m], m
         else:  # the other MC took it over, fencing the old host out
-            assert gen_of(fault_redis, m) > gens[m], m
+            assert gen_of(redis_db, m) > gens[m], m
             moved[hosts[m]] += 1
-        assert owner(fault_redis, m) == body["mc_id"]
+        assert owner(redis_db, m) == body["mc_id"]
     for mc_id, mc in mcs.items():
         wait_until(
             lambda mc=mc, n=moved[mc_id]: fenced_out(mc) == n,  # type: ignore[misc]
@@ -507,7 +507,7 @@ def test_4_after_a_gc_restart_on_an_empty_database_every_mc_registers_again(
 def test_5_an_mc_started_before_its_gc_is_ready_only_once_registered(
     fault_fleet: FaultFleet,
     fault_database_url: str,
-    fault_redis: redis.Redis,
+    redis_db: redis.Redis,
     recovery: ScenarioRecord,
 ) -> None:
     recovery.scenario, recovery.title = "5", "GC down at MC start"
@@ -657,7 +657,7 @@ def test_6_while_redis_is_down_mcs_refuse_and_keep_their_meetings_then_recover_s
 def test_9_a_draining_mc_takes_no_new_meeting_exits_in_time_and_its_meetings_move(
     fault_fleet: FaultFleet,
     fault_database_url: str,
-    fault_redis: redis.Redis,
+    redis_db: redis.Redis,
     recovery: ScenarioRecord,
 ) -> None:
     recovery.scenario, recovery.title = "9", "Drain"
@@ -669,7 +669,7 @@ def test_9_a_draining_mc_takes_no_new_meeting_exits_in_time_and_its_meetings_mov
     draining = mcs["mc-a"]
     meetings = [f"drain-{i}" for i in range(4)]
     place_on(gc, "mc-a", meetings)
-    gens = {m: gen_of(fault_redis, m) for m in meetings}
+    gens = {m: gen_of(redis_db, m) for m in meetings}
     fault_fleet.release(gc, mcs["mc-b"])
     accepted = mc_metric(draining, "mc_assignments_total", result="accepted", reason="")
 
@@ -701,8 +701,8 @@ def test_9_a_draining_mc_takes_no_new_meeting_exits_in_time_and_its_meetings_mov
     for m, body in answers.items():
         # Migrated live during the drain (README "Rolling upgrades"): already on mc-b.
         assert (body["mc_id"], body["reused"]) == ("mc-b", True), body
-        assert gen_of(fault_redis, m) > gens[m]
-        assert owner(fault_redis, m) == "mc-b"
+        assert gen_of(redis_db, m) > gens[m]
+        assert owner(redis_db, m) == "mc-b"
     assert "drain: 4 migrated, 0 ended, 0 failed" in draining.proc.log()
     clean_audit(fault_fleet.redis_url, meetings)
     recovery.count("joins_during_drain", len(during))
@@ -726,7 +726,7 @@ def _log_time(log: str, text: str) -> datetime:
 def test_10_a_drain_cut_off_from_the_gc_ends_its_meetings_at_the_deadline_and_corrupts_nothing(
     fault_fleet: FaultFleet,
     fault_database_url: str,
-    fault_redis: redis.Redis,
+    redis_db: redis.Redis,
     recovery: ScenarioRecord,
 ) -> None:
     recovery.scenario, recovery.title = "10", "Drain during a partition"
@@ -744,7 +744,7 @@ def test_10_a_drain_cut_off_from_the_gc_ends_its_meetings_at_the_deadline_and_co
     draining = mcs["mc-a"]
     meetings = [f"cutdrain-{i}" for i in range(3)]
     place_on(gc, "mc-a", meetings)
-    gens = {m: gen_of(fault_redis, m) for m in meetings}
+    gens = {m: gen_of(redis_db, m) for m in meetings}
     fault_fleet.release(gc, mcs["mc-b"])
 
     draining.cut()
@@ -770,15 +770,15 @@ def test_10_a_drain_cut_off_from_the_gc_ends_its_meetings_at_the_deadline_and_co
     # deletes went through (owner and state gone, the generation kept).
     clean_audit(fault_fleet.redis_url, meetings)
     for m in meetings:
-        assert owner(fault_redis, m) is None
-        assert not fault_redis.exists(f"meeting:{{{m}}}:state")
-        assert gen_of(fault_redis, m) == gens[m]
+        assert owner(redis_db, m) is None
+        assert not redis_db.exists(f"meeting:{{{m}}}:state")
+        assert gen_of(redis_db, m) == gens[m]
     # The meetings can be joined again: placed anew on the other MC, a higher generation.
     draining.heal()
     for m in meetings:
         body = joined(gc, m)
         assert body["mc_id"] == "mc-b", body
-        assert gen_of(fault_redis, m) > gens[m]
+        assert gen_of(redis_db, m) > gens[m]
     recovery.held = (
         "every migration failed (GC unreachable) and was retried until the deadline; then the "
         "meetings were ended with their fenced deletes, each named in the log with its reason; "
