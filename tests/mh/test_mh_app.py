@@ -11,7 +11,9 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from darktower.auth.client import ServiceTokenProvider
 from darktower.auth.keys import load_private_key
@@ -248,3 +250,45 @@ async def test_a_dead_janus_makes_the_mh_unready_unhealthy_and_is_restarted(
     assert after.connection_token != before.connection_token
     async with janus_client(after.media_handler_url, before.connection_token) as client:
         assert (await client.create_session())["janus"] == "error"
+
+
+async def test_an_unexpected_error_is_internal_logged_and_counted(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug under an RPC (here the rooms' `end` raising something no caller expects) answers
+    INTERNAL with the fixed message, never the exception's text; the MH logs it with its
+    traceback and counts it in `mh_grpc_internal_errors_total{method}` (its /metrics)."""
+    leak = "janus admin secret s3cr3t at 10.0.0.9"
+
+    async def broken_end(*args: object, **kwargs: object) -> bool:
+        raise RuntimeError(leak)
+
+    async def counted() -> float:
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.get(f"http://{setup.mh.settings.health_bind}/metrics")
+        for family in text_string_to_metric_families(answer.text):
+            for sample in family.samples:
+                wanted = sample.labels == {"method": "EndMeeting"}
+                if sample.name == "mh_grpc_internal_errors_total" and wanted:
+                    return sample.value
+        raise AssertionError("mh_grpc_internal_errors_total{method=EndMeeting} not exported")
+
+    before = await counted()
+    monkeypatch.setattr(setup.mh.rooms, "end", broken_end)
+    stub = pb_grpc.MediaHandlerServiceStub(setup.channel)
+    with (
+        caplog.at_level(logging.ERROR, logger="darktower.mh.grpc_service"),
+        pytest.raises(grpc.aio.AioRpcError) as caught,
+    ):
+        await stub.EndMeeting(
+            pb.EndMediaMeetingRequest(meeting_id="meeting-a"),
+            metadata=setup.tokens().metadata(),
+            timeout=5,
+        )
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == "internal error"
+    assert leak not in f"{caught.value.details()} {caught.value.debug_error_string()}"
+    assert await counted() == before + 1
+    [record] = [r for r in caplog.records if r.name == "darktower.mh.grpc_service"]
+    assert record.getMessage() == "EndMeeting failed: RuntimeError"
+    assert record.exc_info is not None

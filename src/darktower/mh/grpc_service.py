@@ -7,7 +7,8 @@ Errors become status codes in `status_for`, applied to every RPC by `_edge`
 * `InvalidMhRequest` → INVALID_ARGUMENT, "<field>: <reason>"
 * `MhAtCapacity`     → RESOURCE_EXHAUSTED
 * `MediaUnavailable` → UNAVAILABLE, "media server unavailable" (Janus's answer is logged only)
-* anything else      → INTERNAL, "internal error", logged with its traceback.
+* anything else      → INTERNAL, "internal error", logged with its traceback and counted in
+  `mh_grpc_internal_errors_total{method}`.
 
 `RouteMedia` and `StreamTelemetry` are not served (UNIMPLEMENTED, `NOT_SERVED_MESSAGE`):
 Janus routes the media inside a meeting's room by itself.
@@ -19,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import grpc
+from prometheus_client import Counter
 
 from darktower.mh.errors import InvalidMhRequest, MediaUnavailable, MhAtCapacity
 from darktower.mh.rooms import MediaRooms
@@ -27,6 +29,7 @@ from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
 
 __all__ = [
+    "GRPC_INTERNAL_ERRORS",
     "INTERNAL_MESSAGE",
     "MAX_STREAMS_PER_REGISTRATION",
     "UNAVAILABLE_MESSAGE",
@@ -52,9 +55,23 @@ def status_for(exc: Exception) -> EdgeStatus:
     return EdgeStatus(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "error")
 
 
-# Every RPC: errors become a status; the unexpected ones are logged with their traceback; a
-# refusal is logged with the exception (Janus's answer stays in the log, never in the status).
-_edge = grpc_edge(status_for, log=log)
+GRPC_INTERNAL_ERRORS = Counter(
+    "mh_grpc_internal_errors_total",
+    "gRPC calls answered INTERNAL (an unexpected exception, logged with its traceback), by method.",
+    ["method"],
+)
+for _method in ("Register", "EndMeeting", "MuteParticipant"):
+    GRPC_INTERNAL_ERRORS.labels(_method)
+
+
+def _count_internal(rpc: str) -> None:
+    GRPC_INTERNAL_ERRORS.labels(rpc).inc()
+
+
+# Every RPC: errors become a status; the unexpected ones are logged with their traceback and
+# counted; a refusal is logged with the exception (Janus's answer stays in the log, never in
+# the status).
+_edge = grpc_edge(status_for, log=log, on_internal=_count_internal)
 
 
 class MediaHandlerServicer(pb_grpc.MediaHandlerServiceServicer):
