@@ -25,8 +25,9 @@ from playwright.async_api import Page, async_playwright
 
 from darktower.auth.fleet_keys import generate_fleet_keys
 from darktower.embedded.redis import EmbeddedRedis
+from darktower.mc.meeting.messages import MuteIdentity
 from darktower.mh.server import MhApp
-from tests.client import in_process_fleet
+from tests.client import InProcessFleet, in_process_fleet
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.media import mh_settings
 
@@ -64,6 +65,23 @@ async def _until(what: str, check: Any, timeout: float = WAIT_S) -> float:
 async def _stats(page: Page) -> dict[str, int]:
     stats: dict[str, int] = await page.evaluate("window.darktowerMediaStats()")
     return stats
+
+
+async def _audio_bytes(page: Page) -> int:
+    return (await _stats(page))["audio_bytes_received"]
+
+
+async def _audio_still(page: Page) -> bool:
+    """No audio received during a second (Opus sends ~50 packets a second while it flows)."""
+    before = await _audio_bytes(page)
+    await asyncio.sleep(1.0)
+    return await _audio_bytes(page) == before
+
+
+async def _audio_flows(page: Page) -> bool:
+    before = await _audio_bytes(page)
+    await asyncio.sleep(1.0)
+    return await _audio_bytes(page) > before
 
 
 async def _all_updated(pages: list[Page]) -> bool:
@@ -105,7 +123,7 @@ async def scenario(work: Path) -> dict[str, Any]:
                         headless=True,
                     )
                     try:
-                        out.update(await _in_browser(browser, fleet.gc_url, mhs))
+                        out.update(await _in_browser(browser, fleet, mhs))
                     finally:
                         await browser.close()
             finally:
@@ -114,11 +132,11 @@ async def scenario(work: Path) -> dict[str, Any]:
     return out
 
 
-async def _in_browser(browser: Any, gc_url: str, mhs: dict[str, MhApp]) -> dict[str, Any]:
+async def _in_browser(browser: Any, fleet: InProcessFleet, mhs: dict[str, MhApp]) -> dict[str, Any]:
     out: dict[str, Any] = {"errors": [], "console": []}
     pages: list[Page] = []
     try:
-        await _pages(browser, gc_url, mhs, out, pages)
+        await _pages(browser, fleet, mhs, out, pages)
     except Exception as exc:
         out["failed"] = f"{type(exc).__name__}: {exc}"
         out["page_states"] = [
@@ -133,8 +151,13 @@ async def _in_browser(browser: Any, gc_url: str, mhs: dict[str, MhApp]) -> dict[
 
 
 async def _pages(
-    browser: Any, gc_url: str, mhs: dict[str, MhApp], out: dict[str, Any], pages: list[Page]
+    browser: Any,
+    fleet: InProcessFleet,
+    mhs: dict[str, MhApp],
+    out: dict[str, Any],
+    pages: list[Page],
 ) -> None:
+    gc_url = fleet.gc_url
     for name in ("Ada", "Bo"):
         page = await (await browser.new_context()).new_page()
         page.on("pageerror", lambda exc: out["errors"].append(str(exc)))
@@ -168,6 +191,21 @@ async def _pages(
         "Array.from(document.querySelectorAll('#videos .tile[data-self=\"true\"] video'))"
         ".map(v => v.srcObject.getAudioTracks().map(t => t.enabled)).flat()"
     )
+    # Host mute enforced by the MH: Bo is host-muted (the meeting API's mute), then his page
+    # turns its microphone back on as a modified client would; Ada receives no more of his
+    # audio (Janus drops it), until the host unmutes him.
+    meeting = fleet.mcs[0].controller.meetings["standup"]
+    bo = next(m for m in meeting.roster.members.values() if m.display_name == "Bo")
+    await meeting.ask(MuteIdentity(bo.user_id, True))
+    await pages[1].evaluate(
+        "document.querySelector('#videos .tile[data-self=\"true\"] video').srcObject"
+        ".getAudioTracks().forEach(t => { t.enabled = true; })"
+    )
+    await _until("Ada hearing nothing of Bo", lambda: _audio_still(pages[0]))
+    out["host_muted_audio_stopped"] = True
+    await meeting.ask(MuteIdentity(bo.user_id, False))
+    await _until("Ada hearing Bo again", lambda: _audio_flows(pages[0]))
+    out["host_unmuted_audio_flows"] = True
     # The primary MH dies: its Janus is killed (SIGKILL, the clients' sockets drop at once)
     # and the MH process with it (its gRPC and health answers stop). The MC's media watch
     # sees it within a second, registers both participants on the backup and sends each a

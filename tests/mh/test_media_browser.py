@@ -1,7 +1,8 @@
 """Two headless Chromium pages join one meeting through the fleet and receive each other's
 video and audio through a real MH (Janus); the load reports follow the publishers; a page's
-mute turns its outgoing audio off; killing the primary MH moves both pages to the backup (the
-MC re-registers them there and sends each a `media_update`) and frames come again.
+mute turns its outgoing audio off; a host-muted page that turns its microphone back on is not
+heard (Janus drops its audio) until unmuted; killing the primary MH moves both pages to the
+backup (the MC re-registers them there and sends each a `media_update`) and frames come again.
 
 WebRTC must not use anything but this machine: the scenario (`tests.mh.media_scenario`) runs
 in a network namespace of its own (`unshare --net`) with `lo` and a veth pair whose both ends
@@ -72,6 +73,8 @@ def test_two_pages_see_and_hear_each_other_and_survive_the_primary_mh(tmp_path: 
     # Two publishers and two subscriptions in the primary's load report.
     assert result["primary_streams"] >= 4
     assert result["muted_track_enabled"] == [False]
+    # A host mute is enforced by the MH: a page that turns its microphone back on is not heard.
+    assert result["host_muted_audio_stopped"] and result["host_unmuted_audio_flows"]
     # The primary went away: both pages on the backup, frames again.
     backup = {"mh-1": "mh-2", "mh-2": "mh-1"}[result["primary"]]
     assert result["after_failover_on"] == [backup, backup]
