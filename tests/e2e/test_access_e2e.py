@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -235,6 +236,27 @@ def test_a_gc_without_guests_admits_token_holders_only(
             client.wait()
         reader.join(timeout=10)
         client.stdout.close()
+    # `darktower join --page`: the join page's address with a token minted with the dev key
+    # for that meeting in its fragment; the GC admits that token (the page sends it so).
+    shown = subprocess.run(
+        [sys.executable, "-m", "darktower", "join", "seminar", "--page"],
+        env=cli_env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    address = urlsplit(shown.stdout.strip())
+    assert f"{address.scheme}://{address.netloc}" == gc.http_url.rstrip("/")
+    assert (address.path, parse_qs(address.query)) == ("/join", {"meeting": ["seminar"]})
+    assert address.fragment.startswith("token=")
+    page_token = address.fragment.removeprefix("token=")
+    assert jwt.decode(page_token, key.secret, algorithms=["HS256"])["meeting"] == "seminar"
+    assert post_join(gc, "seminar", page_token).status_code == 200
+    # Without a dev fleet for that GC and without --token there is no token to put there.
+    none = subprocess.run(
+        [sys.executable, "-m", "darktower", "join", "seminar", "--page", "--gc-url",
+         "http://127.0.0.1:9"],
+        env=cli_env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert none.returncode == 2 and "no access token" in none.stderr and not none.stdout
 
     # SIGHUP: a new key is trusted, the old one no longer.
     new_key = generate_api_key()

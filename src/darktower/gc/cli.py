@@ -44,12 +44,34 @@ def join(
     gc_url: GcUrl = None,
     ca_file: CaFile = None,
     token: AccessTokenOpt = None,
+    page: Annotated[
+        bool,
+        typer.Option(
+            "--page",
+            help="Join nothing here: print the GC's /join page address for the meeting with "
+            "the access token in its #fragment, to open in a browser.",
+        ),
+    ] = False,
 ) -> None:
     """Place a meeting through a GC; print the answer as JSON. The join carries --token, else
-    one minted with the dev fleet's API key, else none (a guest)."""
+    one minted with the dev fleet's API key, else none (a guest). With --page, print the join
+    page's address carrying that token instead."""
     check_meeting_id(meeting_id)
+    conn = connect(gc_url, ca_file, token, meeting_id=meeting_id)
+    if page:
+        if conn.access is None:
+            typer.echo(
+                "darktower: no access token for the page: pass --token (or set "
+                "DARKTOWER_ACCESS_TOKEN), or run next to a darktower dev fleet",
+                err=True,
+            )
+            raise typer.Exit(2)
+        where = shown_url(conn.base).rstrip("/")
+        # A fragment never reaches a server; the page removes it from the address bar.
+        typer.echo(f"{where}/join?meeting={quote(meeting_id, safe='')}#token={conn.access}")
+        return
     path = f"/v1/meetings/{quote(meeting_id, safe='')}/join"
-    body = connect(gc_url, ca_file, token, meeting_id=meeting_id).request("POST", path)
+    body = conn.request("POST", path)
     typer.echo(json.dumps(body, indent=2))
 
 
