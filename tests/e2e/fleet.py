@@ -49,6 +49,7 @@ from darktower.embedded.redis import free_port
 from darktower.gc.store import create_engine, sqlite_url
 from darktower.runtime.grpc_channels import grpc_target
 from darktower.runtime.processes import ManagedProcess, parent_death_hook
+from tests.support.databases import DATABASE_URL_ENV
 from tests.support.metrics import metric
 from tests.support.processes import clean_env as _clean_env
 from tests.support.waiting import wait_until
@@ -75,7 +76,6 @@ __all__ = [
     "wait_until",
 ]
 
-DATABASE_URL_ENV = "DARKTOWER_TEST_DATABASE_URL"
 REGION = "e2e"
 STALENESS_S = 2.0
 SWEEP_S = 0.3

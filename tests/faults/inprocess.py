@@ -22,6 +22,7 @@ from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.gc.store import create_engine, sqlite_url
 from darktower.mc.server import McApp
 from darktower.mc.settings import McSettings
+from tests.support.databases import DATABASE_URL_ENV
 
 __all__ = [
     "BackgroundLoop",
@@ -63,9 +64,6 @@ class BackgroundLoop:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()
-
-
-DATABASE_URL_ENV = "DARKTOWER_TEST_DATABASE_URL"
 
 
 @dataclass

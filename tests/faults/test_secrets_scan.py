@@ -59,12 +59,12 @@ from darktower.gc.store import create_engine, sqlite_url
 from darktower.runtime.processes import ManagedProcess
 from darktower.wire.dark_tower import internal_pb2 as pb
 from darktower.wire.dark_tower import internal_pb2_grpc as pb_grpc
+from tests.support.databases import DATABASE_URL_ENV
 from tests.support.tracing import log_lines, spans
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
-DATABASE_URL_ENV = "DARKTOWER_TEST_DATABASE_URL"
 REGION = "test"
 MC_ID = "mc-secrets"
 START_TIMEOUT_S = 40.0  # a loaded two-core machine imports slowly

@@ -19,8 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from darktower.gc.store import GcStore, create_engine, sqlite_url
-
-DATABASE_URL_ENV = "DARKTOWER_TEST_DATABASE_URL"
+from tests.support.databases import DATABASE_URL_ENV
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from darktower.gc.store.engine import (
     POSTGRES_POOL_SIZE,
     normalize_url,
 )
-from tests.gc.conftest import DATABASE_URL_ENV
+from tests.support.databases import DATABASE_URL_ENV
 
 PASSWORD = "s3cr3t-Pa55word"
 
