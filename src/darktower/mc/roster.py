@@ -194,6 +194,11 @@ def seat_to_reclaim(members: Iterable[Member], user_id: str, host_id: str | None
 class Roster:
     members: dict[str, Member] = field(default_factory=dict)
     host_id: str | None = None
+    # participant id → (its visible state, its `Participant`): every join answer carries the
+    # whole roster, so a 1000-person join storm would otherwise build a million models.
+    _public: dict[str, tuple[tuple[object, ...], Participant]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def from_state(cls, state: Mapping[str, str]) -> tuple[Roster, list[str]]:
@@ -236,6 +241,7 @@ class Roster:
     def remove(self, participant_id: str) -> bool:
         """Remove a member for good; True when the host changed (see `next_host`)."""
         self.members.pop(participant_id, None)
+        self._public.pop(participant_id, None)
         if self.host_id != participant_id:
             return False
         self.host_id = next_host(self.members.values())
@@ -243,7 +249,14 @@ class Roster:
 
     def participants(self) -> list[Participant]:
         ordered = sorted(self.members.values(), key=lambda m: (m.joined_at_ms, m.participant_id))
-        return [m.public() for m in ordered]
+        cache, visible = self._public, []
+        for m in ordered:
+            state = (m.user_id, m.display_name, m.muted, m.host_muted, m.connected)
+            known = cache.get(m.participant_id)
+            if known is None or known[0] != state:
+                known = cache[m.participant_id] = (state, m.public())
+            visible.append(known[1])
+        return visible
 
     def connected_count(self) -> int:
         return sum(1 for m in self.members.values() if m.connected)
