@@ -6,6 +6,7 @@
 * departures and updates reach it in `left` / `participants`, with the host after them;
 * a roster over `ROSTER_PAGE` is paged: the join answer carries the first page and says how
   many `roster_delta` pages follow; no frame nears the 1 MiB limit;
+* the window grows with the meeting (frames per client stay flat in a storm), up to 0.5 s;
 * the capability flag is client input: junk is refused as `bad_message` (the socket stays
   open for a proper join), unknown names are ignored (a v1 client).
 """
@@ -22,6 +23,8 @@ import pytest
 
 from darktower.auth.join_tokens import mint_join_token
 from darktower.auth.keys import load_private_key
+from darktower.mc.connection import ConnectionActor
+from darktower.mc.meeting.fanout import Connections
 from darktower.signaling.protocol import (
     MAX_SERVER_FRAME_BYTES,
     ROSTER_DELTA,
@@ -104,6 +107,15 @@ async def roster_frames(client: SignalingClient, until: Callable[[list[Any]], bo
     return frames
 
 
+async def delta_where(client: SignalingClient, match: Callable[[RosterDelta], bool]) -> RosterDelta:
+    """The next roster_delta `match` accepts (the window may carry other changes too)."""
+    async with asyncio.timeout(30):
+        while True:
+            delta = await client.expect(RosterDelta, timeout=30)
+            if match(delta):
+                return delta
+
+
 async def test_a_join_storm_reaches_a_batched_client_in_few_frames_and_a_v1_client_per_join(
     start_mc: Start, key_dir: Path, clients: list[SignalingClient]
 ) -> None:
@@ -146,10 +158,10 @@ async def test_departures_and_updates_come_batched_with_the_host_after_them(
     muter, muter_answer = await joiner.join("muter", features=FEATURES)
     await muter.send(SelfMute(muted=True))
     muted = muter_answer.roster[-1].model_copy(update={"muted": True})
-    update = await watcher.expect(RosterDelta, timeout=30, participants=[muted])
+    update = await delta_where(watcher, lambda d: muted in d.participants)
     assert update.left == []
     await host.send(Leave())
-    gone = await watcher.expect(RosterDelta, timeout=30, participants=[])
+    gone = await delta_where(watcher, lambda d: bool(d.left))
     assert [(g.participant_id, g.reason) for g in gone.left] == [
         (host_answer.participant_id, LeaveReason.VOLUNTARY)
     ]
@@ -234,3 +246,21 @@ async def test_unknown_feature_names_are_ignored_and_the_client_stays_v1(
     joined = await watcher.expect(ParticipantJoined, timeout=30)
     assert joined.participant.participant_id == newcomer.participant_id
     assert not any(isinstance(m, RosterDelta) for m in watcher.history)
+
+
+async def _no_outbox(_frame: str) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("connections", "window"), [(3, 0.05), (100, 0.05), (500, 0.25), (1000, 0.5), (5000, 0.5)]
+)
+async def test_the_window_grows_with_the_meeting_up_to_half_a_second(
+    connections: int, window: float
+) -> None:
+    fanout = Connections(batch_seconds=0.05)
+    for i in range(connections):
+        fanout.add(ConnectionActor(f"c{i}", f"p{i}", _no_outbox))
+    assert fanout._window() == pytest.approx(window)
+    fanout.batch_seconds = 2.0  # a window set above the cap is kept
+    assert fanout._window() == pytest.approx(2.0)

@@ -9,7 +9,8 @@ Roster changes (`announce`: participant_joined / _left / _updated) reach the two
 client differently. A v1 client gets each change as its own frame, at once. A client that
 joined with the `roster_delta` feature (`ConnectionActor.roster_deltas`) gets them batched:
 the first change opens a window of `batch_seconds`; when it closes (a loop timer, not a
-mailbox message, so a queue of joins cannot hold it back) the changes of the window go out
+mailbox message, so a queue of joins cannot hold it back; the window grows with the
+meeting: one `batch_seconds` per 100 connections, at most 0.5 s) the changes of the window go out
 as `roster_delta` frames — each participant once, in its latest state, or once in `left` —
 at most `ROSTER_PAGE` entries a frame. Every frame is encoded once and the same bytes are
 queued on every connection: a join storm of N costs about N / window frames per client, not
@@ -43,6 +44,9 @@ from darktower.signaling.protocol import (
 __all__ = ["Connections", "RosterChange", "roster_pages", "send"]
 
 RosterChange = ParticipantJoined | ParticipantLeft | ParticipantUpdated
+# The window grows by `batch_seconds` per this many connections, up to MAX_WINDOW_SECONDS.
+WINDOW_CLIENTS = 100
+MAX_WINDOW_SECONDS = 0.5
 
 
 def send(connection: ConnectionActor, message: Deliver | Close) -> None:
@@ -160,7 +164,15 @@ class Connections:
         if self._batch_seconds <= 0:
             self.flush()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._batch_seconds, self.flush)
+            self._timer = asyncio.get_running_loop().call_later(self._window(), self.flush)
+
+    def _window(self) -> float:
+        """`batch_seconds` per `WINDOW_CLIENTS` connections, at most `MAX_WINDOW_SECONDS`
+        (never less than `batch_seconds`): a storm of N joins takes time in proportion to N,
+        so a fixed window would send each of N clients a number of frames in proportion to N
+        too, N² sends in all; a window growing with N keeps the frames per client flat."""
+        scale = max(1.0, len(self._current) / WINDOW_CLIENTS)
+        return max(self._batch_seconds, min(MAX_WINDOW_SECONDS, self._batch_seconds * scale))
 
     def flush(self) -> None:
         """Send the window's changes to every batched connection (the same frames)."""
