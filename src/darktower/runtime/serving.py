@@ -88,9 +88,14 @@ def listen_socket(bind: str, what: str) -> socket.socket:
         family, _, _, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
-        return socket.create_server(address[:2], family=family, backlog=LISTEN_BACKLOG)
+        server = socket.create_server(address[:2], family=family, backlog=LISTEN_BACKLOG)
     except OSError as exc:
         raise cannot_listen(bind, what, exc) from None
+    # `create_server` leaves the protocol 0, and so do the connections accepted from it; asyncio
+    # sets TCP_NODELAY only on sockets whose protocol says TCP. Without it an HTTP answer
+    # written in two parts (head, body) waited for the client's delayed ACK: ~40 ms on every
+    # request (`GET /health/live` took 44 ms where plain uvicorn takes 2).
+    return socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=server.detach())
 
 
 def add_grpc_port(
