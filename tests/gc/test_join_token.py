@@ -55,6 +55,7 @@ JOIN_ANSWER_FIELDS = {
     "display_name",
     "join_token",
     "signaling_url",
+    "ice_servers",
 }
 
 

@@ -89,6 +89,22 @@ class MhOut(BaseModel):
     role: str
 
 
+class IceServerOut(BaseModel):
+    """One entry of the browser's `RTCPeerConnection` `iceServers`."""
+
+    urls: list[str] = Field(description="stun:, turn: or turns: URLs (GC_ICE_SERVERS)")
+    username: str | None = Field(
+        default=None,
+        description="TURN only: `<unix expiry>:<user_id>` (the TURN REST API scheme coturn "
+        "checks with use-auth-secret)",
+    )
+    credential: str | None = Field(
+        default=None,
+        description="TURN only: base64(HMAC-SHA1(GC_TURN_SECRET, username)); valid until "
+        "the expiry in `username`",
+    )
+
+
 class JoinOut(BaseModel):
     meeting_id: str
     region: str
@@ -106,6 +122,11 @@ class JoinOut(BaseModel):
     signaling_url: str | None = Field(
         description="the MC's client signaling WebSocket (`ws(s)://<client endpoint>"
         "/v1/signaling`); null when the MC registered no client endpoint"
+    )
+    ice_servers: list[IceServerOut] = Field(
+        default_factory=list,
+        description="STUN/TURN servers for the browser's RTCPeerConnections (GC_ICE_SERVERS); "
+        "TURN ones with credentials minted for this joiner; empty when none are configured",
     )
 
 
@@ -236,6 +257,10 @@ def _join(r: JoinResult) -> JoinOut:
         display_name=r.display_name,
         join_token=r.join_token,
         signaling_url=r.signaling_url,
+        ice_servers=[
+            IceServerOut(urls=list(i.urls), username=i.username, credential=i.credential)
+            for i in r.ice_servers
+        ],
     )
 
 

@@ -33,6 +33,7 @@ from darktower.gc.grpc_auth import auth_interceptor
 from darktower.gc.grpc_services import add_gc_services
 from darktower.gc.heartbeats import HeartbeatBatcher, LoadReportBatcher
 from darktower.gc.http import ErrorOut, create_app
+from darktower.gc.ice import IceServers
 from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.join.evidence import EvidenceChecks, McProbe
 from darktower.gc.jwks_route import mount_jwks
@@ -265,6 +266,7 @@ class GcApp:
             evidence=EvidenceChecks(
                 McProbe(self._tokens_for, gc_id=s.id, tls=self.tls), self._mark_down
             ),
+            ice_servers=_ice_servers(s),
         )
         heartbeats = self.heartbeats
         mc_servicer.migrations = MigrationService(
@@ -364,3 +366,13 @@ async def serve(settings: GcSettings) -> None:
     """Run until SIGTERM or SIGINT, then stop."""
     app = GcApp(settings)
     await serve_until_signalled(app.start, app.stop)
+
+
+def _ice_servers(s: GcSettings) -> IceServers | None:
+    """What join answers hand the browser for ICE (`GC_ICE_SERVERS`); None when unset."""
+    if not s.ice_servers:
+        return None
+    secret = s.turn_secret.get_secret_value().encode() if s.turn_secret is not None else None
+    return IceServers(
+        tuple(s.ice_servers), secret=secret, ttl_seconds=s.turn_credential_ttl_seconds
+    )

@@ -18,6 +18,7 @@ from darktower.auth.tokens import (
     MAX_LIFETIME_FLOOR_SECONDS,
 )
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
+from darktower.gc.ice import is_turn, split_ice_urls
 from darktower.runtime.logs import LogFormat
 from darktower.runtime.serving import parse_bind
 from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports, split_paths
@@ -199,6 +200,18 @@ class GcSettings(BaseSettings):
     webhook_lease_seconds: float = Field(
         default=10.0, ge=1, description="an event partition is taken from a silent GC after this"
     )
+    # ICE for the browsers (README "ICE in a real deployment", darktower.gc.ice): join answers
+    # carry these, TURN ones with credentials minted per join from the coturn secret.
+    ice_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated stun:/turn:/turns: URLs handed to browsers in join answers",
+    )
+    turn_secret: SecretStr | None = Field(
+        default=None, description="coturn's static-auth-secret: mints the TURN credentials"
+    )
+    turn_credential_ttl_seconds: int = Field(
+        default=3600, ge=60, le=86_400, description="lifetime of a minted TURN credential"
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: LogFormat = Field(
         default=LogFormat.TEXT,
@@ -209,6 +222,7 @@ class GcSettings(BaseSettings):
         "trusted_mc_key_files", "trusted_mh_key_files", "api_key_files", mode="before"
     )(split_paths)
     _webhook_urls = field_validator("webhook_urls", mode="before")(split_webhook_urls)
+    _ice_servers = field_validator("ice_servers", mode="before")(split_ice_urls)
 
     @field_validator("grpc_bind", "http_bind")
     @classmethod
@@ -238,6 +252,8 @@ class GcSettings(BaseSettings):
         if self.events_redis_url is not None:
             events_url = self.events_redis_url.get_secret_value()
             values += [v for v in (events_url, urlsplit(events_url).password) if v]
+        if self.turn_secret is not None and self.turn_secret.get_secret_value():
+            values.append(self.turn_secret.get_secret_value())
         return values
 
 
@@ -252,6 +268,7 @@ def contradictions(s: GcSettings) -> list[Contradiction]:
       threshold says);
     * a placement claim taken over as stale before one call to an MC can time out (a live
       GC's placement would be taken over while it waits for the MC's answer);
+    * TURN URLs in GC_ICE_SERVERS without GC_TURN_SECRET (no credential could be minted);
     * both listeners on one port.
     """
     found = []
@@ -294,6 +311,15 @@ def contradictions(s: GcSettings) -> list[Contradiction]:
                 f"GC_CLAIM_STALE_SECONDS={s.claim_stale_seconds:g}",
                 f"GC_MC_CALL_TIMEOUT_SECONDS={s.mc_call_timeout_seconds:g}",
                 "a placement would be taken over while its GC still waits for the MC",
+            )
+        )
+    turn_urls = [u for u in s.ice_servers if is_turn(u)]
+    if turn_urls and (s.turn_secret is None or not s.turn_secret.get_secret_value()):
+        found.append(
+            Contradiction(
+                f"GC_ICE_SERVERS ({len(turn_urls)} TURN URL(s))",
+                "GC_TURN_SECRET (unset)",
+                "TURN credentials cannot be minted without coturn's static-auth-secret",
             )
         )
     binds = {"GC_GRPC_BIND": s.grpc_bind, "GC_HTTP_BIND": s.http_bind}

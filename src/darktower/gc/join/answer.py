@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from darktower.auth.client import SigningKey
 from darktower.auth.join_tokens import JOIN_TOKEN_TTL_SECONDS, mint_join_token
+from darktower.gc.ice import IceServer
 from darktower.gc.join.joiner import Joiner
 
 __all__ = ["SIGNALING_PATH", "JoinResult", "JoinTokenIssuer", "MhInfo", "signaling_url"]
@@ -73,3 +74,6 @@ class JoinResult:
     display_name: str
     join_token: str
     signaling_url: str | None
+    # STUN/TURN servers for the browser (`GC_ICE_SERVERS`), TURN ones with credentials
+    # minted for this joiner; empty when none are configured.
+    ice_servers: tuple[IceServer, ...] = ()

@@ -43,6 +43,7 @@ from darktower.gc.domain import (
 )
 from darktower.gc.domain import MediaHandler as MhRow
 from darktower.gc.errors import InvalidGcRequest, NoControllerAvailable, NoMediaHandlerAvailable
+from darktower.gc.ice import IceServers
 from darktower.gc.join.answer import JoinResult, JoinTokenIssuer, MhInfo, signaling_url
 from darktower.gc.join.events import PlacementEvent
 from darktower.gc.join.evidence import EvidenceChecks
@@ -91,10 +92,13 @@ class PlacementService:
         now: Clock = utcnow,
         last_heard: LastHeard | None = None,
         evidence: EvidenceChecks | None = None,
+        ice_servers: IceServers | None = None,
     ) -> None:
         """`evidence`: how a join's `unreachable_mc_id` is checked (None: such claims are
-        ignored, the MC is re-placed only once its silence makes it stale)."""
+        ignored, the MC is re-placed only once its silence makes it stale). `ice_servers`:
+        what answers hand the browser for ICE (None: nothing)."""
         self._store = store
+        self._ice = ice_servers
         self._evidence = evidence
         # Freshness by the newest beat / load report received, not only the stored one.
         self._last_heard = last_heard or LastHeard()
@@ -389,6 +393,7 @@ class PlacementService:
             display_name=joiner.display_name,
             join_token=self._join_tokens.mint(meeting_id, joiner),
             signaling_url=signaling_url(controller.webtransport_endpoint),
+            ice_servers=self._ice.for_participant(joiner.user_id) if self._ice else (),
         )
 
     def _event(

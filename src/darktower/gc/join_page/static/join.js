@@ -186,6 +186,9 @@
       throw error;
     }
     state.userId = String(answer.user_id);
+    // STUN/TURN for the media's RTCPeerConnections (GC_ICE_SERVERS; TURN credentials minted
+    // for this join).
+    if (window.DarktowerMedia) window.DarktowerMedia.setIceServers(answer.ice_servers || []);
     return answer;
   }
 

@@ -8,6 +8,8 @@
 // grant and publishes there again. `update(grants, participantId)` takes a `media_update`'s
 // grants: it moves to the first one at once (when already there, it only takes the new token,
 // attaching one handle with it).
+// `setIceServers(list)` takes a join answer's `ice_servers` (`{urls, username?, credential?}`,
+// STUN/TURN from GC_ICE_SERVERS): every RTCPeerConnection made after it uses them (none: []).
 // `setMuted(bool)` turns the outgoing audio track off/on;
 // `stop()` hangs up. Contract with the tests:
 // * `#videos .tile[data-participant-id]` per participant seen (the own one has
@@ -179,7 +181,19 @@
     handles: new Map(), // handle id → feed id (subscribers) or "publisher"
     generation: 0,
     updates: 0, // media_update frames taken
+    iceServers: [], // the join answer's `ice_servers`
   };
+
+  function setIceServers(list) {
+    media.iceServers = (Array.isArray(list) ? list : [])
+      .filter((s) => s && Array.isArray(s.urls) && s.urls.length > 0)
+      .map((s) => {
+        const entry = { urls: s.urls.map(String) };
+        if (typeof s.username === "string") entry.username = s.username;
+        if (typeof s.credential === "string") entry.credential = s.credential;
+        return entry;
+      });
+  }
 
   function box() {
     return document.getElementById("videos");
@@ -220,7 +234,7 @@
   }
 
   function newPeer(handleId) {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const pc = new RTCPeerConnection({ iceServers: media.iceServers });
     pc.onicecandidate = (event) => {
       if (media.session) media.session.trickle(handleId, event.candidate);
     };
@@ -466,9 +480,19 @@
       audio_bytes_received: bytes,
       feeds: media.feeds.size,
       updates: media.updates,
+      // The ICE server URLs the publisher's RTCPeerConnection was given (no credentials).
+      ice_urls: media.publisher
+        ? media.publisher.pc.getConfiguration().iceServers.flatMap((s) => s.urls)
+        : [],
     };
   }
 
-  window.DarktowerMedia = { start: start, update: update, stop: release, setMuted: setMuted };
+  window.DarktowerMedia = {
+    start: start,
+    update: update,
+    stop: release,
+    setMuted: setMuted,
+    setIceServers: setIceServers,
+  };
   window.darktowerMediaStats = stats;
 })();
