@@ -5,6 +5,8 @@
 # manifests). hadolint and kubernetes-validate come with the dev extras. Also node-jose (the
 # `jose` JWT library for Node.js, Debian's package) that docs/applications.md's JavaScript
 # minting example imports (tests/e2e/test_access_e2e.py runs it with the machine's node).
+# And coturn (`turnserver`, `turnutils_uclient`): tests/e2e/test_ice_turn.py checks the TURN
+# credentials of join answers against a real one on loopback.
 # Idempotent: installs nothing when all are there.
 set -euo pipefail
 
@@ -12,6 +14,7 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 [ -f /usr/share/nodejs/jose/package.json ] || need+=(node-jose)
+command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 
 if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""
@@ -24,3 +27,4 @@ fi
 echo "promtool: $(promtool --version 2>&1 | head -n 1)"
 echo "kubectl: $(kubectl version --client 2>&1 | head -n 1)"
 echo "node: $(node --version 2>&1), jose $(sed -n 's/^ *"version": "\(.*\)",$/\1/p' /usr/share/nodejs/jose/package.json)"
+echo "coturn: $(turnserver --version 2>&1 | head -n 1)"
