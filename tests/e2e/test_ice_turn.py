@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 import redis
 
 from darktower.embedded.redis import free_port
+from tests.e2e.browser import CHROMIUM
 from tests.e2e.fleet import Fleet, GcProc
 
 pytestmark = pytest.mark.slow
@@ -235,3 +238,43 @@ def test_coturn_accepts_the_gc_credentials_and_refuses_forged_or_expired_ones(
     expired = _allocate(turnserver, old, _hmac(old))
     assert expired.returncode != 0
     assert "Cannot complete Allocation" in expired.stdout + expired.stderr
+
+
+ROOT = Path(__file__).resolve().parents[2]
+_BROWSER_MISSING = [
+    name
+    for name, present in (
+        ("chromium", CHROMIUM.exists()),
+        ("turnserver", TURNSERVER is not None),
+        ("unshare", shutil.which("unshare") is not None),
+        ("ip", shutil.which("ip") is not None),
+    )
+    if not present
+]
+
+
+@pytest.mark.skipif(
+    bool(_BROWSER_MISSING) and not os.environ.get("CI"),
+    reason=f"missing: {', '.join(_BROWSER_MISSING)} (CI has them)",
+)
+def test_chromium_gets_a_relay_candidate_with_the_minted_credentials_only(
+    tmp_path: Path,
+) -> None:
+    # In a network namespace with only `lo`: coturn and the browser reach nothing else.
+    command = (
+        f"ip link set lo up && exec {sys.executable} -m tests.e2e.turn_relay_scenario {tmp_path}"
+    )
+    unshare = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net"]
+    done = subprocess.run(
+        [*unshare, "--", "sh", "-c", command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["minted"]["candidates"] == ["relay 127.0.0.1"], result
+    assert result["forged"] == {"candidates": [], "errors": [401]}, result
+    assert result["expired"] == {"candidates": [], "errors": [401]}, result
