@@ -26,6 +26,7 @@ from typing import Any
 
 from darktower.actors import Actor, ActorStopped
 from darktower.mc.connection import Close, ConnectionActor, Deliver
+from darktower.mc.meeting.roster_frames import RosterFrames
 from darktower.signaling.protocol import (
     ROSTER_PAGE,
     ErrorCode,
@@ -73,7 +74,7 @@ def roster_pages(
 
 
 class Connections:
-    __slots__ = ("_batch_seconds", "_current", "_host", "_pending", "_timer")
+    __slots__ = ("_batch_seconds", "_current", "_frames", "_host", "_pending", "_timer")
 
     def __init__(
         self, *, batch_seconds: float = 0.0, host: Callable[[], str | None] = lambda: None
@@ -85,6 +86,7 @@ class Connections:
         # The window's changes: participant id → its latest state, or its departure.
         self._pending: dict[str, Participant | RosterLeft] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._frames = RosterFrames()  # the encoded roster of join answers (a cache)
 
     def __len__(self) -> int:
         """Connected participants (each has one current connection)."""
@@ -118,16 +120,9 @@ class Connections:
     def answer(self, connection: ConnectionActor, answer: JoinAnswer) -> None:
         """Queue a join answer; for a `roster_delta` client a roster of more than ROSTER_PAGE
         is paged: the first page in the answer, the rest in `roster_pages` `roster_delta`
-        frames right after it."""
-        roster = answer.roster
-        if not connection.roster_deltas or len(roster) <= ROSTER_PAGE:
-            self.deliver(connection, answer)
-            return
-        rest = roster_pages(roster[ROSTER_PAGE:], [], answer.host_id)
-        first = {"roster": roster[:ROSTER_PAGE], "roster_pages": len(rest)}
-        self.deliver(connection, answer.model_copy(update=first))
-        for frame in rest:
-            send(connection, frame)
+        frames right after it. The roster's encoding is reused between answers (`RosterFrames`)."""
+        for text in self._frames.answer(answer, paged=connection.roster_deltas):
+            send(connection, Deliver(text))
 
     def error(self, connection: ConnectionActor, code: ErrorCode, text: str) -> None:
         self.deliver(connection, ErrorMsg(code=code, message=text))
