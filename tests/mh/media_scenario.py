@@ -38,6 +38,7 @@ MEDIA_ARGS = [
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 WAIT_S = 45.0
+ICE_SERVERS = "stun:127.0.0.1:3479"
 # Janus gathers no candidates on a loopback interface (IFF_LOOPBACK is skipped), so the namespace
 # also has a veth pair of its own (`NAMESPACE_SETUP`): both ends inside, linked to nothing else.
 ICE = "media0"
@@ -62,13 +63,13 @@ async def _until(what: str, check: Any, timeout: float = WAIT_S) -> float:
         await asyncio.sleep(0.25)
 
 
-async def _stats(page: Page) -> dict[str, int]:
-    stats: dict[str, int] = await page.evaluate("window.darktowerMediaStats()")
+async def _stats(page: Page) -> dict[str, Any]:
+    stats: dict[str, Any] = await page.evaluate("window.darktowerMediaStats()")
     return stats
 
 
 async def _audio_bytes(page: Page) -> int:
-    return (await _stats(page))["audio_bytes_received"]
+    return int((await _stats(page))["audio_bytes_received"])
 
 
 async def _audio_still(page: Page) -> bool:
@@ -90,14 +91,17 @@ async def _all_updated(pages: list[Page]) -> bool:
 
 async def _receiving(page: Page) -> bool:
     s = await _stats(page)
-    return s["video_frames_decoded"] > 0 and s["audio_bytes_received"] > 0
+    return bool(s["video_frames_decoded"] > 0 and s["audio_bytes_received"] > 0)
 
 
 async def scenario(work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     generate_fleet_keys(work / "keys", gcs=[], mhs=["mh-1", "mh-2"])
     with EmbeddedRedis() as redis:
-        async with in_process_fleet(work, redis.url, mcs=1, mhs=0) as fleet:
+        # A STUN URL in the join answers (`GC_ICE_SERVERS`): the pages' PeerConnections must
+        # carry it (nothing listens there; ICE goes on with the host candidates).
+        gc_ice = {"ice_servers": ICE_SERVERS}
+        async with in_process_fleet(work, redis.url, mcs=1, mhs=0, gc_overrides=gc_ice) as fleet:
             mhs: dict[str, MhApp] = {}
             try:
                 for mh_id, zone in (("mh-1", "zone-a"), ("mh-2", "zone-b")):

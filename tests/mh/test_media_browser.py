@@ -68,6 +68,8 @@ def test_two_pages_see_and_hear_each_other_and_survive_the_primary_mh(tmp_path: 
     assert result["pages_on"] == [result["primary"]] * 2
     for stats in result["stats"]:
         assert stats["feeds"] == 1
+        # The join answer's `ice_servers` (GC_ICE_SERVERS) are in the publisher's PeerConnection.
+        assert stats["ice_urls"] == ["stun:127.0.0.1:3479"]
         assert stats["video_frames_decoded"] > 0 and stats["audio_bytes_received"] > 0
     assert result["tiles"] == [2, 2]  # one's own and the other's
     # Two publishers and two subscriptions in the primary's load report.
