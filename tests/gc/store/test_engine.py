@@ -22,8 +22,10 @@ from darktower.gc.store import (
     redacted_url,
     sqlite_url,
 )
+from darktower.gc.store.database import Database
 from darktower.gc.store.engine import (
     POSTGRES_MAX_OVERFLOW,
+    POSTGRES_POOL_RECYCLE_S,
     POSTGRES_POOL_SIZE,
     normalize_url,
 )
@@ -185,3 +187,77 @@ async def test_a_burst_reuses_its_connections(store: GcStore) -> None:
         release.set()
         await asyncio.gather(*tasks)
     assert len(opened) <= burst
+
+
+postgres_only = pytest.mark.skipif(
+    not os.environ.get(DATABASE_URL_ENV), reason="PostgreSQL only (the test command gives one)"
+)
+
+
+@postgres_only
+async def test_reads_on_postgres_run_without_a_transaction_block(store: GcStore) -> None:
+    # A read-only store transaction sends no BEGIN/COMMIT on PostgreSQL (two round trips of
+    # each read); a writing one still runs in a transaction block.
+    db = Database(store.engine)
+    in_block: dict[bool, bool] = {}
+    for read_only in (True, False):
+        async with db.begin_transaction(read_only=read_only) as session:
+            await session.execute(text("SELECT 1"))
+            raw = await (await session.connection()).get_raw_connection()
+            in_block[read_only] = raw.driver_connection.is_in_transaction()
+    assert in_block == {True: False, False: True}
+    # The pool's connections go back to the default level: a plain connection is transactional.
+    async with store.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+        raw = await connection.get_raw_connection()
+        assert raw.driver_connection.is_in_transaction()
+
+
+def test_postgres_pool_does_not_ping_on_checkout() -> None:
+    engine = create_engine("postgresql://u@db/gc")
+    try:
+        assert engine.pool._pre_ping is False
+        assert 0 < POSTGRES_POOL_RECYCLE_S <= 3600
+        assert engine.pool._recycle == POSTGRES_POOL_RECYCLE_S
+    finally:
+        engine.sync_engine.dispose()
+
+
+@postgres_only
+async def test_dead_pooled_connections_cost_one_failure_then_the_pool_reconnects(
+    store: GcStore,
+) -> None:
+    # Without a pre-ping, a pooled connection whose backend died is found by the transaction
+    # that uses it: that one fails (DatabaseUnavailable), the disconnect invalidates the whole
+    # pool, and every later transaction gets a fresh connection.
+    await store.list_controllers()
+    held = max(4, store.engine.pool.checkedin())  # type: ignore[attr-defined]
+    pids: list[int] = []
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with store.engine.connect() as connection:
+            pids.append(int(await connection.scalar(text("SELECT pg_backend_pid()"))))
+            if len(pids) == held:
+                release.set()
+            await release.wait()
+
+    await asyncio.gather(*(hold() for _ in range(held)))
+    assert store.engine.pool.checkedin() == held  # type: ignore[attr-defined]
+    admin = create_engine(os.environ[DATABASE_URL_ENV])
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) AS pid"),
+                {"pids": pids},
+            )
+    finally:
+        await admin.dispose()
+    outcomes = []
+    for _ in range(held + 1):
+        try:
+            await store.list_controllers()
+            outcomes.append("ok")
+        except DatabaseUnavailable:
+            outcomes.append("unavailable")
+    assert outcomes == ["unavailable"] + ["ok"] * held

@@ -3,7 +3,8 @@
 Every store method is one short transaction opened by `begin_transaction`: database failures
 inside it surface as `DatabaseUnavailable` / `StoreError` (see `engine.database_errors`), with
 messages free of SQL, parameters and the URL. A read-only transaction is begun deferred on
-SQLite (see `engine`): in WAL mode it neither waits for nor blocks the writer.
+SQLite (see `engine`): in WAL mode it neither waits for nor blocks the writer; on PostgreSQL
+it runs in autocommit, without BEGIN and COMMIT.
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        read_options: dict[str, Any] = {READ_ONLY: True}
+        if engine.dialect.name == "postgresql":
+            # Under READ COMMITTED (PostgreSQL's default) every statement takes its own
+            # snapshot, in a transaction or not: a read-only one gains nothing from BEGIN and
+            # COMMIT but their two round trips.
+            read_options["isolation_level"] = "AUTOCOMMIT"
         self._read_sessions = async_sessionmaker(
-            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+            engine.execution_options(**read_options), expire_on_commit=False
         )
 
     @asynccontextmanager

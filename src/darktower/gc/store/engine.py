@@ -65,6 +65,12 @@ POSTGRES_CONNECT_TIMEOUT_S = 10.0
 # PostgreSQL connection (a server process, a TLS probe) per transaction past the fifth.
 POSTGRES_POOL_SIZE = 16
 POSTGRES_MAX_OVERFLOW = 16
+# No pre-ping: asyncpg's costs three round trips (BEGIN, `;`, ROLLBACK) per checkout, three of
+# the ~ten a new-meeting join took. A pooled connection that died (PostgreSQL restarted, the
+# backend terminated) fails the one transaction that finds it (DatabaseUnavailable); that
+# disconnect invalidates the whole pool, so the next checkouts connect afresh. Connections are
+# also replaced after this many seconds, before a server or middlebox idle timeout drops them.
+POSTGRES_POOL_RECYCLE_S = 1800
 
 _POSTGRES_NAMES = frozenset({"postgres", "postgresql"})
 
@@ -129,7 +135,8 @@ def create_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) ->
     return create_async_engine(
         parsed,
         hide_parameters=True,
-        pool_pre_ping=True,
+        pool_pre_ping=False,
+        pool_recycle=POSTGRES_POOL_RECYCLE_S,
         pool_size=POSTGRES_POOL_SIZE,
         max_overflow=POSTGRES_MAX_OVERFLOW,
         connect_args=args,
