@@ -17,8 +17,9 @@
 // * `#videos[data-mh]` is the mh_id in use, `[data-state]` one of idle, connecting,
 //   publishing, failed;
 // * `window.darktowerMediaStats()` resolves to `{video_frames_decoded, audio_bytes_received,
-//   feeds}` summed over the subscriptions (WebRTC getStats), and `updates`: how many
-//   `media_update` grants it took.
+//   feeds}` summed over the subscriptions (WebRTC getStats), `updates`: how many
+//   `media_update` grants it took, and `ice_urls`: the ICE server URLs of the publisher's
+//   RTCPeerConnection.
 "use strict";
 
 (function () {
