@@ -93,13 +93,17 @@ class IceServerOut(BaseModel):
     """One entry of the browser's `RTCPeerConnection` `iceServers`."""
 
     urls: list[str] = Field(description="stun:, turn: or turns: URLs (GC_ICE_SERVERS)")
+    # A STUN entry has no credentials: its keys are left out, not sent as nulls (a browser's
+    # RTCIceServer would take null for the string "null").
     username: str | None = Field(
         default=None,
+        exclude_if=lambda v: v is None,
         description="TURN only: `<unix expiry>:<user_id>` (the TURN REST API scheme coturn "
         "checks with use-auth-secret)",
     )
     credential: str | None = Field(
         default=None,
+        exclude_if=lambda v: v is None,
         description="TURN only: base64(HMAC-SHA1(GC_TURN_SECRET, username)); valid until "
         "the expiry in `username`",
     )
