@@ -8,6 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from darktower.auth.certs import generate_certs, parse_hosts
@@ -54,6 +55,8 @@ async def test_assign_with_a_non_gc_key_is_refused(mc: RunningMc, key_dir: Path)
     assert "UNAUTHENTICATED" in err
 
 
+# Five CLI processes, each a Python start (about 12 s apiece on a loaded 2-core machine).
+@pytest.mark.timeout(240)
 async def test_assign_calls_a_tls_mc_with_its_ca_and_an_mtls_one_with_a_certificate(
     start_mc: Callable[..., Awaitable[RunningMc]],
     key_dir: Path,
