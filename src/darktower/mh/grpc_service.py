@@ -16,6 +16,7 @@ Janus routes the media inside a meeting's room by itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -118,5 +119,9 @@ class MediaHandlerServicer(pb_grpc.MediaHandlerServiceServicer):
     async def MuteParticipant(
         self, request: pb.MuteMediaRequest, context: Context
     ) -> pb.MuteMediaResponse:
-        streams = await self._rooms.mute(request.meeting_id, request.participant_id, request.muted)
+        # Shielded: a caller's deadline that passes mid-way must not leave a mute half applied
+        # (or an unmute half lifted, which the sweep would not finish).
+        streams = await asyncio.shield(
+            self._rooms.mute(request.meeting_id, request.participant_id, request.muted)
+        )
         return pb.MuteMediaResponse(streams=streams)

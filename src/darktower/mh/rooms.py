@@ -69,8 +69,9 @@ class _Room:
     number: int
     secret: str
     tokens: dict[str, str] = field(default_factory=dict)  # participant id → token
-    # Host-muted participants → the (handle, mid) audio streams moderated for them.
-    muted: dict[str, set[tuple[int, str]]] = field(default_factory=dict)
+    # Host-muted participants → the (handle, mid) audio streams moderated for them → the feed
+    # each belongs to (what an unmute lifts, without listing Janus's handles again).
+    muted: dict[str, dict[tuple[int, str], int]] = field(default_factory=dict)
     # Tokens no handle has carried yet → when they are revoked if none does by then.
     unclaimed: dict[str, float] = field(default_factory=dict)
     # Tokens the sweep revoked (still the participant's in `tokens` until it registers again).
@@ -271,11 +272,11 @@ class MediaRooms:
                 room = self._rooms.get(meeting_id)
                 if room is None or participant_id not in room.tokens:
                     return 0
-                if muted:
-                    room.muted.setdefault(participant_id, set())
-                elif room.muted.pop(participant_id, None) is None:
-                    return 0
-                return await self._moderate(room, participant_id, muted, await self._publishers())
+                if not muted:
+                    done = room.muted.pop(participant_id, None)
+                    return 0 if done is None else await self._unmute(room, done)
+                room.muted.setdefault(participant_id, {})
+                return await self._moderate(room, participant_id, await self._publishers())
             except (JanusError, JanusUnavailable) as exc:
                 raise MediaUnavailable(str(exc)) from exc
             finally:
@@ -314,7 +315,7 @@ class MediaRooms:
                         await self._revoke(room, token)
                         revoked += 1
                 for participant_id in list(room.muted):
-                    moderated += await self._moderate(room, participant_id, True, publishers)
+                    moderated += await self._moderate(room, participant_id, publishers)
         if revoked:
             log.info("%d media tokens not used in time revoked", revoked)
         return moderated, revoked
@@ -355,29 +356,35 @@ class MediaRooms:
                 found.append(_Handle(handle, token, True, room, feed, mids))
         return found
 
-    async def _moderate(
-        self, room: _Room, participant_id: str, muted: bool, publishers: list[_Handle]
-    ) -> int:
+    async def _moderate(self, room: _Room, participant_id: str, publishers: list[_Handle]) -> int:
+        """Mute the audio streams of the participant's publishers not muted yet; how many."""
         token = room.tokens.get(participant_id)
-        done = room.muted.get(participant_id, set())
+        done = room.muted.setdefault(participant_id, {})
         count = 0
         for p in publishers:
             if not p.publisher or p.token != token or p.room != room.number:
                 continue
             for mid in p.audio_mids:
-                if muted and (p.handle, mid) in done:
-                    continue
-                request = {"request": "moderate", "room": room.number, "secret": room.secret}
-                try:
-                    await self._admin.room_request(
-                        {**request, "id": p.feed, "mid": mid, "mute": muted}
-                    )
-                except JanusError as exc:  # left or unpublished meanwhile
-                    log.info("room %d: stream not moderated: %s", room.number, exc)
-                    continue
-                done.add((p.handle, mid))
-                count += 1
+                if (p.handle, mid) not in done and await self._moderation(room, p.feed, mid, True):
+                    done[(p.handle, mid)] = p.feed
+                    count += 1
         return count
+
+    async def _unmute(self, room: _Room, done: dict[tuple[int, str], int]) -> int:
+        """Lift the mute of exactly the streams it was put on (one admin call each); how many."""
+        count = 0
+        for (_, mid), feed in done.items():
+            count += await self._moderation(room, feed, mid, False)
+        return count
+
+    async def _moderation(self, room: _Room, feed: int, mid: str, mute: bool) -> bool:
+        request = {"request": "moderate", "room": room.number, "secret": room.secret}
+        try:
+            await self._admin.room_request({**request, "id": feed, "mid": mid, "mute": mute})
+        except JanusError as exc:  # left or unpublished meanwhile
+            log.info("room %d: stream not moderated: %s", room.number, exc)
+            return False
+        return True
 
     def forget_all(self) -> int:
         """Janus restarted: its rooms and tokens are gone. How many rooms were forgotten."""

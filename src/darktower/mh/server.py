@@ -215,10 +215,11 @@ class MhApp:
         pb_grpc.add_MediaHandlerServiceServicer_to_server(
             MediaHandlerServicer(self.rooms, lambda: self.media_url), self.grpc_server
         )
-        # grpc.health.v1 follows `ready()` (NOT_SERVING while Janus is down): the MCs' media
-        # watch (`darktower.mc.media_watch`) asks it to move their meetings' media elsewhere.
+        # grpc.health.v1 follows `carries_media()` (NOT_SERVING while Janus is down): the MCs'
+        # media watch (`darktower.mc.media_watch`) moves their meetings' media elsewhere on it.
+        # Not `ready()`: an MH between GC registrations still carries its meetings' media.
         service = pb.DESCRIPTOR.services_by_name["MediaHandlerService"]
-        self.grpc_health = GrpcHealth(self.ready, services=[service.full_name])
+        self.grpc_health = GrpcHealth(self.carries_media, services=[service.full_name])
         self.grpc_health.add_to(self.grpc_server)
         self.grpc_port = 0
         self.reporter: JanusLoadReporter | None = None
@@ -228,15 +229,20 @@ class MhApp:
         dropped = self.rooms.forget_all()
         log.warning("janus went down: %d rooms and their tokens are gone", dropped)
 
-    def ready(self) -> tuple[bool, str]:
+    def carries_media(self) -> tuple[bool, str]:
+        """Whether the MH can carry media now: Janus answers and no background task crashed."""
         crashed = self.tasks.not_ready_reason()
         if crashed is not None:
             return False, crashed
         if not self.keeper.up:
             return False, "janus down"
-        if self.reporter is None or not self.reporter.registered:
-            return False, "not registered with the GC"
         return True, ""
+
+    def ready(self) -> tuple[bool, str]:
+        ok, why = self.carries_media()
+        if ok and (self.reporter is None or not self.reporter.registered):
+            return False, "not registered with the GC"
+        return ok, why
 
     @property
     def grpc_endpoint(self) -> str:
