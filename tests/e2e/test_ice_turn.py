@@ -9,11 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,12 +22,13 @@ import redis
 from darktower.embedded.redis import free_port
 from tests.e2e.browser import CHROMIUM
 from tests.e2e.fleet import Fleet, GcProc
+from tests.support.coturn import TURNSERVER, start_turnserver
+from tests.support.netns import LOOPBACK_ONLY, missing_tools, run_isolated
 
 pytestmark = pytest.mark.slow
 
 SECRET = "Coturn-Shared-7c41e09b"
 TTL_S = 600
-TURNSERVER = shutil.which("turnserver")
 UCLIENT = shutil.which("turnutils_uclient")
 needs_coturn = pytest.mark.skipif(
     (TURNSERVER is None or UCLIENT is None) and not os.environ.get("CI"),
@@ -64,43 +63,14 @@ def turnserver(tmp_path: Path) -> Iterator[int]:
     low, high = _relay_range()
     work = tmp_path / "coturn"
     work.mkdir()
-    log = (work / "turnserver.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            TURNSERVER,
-            "-n",  # no configuration file
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            f"--listening-port={port}",
-            f"--min-port={low}",
-            f"--max-port={high}",
-            "--use-auth-secret",
-            f"--static-auth-secret={SECRET}",
-            "--realm=darktower.test",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "--allow-loopback-peers",
-            f"--pidfile={work / 'turnserver.pid'}",
-            f"--userdb={work / 'turndb'}",
-            "--log-file=stdout",
-            "--simple-log",
-        ],
-        cwd=work,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    proc = start_turnserver(
+        work, secret=SECRET, port=port, relay_ports=(low, high), loopback_peers=True
     )
     try:
-        deadline = time.monotonic() + 10
-        while b"DB connection success" not in (work / "turnserver.log").read_bytes():
-            assert proc.poll() is None, (work / "turnserver.log").read_text()
-            assert time.monotonic() < deadline, "turnserver did not finish starting"
-            time.sleep(0.1)
         yield port
     finally:
         proc.kill()
         proc.wait(timeout=10)
-        log.close()
 
 
 def _relay_range() -> tuple[int, int]:
@@ -239,17 +209,9 @@ def test_coturn_accepts_the_gc_credentials_and_refuses_forged_or_expired_ones(
     assert "Cannot complete Allocation" in expired.stdout + expired.stderr
 
 
-ROOT = Path(__file__).resolve().parents[2]
-_BROWSER_MISSING = [
-    name
-    for name, present in (
-        ("chromium", CHROMIUM.exists()),
-        ("turnserver", TURNSERVER is not None),
-        ("unshare", shutil.which("unshare") is not None),
-        ("ip", shutil.which("ip") is not None),
-    )
-    if not present
-]
+_BROWSER_MISSING = missing_tools(
+    ("chromium", CHROMIUM.exists()), ("turnserver", TURNSERVER is not None)
+)
 
 
 @pytest.mark.skipif(
@@ -260,20 +222,10 @@ def test_chromium_gets_a_relay_candidate_with_the_minted_credentials_only(
     tmp_path: Path,
 ) -> None:
     # In a network namespace with only `lo`: coturn and the browser reach nothing else.
-    command = (
-        f"ip link set lo up && exec {sys.executable} -m tests.e2e.turn_relay_scenario {tmp_path}"
+    result = run_isolated(
+        "tests.e2e.turn_relay_scenario", tmp_path, setup=LOOPBACK_ONLY, timeout=120
     )
-    unshare = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net"]
-    done = subprocess.run(
-        [*unshare, "--", "sh", "-c", command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "failed" not in result, result
     assert result["minted"]["candidates"] == ["relay 127.0.0.1"], result
     assert result["forged"] == {"candidates": [], "errors": [401]}, result
     assert result["expired"] == {"candidates": [], "errors": [401]}, result

@@ -16,7 +16,6 @@ import base64
 import hashlib
 import hmac
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from playwright.async_api import async_playwright
 from darktower.gc.http import IceServerOut
 from darktower.gc.ice import IceServers
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.coturn import start_turnserver
 
 SECRET = "Relay-Scenario-5b9d"
 PORT = 3478
@@ -59,41 +59,6 @@ def _answer_json(ice: IceServers, identity: str) -> list[dict[str, Any]]:
     ]
 
 
-def _start_turnserver(work: Path) -> subprocess.Popen[bytes]:
-    with (work / "turnserver.log").open("wb") as log:
-        turn = subprocess.Popen(
-            [
-                "turnserver",
-                "-n",
-                "--listening-ip=127.0.0.1",
-                "--relay-ip=127.0.0.1",
-                f"--listening-port={PORT}",
-                "--min-port=49160",
-                "--max-port=49200",
-                "--use-auth-secret",
-                f"--static-auth-secret={SECRET}",
-                "--realm=darktower.test",
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                f"--pidfile={work / 'turnserver.pid'}",
-                f"--userdb={work / 'turndb'}",
-                "--log-file=stdout",
-                "--simple-log",
-            ],
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 10
-    while b"DB connection success" not in (work / "turnserver.log").read_bytes():
-        if turn.poll() is not None or time.monotonic() > deadline:
-            turn.kill()
-            raise RuntimeError("turnserver did not start")
-        time.sleep(0.1)
-    return turn
-
-
 async def _gather() -> dict[str, Any]:
     urls = (f"stun:127.0.0.1:{PORT}", f"turn:127.0.0.1:{PORT}?transport=udp")
     minted = _answer_json(IceServers(urls, secret=SECRET.encode(), ttl_seconds=600), "ada")
@@ -121,7 +86,7 @@ async def _gather() -> dict[str, Any]:
 
 
 def main() -> None:
-    turn = _start_turnserver(Path(sys.argv[1]))
+    turn = start_turnserver(Path(sys.argv[1]), secret=SECRET, port=PORT, relay_ports=(49160, 49200))
     try:
         result = asyncio.run(_gather())
     finally:

@@ -14,11 +14,7 @@ namespace). Skipped without chromium, janus or `unshare` on a developer's machin
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,18 +22,9 @@ import pytest
 from tests.e2e.browser import CHROMIUM
 from tests.mh.media_scenario import NAMESPACE_SETUP
 from tests.support.janus_client import JANUS
+from tests.support.netns import missing_tools, run_isolated
 
-ROOT = Path(__file__).resolve().parents[2]
-_MISSING = [
-    name
-    for name, present in (
-        ("chromium", CHROMIUM.exists()),
-        ("janus", JANUS is not None),
-        ("unshare", shutil.which("unshare") is not None),
-        ("ip", shutil.which("ip") is not None),
-    )
-    if not present
-]
+_MISSING = missing_tools(("chromium", CHROMIUM.exists()), ("janus", JANUS is not None))
 pytestmark = [
     pytest.mark.skipif(
         bool(_MISSING) and not os.environ.get("CI"),
@@ -48,20 +35,7 @@ pytestmark = [
 
 
 def test_two_pages_see_and_hear_each_other_and_survive_the_primary_mh(tmp_path: Path) -> None:
-    command = f"{NAMESPACE_SETUP} && exec {sys.executable} -m tests.mh.media_scenario {tmp_path}"
-    # As root a network namespace is enough; otherwise a user namespace maps us to its root.
-    unshare = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net"]
-    done = subprocess.run(
-        [*unshare, "--", "sh", "-c", command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
-    assert lines, f"no result (exit {done.returncode}): {done.stderr[-3000:]}"
-    result = json.loads(lines[-1])
+    result = run_isolated("tests.mh.media_scenario", tmp_path, setup=NAMESPACE_SETUP, timeout=280)
     assert "failed" not in result, result
     assert result["errors"] == []
     # Both pages on the primary, each receiving the other's video and audio.
