@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import grpc
@@ -60,7 +61,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
         stub = pb_grpc.GlobalControllerServiceStub(channel)
         try:
             registering = time.perf_counter()
-            retries = await _register(stub, tokens, max(sizes))
+            retries = await _register(stub, tokens, range(max(sizes)))
             if retries:
                 result.notes.append(f"registration: {retries} calls retried (timeout)")
             result.add(Metric(f"register {max(sizes)} MCs", time.perf_counter() - registering, "s"))
@@ -137,11 +138,15 @@ class _SimTokens:
 
 
 async def _register(
-    stub: pb_grpc.GlobalControllerServiceAsyncStub, tokens: _SimTokens, n: int
+    stub: pb_grpc.GlobalControllerServiceAsyncStub,
+    tokens: _SimTokens,
+    ids: Iterable[int],
+    *,
+    deadline_s: float = 180,
 ) -> int:
-    """Register sim-0 .. sim-(n-1), 8 at a time; a call that times out or finds the GC
+    """Register sim-<i> for each of `ids`, 8 at a time; a call that times out or finds the GC
     unavailable is retried (up to 5 times, as an MC retries); returns the retries."""
-    pending = iter(range(n))
+    pending = iter(ids)
     retries = 0
 
     async def register(i: int) -> None:
@@ -170,7 +175,7 @@ async def _register(
         for i in pending:
             await register(i)
 
-    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(8))), 180)
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(8))), deadline_s)
     return retries
 
 

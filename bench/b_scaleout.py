@@ -27,8 +27,8 @@ from typing import Any
 
 import grpc
 
-from bench.b_heartbeat import REGISTER_ATTEMPTS, _beat, _SimTokens
-from bench.context import REGION, BenchContext
+from bench.b_heartbeat import _beat, _register, _SimTokens
+from bench.context import BenchContext
 from bench.database import bench_database
 from bench.hosting import Host, hosts
 from bench.load import percentile
@@ -157,7 +157,9 @@ class _Beater:
 
     async def command(self, message: Mapping[str, Any]) -> dict[str, Any]:
         if message["cmd"] == "register":
-            retries = await _register(self._stub, self._tokens, self._ids(int(message["n"])))
+            retries = await _register(
+                self._stub, self._tokens, self._ids(int(message["n"])), deadline_s=240
+            )
             return {"ok": True, "retries": retries}
         if message["cmd"] == "beat":
             phase = _Phase(**message["phase"])
@@ -175,44 +177,6 @@ class _Beater:
 async def beater_service(params: Mapping[str, Any]) -> _Beater:
     """Params gc_port, gc_index, gcs: simulates the MCs i with i % gcs == gc_index."""
     return _Beater(params)
-
-
-async def _register(
-    stub: pb_grpc.GlobalControllerServiceAsyncStub, tokens: _SimTokens, ids: list[int]
-) -> int:
-    """Register sim-<i> for each of `ids`, 8 at a time; a call that times out or finds the GC
-    unavailable is retried (as an MC retries); returns the retries."""
-    pending = iter(ids)
-    retries = 0
-
-    async def register(i: int) -> None:
-        nonlocal retries
-        request = pb.RegisterMCRequest(
-            id=f"sim-{i}",
-            region=REGION,
-            grpc_endpoint=f"http://sim-{i}.bench.invalid:50052",
-            max_meetings=1000,
-            max_participants=10000,
-        )
-        for attempt in range(REGISTER_ATTEMPTS):
-            try:
-                answer = await stub.RegisterMC(request, metadata=tokens.metadata(i), timeout=10)
-            except grpc.aio.AioRpcError as exc:
-                retryable = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
-                if exc.code() not in retryable or attempt == REGISTER_ATTEMPTS - 1:
-                    raise
-                retries += 1
-                continue
-            if not answer.accepted:
-                raise RuntimeError(f"sim-{i} not registered: {answer.message}")
-            return
-
-    async def worker() -> None:
-        for i in pending:
-            await register(i)
-
-    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(8))), 240)
-    return retries
 
 
 def _comprehensive(mc_id: str, meetings: int) -> pb.ComprehensiveHeartbeatRequest:
