@@ -26,8 +26,8 @@ if [ "$#" -gt 0 ]; then
 fi
 
 # The real-process tests in two shards, everything else in a third.
-fleets_a=(tests/e2e tests/tls tests/mh)
-fleets_b=(tests/faults tests/dev tests/test_readme_commands.py)
+fleets_a=(tests/e2e tests/mh)
+fleets_b=(tests/faults tests/dev tests/tls tests/test_readme_commands.py)
 others=()
 for path in "${fleets_a[@]}" "${fleets_b[@]}"; do
   others+=("--ignore=$path")

@@ -46,8 +46,8 @@ class JanusError(Exception):
 @dataclass(frozen=True, slots=True)
 class LoadFigures:
     """What the admin API says about the load: sessions, publishers and subscriber handles, and
-    the media bitrate (bits per second, received plus sent, over Janus's last second, summed
-    over every handle)."""
+    the media bitrate (bits per second over Janus's last second, summed over every handle: what
+    Janus 1.x measures, the media it receives; its per-second figure for what it sends stays 0)."""
 
     sessions: int
     publishers: int
@@ -70,7 +70,7 @@ def _lastsec_bytes(node: Any) -> int:
 
 
 def bytes_last_second(info: dict[str, Any]) -> int:
-    """The bytes a handle received and sent over the last second, from its `handle_info`: every
+    """The bytes a handle moved over the last second, from its `handle_info`: every
     `bytes_lastsec` figure of its `webrtc` part. Janus 1.x gives one per medium and direction
     (`webrtc.media.<mid>.stats.in` and `.out`; simulcast layers apart); the plugin's own part
     is not media stats and is left out."""
@@ -184,7 +184,7 @@ class JanusAdmin:
     async def load(self) -> LoadFigures:
         """Sessions, publishers (participants publishing in any room), subscriptions and the
         measured bitrate, from each handle's `handle_info` (at most `HANDLE_INFO_CONCURRENCY`
-        at once): its bytes of the last second in and out, and whether it is a subscriber
+        at once): its bytes of the last second, and whether it is a subscriber
         with its PeerConnection up (a subscriber handle whose feed left, or not negotiated
         yet, forwards nothing and is not counted)."""
         sessions = await self.list_sessions()

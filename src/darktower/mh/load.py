@@ -21,7 +21,7 @@ def load_report(
 ) -> pb.MHLoadReportRequest:
     """`figures` None (Janus down or not answering): UNHEALTHY with no streams. Otherwise
     `current_streams` = publishers + subscriber handles (each a forwarded feed), the bandwidth
-    share is the measured bitrate (in + out, from every handle's stats) against
+    share is the measured bitrate (from every handle's stats) against
     `max_bitrate_bps`, and the report is DEGRADED once either share reaches 80 %."""
     if figures is None:
         return pb.MHLoadReportRequest(

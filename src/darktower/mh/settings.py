@@ -56,7 +56,7 @@ class MhSettings(BaseSettings):
         default=1000.0,
         gt=0,
         le=1_000_000,
-        description="media bandwidth (in + out, Mbit/s) the reports' bandwidth share is of",
+        description="media bandwidth (Mbit/s) the reports' bandwidth share is of",
     )
     grpc_bind: str = Field(default="0.0.0.0:50053", description="gRPC listen address (for MCs)")
     grpc_advertise: str = Field(
