@@ -170,9 +170,18 @@ async def test_a_flood_of_tokenless_checks_leaves_assignments_working(mc: Runnin
     async with grpc.aio.insecure_channel(f"127.0.0.1:{mc.app.grpc_port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         answers = await asyncio.gather(
-            *(stub.Check(health_pb2.HealthCheckRequest(), timeout=20) for _ in range(500))
+            *(stub.Check(health_pb2.HealthCheckRequest(), timeout=20) for _ in range(500)),
+            return_exceptions=True,
         )
-    assert {a.status for a in answers} == {SERVING}
+    # Each check is answered SERVING, or refused by the server's cap of 256 concurrent RPCs
+    # when too many are in flight at once (on a busy machine); nothing else.
+    refused = [a for a in answers if isinstance(a, BaseException)]
+    assert all(
+        isinstance(a, grpc.aio.AioRpcError) and a.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for a in refused
+    ), refused[:3]
+    statuses = {a.status for a in answers if not isinstance(a, BaseException)}
+    assert statuses == {SERVING}
     assert (await mc.assign("after-the-flood")).accepted
 
 
