@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from darktower.runtime.settings_doc import split_list
+
 __all__ = [
     "MAX_ICE_URLS",
     "MAX_ICE_URL_CHARS",
@@ -51,12 +53,7 @@ def is_turn(url: str) -> bool:
 def split_ice_urls(value: object) -> list[str]:
     """A comma-separated string (or a list) of STUN/TURN URLs → the list; ValueError naming
     the first bad one by its position (1-based), never its text."""
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
-    urls = [str(item).strip() for item in items if str(item).strip()]
-    if len(urls) > MAX_ICE_URLS:
-        raise ValueError(f"at most {MAX_ICE_URLS} ICE server URLs")
+    urls = split_list(value, most=MAX_ICE_URLS, plural="ICE server URLs")
     for position, url in enumerate(urls, 1):
         if len(url) > MAX_ICE_URL_CHARS:
             raise ValueError(f"ICE URL {position} is longer than {MAX_ICE_URL_CHARS} characters")

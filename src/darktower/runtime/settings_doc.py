@@ -30,6 +30,7 @@ __all__ = [
     "env_lines",
     "refuse",
     "shared_ports",
+    "split_list",
     "split_paths",
 ]
 
@@ -161,3 +162,15 @@ def split_paths(value: object) -> object:
     if isinstance(value, str):
         return [Path(p.strip()) for p in value.split(",") if p.strip()]
     return value
+
+
+def split_list(value: object, *, most: int, plural: str) -> list[str]:
+    """A comma-separated string (or a list) → its items, stripped, blank ones dropped; None →
+    []; ValueError "at most `most` `plural`" when there are more."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    found = [str(item).strip() for item in items if str(item).strip()]
+    if len(found) > most:
+        raise ValueError(f"at most {most} {plural}")
+    return found

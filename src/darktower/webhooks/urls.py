@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from darktower.runtime.settings_doc import split_list
+
 __all__ = ["MAX_URLS", "MAX_URL_CHARS", "split_webhook_urls"]
 
 MAX_URLS = 10
@@ -17,12 +19,7 @@ MAX_URL_CHARS = 2048
 def split_webhook_urls(value: object) -> list[str]:
     """A comma-separated string (or a list) of URLs → the list; ValueError naming the first
     bad one by its position (1-based)."""
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
-    urls = [str(item).strip() for item in items if str(item).strip()]
-    if len(urls) > MAX_URLS:
-        raise ValueError(f"at most {MAX_URLS} webhook URLs")
+    urls = split_list(value, most=MAX_URLS, plural="webhook URLs")
     for position, url in enumerate(urls, 1):
         if len(url) > MAX_URL_CHARS:
             raise ValueError(f"webhook URL {position} is longer than {MAX_URL_CHARS} characters")
