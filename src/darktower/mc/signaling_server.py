@@ -25,7 +25,9 @@ Limits (`ClientLimits`, from the `MC_*` settings), so that no client can take th
   is refused `token_reused`;
 * an admitted client's frames pass a per-connection token bucket (`ratelimit.FrameLimiter`):
   a frame over the rate is dropped and the client told `rate_limited` (once per run of drops);
-  a client that keeps on is closed with 1008;
+  a client that keeps on is closed with 1008, and its connection dropped if it has not
+  finished the closing handshake within `CUT_CLOSE_TIMEOUT_SECONDS`: the MC stops reading a
+  flooder at once instead of reading (and discarding) its backlog for the usual close timeout;
 * at most `send_queue` frames wait for a client; a client that does not read is cut off (see
   `connection.py`) and the meeting carries on without waiting for it.
 
@@ -101,6 +103,9 @@ JOIN_TIMEOUT_SECONDS = 10.0
 SOCKET_SEND_BUFFER_BYTES = 64 * 1024
 # Longest wait for a client's closing handshake before the TCP connection is dropped.
 CLOSE_TIMEOUT_SECONDS = 2.0
+# The same for a client cut off for flooding: its frames queued behind the close would all be
+# read and discarded meanwhile, and a flooder that reads nothing never answers the close.
+CUT_CLOSE_TIMEOUT_SECONDS = 0.25
 
 _sequence = itertools.count(1)
 
@@ -145,6 +150,18 @@ async def _send(ws: ServerConnection, frame: str) -> None:
     """The ConnectionActor's outbox: a closed socket just drops the frame."""
     with contextlib.suppress(ConnectionClosed):
         await ws.send(frame)
+
+
+async def _cut(ws: ServerConnection, error: str) -> None:
+    """Close a flooding client (1008 `rate_limited`) and drop its connection if the closing
+    handshake is not over within `CUT_CLOSE_TIMEOUT_SECONDS` (see the module docstring)."""
+    ws.close_timeout = CUT_CLOSE_TIMEOUT_SECONDS
+    try:
+        async with asyncio.timeout(CUT_CLOSE_TIMEOUT_SECONDS):
+            await _send(ws, error)
+            await ws.close(CloseCode.POLICY_VIOLATION, ErrorCode.RATE_LIMITED.value)
+    except TimeoutError:
+        ws.transport.abort()  # a client that does not read: the close frame cannot even go
 
 
 class SignalingServer:
@@ -350,8 +367,7 @@ class SignalingServer:
                 SIGNALING_RATE_LIMITED.inc()
                 if verdict is Verdict.CLOSE:
                     SIGNALING_CUTOFFS.labels("rate_limited").inc()
-                    await _send(ws, _error(ErrorCode.RATE_LIMITED, "too many messages"))
-                    await ws.close(CloseCode.POLICY_VIOLATION, ErrorCode.RATE_LIMITED.value)
+                    await _cut(ws, _error(ErrorCode.RATE_LIMITED, "too many messages"))
                     return
                 if not told:
                     told = True
