@@ -223,6 +223,31 @@ async def test_wait_for_activation_times_out_on_a_pending_claim(store: GcStore) 
     assert await store.wait_for_activation(MEETING, REGION, timeout=0.2, poll=0.02) is None
 
 
+async def test_a_refused_activation_counts_nothing_and_a_done_one_is_whole(
+    store: GcStore,
+) -> None:
+    """The MC's count grows only with an activation that happened (one statement on
+    PostgreSQL: the count is conditional on the activation's row), and the activation answers
+    the row as written."""
+    await _register(store, "mc-1")
+    await _claim(store, "gc-a")
+    with pytest.raises(ClaimLost):
+        await store.activate_assignment(MEETING, REGION, "gc-b", "mc-1", ["mh-1"], T0)
+    with pytest.raises(UnknownController):
+        await store.activate_assignment(MEETING, REGION, "gc-a", "mc-ghost", ["mh-1"], T0)
+    counts = {mc.id: mc.assignments_since_heartbeat for mc in await store.list_controllers()}
+    assert counts == {"mc-1": 0}
+
+    at = T0 + timedelta(seconds=3)
+    done = await store.activate_assignment(MEETING, REGION, "gc-a", "mc-1", ["mh-1", "mh-2"], at)
+    assert done.state is AssignmentState.ACTIVE and done.mc_id == "mc-1"
+    assert done.mh_ids == ("mh-1", "mh-2") and done.assigned_at == at
+    assert done.claimed_by == "gc-a" and done.claimed_at == T0 and done.ended_at is None
+    assert done == await store.active_assignment(MEETING, REGION)
+    counts = {mc.id: mc.assignments_since_heartbeat for mc in await store.list_controllers()}
+    assert counts == {"mc-1": 1}
+
+
 async def test_assignments_since_heartbeat(store: GcStore) -> None:
     await _register(store, "mc-1", "mc-2")
     for n in range(3):

@@ -8,10 +8,13 @@ on one MC:
    NOTHING` against the unique partial index on (meeting_id, region) WHERE ended_at IS NULL.
    Exactly one concurrent insert wins; the others read the winner's row (`Claim.existing`).
    A claim left CLAIMED for longer than `stale_claim_after` (its GC died mid-placement) is
-   ended and replaced by ours in the same transaction, under `SELECT ... FOR UPDATE`.
-   `claim_and_read_registry` also reads the placement candidates in that transaction.
+   ended and replaced by ours in the same transaction, under `SELECT ... FOR UPDATE`. The
+   common case, no live row at all, is the INSERT alone (on PostgreSQL in autocommit: one
+   round trip); only a conflict opens that transaction. `claim_and_read_registry` also reads
+   the placement candidates once the claim is won.
 2. The winner asks MCs; on success `activate_assignment` turns its claim ACTIVE (and counts
-   the assignment on the MC), on failure `release_claim` deletes it.
+   the assignment on the MC; one statement on PostgreSQL), on failure `release_claim` deletes
+   it.
 3. Losers `wait_for_activation` and answer the winner's MC.
 
 On SQLite every writing transaction is `BEGIN IMMEDIATE` (see `engine`), so writes are
@@ -22,23 +25,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, delete, select, update
+from sqlalchemy import ColumnElement, CursorResult, Table, delete, exists, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from darktower.gc.domain import Assignment, AssignmentState, Claim, Registry
 from darktower.gc.store.database import ORM_BULK, Database
 from darktower.gc.store.errors import ClaimLost, StoreError, UnknownController
 from darktower.gc.store.models import AssignmentRow, ControllerRow, live
-from darktower.gc.store.views import ReadViews, read_registry_in
+from darktower.gc.store.views import ReadViews
 
 __all__ = ["AssignmentStore"]
 
 # A claim attempt restarts when the live row it conflicted with vanished before it could be
 # read (ended or released meanwhile); a handful of rounds settles any real race.
 _CLAIM_ROUNDS = 5
+_FOREIGN_KEY_VIOLATION = "23503"  # PostgreSQL's SQLSTATE
 
 
 class AssignmentStore:
@@ -77,8 +83,8 @@ class AssignmentStore:
         *,
         stale_claim_after: timedelta,
     ) -> tuple[Claim, Registry | None]:
-        """`claim_meeting`, and when the claim is won `read_registry(region)` in the same
-        transaction (one round trip fewer for a placement); the registry is None otherwise."""
+        """`claim_meeting`, and when the claim is won `read_registry(region)` (the placement
+        candidates, read after the claim); the registry is None otherwise."""
         return await self._claim(
             meeting_id, region, gc_id, now, stale_claim_after=stale_claim_after, read=True
         )
@@ -94,10 +100,14 @@ class AssignmentStore:
     ) -> Assignment:
         """Turn the caller's claim into the ACTIVE assignment on `mc_id` with `mh_ids`.
 
-        In the same transaction the MC's `assignments_since_heartbeat` grows by one. Raises
+        Atomically with it the MC's `assignments_since_heartbeat` grows by one. Raises
         `ClaimLost` if the live row is not (any more) a CLAIMED row of `gc_id`, and
         `UnknownController` if `mc_id` is not registered; either way nothing is written.
         """
+        if self._db.is_postgresql:
+            return await self._activate_in_one_statement(
+                meeting_id, region, gc_id, mc_id, mh_ids, now
+            )
         # Two UPDATEs, no SELECT: the MC's count first (an unknown MC would otherwise trip the
         # foreign key), then the claim, conditional on still being ours; raising rolls back both.
         async with self._db.begin_transaction() as session:
@@ -112,17 +122,8 @@ class AssignmentStore:
                 raise UnknownController(mc_id)
             activated: AssignmentRow | None = await session.scalar(
                 update(AssignmentRow)
-                .where(
-                    *live(meeting_id, region),
-                    AssignmentRow.state == AssignmentState.CLAIMED.value,
-                    AssignmentRow.claimed_by == gc_id,
-                )
-                .values(
-                    state=AssignmentState.ACTIVE.value,
-                    mc_id=mc_id,
-                    mh_ids=list(mh_ids),
-                    assigned_at=now,
-                )
+                .where(*_our_claim(meeting_id, region, gc_id))
+                .values(_activation(mc_id, mh_ids, now))
                 .returning(AssignmentRow),
                 execution_options=ORM_BULK,
             )
@@ -130,18 +131,55 @@ class AssignmentStore:
                 raise ClaimLost(meeting_id, region, gc_id)
             return activated.to_domain()
 
+    async def _activate_in_one_statement(
+        self,
+        meeting_id: str,
+        region: str,
+        gc_id: str,
+        mc_id: str,
+        mh_ids: Sequence[str],
+        now: datetime,
+    ) -> Assignment:
+        """`activate_assignment` on PostgreSQL: both UPDATEs in one statement (one round trip
+        in autocommit instead of four), the MC's count conditional on the activation through a
+        data-modifying CTE. An unknown MC fails the activation's foreign key: nothing written."""
+        assignments, controllers = _table(AssignmentRow), _table(ControllerRow)
+        activated = (
+            update(assignments)
+            .where(*_our_claim(meeting_id, region, gc_id))
+            .values(_activation(mc_id, mh_ids, now))
+            .returning(*assignments.c)
+            .cte("activated")
+        )
+        counted = (
+            update(controllers)
+            .where(controllers.c.id == mc_id, exists(select(activated.c.id)))
+            .values(assignments_since_heartbeat=controllers.c.assignments_since_heartbeat + 1)
+            .returning(controllers.c.id)
+            .cte("counted")
+        )
+        statement = select(activated, select(counted.c.id).scalar_subquery().label("counted"))
+        async with self._db.begin_transaction(one_statement=True) as session:
+            try:
+                row = (await session.execute(statement)).first()
+            except IntegrityError as exc:
+                if getattr(exc.orig, "sqlstate", None) == _FOREIGN_KEY_VIOLATION:
+                    raise UnknownController(mc_id) from exc
+                raise
+        if row is None:
+            raise ClaimLost(meeting_id, region, gc_id)
+        values = dict(row._mapping)
+        del values["counted"]
+        return AssignmentRow(**values).to_domain()
+
     async def release_claim(self, meeting_id: str, region: str, gc_id: str) -> bool:
         """Delete the caller's CLAIMED live row (placement failed); False if it was not there."""
         statement = (
             delete(AssignmentRow)
-            .where(
-                *live(meeting_id, region),
-                AssignmentRow.state == AssignmentState.CLAIMED.value,
-                AssignmentRow.claimed_by == gc_id,
-            )
+            .where(*_our_claim(meeting_id, region, gc_id))
             .returning(AssignmentRow.id)
         )
-        async with self._db.begin_transaction() as session:
+        async with self._db.begin_transaction(one_statement=True) as session:
             return await session.scalar(statement, execution_options=ORM_BULK) is not None
 
     async def end_assignment(self, meeting_id: str, region: str, now: datetime) -> bool:
@@ -160,7 +198,7 @@ class AssignmentStore:
     async def purge_ended(self, older_than: datetime) -> int:
         """Delete rows that ended before `older_than`; return how many."""
         statement = delete(AssignmentRow).where(AssignmentRow.ended_at < older_than)
-        async with self._db.begin_transaction() as session:
+        async with self._db.begin_transaction(one_statement=True) as session:
             result = await session.execute(statement, execution_options=ORM_BULK)
             assert isinstance(result, CursorResult)
             return result.rowcount
@@ -196,17 +234,37 @@ class AssignmentStore:
         stale_claim_after: timedelta,
         read: bool,
     ) -> tuple[Claim, Registry | None]:
+        # The common case first: no live row, our INSERT alone wins the claim (one statement,
+        # one round trip on PostgreSQL). A conflict takes the full path below.
+        async with self._db.begin_transaction(one_statement=True) as session:
+            inserted = await session.scalar(self._insert_live_claim(meeting_id, region, gc_id, now))
+        if inserted is not None:
+            return await self._won(Claim(won=True), meeting_id, region, gc_id, read=read)
         for _ in range(_CLAIM_ROUNDS):
             async with self._db.begin_transaction() as session:
                 claim = await self._claim_in(
                     session, meeting_id, region, gc_id, now, stale_claim_after
                 )
-                if claim is None:
-                    continue  # ended or released since our insert saw it: try again
-                if claim.won and read:
-                    return claim, await read_registry_in(session, region)
-                return claim, None
+            if claim is None:
+                continue  # ended or released since our insert saw it: try again
+            if claim.won:
+                return await self._won(claim, meeting_id, region, gc_id, read=read)
+            return claim, None
         raise StoreError(f"meeting {meeting_id!r}: claim kept racing with ended rows")
+
+    async def _won(
+        self, claim: Claim, meeting_id: str, region: str, gc_id: str, *, read: bool
+    ) -> tuple[Claim, Registry | None]:
+        """The claim won, and the registry if `read`; a failed read releases the claim (the
+        caller never learns it holds one), so that no join waits for it to go stale."""
+        if not read:
+            return claim, None
+        try:
+            return claim, await self._views.read_registry(region)
+        except BaseException:
+            with suppress(StoreError):
+                await self.release_claim(meeting_id, region, gc_id)
+            raise
 
     async def _claim_in(
         self,
@@ -255,8 +313,32 @@ class AssignmentStore:
         statement = (
             update(AssignmentRow).where(*where).values(ended_at=now).returning(AssignmentRow.id)
         )
-        async with self._db.begin_transaction() as session:
+        async with self._db.begin_transaction(one_statement=True) as session:
             return await session.scalar(statement, execution_options=ORM_BULK) is not None
+
+
+def _table(row: type[AssignmentRow] | type[ControllerRow]) -> Table:
+    table = row.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _our_claim(meeting_id: str, region: str, gc_id: str) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clauses of the meeting's live row while it is `gc_id`'s claim."""
+    return (
+        *live(meeting_id, region),
+        AssignmentRow.state == AssignmentState.CLAIMED.value,
+        AssignmentRow.claimed_by == gc_id,
+    )
+
+
+def _activation(mc_id: str, mh_ids: Sequence[str], now: datetime) -> dict[str, Any]:
+    return {
+        "state": AssignmentState.ACTIVE.value,
+        "mc_id": mc_id,
+        "mh_ids": list(mh_ids),
+        "assigned_at": now,
+    }
 
 
 def _claim_row(meeting_id: str, region: str, gc_id: str, now: datetime) -> AssignmentRow:

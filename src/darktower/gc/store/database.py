@@ -4,7 +4,9 @@ Every store method is one short transaction opened by `begin_transaction`: datab
 inside it surface as `DatabaseUnavailable` / `StoreError` (see `engine.database_errors`), with
 messages free of SQL, parameters and the URL. A read-only transaction is begun deferred on
 SQLite (see `engine`): in WAL mode it neither waits for nor blocks the writer; on PostgreSQL
-it runs in autocommit, without BEGIN and COMMIT.
+it runs in autocommit, without BEGIN and COMMIT. So does, on PostgreSQL, a "transaction" of
+one writing statement (`one_statement=True`): a statement is atomic by itself, and BEGIN and
+COMMIT would be two round trips of the three; on SQLite it is an ordinary write transaction.
 """
 
 from __future__ import annotations
@@ -43,18 +45,39 @@ class Database:
         self._read_sessions = async_sessionmaker(
             engine.execution_options(**read_options), expire_on_commit=False
         )
+        self._one_statement_sessions = self._sessions
+        if self.is_postgresql:
+            self._one_statement_sessions = async_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+            )
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
 
     @asynccontextmanager
-    async def begin_transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction, committed on exit (rolled back if the body raises)."""
-        sessions = self._read_sessions if read_only else self._sessions
+    async def begin_transaction(
+        self, *, read_only: bool = False, one_statement: bool = False
+    ) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed on exit (rolled back if the body raises).
+
+        `read_only`: the body only reads. `one_statement`: the body sends one statement (that
+        may write), atomic by itself: on PostgreSQL it runs in autocommit (see the module
+        docstring), so a failure of that statement leaves nothing written either way.
+        """
+        if read_only:
+            sessions = self._read_sessions
+        elif one_statement:
+            sessions = self._one_statement_sessions
+        else:
+            sessions = self._sessions
         with database_errors():
             async with sessions.begin() as session:
                 yield session
 
     def insert(self, row: type[Base]) -> Any:
         """The dialect's INSERT of `row` (it has `on_conflict_do_*` on both databases)."""
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        dialect = postgresql if self.is_postgresql else sqlite
         return dialect.insert(row)
 
     async def upsert(
