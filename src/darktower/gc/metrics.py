@@ -8,7 +8,7 @@ service-token checks in `service_auth_failures_total` (auth).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge
 
@@ -112,10 +112,7 @@ for _task in TASKS:
     TASK_CRASHES.labels(_task)
 
 
-def set_health_gauge(gauge: Gauge, healths: Iterable[Health]) -> None:
-    """Set `gauge{health}` to how many of `healths` have each value (0 for the absent ones)."""
-    counts = dict.fromkeys(Health, 0)
-    for health in healths:
-        counts[health] += 1
-    for health, count in counts.items():
-        gauge.labels(health.value).set(count)
+def set_health_gauge(gauge: Gauge, counts: Mapping[Health, int]) -> None:
+    """Set `gauge{health}` to each health's count (0 for the absent ones)."""
+    for health in Health:
+        gauge.labels(health.value).set(counts.get(health, 0))

@@ -137,10 +137,8 @@ class StalenessSweeper:
             purged = await self._store.purge_ended(now - self._retention)
             if purged:
                 log.info("purged %d ended meeting assignments", purged)
-            set_health_gauge(CONTROLLERS, (c.health for c in await self._store.list_controllers()))
-            set_health_gauge(
-                MEDIA_HANDLERS, (m.health for m in await self._store.list_media_handlers())
-            )
+            set_health_gauge(CONTROLLERS, await self._store.controller_health_counts())
+            set_health_gauge(MEDIA_HANDLERS, await self._store.media_handler_health_counts())
         except Exception:
             SWEEPS.labels("failed").inc()
             raise

@@ -165,6 +165,25 @@ async def test_loads_update_only_the_reporting_mcs_live_meetings(two_mcs: GcStor
     assert [await _participants(store, m) for m in "abc"] == [6, 0, 4]
 
 
+async def test_a_batch_of_beats_updates_each_mcs_meetings_from_its_own_list(
+    two_mcs: GcStore,
+) -> None:
+    store = two_mcs
+
+    def beat(mc_id: str, loads: dict[str, int] | None) -> Heartbeat:
+        return Heartbeat(
+            mc_id, **BEAT, max_participants=1000, health=Health.HEALTHY, meeting_loads=loads, at=T0
+        )
+
+    # One flush (one SELECT for both MCs): mc-1 names c (on mc-2) too, mc-2 names a.
+    await store.record_heartbeats([beat("mc-1", {"a": 5, "c": 7}), beat("mc-2", {"a": 9, "c": 4})])
+    assert [await _participants(store, m) for m in "abc"] == [5, 0, 4]
+
+    # A fast beat in the batch leaves its MC's counts alone.
+    await store.record_heartbeats([beat("mc-1", None), beat("mc-2", {})])
+    assert [await _participants(store, m) for m in "abc"] == [5, 0, 0]
+
+
 async def test_a_fast_beat_keeps_the_counts_and_an_ended_row_is_never_touched(
     two_mcs: GcStore,
 ) -> None:

@@ -99,6 +99,9 @@ class GcStore:
     async def list_controllers(self, region: str | None = None) -> list[Controller]:
         return await self.registry.list_controllers(region)
 
+    async def controller_health_counts(self) -> dict[Health, int]:
+        return await self.registry.controller_health_counts()
+
     async def mark_stale_controllers(
         self, older_than: datetime, *, heard: Collection[str] = ()
     ) -> list[str]:
@@ -154,6 +157,9 @@ class GcStore:
 
     async def list_media_handlers(self, region: str | None = None) -> list[MediaHandler]:
         return await self.registry.list_media_handlers(region)
+
+    async def media_handler_health_counts(self) -> dict[Health, int]:
+        return await self.registry.media_handler_health_counts()
 
     async def mark_stale_media_handlers(
         self, older_than: datetime, *, heard: Collection[str] = ()
