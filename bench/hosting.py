@@ -21,6 +21,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
+from darktower.runtime.heap import settle_heap
+
 __all__ = [
     "HOST_START_TIMEOUT_S",
     "HOST_STOP_TIMEOUT_S",
@@ -103,6 +105,7 @@ async def _host_loop(factory: str, params: dict[str, Any], conn: Connection) -> 
         logging.getLogger("bench.host").exception("service did not start")
         conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
         return
+    settle_heap()  # as `serve_until_signalled` does once a deployed service has started
     conn.send({"ok": True, "info": service.info, "pid": os.getpid()})
     loop = asyncio.get_running_loop()
     try:

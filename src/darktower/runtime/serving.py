@@ -11,8 +11,9 @@ With a `TlsConfig` that has a certificate, gRPC ports are TLS (mTLS when it requ
 certificates) and HTTP servers are HTTPS with the same certificate and key. Each request an
 `HttpServer` serves runs in a server span (`darktower.runtime.tracing_http`).
 
-`serve_until_signalled(start, stop)` is a service's whole life: start, wait for SIGTERM or
-SIGINT, and stop — in a `finally`, so the service is stopped however the wait ends.
+`serve_until_signalled(start, stop)` is a service's whole life: start, settle the heap
+(`darktower.runtime.heap`), wait for SIGTERM or SIGINT, and stop — in a `finally`, so the
+service is stopped however the wait ends.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import grpc
 import uvicorn
 from fastapi import FastAPI
 
+from darktower.runtime.heap import settle_heap
 from darktower.runtime.supervisor import TaskSupervisor
 from darktower.runtime.tls import TlsConfig
 from darktower.runtime.tracing_http import TracedHttpApp
@@ -226,6 +228,7 @@ async def serve_until_signalled(
         loop.add_signal_handler(sig, signalled.set)
     try:
         await start()
+        settle_heap()  # what the start made lives for good: no collection scans it again
         try:
             await signalled.wait()
             log.info("signal or stop request received: stopping")

@@ -1,0 +1,34 @@
+"""The heap of a long-running service, settled once it has started.
+
+CPython's cyclic garbage collector stops the whole process while it scans; a full
+(generation 2) collection scans every tracked object. A started service holds some 160,000 of
+them that live as long as it does — imported modules, settings, servers, metrics — and each
+full collection scanned them all again: on a loaded 2-core machine a full collection of an MC
+during a 1,000-person join storm took 200 to 330 ms, every ping waiting behind it.
+
+`settle_heap()` collects once and then freezes what is left (`gc.freeze`): the startup objects
+move to the permanent generation, which the collector no longer scans, and the full
+collections that follow scan only what the service made since (74 to 111 ms in the same storm at
+the same load; `bench/README.md`). The collector itself stays on: cycles made after the start
+are collected as before. A frozen object that later becomes cyclic garbage is never reclaimed,
+which is why this runs once, after the start, when what is alive is what lives for good.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+__all__ = ["settle_heap"]
+
+log = logging.getLogger(__name__)
+
+
+def settle_heap() -> int:
+    """Collect, then exempt every object alive now from later collections; returns how many
+    objects are exempt (frozen) in all."""
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    log.debug("heap settled: %d objects exempt from the cyclic garbage collector", frozen)
+    return frozen
