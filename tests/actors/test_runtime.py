@@ -168,3 +168,71 @@ async def test_mailbox_depth_and_thresholds_are_exported(caplog: pytest.LogCaptu
     gate.set()
     await actor.stop()
     assert REGISTRY.get_sample_value("mc_actor_mailbox_depth", {"actor_type": "test_deep"}) == 0
+
+
+class Batcher(Actor[Any]):
+    """Takes ints queued in a row together (at most 4); anything else one at a time."""
+
+    actor_type = "test_batcher"
+    batch_types = (int,)
+    max_batch = 4
+
+    def __init__(self, name: str, gate: asyncio.Event) -> None:
+        super().__init__(name)
+        self.gate = gate
+        self.steps: list[list[Any]] = []
+
+    async def handle(self, message: Any) -> Any:
+        await self.gate.wait()
+        self.steps.append([message])
+        return f"one:{message}"
+
+    async def handle_batch(self, messages: Any) -> list[Any]:
+        await self.gate.wait()
+        if "boom" in [str(m) for m in messages] or -1 in messages:
+            raise ValueError("boom")
+        self.steps.append(list(messages))
+        return [f"batch:{m}" for m in messages]
+
+
+async def test_messages_of_batch_types_queued_in_a_row_are_handled_together() -> None:
+    gate = asyncio.Event()
+    actor = Batcher("b", gate)
+    actor.start()
+    first = asyncio.ensure_future(actor.ask("first"))  # holds the actor while the rest queue
+    await asyncio.sleep(0)
+    asks = [asyncio.ensure_future(actor.ask(m)) for m in [1, 2, 3, 4, 5, 6, "x", 7, "y", 8, 9]]
+    await asyncio.sleep(0)
+    assert actor.mailbox_depth == 11
+    gate.set()
+    replies = await asyncio.gather(first, *asks)
+    # In mailbox order; a batch ends at another type or at max_batch; a lone int goes to handle.
+    assert actor.steps == [["first"], [1, 2, 3, 4], [5, 6], ["x"], [7], ["y"], [8, 9]]
+    assert replies == [
+        "one:first",
+        *(f"batch:{i}" for i in range(1, 7)),
+        "one:x",
+        "one:7",
+        "one:y",
+        "batch:8",
+        "batch:9",
+    ]
+    assert actor.mailbox_depth == 0
+    await actor.stop()
+
+
+async def test_a_crashing_batch_fails_each_of_its_askers_and_the_later_ones() -> None:
+    gate = asyncio.Event()
+    actor = Batcher("b", gate)
+    actor.start()
+    first = asyncio.ensure_future(actor.ask("first"))
+    await asyncio.sleep(0)
+    asks = [asyncio.ensure_future(actor.ask(m)) for m in [1, -1, "later"]]
+    await asyncio.sleep(0)
+    gate.set()
+    replies = await asyncio.gather(first, *asks, return_exceptions=True)
+    assert replies[0] == "one:first"
+    assert all(isinstance(r, ValueError) for r in replies[1:3])
+    assert isinstance(replies[3], ActorStopped)  # taken out while gathering the batch
+    await actor.wait(2)
+    assert not actor.running

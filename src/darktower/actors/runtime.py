@@ -16,6 +16,11 @@ Contracts:
   gets the exception, later queued callers get `ActorStopped`.
 * `request_stop()` lets an actor end itself after the messages already queued; `stop(timeout)`
   does the same from outside and cancels it if the deadline passes.
+* Batches: consecutive queued messages of the types in `batch_types` (at most `max_batch`) are
+  taken together and given to `handle_batch`, which answers one result per message (each
+  `ask` gets its own); an exception escaping it crashes the actor as above, every message of
+  the batch getting it. A lone message of such a type goes to `handle` as any other. The order
+  of the mailbox holds: a batch ends at the first message of another type.
 * Mailbox depth is exported per actor type (`mc_actor_mailbox_depth`, deepest live mailbox),
   with the type's warning / critical thresholds, and crossing one is logged and counted.
 """
@@ -26,6 +31,7 @@ import asyncio
 import itertools
 import logging
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -84,10 +90,15 @@ class Actor(Generic[M]):
     mailbox_warning: ClassVar[int] = 100
     mailbox_critical: ClassVar[int] = 500
     child_stop_timeout: ClassVar[float] = 5.0
+    # Message types that `handle_batch` takes together when several are queued in a row.
+    batch_types: ClassVar[tuple[type, ...]] = ()
+    max_batch: ClassVar[int] = 64
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._mailbox: asyncio.Queue[_Envelope[M] | _Stop] = asyncio.Queue()
+        # Taken from the mailbox while gathering a batch but not part of it: handled next.
+        self._next: _Envelope[M] | _Stop | None = None
         self._task: asyncio.Task[None] | None = None
         self._parent: Actor[Any] | None = None
         self._children: set[Actor[Any]] = set()
@@ -132,7 +143,7 @@ class Actor(Generic[M]):
 
     @property
     def mailbox_depth(self) -> int:
-        return self._mailbox.qsize()
+        return self._mailbox.qsize() + (self._next is not None)
 
     def request_stop(self) -> None:
         """End after the messages already queued; new messages are refused from now on."""
@@ -174,7 +185,7 @@ class Actor(Generic[M]):
         self._watch_depth()
 
     def _watch_depth(self) -> None:
-        depth = self._mailbox.qsize()
+        depth = self.mailbox_depth
         band = 2 if depth > self.mailbox_critical else 1 if depth > self.mailbox_warning else 0
         if band > self._band:
             level = "critical" if band == 2 else "warning"
@@ -186,6 +197,11 @@ class Actor(Generic[M]):
 
     async def handle(self, message: M) -> Any:
         raise NotImplementedError
+
+    async def handle_batch(self, messages: Sequence[M]) -> Sequence[Any]:
+        """Handle two or more consecutive messages of `batch_types` in one step: one result
+        per message, in their order. By default each goes to `handle` in turn."""
+        return [await self.handle(message) for message in messages]
 
     async def on_start(self) -> None:
         """Runs in the actor's task before the first message."""
@@ -203,20 +219,28 @@ class Actor(Generic[M]):
         try:
             await self.on_start()
             while True:
-                envelope = await self._mailbox.get()
+                envelope, self._next = self._next, None
+                if envelope is None:
+                    envelope = await self._mailbox.get()
                 if isinstance(envelope, _Stop):
                     graceful = True
                     return
+                batch = self._gather(envelope)
                 try:
-                    result = await self.handle(envelope.message)
+                    if len(batch) == 1:
+                        results: Sequence[Any] = [await self.handle(envelope.message)]
+                    else:
+                        results = await self.handle_batch([e.message for e in batch])
                 except BaseException as exc:
-                    if envelope.reply is not None and not envelope.reply.done():
-                        envelope.reply.set_exception(
-                            exc if isinstance(exc, Exception) else ActorStopped(repr(self))
-                        )
+                    for each in batch:
+                        if each.reply is not None and not each.reply.done():
+                            each.reply.set_exception(
+                                exc if isinstance(exc, Exception) else ActorStopped(repr(self))
+                            )
                     raise
-                if envelope.reply is not None and not envelope.reply.done():
-                    envelope.reply.set_result(result)
+                for each, result in zip(batch, results, strict=True):
+                    if each.reply is not None and not each.reply.done():
+                        each.reply.set_result(result)
         finally:
             self._accepting = False
             await self._stop_children(graceful)
@@ -225,6 +249,20 @@ class Actor(Generic[M]):
                 await self.on_stop()
             except Exception:
                 log.exception("%r failed in on_stop", self)
+
+    def _gather(self, first: _Envelope[M]) -> list[_Envelope[M]]:
+        """`first` with the messages of `batch_types` queued right after it (see `max_batch`)."""
+        batch = [first]
+        kinds = self.batch_types
+        if not kinds or not isinstance(first.message, kinds):
+            return batch
+        while len(batch) < self.max_batch and not self._mailbox.empty():
+            envelope = self._mailbox.get_nowait()
+            if isinstance(envelope, _Stop) or not isinstance(envelope.message, kinds):
+                self._next = envelope
+                break
+            batch.append(envelope)
+        return batch
 
     async def _stop_children(self, graceful: bool) -> None:
         """A graceful stop lets children finish their queued messages (bounded by
@@ -241,8 +279,10 @@ class Actor(Generic[M]):
         await asyncio.gather(*(c.wait(timeout) for c in children), return_exceptions=True)
 
     def _fail_pending(self) -> None:
-        while not self._mailbox.empty():
-            envelope = self._mailbox.get_nowait()
+        waiting, self._next = self._next, None
+        while waiting is not None or not self._mailbox.empty():
+            envelope = waiting if waiting is not None else self._mailbox.get_nowait()
+            waiting = None
             if isinstance(envelope, _Envelope) and envelope.reply and not envelope.reply.done():
                 envelope.reply.set_exception(ActorStopped(f"{self!r} stopped"))
 

@@ -1,10 +1,11 @@
 """MeetingActor: one per hosted meeting, child of the MeetingControllerActor.
 
 The actor is the meeting's owner on this MC: it holds the fencing lease, handles its
-mailbox (`messages.py`) one message at a time, hands everything about people to its
-`Participants` (`participants.py`), proves ownership (`Touch`), stores the MH list
-(`UpdateMhs`) and ends the meeting (`EndMeeting`, the last participant gone for good, or
-nobody connected for `MeetingLimits.empty_timeout_seconds`).
+mailbox (`messages.py`) one message at a time (joins queued in a row together: their new seats
+cost one fenced write, `seats.py`), hands everything about people to its `Participants`
+(`participants.py`), proves ownership (`Touch`), stores the MH list (`UpdateMhs`) and ends the
+meeting (`EndMeeting`, the last participant gone for good, or nobody connected for
+`MeetingLimits.empty_timeout_seconds`).
 
 The empty timer runs whenever no participant is connected — from the start, so that a
 meeting that was assigned but never joined ends too — and is cancelled by the first
@@ -29,7 +30,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any, assert_never
 
@@ -91,6 +92,7 @@ class _Apply(Enum):
 
 
 _APPLY = _Apply.APPLY
+_Reply = Exception | JoinRefusal | int | list[Traveller] | None
 
 # The end reason of a meeting whose last participant left for good (reported to the GC).
 LAST_PARTICIPANT_LEFT = "last_participant_left"
@@ -100,6 +102,7 @@ class MeetingActor(Actor[MeetingMessage]):
     actor_type = "meeting"
     mailbox_warning = 100
     mailbox_critical = 500
+    batch_types = (JoinRequest,)  # see handle_batch
 
     def __init__(
         self,
@@ -287,9 +290,7 @@ class MeetingActor(Actor[MeetingMessage]):
 
     # -- messages --------------------------------------------------------------------------
 
-    async def handle(
-        self, message: MeetingMessage
-    ) -> Exception | JoinRefusal | int | list[Traveller] | None:
+    async def handle(self, message: MeetingMessage) -> _Reply:
         joining = isinstance(message, JoinRequest)
         if self.lost:
             return UNAVAILABLE if joining else FencedOut(self.meeting_id, None, None)
@@ -297,8 +298,27 @@ class MeetingActor(Actor[MeetingMessage]):
             frozen = self._migrating(message)
             if not isinstance(frozen, _Apply):
                 return frozen
+        if isinstance(message, JoinRequest):
+            return (await self.handle_batch([message]))[0]
+        return await self._guarded(self._apply(message), joining=False)
+
+    async def handle_batch(self, messages: Sequence[MeetingMessage]) -> list[_Reply]:
+        """Joins queued in a row: as `handle` would one by one, their new seats recorded by one
+        fenced write (`Participants.join_batch`); a store error refuses those left unanswered."""
+        joins = [m for m in messages if isinstance(m, JoinRequest)]
+        if self.lost or self.frozen or len(joins) != len(messages):
+            return [await self.handle(message) for message in messages]
+        answers: dict[int, JoinRefusal | None] = {}
+        batch = self._participants.join_batch(joins, answers, stopping=not self._accepting)
+        refusal = await self._guarded(batch, joining=True)
+        return [answers.get(i, refusal) for i in range(len(joins))]
+
+    async def _guarded(
+        self, step: Awaitable[JoinRefusal | int | None], *, joining: bool
+    ) -> Exception | JoinRefusal | int | None:
+        """`step`'s result, or how a store error is answered: to a join, a refusal."""
         try:
-            return await self._apply(message)
+            return await step
         except FencedOut as exc:
             self._fenced_out(exc)
             return UNAVAILABLE if joining else exc
@@ -315,8 +335,6 @@ class MeetingActor(Actor[MeetingMessage]):
     async def _apply(self, message: MeetingMessage) -> JoinRefusal | int | None:
         participants = self._participants
         match message:
-            case JoinRequest():
-                return await participants.join(message, stopping=not self._accepting)
             case ClientFrame(connection, frame):
                 if await participants.client_frame(connection, frame):
                     await self._end(LAST_PARTICIPANT_LEFT)
@@ -353,7 +371,7 @@ class MeetingActor(Actor[MeetingMessage]):
                 members = self.roster.members.values()
                 await self._media_mute([m.participant_id for m in members if m.user_id == identity])
                 return count
-            case Freeze() | Thaw() | HandOff():  # handled by _migrating
+            case JoinRequest() | Freeze() | Thaw() | HandOff():  # handle, _migrating take them
                 pass
             case _:
                 assert_never(message)

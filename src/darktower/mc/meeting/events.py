@@ -39,9 +39,11 @@ class MeetingEvents:
         if self._sink is not None:
             await self._sink.meeting_acquired(self._lease)
 
-    async def joined(self, member: Member) -> None:
+    async def joined(self, *members: Member) -> None:
+        """New participants (in the order they joined)."""
         if self._sink is not None:
-            await self._sink.participant_joined(self._lease, _participant(member))
+            for member in members:
+                await self._sink.participant_joined(self._lease, _participant(member))
 
     async def left(self, member: Member, reason: str) -> None:
         if self._sink is not None:

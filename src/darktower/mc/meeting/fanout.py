@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from darktower.actors import Actor, ActorStopped
@@ -134,15 +134,16 @@ class Connections:
             if participant_id != exclude:
                 send(connection, frame)
 
-    def announce(self, change: RosterChange, *, exclude: str | None = None) -> None:
-        """A roster change: at once to v1 connections (but `exclude`'s), batched for the
-        others (see the module docstring; the excluded one's own state is harmless there)."""
+    def announce(self, change: RosterChange, *, exclude: Collection[str] = ()) -> None:
+        """A roster change: at once to v1 connections (but those of the participants in
+        `exclude`), batched for the others (see the module docstring; the excluded ones' own
+        state is harmless there)."""
         v1: Deliver | None = None
         batched = False
         for participant_id, connection in list(self._current.items()):
             if connection.roster_deltas:
                 batched = True
-            elif participant_id != exclude:
+            elif participant_id not in exclude:
                 if v1 is None:
                     v1 = Deliver(encode(change))
                 send(connection, v1)

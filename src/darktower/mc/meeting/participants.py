@@ -30,13 +30,13 @@ host mute with `by: "api"`. `metadata` (the meeting's settings) goes into every 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import assert_never
 
 from darktower.actors import ActorStopped
 from darktower.auth.join_tokens import JoinClaims
 from darktower.common.clock import now_ms
-from darktower.fencing import FencingError, StoreUnavailable
+from darktower.fencing import StoreUnavailable
 from darktower.mc.connection import Close, ConnectionActor
 from darktower.mc.meeting.events import MeetingEvents
 from darktower.mc.meeting.fanout import Connections, send
@@ -55,6 +55,7 @@ from darktower.mc.meeting.join import (
 from darktower.mc.meeting.limits import MEETING_FULL, MeetingLimits
 from darktower.mc.meeting.messages import JoinRequest
 from darktower.mc.meeting.roster_sync import RosterSync
+from darktower.mc.meeting.seats import Seats, announcements, new_member
 from darktower.mc.meeting.sessions import SessionTokens
 from darktower.mc.metrics import BINDING_REFUSALS, STATE_UPDATES_COALESCED
 from darktower.mc.roster import (
@@ -62,7 +63,6 @@ from darktower.mc.roster import (
     REMOVED_PREFIX,
     Member,
     Roster,
-    new_participant_id,
     participant_field,
     uuid7,
 )
@@ -74,7 +74,6 @@ from darktower.signaling.protocol import (
     LeaveReason,
     MediaGrant,
     Muted,
-    ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
     Ping,
@@ -194,103 +193,109 @@ class Participants:
 
     # -- joins -----------------------------------------------------------------------------
 
-    async def join(self, request: JoinRequest, *, stopping: bool) -> JoinRefusal | None:
-        """Admit `request`'s connection or say why not; `stopping`: the meeting is stopping."""
+    async def join_batch(
+        self,
+        requests: Sequence[JoinRequest],
+        answers: dict[int, JoinRefusal | None],
+        *,
+        stopping: bool,
+    ) -> None:
+        """Admit or refuse each of `requests` in turn, answers[i] for requests[i] once it is
+        decided; the new participants among consecutive requests are recorded by one fenced
+        write (`seats.py`). Store errors propagate (reserved seats taken back): the requests
+        without an answer then were neither admitted nor told anything."""
         if self._tokens is None:
-            return NO_CLIENTS
+            answers.update(dict.fromkeys(range(len(requests)), NO_CLIENTS))
+            return
+        tokens, seats = self._tokens, Seats(self.roster, self._on_count)
         try:
-            return await self._admit_or_refuse(self._tokens, request, stopping)
+            for index, request in enumerate(requests):
+                if stopping or request.claims.user_id in self.removed:
+                    # Stopping: the join could not get its connection started.
+                    answers[index] = UNAVAILABLE if stopping else REMOVED
+                    continue
+                if request.correlation_id is not None:  # checked against recorded seats only
+                    await self._record(tokens, seats, answers)
+                reconnect = await tokens.check(request, self.roster)
+                members, host_id = self.roster.members.values(), self.roster.host_id
+                decision = decide_join(
+                    request.claims.user_id, reconnect, members, host_id, has_room=self._admit()
+                )
+                if not isinstance(decision, Fresh):
+                    await self._record(tokens, seats, answers)
+                    answers[index] = await self._carry_out(tokens, decision, request)
+                elif len(self.roster) >= self._limits.max_participants:
+                    answers[index] = MEETING_FULL
+                else:
+                    seats.reserve(
+                        new_member(request.claims, self.roster), request.connection, index
+                    )
+            await self._record(tokens, seats, answers)
+        finally:
+            seats.rollback()  # an error before they were written: none of them stays
+
+    async def _carry_out(
+        self, tokens: SessionTokens, decision: Resume | Reclaim | Refuse, request: JoinRequest
+    ) -> JoinRefusal | None:
+        """A join that takes no new seat: a resumed session, a reclaimed seat, a refusal."""
+        members = self.roster.members
+        try:
+            match decision:
+                case Resume(participant_id):
+                    await self._resume(tokens, members[participant_id], request.connection)
+                case Reclaim(participant_id):
+                    member = members[participant_id]
+                    await self._reclaim(tokens, member, request.claims, request.connection)
+                case Refuse(refusal, binding_reason):
+                    if binding_reason is not None:
+                        BINDING_REFUSALS.labels(binding_reason).inc()
+                        log.info(
+                            "meeting %s: reconnect refused (%s)", self._meeting_id, binding_reason
+                        )
+                    return refusal
+                case _:
+                    assert_never(decision)
         except ActorStopped:
             # The MC is stopping this meeting (its own stop, not a loss): the client goes
             # elsewhere; a participant already written stays, disconnected, for its grace.
             return UNAVAILABLE
-
-    async def _admit_or_refuse(
-        self, tokens: SessionTokens, request: JoinRequest, stopping: bool
-    ) -> JoinRefusal | None:
-        if stopping:  # the join could not get its connection started
-            return UNAVAILABLE
-        if request.claims.user_id in self.removed:
-            return REMOVED
-        reconnect = await tokens.check(request, self.roster)
-        members = self.roster.members
-        decision = decide_join(
-            request.claims.user_id,
-            reconnect,
-            members.values(),
-            self.roster.host_id,
-            has_room=self._admit(),
-        )
-        match decision:
-            case Fresh():
-                if len(self.roster) >= self._limits.max_participants:
-                    return MEETING_FULL
-                return await self._add(tokens, request.claims, request.connection)
-            case Resume(participant_id):
-                await self._resume(tokens, members[participant_id], request.connection)
-            case Reclaim(participant_id):
-                member = members[participant_id]
-                await self._reclaim(tokens, member, request.claims, request.connection)
-            case Refuse(refusal, binding_reason):
-                if binding_reason is not None:
-                    BINDING_REFUSALS.labels(binding_reason).inc()
-                    log.info("meeting %s: reconnect refused (%s)", self._meeting_id, binding_reason)
-                return refusal
-            case _:
-                assert_never(decision)
         return None
 
-    async def _add(
-        self, tokens: SessionTokens, claims: JoinClaims, connection: ConnectionActor
-    ) -> JoinRefusal | None:
-        participant_id = new_participant_id()
-        while participant_id in self.roster.members:  # 48 random bits: practically never
-            participant_id = new_participant_id()
-        member = Member(
-            participant_id=participant_id,
-            user_id=claims.user_id,
-            display_name=claims.display_name,
-            role=claims.role,
-            correlation_id=str(uuid7()),
-            joined_at_ms=now_ms(),
-        )
-        # In the roster before the write: the seat counts for admission from now on.
-        previous_host = self.roster.host_id
-        became_host = self.roster.add(member)
-        self._on_count()
-        mapping = {participant_field(participant_id): member.to_json()}
-        if self.roster.host_id == participant_id:
-            mapping[HOST_FIELD] = participant_id
-        try:
-            written = await self._sync.write(mapping)
-        except FencingError:
-            self.roster.remove(participant_id)
-            self.roster.host_id = previous_host
-            self._on_count()
-            raise
-        if not written:
-            self.roster.remove(participant_id)
-            self.roster.host_id = previous_host
-            self._on_count()
-            return STORE_DOWN
-        # Recorded before the client hears of its seat: a join answer means a recorded event
-        # (a connection that then fails to start leaves a disconnected participant, whose
-        # departure is recorded when its grace ends).
+    async def _record(
+        self, tokens: SessionTokens, seats: Seats, answers: dict[int, JoinRefusal | None]
+    ) -> None:
+        """Write the reserved `seats` (one fenced write), then tell their joiners; a write that
+        does not reach Redis takes them back and refuses them `STORE_DOWN`."""
+        if not seats:
+            return
+        if not await self._sync.write(seats.mapping()):  # FencedOut: join_batch rolls back
+            answers.update(dict.fromkeys((s.index for s in seats.seats), STORE_DOWN))
+            seats.rollback()
+            return
+        taken = seats.take()
+        # Recorded before the clients hear of their seats: a join answer means a recorded event
+        # (a connection that fails to start leaves a participant whose grace ends in time).
         if self._events is not None:
-            await self._events.joined(member)
-        self._admit_connection(
-            await self._with_media(
-                tokens.join_answer(member, self.roster, reconnected=False, metadata=self.metadata)
-            ),
-            connection,
-        )
-        # A host-role joiner that took the host over says so (`host_id`); see `host_after_join`.
-        took_over = became_host and previous_host is not None
-        joined = ParticipantJoined(
-            participant=member.public(), host_id=participant_id if took_over else None
-        )
-        self.connections.announce(joined, exclude=participant_id)
-        return None
+            await self._events.joined(*(seat.member for seat in taken))
+        # One roster for every answer of the batch: each joiner learns of the others of its
+        # batch from it, so the announcements below skip them.
+        roster = self.roster.participants()
+        for seat in taken:
+            answer = tokens.join_answer(
+                seat.member,
+                self.roster,
+                reconnected=False,
+                metadata=self.metadata,
+                participants=roster,
+            )
+            try:
+                self._admit_connection(await self._with_media(answer), seat.connection)
+            except ActorStopped:
+                answers[seat.index] = UNAVAILABLE  # see _carry_out
+                continue
+            answers[seat.index] = None
+        for joined, batch in announcements(taken):
+            self.connections.announce(joined, exclude=batch)
 
     async def _reclaim(
         self,
@@ -334,7 +339,7 @@ class Participants:
         )
         if not was_connected:
             updated = ParticipantUpdated(participant=member.public())
-            self.connections.announce(updated, exclude=participant_id)
+            self.connections.announce(updated, exclude=(participant_id,))
 
     async def _with_media(self, answer: JoinAnswer) -> JoinAnswer:
         """`answer` with the participant's media grants (a fresh registration on each MH)."""

@@ -11,7 +11,7 @@ from darktower.mc.binding import InvalidBinding, SessionBinder
 from darktower.mc.meeting.join import Reconnect
 from darktower.mc.meeting.messages import JoinRequest
 from darktower.mc.roster import Member, Roster
-from darktower.signaling.protocol import JoinAnswer, Pong
+from darktower.signaling.protocol import JoinAnswer, Participant, Pong
 
 __all__ = ["SessionTokens"]
 
@@ -44,14 +44,21 @@ class SessionTokens:
         return Reconnect(request.correlation_id)
 
     def join_answer(
-        self, member: Member, roster: Roster, *, reconnected: bool, metadata: str | None = None
+        self,
+        member: Member,
+        roster: Roster,
+        *,
+        reconnected: bool,
+        metadata: str | None = None,
+        participants: list[Participant] | None = None,
     ) -> JoinAnswer:
+        """`participants`: `roster.participants()` when the caller has it already."""
         return JoinAnswer(
             metadata=metadata,
             participant_id=member.participant_id,
             correlation_id=member.correlation_id,
             binding_token=self._mint(member),
-            roster=roster.participants(),
+            roster=roster.participants() if participants is None else participants,
             host_id=roster.host_id,
             reconnected=reconnected,
         )
