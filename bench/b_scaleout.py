@@ -11,7 +11,9 @@ process's one channel: `FastHeartbeat` every `fast_s` and
 Phases: 5,000 MCs at the default intervals (10 s fast, 30 s comprehensive) for 30 s, then
 1,000 of them at 1 Hz (fast every second, comprehensive every 3 s) for 10 s. Measured per
 phase: beats answered (of those scheduled), beat latency p50/p99 as the MC sees it, send
-lateness (this client's own pace), and the CPU of each GC process (psutil, all threads).
+lateness (this client's own pace), the CPU of each GC process (psutil, all threads) and of each
+process of simulated MCs (a load generator near a full core would measure itself). With
+`--profile DIR`, py-spy records gc-1 during each phase.
 A beat has a 2 s deadline; one due over a second ago is skipped, as an MC that waits for its
 previous beat would.
 """
@@ -32,7 +34,7 @@ from bench.context import BenchContext
 from bench.database import bench_database
 from bench.hosting import Host, hosts
 from bench.load import percentile
-from bench.profiling import cpu_window
+from bench.profiling import Profile, cpu_window
 from bench.results import BenchResult, Metric
 from darktower.auth.keys import load_private_key
 from darktower.wire.dark_tower import internal_pb2 as pb
@@ -63,6 +65,7 @@ class _Window:
     errors: int = 0
     skipped: int = 0
     cores: list[float] = field(default_factory=list)
+    client_cores: list[float] = field(default_factory=list)
     cut: bool = False
 
 
@@ -123,14 +126,28 @@ async def _measure(
         retries = sum(int(r["retries"]) for r in replies)
         if retries:
             result.notes.append(f"registration: {retries} calls retried (timeout)")
-        for phase in phases:
+        for k, phase in enumerate(phases):
+            # py-spy on gc-1 (only with --profile): the phase as measured, profiler included.
+            profile = Profile(ctx, f"scaleout-gc-1-phase{k + 1}", gcs[0].pid)
+            await profile.start()
             start_at = time.time() + 1.0
             message = {"cmd": "beat", "phase": asdict(phase), "start_at": start_at}
-            with cpu_window(gcs[0].pid) as first, cpu_window(gcs[1].pid) as second:
+            with (
+                cpu_window(gcs[0].pid) as first,
+                cpu_window(gcs[1].pid) as second,
+                cpu_window(beaters[0].pid) as mcs_first,
+                cpu_window(beaters[1].pid) as mcs_second,
+            ):
                 parts = await asyncio.gather(
                     *(b.call(message, timeout=phase.seconds + 60) for b in beaters)
                 )
-            window = _Window(cores=[first["cores"], second["cores"]])
+            await profile.stop()
+            if ctx.profile_dir is not None:
+                result.profile[f"gc_1_phase{k + 1}"] = profile.summary()
+            window = _Window(
+                cores=[first["cores"], second["cores"]],
+                client_cores=[mcs_first["cores"], mcs_second["cores"]],
+            )
             for part in parts:
                 window.scheduled += int(part["scheduled"])
                 window.latencies += part["latencies"]
@@ -270,6 +287,9 @@ def _add_window(result: BenchResult, phase: _Phase, window: _Window) -> None:
     for k, cores in enumerate(window.cores):
         result.add(Metric(f"{label}: gc-{k + 1} CPU", cores, "cores"))
     result.add(Metric(f"{label}: send lateness p99", percentile(window.lateness, 99), "ms"))
+    # The load generator's own CPU: near a core, its figures (lateness, latency) are its own.
+    for k, cores in enumerate(window.client_cores):
+        result.add(Metric(f"{label}: MCs of gc-{k + 1} CPU", cores, "cores"))
     if window.errors or window.skipped or window.cut:
         result.notes.append(
             f"{label}: {window.errors} beats failed (2 s deadline), {window.skipped} skipped "
