@@ -8,11 +8,13 @@ import json
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
+from darktower.runtime.heap import FULL_COLLECTION_EVERY
 from tests.support.readme import ROOT
 
 
-def _run(code: str) -> dict[str, int]:
+def _run(code: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
@@ -47,13 +49,14 @@ def test_a_settled_heap_leaves_the_full_collections_and_cycles_are_still_collect
         gc.collect()
         print(json.dumps({"before": before, "after": after, "frozen": frozen,
                           "cycle_left": gone() is not None, "enabled": gc.isenabled(),
-                          "kept": len(startup)}))
+                          "kept": len(startup), "thresholds": gc.get_threshold()}))
         """
     )
     assert seen["before"] > 200_000  # the startup objects were scanned by every full collection
     assert seen["frozen"] >= seen["before"] and seen["after"] < 1_000
     assert seen["enabled"] and not seen["cycle_left"]
     assert seen["kept"] == 100_000
+    assert seen["thresholds"] == [700, 10, FULL_COLLECTION_EVERY]  # young ones as CPython's
 
 
 def test_serve_until_signalled_settles_the_heap_once_the_start_is_over() -> None:
