@@ -58,7 +58,7 @@ async def test_each_script_gets_only_its_keys(
         (K.gen, K.owner, K.state, *tail),
         (K.gen, K.owner),  # a check is never audited
         (K.gen, K.owner, K.mh, K.state, *tail),
-        (K.gen, K.owner, K.mh, *tail),
+        (K.gen, K.owner, K.mh, K.state, *tail),  # state: only whether there is one (`fresh`)
     ]
     assert await redis_client.get(K.mh) == b'{"mhs":[]}'
     ops = [e.op for e in await store.audit_log(M)]
@@ -115,3 +115,22 @@ async def test_acquire_without_mh_leaves_the_mh_list_alone(
     gen = (await store.acquire(M, "mc-a", mh="[a]")).generation
     assert (await store.acquire(M, "mc-b", min_generation=gen)).generation > gen
     assert (await store.read(M)).mh == "[a]"
+
+
+async def test_acquire_with_mh_tells_whether_the_meeting_has_state(
+    redis_client: aioredis.Redis,
+) -> None:
+    """`fresh`: no state hash when the lease was issued, so a new owner has nothing to load."""
+    store = RedisFencedStore(redis_client)
+    first = await store.acquire(M, "mc-a", mh="[a]")
+    assert first.fresh
+    # Without an MH list the script does not look: never fresh.
+    assert not (await store.acquire("meeting-other", "mc-a")).fresh
+    await store.fenced_hset(first, {"p:1": "{}"})
+    taken = await store.acquire(M, "mc-b", mh="[b]")
+    assert not taken.fresh  # a takeover: the roster is there to load
+    # Not part of the fence: equal to the same triple built by hand, and not printed.
+    assert taken == Lease(M, "mc-b", taken.generation)
+    assert "fresh" not in repr(taken)
+    await store.fenced_delete(taken)
+    assert (await store.acquire(M, "mc-a", mh="[a]")).fresh  # an ended meeting left none

@@ -47,6 +47,9 @@ class Lease:
     meeting_id: str
     owner: str
     generation: int
+    # Known, as the lease was issued, to have no stored state: nothing to take over (an
+    # `acquire` with `mh` says so). Not part of the fence: it neither compares nor prints.
+    fresh: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         MeetingKeys.for_meeting(self.meeting_id)  # the id rule (hash tag safe)
@@ -105,7 +108,9 @@ class FencedStore(Protocol):
         """Make `owner` the owner under a new generation, higher than any before.
 
         With `mh`, also store it as the MH list under that generation, atomically (one round
-        trip instead of acquire + fenced_set; audited as an 'acquire' then a 'set' entry)."""
+        trip instead of acquire + fenced_set; audited as an 'acquire' then a 'set' entry),
+        and tell in the lease's `fresh` whether the meeting had no state hash, so that a new
+        owner of a meeting nobody ran need not read one back."""
         ...
 
     async def fenced_set(self, lease: Lease, name: str, value: str) -> None:

@@ -62,6 +62,7 @@ from darktower.fencing.port import (
 from darktower.fencing.scripts import FencingScripts
 from darktower.fencing.translate import (
     audit_entry,
+    decode_acquire,
     decode_reply,
     observed,
     outcome,
@@ -158,12 +159,13 @@ class RedisFencedStore:
         if mh is None:
             script_keys = self._audited(keys, keys.gen, keys.owner)
         else:
-            script_keys = self._audited(keys, keys.gen, keys.owner, keys.mh)
+            # The state hash too, only to tell whether there is any (the lease's `fresh`).
+            script_keys = self._audited(keys, keys.gen, keys.owner, keys.mh, keys.state)
             args = (*args, mh)
         with observed("acquire"):
             call = ScriptCall(self._scripts.acquire, keys, script_keys, args)
-            generation = await self._replicated(call)
-        return Lease(meeting_id, owner, generation)
+            generation, fresh = decode_acquire(meeting_id, await self._replicated(call))
+        return Lease(meeting_id, owner, generation, fresh=fresh)
 
     async def fenced_set(self, lease: Lease, name: str, value: str) -> None:
         keys, args = self._set_call(FencedWrite(lease, name, value))
@@ -282,12 +284,14 @@ class RedisFencedStore:
         args = (self._audit_flag, lease.owner, lease.generation, item.name, item.value)
         return self._audited(keys, keys.gen, keys.owner, keys.mh), args
 
-    async def _replicated(self, call: ScriptCall) -> int:
-        """Run an ownership-changing script; with replica_wait, WAIT for the replicas too."""
+    async def _replicated(self, call: ScriptCall) -> object:
+        """Run an ownership-changing script; with replica_wait, WAIT for the replicas too.
+        Answers the script's reply once it is known to be no refusal (`decode_reply`)."""
         meeting_id = call.keys.meeting_id
         if self._replica_wait == 0:
             reply = await call.script(keys=call.script_keys, args=call.args)
-            return decode_reply(meeting_id, reply)
+            decode_acquire(meeting_id, reply)
+            return reply
         # WAIT counts the writes made on its own connection: a pipeline keeps both on one.
         if self._cluster is not None:
             wait = ReplicaWait(self._replica_wait, self._replica_wait_timeout_ms)
@@ -300,9 +304,9 @@ class RedisFencedStore:
         for result in (reply, acknowledged):
             if isinstance(result, Exception):
                 raise result
-        generation = decode_reply(meeting_id, reply)
+        decode_acquire(meeting_id, reply)
         if int(acknowledged) < self._replica_wait:
             raise ReplicationTimeout(
                 meeting_id, self._replica_wait, int(acknowledged), self._replica_wait_timeout_ms
             )
-        return generation
+        return reply

@@ -47,6 +47,7 @@ __all__ = [
     "REDIS_FAILURES",
     "audit_entry",
     "counted",
+    "decode_acquire",
     "decode_reply",
     "fencing_error",
     "observed",
@@ -130,6 +131,17 @@ def decode_reply(meeting_id: str, reply: object) -> int:
     except (TypeError, UnicodeDecodeError) as exc:
         raise FencingError(f"meeting {meeting_id}: unexpected script reply") from exc
     raise FencingError(f"meeting {meeting_id}: unexpected script reply")
+
+
+def decode_acquire(meeting_id: str, reply: object) -> tuple[int, bool]:
+    """An acquire's generation, and whether it found no state (`{'OK', gen, fresh}`, the
+    reply of an acquire with an MH list; `{'OK', gen}` is never fresh); errors as
+    `decode_reply`."""
+    if not (isinstance(reply, list) and len(reply) == 3 and reply[0] in (b"OK", "OK")):
+        return decode_reply(meeting_id, reply), False
+    if reply[2] not in (b"0", b"1", "0", "1"):
+        raise FencingError(f"meeting {meeting_id}: unexpected script reply")
+    return decode_reply(meeting_id, reply[:2]), reply[2] in (b"1", "1")
 
 
 # -- redis-py exceptions ------------------------------------------------------------------
