@@ -74,13 +74,15 @@ def roster_pages(
 
 
 class Connections:
-    __slots__ = ("_batch_seconds", "_current", "_frames", "_host", "_pending", "_timer")
+    __slots__ = ("_batch_seconds", "_current", "_frames", "_host", "_pending", "_timer", "_v1")
 
     def __init__(
         self, *, batch_seconds: float = 0.0, host: Callable[[], str | None] = lambda: None
     ) -> None:
         """`batch_seconds`: the roster_delta window; `host()`: the meeting's host now."""
         self._current: dict[str, ConnectionActor] = {}  # participant id → its connection
+        # The v1 ones among them (no `roster_delta`): an announcement visits only these.
+        self._v1: dict[str, ConnectionActor] = {}
         self._batch_seconds = batch_seconds
         self._host = host
         # The window's changes: participant id → its latest state, or its departure.
@@ -108,9 +110,15 @@ class Connections:
         return self._current.get(connection.participant_id) is connection
 
     def add(self, connection: ConnectionActor) -> None:
-        self._current[connection.participant_id] = connection
+        participant_id = connection.participant_id
+        self._current[participant_id] = connection
+        if connection.roster_deltas:
+            self._v1.pop(participant_id, None)
+        else:
+            self._v1[participant_id] = connection
 
     def pop(self, participant_id: str) -> ConnectionActor | None:
+        self._v1.pop(participant_id, None)
         return self._current.pop(participant_id, None)
 
     def deliver(self, connection: ConnectionActor, message: Any) -> None:
@@ -139,15 +147,12 @@ class Connections:
         `exclude`), batched for the others (see the module docstring; the excluded ones' own
         state is harmless there)."""
         v1: Deliver | None = None
-        batched = False
-        for participant_id, connection in list(self._current.items()):
-            if connection.roster_deltas:
-                batched = True
-            elif participant_id not in exclude:
+        for participant_id, connection in list(self._v1.items()):
+            if participant_id not in exclude:
                 if v1 is None:
                     v1 = Deliver(encode(change))
                 send(connection, v1)
-        if not batched:
+        if len(self._v1) == len(self._current):  # no roster_delta connection
             return
         if isinstance(change, ParticipantLeft):
             entry: Participant | RosterLeft = RosterLeft(
@@ -198,6 +203,7 @@ class Connections:
         meeting's `children` (admitted or not) with `reason`."""
         self.cancel()
         self._current.clear()
+        self._v1.clear()
         for child in children:
             if isinstance(child, ConnectionActor) and child.running:
                 send(child, Close(reason))

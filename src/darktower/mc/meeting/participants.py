@@ -29,6 +29,7 @@ host mute with `by: "api"`. `metadata` (the meeting's settings) goes into every 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import assert_never
@@ -87,6 +88,8 @@ log = logging.getLogger(__name__)
 REMOVED = JoinRefusal(ErrorCode.REMOVED, "removed from this meeting", "removed")
 # The `by` of a mute made through the meeting API (a host's is its participant id).
 API_MUTER = "api"
+# Join answers of a batch given between two turns of the event loop.
+ANSWERS_PER_STEP = 8
 
 
 class Participants:
@@ -273,27 +276,23 @@ class Participants:
             seats.rollback()
             return
         taken = seats.take()
-        # Recorded before the clients hear of their seats: a join answer means a recorded event
-        # (a connection that fails to start leaves a participant whose grace ends in time).
+        # Recorded before the clients hear of their seats: a join answer means a recorded event.
         if self._events is not None:
             await self._events.joined(*(seat.member for seat in taken))
         # One roster for every answer of the batch: each joiner learns of the others of its
         # batch from it, so the announcements below skip them.
-        roster = self.roster.participants()
-        for seat in taken:
+        roster, metadata = self.roster.participants(), self.metadata
+        for k, seat in enumerate(taken, 1):
+            if k % ANSWERS_PER_STEP == 0:  # a pong waits for a few answers, not the batch
+                await asyncio.sleep(0)
             answer = tokens.join_answer(
-                seat.member,
-                self.roster,
-                reconnected=False,
-                metadata=self.metadata,
-                participants=roster,
+                seat.member, self.roster, reconnected=False, metadata=metadata, participants=roster
             )
             try:
                 self._admit_connection(await self._with_media(answer), seat.connection)
+                answers[seat.index] = None
             except ActorStopped:
                 answers[seat.index] = UNAVAILABLE  # see _carry_out
-                continue
-            answers[seat.index] = None
         for joined, batch in announcements(taken):
             self.connections.announce(joined, exclude=batch)
 
