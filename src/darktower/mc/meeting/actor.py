@@ -188,7 +188,8 @@ class MeetingActor(Actor[MeetingMessage]):
     async def on_start(self) -> None:
         self._watch_empty()
         try:
-            await self._participants.take_over()
+            if not self.lease.fresh:  # a fresh lease: Redis held no state when it was issued
+                await self._participants.take_over()
             await self._settle_settings()
         except FencedOut as exc:
             self._fenced_out(exc)
