@@ -212,6 +212,26 @@ def test_mh_assignments_rejected(
     assert (info.value.field, info.value.reason) == (field, reason)
 
 
+def test_mh_assignments_checked_once_are_still_checked_per_request() -> None:
+    """A GC repeats its MHs: the second time they come from the MC's cache of valid ones,
+    and the rules that depend on the request (duplicates, the other fields) still apply."""
+    first = validate_assign(request())
+    assert validate_assign(request()) == first
+    with pytest.raises(InvalidMcRequest) as info:
+        validate_assign(request(mh_assignments=[mh("mh-1"), mh("mh-1")]))
+    assert (info.value.field, info.value.reason) == (
+        "mh_assignments[1].mh_id",
+        "duplicate MH id 'mh-1'",
+    )
+    # The same MH with another endpoint or role is another entry, checked anew.
+    with pytest.raises(InvalidMcRequest) as info:
+        validate_assign(request(mh_assignments=[mh("mh-1", endpoint="ftp://x")]))
+    assert info.value.field == "mh_assignments[0].webtransport_endpoint"
+    with pytest.raises(InvalidMcRequest) as info:
+        validate_assign(request(mh_assignments=[mh("mh-1", role=9)]))
+    assert info.value.field == "mh_assignments[0].role"
+
+
 @pytest.mark.parametrize(
     ("assignments", "roles"),
     [

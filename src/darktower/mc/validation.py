@@ -85,11 +85,33 @@ class AssignRequest:
     settings: MeetingSettings | None = None
 
 
+# MH assignments already found valid, by their wire fields: a GC names the same few MHs in
+# assignment after assignment, so each is checked once, not on every call. Bounded: emptied
+# when full (an MC hears of a few hundred MHs at most).
+_VALID_MHS: dict[tuple[str, str, int, str], MhTarget] = {}
+_VALID_MHS_MAX = 1024
+
+
 def _validate_mh(assignment: pb.MhAssignment, index: int, seen: set[str]) -> MhTarget:
+    mh_id = assignment.mh_id
+    # `seen` holds valid ids only (validate_id answers its input): a duplicate is a valid id.
+    if mh_id in seen:
+        raise InvalidMcRequest(f"mh_assignments[{index}].mh_id", f"duplicate MH id {mh_id!r}")
+    key = (mh_id, assignment.webtransport_endpoint, assignment.role, assignment.grpc_endpoint)
+    known = _VALID_MHS.get(key)
+    if known is None:
+        known = _check_mh(assignment, index)
+        if len(_VALID_MHS) >= _VALID_MHS_MAX:
+            _VALID_MHS.clear()
+        _VALID_MHS[key] = known
+    seen.add(mh_id)
+    return known
+
+
+def _check_mh(assignment: pb.MhAssignment, index: int) -> MhTarget:
+    """One assignment, checked field by field (whether its MH id is unique aside)."""
     prefix = f"mh_assignments[{index}]"
     mh_id = validate_id(assignment.mh_id, f"{prefix}.mh_id")
-    if mh_id in seen:
-        raise InvalidMcRequest(f"{prefix}.mh_id", f"duplicate MH id {mh_id!r}")
     endpoint = validate_endpoint(
         assignment.webtransport_endpoint, f"{prefix}.webtransport_endpoint"
     )
@@ -100,7 +122,6 @@ def _validate_mh(assignment: pb.MhAssignment, index: int, seen: set[str]) -> MhT
     grpc_endpoint = assignment.grpc_endpoint
     if grpc_endpoint:
         validate_endpoint(grpc_endpoint, f"{prefix}.grpc_endpoint")
-    seen.add(mh_id)
     return MhTarget(mh_id=mh_id, endpoint=endpoint, role=role, grpc_endpoint=grpc_endpoint)
 
 
