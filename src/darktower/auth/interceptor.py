@@ -156,8 +156,9 @@ class ServiceAuthInterceptor(_ServerInterceptor):
         self._verifier = verifier
         self._routes = dict(routes or {})
         self._service = service
-        # Create every series up front so that dashboards and tests see zeros, not gaps.
-        AUTH_SUCCESSES.labels(service)
+        # Create every series up front so that dashboards and tests see zeros, not gaps; the
+        # success one is kept (counted on every call: no label lookup each time).
+        self._successes = AUTH_SUCCESSES.labels(service)
         for reason in (*FAILURE_REASONS, WRONG_CALLER):
             AUTH_FAILURES.labels(service, reason)
 
@@ -179,7 +180,7 @@ class ServiceAuthInterceptor(_ServerInterceptor):
             self._count_failure(WRONG_CALLER, method)
             return _rejection(grpc.StatusCode.PERMISSION_DENIED, str(exc))
 
-        AUTH_SUCCESSES.labels(self._service).inc()
+        self._successes.inc()
         logger.debug(
             "service call admitted: service=%s method=%s caller=%s issuer=%s subject=%s",
             self._service,

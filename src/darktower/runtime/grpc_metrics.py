@@ -110,6 +110,9 @@ class GrpcServerMetrics(_ServerInterceptor):
             HANDLING_SECONDS.labels(service, method)
             for code in KNOWN_CODES:
                 HANDLED.labels(service, method, code)
+        # Served method → (the handler found for it, its timed wrapper): a server hands out
+        # the same handler call after call, so it is wrapped once, not on every call.
+        self._wrapped: dict[str, tuple[_Handler, _Handler]] = {}
 
     async def intercept_service(
         self,
@@ -119,38 +122,67 @@ class GrpcServerMetrics(_ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        labels = self._methods.get(handler_call_details.method, UNKNOWN)
-        # A handler is a named tuple; its typed stubs do not say so, hence `Any` here.
-        found: Any = handler
-        codec = {
-            "request_deserializer": found.request_deserializer,
-            "response_serializer": found.response_serializer,
-        }
-        if found.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(_timed(found.unary_unary, labels), **codec)
-        if found.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(_timed(found.stream_unary, labels), **codec)
-        if found.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _timed_stream(found.unary_stream, labels), **codec
-            )
-        if found.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                _timed_stream(found.stream_stream, labels), **codec
-            )
-        return handler
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        labels = self._methods.get(method, UNKNOWN)
+        wrapped = _wrap(handler, _Series(labels))
+        if labels is not UNKNOWN:  # only served methods: a caller's made-up names add nothing
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
-def _record(labels: tuple[str, str], code: str, started: float) -> None:
-    HANDLED.labels(*labels, code).inc()
-    HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+def _wrap(handler: _Handler, series: _Series) -> _Handler:
+    # A handler is a named tuple; its typed stubs do not say so, hence `Any` here.
+    found: Any = handler
+    codec = {
+        "request_deserializer": found.request_deserializer,
+        "response_serializer": found.response_serializer,
+    }
+    if found.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(_timed(found.unary_unary, series), **codec)
+    if found.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(_timed(found.stream_unary, series), **codec)
+    if found.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _timed_stream(found.unary_stream, series), **codec
+        )
+    if found.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(
+            _timed_stream(found.stream_stream, series), **codec
+        )
+    return handler
+
+
+class _Series:
+    """The series of one method, looked up once (a label lookup takes a lock each time)."""
+
+    __slots__ = ("_handled", "_labels", "seconds", "started")
+
+    def __init__(self, labels: tuple[str, str]) -> None:
+        self._labels = labels
+        self.started = STARTED.labels(*labels)
+        self.seconds = HANDLING_SECONDS.labels(*labels)
+        self._handled: dict[str, Any] = {}
+
+    def handled(self, code: str) -> Any:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = HANDLED.labels(*self._labels, code)
+        return child
+
+
+def _record(series: _Series, code: str, started: float) -> None:
+    series.handled(code).inc()
+    series.seconds.observe(time.perf_counter() - started)
 
 
 def _timed(
-    behavior: Callable[[Any, _Context], Any], labels: tuple[str, str]
+    behavior: Callable[[Any, _Context], Any], series: _Series
 ) -> Callable[[Any, _Context], Any]:
     async def call(request: Any, context: _Context) -> Any:
-        STARTED.labels(*labels).inc()
+        series.started.inc()
         started = time.perf_counter()
         code = "UNKNOWN"
         try:
@@ -166,18 +198,18 @@ def _timed(
             code = "CANCELLED" if context.cancelled() else "UNKNOWN"
             raise
         finally:
-            _record(labels, code, started)
+            _record(series, code, started)
 
     return call
 
 
 def _timed_stream(
-    behavior: Callable[[Any, _Context], Any], labels: tuple[str, str]
+    behavior: Callable[[Any, _Context], Any], series: _Series
 ) -> Callable[[Any, _Context], Any]:
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: _Context) -> AsyncIterator[Any]:
-            STARTED.labels(*labels).inc()
+            series.started.inc()
             started = time.perf_counter()
             code = "UNKNOWN"
             try:
@@ -191,8 +223,8 @@ def _timed_stream(
                 code = "CANCELLED" if context.cancelled() else "UNKNOWN"
                 raise
             finally:
-                _record(labels, code, started)
+                _record(series, code, started)
 
         return stream
     # A coroutine that writes with `context.write` (the health service's Watch).
-    return _timed(behavior, labels)
+    return _timed(behavior, series)
