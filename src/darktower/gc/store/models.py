@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BindParameter,
     CheckConstraint,
     ColumnElement,
     DateTime,
@@ -192,8 +193,11 @@ class AssignmentRow(Base):
         )
 
 
-def live(meeting_id: str, region: str) -> tuple[ColumnElement[bool], ...]:
-    """WHERE clauses of the meeting's live row (at most one: `uq_meeting_assignments_live`)."""
+def live(
+    meeting_id: str | BindParameter[str], region: str | BindParameter[str]
+) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clauses of the meeting's live row (at most one: `uq_meeting_assignments_live`);
+    the values given, or parameters bound at execution (a statement built once)."""
     return (
         AssignmentRow.meeting_id == meeting_id,
         AssignmentRow.region == region,

@@ -8,7 +8,7 @@ transaction.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from darktower.gc.domain import Assignment, AssignmentState, LivePlacement, MediaHandler, Registry
@@ -16,6 +16,17 @@ from darktower.gc.store.database import Database
 from darktower.gc.store.models import AssignmentRow, ControllerRow, MediaHandlerRow, live
 
 __all__ = ["ReadViews", "read_registry_in"]
+
+# The join path's statements, built once: building one per call (coercing every clause, then
+# its cache key) cost more CPU than the rest of SQLAlchemy's work for it.
+_LIVE_PLACEMENT = (
+    select(AssignmentRow, ControllerRow)
+    .outerjoin(ControllerRow, ControllerRow.id == AssignmentRow.mc_id)
+    .where(*live(bindparam("p_meeting"), bindparam("p_region")))
+)
+_MEDIA_HANDLERS = select(MediaHandlerRow).where(
+    MediaHandlerRow.id.in_(bindparam("ids", expanding=True))
+)
 
 
 class ReadViews:
@@ -33,21 +44,15 @@ class ReadViews:
         """The live row of the meeting (CLAIMED or ACTIVE) joined with its MC, and the MHs it
         names; None if there is no live row. One read transaction: one statement, plus one
         for the MHs when the row names any."""
-        statement = (
-            select(AssignmentRow, ControllerRow)
-            .outerjoin(ControllerRow, ControllerRow.id == AssignmentRow.mc_id)
-            .where(*live(meeting_id, region))
-        )
+        live_row = {"p_meeting": meeting_id, "p_region": region}
         async with self._db.begin_transaction(read_only=True) as session:
-            found = (await session.execute(statement)).first()
+            found = (await session.execute(_LIVE_PLACEMENT, live_row)).first()
             if found is None:
                 return None
             row, controller = found
             handlers: dict[str, MediaHandler] = {}
             if row.mh_ids:
-                mh_rows = await session.scalars(
-                    select(MediaHandlerRow).where(MediaHandlerRow.id.in_(list(row.mh_ids)))
-                )
+                mh_rows = await session.scalars(_MEDIA_HANDLERS, {"ids": list(row.mh_ids)})
                 handlers = {h.id: h.to_domain() for h in mh_rows}
             return LivePlacement(
                 row.to_domain(), None if controller is None else controller.to_domain(), handlers
