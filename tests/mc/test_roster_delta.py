@@ -23,8 +23,8 @@ import pytest
 
 from darktower.auth.join_tokens import mint_join_token
 from darktower.auth.keys import load_private_key
-from darktower.mc.connection import ConnectionActor
-from darktower.mc.meeting.fanout import Connections
+from darktower.mc.connection import ConnectionActor, Deliver
+from darktower.mc.meeting.fanout import FLUSH_SLICE, Connections
 from darktower.signaling.protocol import (
     MAX_SERVER_FRAME_BYTES,
     ROSTER_DELTA,
@@ -264,3 +264,34 @@ async def test_the_window_grows_with_the_meeting_up_to_half_a_second(
     assert fanout._window() == pytest.approx(window)
     fanout.batch_seconds = 2.0  # a window set above the cap is kept
     assert fanout._window() == pytest.approx(2.0)
+
+
+async def test_a_window_reaches_a_hundred_connections_a_turn_and_all_before_the_next() -> None:
+    fanout = Connections(batch_seconds=0.0)  # each change flushed at once
+    got: dict[str, list[Deliver]] = {}
+    for i in range(250):
+        got[f"p{i}"] = []
+        connection = ConnectionActor(f"c{i}", f"p{i}", _no_outbox)
+        connection.roster_deltas = True
+        connection.send = got[f"p{i}"].append  # type: ignore[method-assign,assignment]
+        fanout.add(connection)
+
+    def joined(n: int) -> ParticipantJoined:
+        return ParticipantJoined(
+            participant={"participant_id": f"x{n}", "user_id": f"u{n}", "display_name": "X"}
+        )
+
+    def told() -> int:
+        return sum(1 for frames in got.values() if frames)
+
+    fanout.announce(joined(1))
+    assert told() == FLUSH_SLICE  # the first slice at once, the others at the next turns
+    await asyncio.sleep(0)
+    assert told() == 2 * FLUSH_SLICE
+    fanout.announce(joined(2))  # the first window reaches everyone before the second starts
+    assert all(len(frames) >= 1 for frames in got.values())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    for frames in got.values():
+        deltas = [RosterDelta.model_validate_json(f.frame) for f in frames]
+        assert [d.participants[0].participant_id for d in deltas] == ["x1", "x2"]

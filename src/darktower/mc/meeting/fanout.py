@@ -14,7 +14,10 @@ meeting: one `batch_seconds` per 100 connections, at most 0.5 s) the changes of 
 as `roster_delta` frames — each participant once, in its latest state, or once in `left` —
 at most `ROSTER_PAGE` entries a frame. Every frame is encoded once and the same bytes are
 queued on every connection: a join storm of N costs about N / window frames per client, not
-N. A window of 0 sends each change as a `roster_delta` of its own, at once.
+N. A window of 0 sends each change as a `roster_delta` of its own, at once. A window's frames
+are queued on `FLUSH_SLICE` connections per turn of the event loop (a thousand connections
+over ten turns, so that a pong waits behind a hundred sends, not a thousand); a window's frames
+reach every connection before the next window's.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ RosterChange = ParticipantJoined | ParticipantLeft | ParticipantUpdated
 # The window grows by `batch_seconds` per this many connections, up to MAX_WINDOW_SECONDS.
 WINDOW_CLIENTS = 100
 MAX_WINDOW_SECONDS = 0.5
+# A window's frames are queued on this many connections per turn of the event loop.
+FLUSH_SLICE = 100
 
 
 def send(connection: ConnectionActor, message: Deliver | Close) -> None:
@@ -74,7 +79,17 @@ def roster_pages(
 
 
 class Connections:
-    __slots__ = ("_batch_seconds", "_current", "_frames", "_host", "_pending", "_timer", "_v1")
+    __slots__ = (
+        "_batch_seconds",
+        "_current",
+        "_delivering",
+        "_frames",
+        "_host",
+        "_pending",
+        "_slice",
+        "_timer",
+        "_v1",
+    )
 
     def __init__(
         self, *, batch_seconds: float = 0.0, host: Callable[[], str | None] = lambda: None
@@ -89,6 +104,10 @@ class Connections:
         self._pending: dict[str, Participant | RosterLeft] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._frames = RosterFrames()  # the encoded roster of join answers (a cache)
+        # A window's frames on their way: (targets, frames, the first target not yet given
+        # them), and the loop callback giving the next slice.
+        self._delivering: tuple[list[ConnectionActor], list[Deliver], int] | None = None
+        self._slice: asyncio.Handle | None = None
 
     def __len__(self) -> int:
         """Connected participants (each has one current connection)."""
@@ -187,15 +206,45 @@ class Connections:
         participants = [e for e in pending.values() if isinstance(e, Participant)]
         left = [e for e in pending.values() if isinstance(e, RosterLeft)]
         frames = roster_pages(participants, left, self._host())
-        for connection in targets:
+        self._finish_delivery()  # the previous window's frames reach everyone first
+        self._delivering = (targets, frames, 0)
+        self._deliver_slice()
+
+    def _deliver_slice(self) -> None:
+        """Queue the frames being delivered on the next FLUSH_SLICE connections, the rest at
+        the event loop's next turns: a pong never waits for a thousand sends."""
+        self._slice = None
+        self._give(FLUSH_SLICE)
+        if self._delivering is not None:
+            self._slice = asyncio.get_running_loop().call_soon(self._deliver_slice)
+
+    def _finish_delivery(self) -> None:
+        """Queue the frames being delivered on every connection still waiting for them."""
+        if self._slice is not None:
+            self._slice.cancel()
+            self._slice = None
+        self._give(None)
+
+    def _give(self, count: int | None) -> None:
+        """The frames being delivered to the next `count` targets (None: all the rest)."""
+        if self._delivering is None:
+            return
+        targets, frames, start = self._delivering
+        end = len(targets) if count is None else start + count
+        for connection in targets[start:end]:
             for frame in frames:
                 send(connection, frame)
+        self._delivering = (targets, frames, end) if end < len(targets) else None
 
     def cancel(self) -> None:
-        """Drop the window's changes (the meeting stops)."""
+        """Drop the window's changes and what is left of a delivery (the meeting stops)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._slice is not None:
+            self._slice.cancel()
+            self._slice = None
+        self._delivering = None
         self._pending.clear()
 
     def close_all(self, children: Iterable[Actor[Any]], reason: LeaveReason) -> None:
