@@ -49,6 +49,7 @@ from darktower.gc.join.events import PlacementEvent
 from darktower.gc.join.evidence import EvidenceChecks
 from darktower.gc.join.joiner import Joiner, validate_joiner
 from darktower.gc.join.metrics import EVIDENCE_REPORTS, MC_CALL_LATENCY, MC_CALLS, PLACEMENTS
+from darktower.gc.join.registry_cache import DEFAULT_MAX_AGE_S, RegistryCache
 from darktower.gc.last_heard import LastHeard
 from darktower.gc.mc_client import McClient, MhTargetSpec
 from darktower.gc.placement import (
@@ -93,11 +94,16 @@ class PlacementService:
         last_heard: LastHeard | None = None,
         evidence: EvidenceChecks | None = None,
         ice_servers: IceServers | None = None,
+        registry_max_age_s: float = DEFAULT_MAX_AGE_S,
     ) -> None:
         """`evidence`: how a join's `unreachable_mc_id` is checked (None: such claims are
         ignored, the MC is re-placed only once its silence makes it stale). `ice_servers`:
-        what answers hand the browser for ICE (None: nothing)."""
+        what answers hand the browser for ICE (None: nothing). `registry_max_age_s`: how long
+        one read of the MCs and MHs serves placements (`RegistryCache`; 0: each reads)."""
         self._store = store
+        self._registry = RegistryCache(
+            lambda: store.read_registry(region), max_age_s=registry_max_age_s
+        )
         self._ice = ice_servers
         self._evidence = evidence
         # Freshness by the newest beat / load report received, not only the stored one.
@@ -161,7 +167,7 @@ class PlacementService:
                         timeout=min(left.total_seconds(), self._wait_for_winner_s),
                     )
                     continue
-            claim, registry = await self._store.claim_and_read_registry(
+            claim = await self._store.claim_meeting(
                 meeting_id,
                 self._region,
                 self._gc_id,
@@ -170,10 +176,9 @@ class PlacementService:
             )
             if not claim.won:
                 continue
-            assert registry is not None
             if claim.taken_over is not None:
                 log.warning("meeting %s: took over a stale claim", meeting_id)
-            return await self._place(meeting_id, joiner, registry, move, settings)
+            return await self._place(meeting_id, joiner, move, settings)
         raise NoControllerAvailable("contended", "the meeting kept changing hands; try again")
 
     async def _weigh_evidence(self, meeting_id: str, mc_id: str) -> None:
@@ -200,6 +205,7 @@ class PlacementService:
         down = await self._evidence.is_down(mc_id, controller.grpc_endpoint)
         EVIDENCE_REPORTS.labels("down" if down else "alive").inc()
         if down:
+            self._registry.invalidate()
             log.info("meeting %s: MC %s found down on a client's evidence", meeting_id, mc_id)
 
     def _judged_at(self) -> datetime:
@@ -237,6 +243,8 @@ class PlacementService:
                 reused=True,
             )
         assert isinstance(decision, Move)
+        # The live row's MC, just read, is fresher than the cached registry's: read it anew.
+        self._registry.invalidate()
         log.info(
             "meeting %s: its MC %s is %s, placing it anew",
             live.meeting_id,
@@ -262,26 +270,20 @@ class PlacementService:
         self,
         meeting_id: str,
         joiner: Joiner,
-        registry: Registry,
         move: Move | None,
         settings: MeetingSettings | None = None,
     ) -> JoinResult:
         try:
             # The MC calls (and their spans) under this one, in the join's trace.
             with child_span("placement", {"darktower.meeting_id": meeting_id}):
-                return await self._try_mcs(meeting_id, joiner, registry, move, settings)
+                return await self._try_mcs(meeting_id, joiner, move, settings)
         except BaseException:
             await self._store.release_claim(meeting_id, self._region, self._gc_id)
             raise
 
-    async def _try_mcs(
-        self,
-        meeting_id: str,
-        joiner: Joiner,
-        registry: Registry,
-        move: Move | None,
-        settings: MeetingSettings | None = None,
-    ) -> JoinResult:
+    def _choose(self, registry: Registry) -> _Choice:
+        """The registry as placement judges it now: the MHs chosen, the MCs ranked (none when
+        no MH is), and every MC candidate."""
         now = self._judged_at()
         controllers = [self._last_heard.controller(c) for c in registry.controllers]
         handlers = [self._last_heard.media_handler(h) for h in registry.media_handlers]
@@ -290,14 +292,30 @@ class PlacementService:
             region=self._region,
             staleness_s=self._staleness_s,
         )
+        candidates = [_mc_candidate(c, now) for c in controllers]
+        ranked = (
+            rank_mcs(candidates, region=self._region, staleness_s=self._staleness_s, rng=self._rng)
+            if mhs
+            else []
+        )
+        return controllers, handlers, mhs, candidates, ranked
+
+    async def _try_mcs(
+        self,
+        meeting_id: str,
+        joiner: Joiner,
+        move: Move | None,
+        settings: MeetingSettings | None = None,
+    ) -> JoinResult:
+        choice = self._choose(await self._registry.get())
+        if not choice[4]:
+            # Nothing placeable in the cached registry: never answer so without a fresh read.
+            choice = self._choose(await self._registry.get(fresh=True))
+        controllers, handlers, mhs, candidates, ranked = choice
         if not mhs:
             PLACEMENTS.labels("failed", "no_media_handler").inc()
             self._event(meeting_id, None, "no_media_handler")
             raise NoMediaHandlerAvailable("no healthy media handler with free capacity")
-        candidates = [_mc_candidate(c, now) for c in controllers]
-        ranked = rank_mcs(
-            candidates, region=self._region, staleness_s=self._staleness_s, rng=self._rng
-        )
         if not ranked:
             reason = why_none(candidates, region=self._region, staleness_s=self._staleness_s)
             PLACEMENTS.labels("failed", reason.value).inc()
@@ -347,6 +365,7 @@ class PlacementService:
                 raise NoControllerAvailable(
                     "contended", "another placement won; try again"
                 ) from None
+            self._registry.assigned(controller.id)
             PLACEMENTS.labels("placed", "").inc()
             self._event(
                 meeting_id,
@@ -412,6 +431,10 @@ class PlacementService:
             )
         )
 
+
+_Choice = tuple[
+    list[Controller], list[MhRow], list[MhCandidate], list[McCandidate], list[McCandidate]
+]
 
 _REASON_TEXT = {
     "none_registered": "no meeting controller is registered in this region",

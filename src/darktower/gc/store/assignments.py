@@ -10,8 +10,7 @@ on one MC:
    A claim left CLAIMED for longer than `stale_claim_after` (its GC died mid-placement) is
    ended and replaced by ours in the same transaction, under `SELECT ... FOR UPDATE`. The
    common case, no live row at all, is the INSERT alone (on PostgreSQL in autocommit: one
-   round trip); only a conflict opens that transaction. `claim_and_read_registry` also reads
-   the placement candidates once the claim is won.
+   round trip); only a conflict opens that transaction.
 2. The winner asks MCs; on success `activate_assignment` turns its claim ACTIVE (and counts
    the assignment on the MC; one statement on PostgreSQL), on failure `release_claim` deletes
    it.
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from darktower.gc.domain import Assignment, AssignmentState, Claim, Registry
+from darktower.gc.domain import Assignment, AssignmentState, Claim
 from darktower.gc.store.database import ORM_BULK, Database
 from darktower.gc.store.errors import ClaimLost, StoreError, UnknownController
 from darktower.gc.store.models import AssignmentRow, ControllerRow, UtcDateTime, live
@@ -109,24 +107,8 @@ class AssignmentStore:
         `release_claim`. `won=False`: `existing` is the live row someone holds — possibly the
         caller's own gc_id from a concurrent join, which must wait all the same.
         """
-        claim, _ = await self._claim(
-            meeting_id, region, gc_id, now, stale_claim_after=stale_claim_after, read=False
-        )
-        return claim
-
-    async def claim_and_read_registry(
-        self,
-        meeting_id: str,
-        region: str,
-        gc_id: str,
-        now: datetime,
-        *,
-        stale_claim_after: timedelta,
-    ) -> tuple[Claim, Registry | None]:
-        """`claim_meeting`, and when the claim is won `read_registry(region)` (the placement
-        candidates, read after the claim); the registry is None otherwise."""
         return await self._claim(
-            meeting_id, region, gc_id, now, stale_claim_after=stale_claim_after, read=True
+            meeting_id, region, gc_id, now, stale_claim_after=stale_claim_after
         )
 
     async def activate_assignment(
@@ -266,39 +248,22 @@ class AssignmentStore:
         now: datetime,
         *,
         stale_claim_after: timedelta,
-        read: bool,
-    ) -> tuple[Claim, Registry | None]:
+    ) -> Claim:
         # The common case first: no live row, our INSERT alone wins the claim (one statement,
         # one round trip on PostgreSQL). A conflict takes the full path below.
         async with self._db.begin_transaction(one_statement=True) as session:
             inserted = await self._insert_live_claim(session, meeting_id, region, gc_id, now)
         if inserted is not None:
-            return await self._won(Claim(won=True), meeting_id, region, gc_id, read=read)
+            return Claim(won=True)
         for _ in range(_CLAIM_ROUNDS):
             async with self._db.begin_transaction() as session:
                 claim = await self._claim_in(
                     session, meeting_id, region, gc_id, now, stale_claim_after
                 )
-            if claim is None:
-                continue  # ended or released since our insert saw it: try again
-            if claim.won:
-                return await self._won(claim, meeting_id, region, gc_id, read=read)
-            return claim, None
+            if claim is not None:
+                return claim
+            # else: ended or released since our insert saw it: try again
         raise StoreError(f"meeting {meeting_id!r}: claim kept racing with ended rows")
-
-    async def _won(
-        self, claim: Claim, meeting_id: str, region: str, gc_id: str, *, read: bool
-    ) -> tuple[Claim, Registry | None]:
-        """The claim won, and the registry if `read`; a failed read releases the claim (the
-        caller never learns it holds one), so that no join waits for it to go stale."""
-        if not read:
-            return claim, None
-        try:
-            return claim, await self._views.read_registry(region)
-        except BaseException:
-            with suppress(StoreError):
-                await self.release_claim(meeting_id, region, gc_id)
-            raise
 
     async def _claim_in(
         self,

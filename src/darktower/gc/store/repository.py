@@ -181,19 +181,6 @@ class GcStore:
             meeting_id, region, gc_id, now, stale_claim_after=stale_claim_after
         )
 
-    async def claim_and_read_registry(
-        self,
-        meeting_id: str,
-        region: str,
-        gc_id: str,
-        now: datetime,
-        *,
-        stale_claim_after: timedelta,
-    ) -> tuple[Claim, Registry | None]:
-        return await self.assignments.claim_and_read_registry(
-            meeting_id, region, gc_id, now, stale_claim_after=stale_claim_after
-        )
-
     async def activate_assignment(
         self,
         meeting_id: str,

@@ -2,8 +2,7 @@
 
 Each view is one read-only transaction returning domain values. The join path is built to
 take few round trips: `live_placement` answers a re-join in at most two statements, and
-`read_registry_in` lets the claim protocol read the placement candidates inside its own
-transaction.
+placement reads `read_registry` through a cache (`darktower.gc.join.registry_cache`).
 """
 
 from __future__ import annotations
