@@ -5,6 +5,7 @@ exact, and a write that fails or is fenced out takes every seat of the batch bac
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable, Mapping
 
@@ -20,6 +21,8 @@ from darktower.mc.meeting.join import AT_CAPACITY, STORE_DOWN, UNAVAILABLE
 from darktower.mc.meeting.limits import MEETING_FULL, MeetingLimits
 from darktower.mc.validation import MhRole, MhTarget
 from darktower.signaling.protocol import JoinAnswer, ParticipantJoined, parse_server
+from darktower.webhooks.keys import partition_of, stream_key
+from darktower.webhooks.outbox import EventOutbox
 from tests.support.waiting import eventually
 
 MHS = (MhTarget("mh-1", "https://mh-1.example", MhRole.PRIMARY),)
@@ -234,3 +237,22 @@ async def test_fenced_out_is_not_swallowed_by_a_single_join(redis_client: aiored
     assert await meeting.ask(Client("u0", "single").request) == UNAVAILABLE
     assert meeting.lost and len(meeting.roster) == 0
     await meeting.wait(2)
+
+
+async def test_a_batch_records_its_joined_events_in_join_order(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = CountingStore(redis_client)
+    meeting = await hosted(store, redis_client, "told", events=EventOutbox(redis_client))
+    clients = [Client(f"u{i}", "told") for i in range(12)]
+
+    assert await storm(meeting, clients) == [None] * 12
+
+    stream = stream_key(partition_of("told"))
+    events = [json.loads(fields[b"e"]) for _, fields in await redis_client.xrange(stream)]
+    joined = [e for e in events if e["meeting_id"] == "told" and e["type"] == "participant_joined"]
+    assert [e["participant"]["participant_id"] for e in joined] == [
+        c.connection.participant_id for c in clients
+    ]
+    assert [e["seq"] for e in joined] == sorted(e["seq"] for e in joined)
+    await meeting.stop()
