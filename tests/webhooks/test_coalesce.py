@@ -1,0 +1,117 @@
+"""`CoalescedScript` on a real Redis: the calls of one loop turn share one round trip, and
+each still gets its own reply or error."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from darktower.embedded.redis import free_port
+from darktower.webhooks.coalesce import CoalescedScript
+from darktower.webhooks.outbox import EventOutbox
+
+# Appends ARGV[1] to the list KEYS[1] and answers the list's length; ARGV[1] 'boom' is an
+# error reply.
+SOURCE = """
+if ARGV[1] == 'boom' then return redis.error_reply('boom') end
+return redis.call('RPUSH', KEYS[1], ARGV[1])
+"""
+
+
+@pytest.fixture
+def executions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every pipeline executed (the calls still run)."""
+    sizes: list[int] = []
+    real = Pipeline.execute
+
+    async def recording(pipe: Pipeline, raise_on_error: bool = True) -> Any:
+        sizes.append(len(pipe.command_stack))
+        return await real(pipe, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "execute", recording)
+    return sizes
+
+
+async def test_the_calls_of_one_turn_go_together_in_call_order(
+    redis_client: aioredis.Redis, executions: list[int]
+) -> None:
+    script = CoalescedScript(redis_client, SOURCE)
+    assert await script(["warm"], ["x"]) == 1  # alone in its turn: a plain call
+    assert executions == []
+    replies = await asyncio.gather(*(script(["l"], [str(i)]) for i in range(10)))
+    assert replies == list(range(1, 11))  # each its own reply
+    assert executions == [10]
+    assert await redis_client.lrange("l", 0, -1) == [str(i).encode() for i in range(10)]
+
+
+async def test_an_error_reply_stays_with_its_call(
+    redis_client: aioredis.Redis, executions: list[int]
+) -> None:
+    script = CoalescedScript(redis_client, SOURCE)
+    await script(["warm"], ["x"])
+    results = await asyncio.gather(
+        script(["l"], ["a"]), script(["l"], ["boom"]), script(["l"], ["b"]), return_exceptions=True
+    )
+    assert results[0] == 1 and results[2] == 2
+    assert isinstance(results[1], ResponseError)
+    assert executions == [3]
+
+
+async def test_a_lost_connection_reaches_every_call_of_the_batch() -> None:
+    client = aioredis.Redis(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        script = CoalescedScript(client, SOURCE)
+        results = await asyncio.gather(
+            *(script(["l"], [str(i)]) for i in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, RedisConnectionError) for r in results), results
+    finally:
+        await client.aclose()
+
+
+async def test_a_cancelled_gatherer_fails_the_calls_that_joined_it(
+    redis_client: aioredis.Redis,
+) -> None:
+    script = CoalescedScript(redis_client, SOURCE)
+    first = asyncio.ensure_future(script(["l"], ["a"]))
+    second = asyncio.ensure_future(script(["l"], ["b"]))
+    await asyncio.sleep(0)  # one turn: the first gathers, the second joins it
+    first.cancel()  # while it waits the turn out
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    with pytest.raises(ConnectionError):
+        await second
+    assert await script(["l"], ["c"]) == 1  # nothing of the batch was sent; later calls go on
+
+
+async def test_a_burst_of_meeting_starts_records_each_in_one_round_trip(
+    redis_client: aioredis.Redis, executions: list[int]
+) -> None:
+    from darktower.fencing import Lease
+
+    outbox = EventOutbox(redis_client)
+    leases = [Lease(f"m-{i}", "mc-1", 1_764_000_000_000_001) for i in range(8)]
+    recorded = await asyncio.gather(*(outbox.meeting_acquired(lease) for lease in leases))
+    assert [r.seq if r else None for r in recorded] == [1] * 8
+    assert executions == [8]
+
+
+async def test_a_server_that_lost_the_script_still_runs_every_call(
+    redis_client: aioredis.Redis, executions: list[int]
+) -> None:
+    script = CoalescedScript(redis_client, SOURCE)
+    await script(["warm"], ["x"])
+    await redis_client.script_flush()
+    replies = await asyncio.gather(*(script(["l"], [str(i)]) for i in range(4)))
+    assert replies == [1, 2, 3, 4]
+    assert await redis_client.lrange("l", 0, -1) == [b"0", b"1", b"2", b"3"]
