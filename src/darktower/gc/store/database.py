@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -75,8 +76,9 @@ class Database:
             async with sessions.begin() as session:
                 yield session
 
-    def insert(self, row: type[Base]) -> Any:
-        """The dialect's INSERT of `row` (it has `on_conflict_do_*` on both databases)."""
+    def insert(self, row: type[Base] | Table) -> Any:
+        """The dialect's INSERT of `row` (it has `on_conflict_do_*` on both databases); of its
+        `Table`, a Core INSERT (no ORM bulk-insert machinery around it)."""
         dialect = postgresql if self.is_postgresql else sqlite
         return dialect.insert(row)
 
