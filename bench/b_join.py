@@ -178,8 +178,10 @@ async def _measure(
                             key = (kind, concurrency)
                             runs[key] = runs[key].merge(run) if key in runs else run
                 burst = ctx.pick(BURST, 40)
-                runs["burst", burst], unhealthy = await _burst(fleet, burst)
+                runs["burst", burst], unhealthy, dropped = await _burst(fleet, burst)
                 result.parameters["burst"] = burst
+                if dropped:
+                    result.notes.append(f"burst: {dropped} health polls met a closed connection")
                 result.add(
                     Metric(
                         f"burst of {burst}: MCs/MHs seen unhealthy",
@@ -196,12 +198,15 @@ async def _measure(
                 await bare_http.aclose()
 
 
-async def _burst(fleet: BenchFleet, n: int) -> tuple[LoadRun, set[str]]:
+async def _burst(fleet: BenchFleet, n: int) -> tuple[LoadRun, set[str], int]:
     """`n` joins of new meetings at once (a connection each, a client of their own), while
-    the GC's view of its MCs and MHs is polled every 100 ms: the run, and the ids seen in any
-    state but healthy."""
+    the GC's view of its MCs and MHs is polled every 100 ms: the run, the ids seen in any
+    state but healthy, and how many polls met a connection closed under them (repeated)."""
     unhealthy: set[str] = set()
     slow_polls: list[str] = []  # health polls the GC did not answer within 30 s
+    # Polls whose pooled keep-alive connection the GC had closed as idle just as it was reused
+    # (RemoteProtocolError): a race of the client's pool, not an answer; the poll is repeated.
+    dropped: list[str] = []
     stop = asyncio.Event()
 
     async def watch() -> None:
@@ -212,6 +217,9 @@ async def _burst(fleet: BenchFleet, n: int) -> tuple[LoadRun, set[str]]:
                     response = await fleet.http.get(path, timeout=30.0)
                 except httpx.TimeoutException:
                     slow_polls.append(path)
+                    continue
+                except httpx.RemoteProtocolError:
+                    dropped.append(path)
                     continue
                 for item in response.json():
                     if item["health"] != "healthy":
@@ -241,7 +249,7 @@ async def _burst(fleet: BenchFleet, n: int) -> tuple[LoadRun, set[str]]:
             await watcher
     if slow_polls:
         unhealthy.add(f"({len(slow_polls)} health polls unanswered within 30 s)")
-    return run, unhealthy
+    return run, unhealthy, len(dropped)
 
 
 def _numbered(
