@@ -11,6 +11,8 @@ never raises (`darktower.webhooks.outbox`); without an outbox every call does no
 
 from __future__ import annotations
 
+import asyncio
+
 from darktower.fencing import Lease
 from darktower.mc.roster import Member, Roster
 from darktower.webhooks.events import EventParticipant
@@ -40,10 +42,13 @@ class MeetingEvents:
             await self._sink.meeting_acquired(self._lease)
 
     async def joined(self, *members: Member) -> None:
-        """New participants (in the order they joined)."""
+        """New participants (in the order they joined): recorded together, so that the
+        outbox sends their events to Redis in one round trip (`webhooks.coalesce`)."""
         if self._sink is not None:
-            for member in members:
-                await self._sink.participant_joined(self._lease, _participant(member))
+            sink, lease = self._sink, self._lease
+            await asyncio.gather(
+                *(sink.participant_joined(lease, _participant(m)) for m in members)
+            )
 
     async def left(self, member: Member, reason: str) -> None:
         if self._sink is not None:
