@@ -27,8 +27,8 @@ from redis.exceptions import RedisError
 
 from darktower.common.clock import now_ms
 from darktower.fencing import Lease
+from darktower.runtime.redis_coalesce import CoalescedScript
 from darktower.runtime.redis_connect import RedisLike
-from darktower.webhooks.coalesce import CoalescedScript
 from darktower.webhooks.events import (
     EventParticipant,
     EventType,
@@ -94,8 +94,8 @@ class EventOutbox:
     def __init__(
         self, client: RedisLike, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS
     ) -> None:
-        # The events of a burst of meeting starts go to Redis together (`coalesce`).
-        self._script = CoalescedScript(client, _source())
+        # The events of a burst of meeting starts go to Redis together.
+        self._script = CoalescedScript(client, client.register_script(_source()))
         self._retention_ms = int(retention_seconds * 1000)
 
     def __repr__(self) -> str:

@@ -1,15 +1,17 @@
 """`CoalescedScript`: the calls of one Lua script made in the same turn of the event loop, sent
 to Redis together.
 
-A burst of meeting starts (an MC admitting many meetings at once) records one event each; one
-at a time, every call pays redis-py's whole path (a pool checkout, a write, a read, a release)
-for a few bytes. Here the first call of a loop turn waits that turn out, takes every call made
-meanwhile and sends them in one non-transactional pipeline: one connection, one round trip.
-Each script still runs atomically on its own, in call order, and each caller gets its own
-reply — or the exception in its place (an error reply as `ResponseError`, a connection failure
-as the exception redis-py raised, for every call of the batch). A call alone in its turn is
-sent as a plain script call. A Redis Cluster client is called one call at a time (the scripts'
-keys live on different nodes).
+Under load many callers run the same script at once (the webhook outbox of an MC admitting a
+burst of meetings: their `meeting_started` events; of a batch of joins: their
+`participant_joined`). One at a time, every call pays
+redis-py's whole path (a pool checkout, a write, a read, a release) for a few bytes. Here the
+first call of a loop turn waits that turn out, takes every call made meanwhile and sends them
+in one non-transactional pipeline of EVALSHAs: one connection, one round trip. Each script
+still runs atomically on its own, in call order, and each caller gets its own reply — or the
+exception in its place (an error reply as `ResponseError`, a connection failure as the
+exception redis-py raised, for every call of the batch). A call alone in its turn is sent as a
+plain script call, one loop turn later. A Redis Cluster client is called one call at a time
+(the calls' keys live on different nodes).
 """
 
 from __future__ import annotations
@@ -27,16 +29,17 @@ from darktower.runtime.redis_connect import RedisLike
 
 __all__ = ["CoalescedScript"]
 
-_Call = tuple[Sequence[str], Sequence[str], "asyncio.Future[Any] | None"]
+_Call = tuple[Sequence[str], Sequence[str | int], "asyncio.Future[Any] | None"]
 
 
 class CoalescedScript:
-    def __init__(self, client: RedisLike, source: str) -> None:
+    def __init__(self, client: RedisLike, script: AsyncScript) -> None:
+        """`script`: registered on `client` (`client.register_script`)."""
         self._client = client
-        self._script: AsyncScript = client.register_script(source)
+        self._script = script
         self._batch: list[_Call] | None = None  # the calls of the turn being gathered
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[str]) -> Any:
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         if isinstance(self._client, RedisCluster):
             return await self._script(keys=keys, args=args)
         if self._batch is not None:  # a call of this turn is gathering: join it

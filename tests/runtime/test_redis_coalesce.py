@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from darktower.embedded.redis import free_port
-from darktower.webhooks.coalesce import CoalescedScript
+from darktower.runtime.redis_coalesce import CoalescedScript
 from darktower.webhooks.outbox import EventOutbox
 
 # Appends ARGV[1] to the list KEYS[1] and answers the list's length; ARGV[1] 'boom' is an
@@ -43,7 +43,7 @@ def executions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 async def test_the_calls_of_one_turn_go_together_in_call_order(
     redis_client: aioredis.Redis, executions: list[int]
 ) -> None:
-    script = CoalescedScript(redis_client, SOURCE)
+    script = CoalescedScript(redis_client, redis_client.register_script(SOURCE))
     assert await script(["warm"], ["x"]) == 1  # alone in its turn: a plain call
     assert executions == []
     replies = await asyncio.gather(*(script(["l"], [str(i)]) for i in range(10)))
@@ -55,7 +55,7 @@ async def test_the_calls_of_one_turn_go_together_in_call_order(
 async def test_an_error_reply_stays_with_its_call(
     redis_client: aioredis.Redis, executions: list[int]
 ) -> None:
-    script = CoalescedScript(redis_client, SOURCE)
+    script = CoalescedScript(redis_client, redis_client.register_script(SOURCE))
     await script(["warm"], ["x"])
     results = await asyncio.gather(
         script(["l"], ["a"]), script(["l"], ["boom"]), script(["l"], ["b"]), return_exceptions=True
@@ -70,7 +70,7 @@ async def test_a_lost_connection_reaches_every_call_of_the_batch() -> None:
         host="127.0.0.1", port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
     )
     try:
-        script = CoalescedScript(client, SOURCE)
+        script = CoalescedScript(client, client.register_script(SOURCE))
         results = await asyncio.gather(
             *(script(["l"], [str(i)]) for i in range(3)), return_exceptions=True
         )
@@ -82,7 +82,7 @@ async def test_a_lost_connection_reaches_every_call_of_the_batch() -> None:
 async def test_a_cancelled_gatherer_fails_the_calls_that_joined_it(
     redis_client: aioredis.Redis,
 ) -> None:
-    script = CoalescedScript(redis_client, SOURCE)
+    script = CoalescedScript(redis_client, redis_client.register_script(SOURCE))
     first = asyncio.ensure_future(script(["l"], ["a"]))
     second = asyncio.ensure_future(script(["l"], ["b"]))
     await asyncio.sleep(0)  # one turn: the first gathers, the second joins it
@@ -109,7 +109,7 @@ async def test_a_burst_of_meeting_starts_records_each_in_one_round_trip(
 async def test_a_server_that_lost_the_script_still_runs_every_call(
     redis_client: aioredis.Redis, executions: list[int]
 ) -> None:
-    script = CoalescedScript(redis_client, SOURCE)
+    script = CoalescedScript(redis_client, redis_client.register_script(SOURCE))
     await script(["warm"], ["x"])
     await redis_client.script_flush()
     replies = await asyncio.gather(*(script(["l"], [str(i)]) for i in range(4)))
