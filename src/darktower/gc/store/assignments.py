@@ -42,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from darktower.gc.domain import Assignment, AssignmentState, Claim
 from darktower.gc.store.database import ORM_BULK, Database
@@ -87,7 +87,12 @@ class AssignmentStore:
         )
 
     async def _insert_live_claim(
-        self, session: AsyncSession, meeting_id: str, region: str, gc_id: str, now: datetime
+        self,
+        session: AsyncSession | AsyncConnection,
+        meeting_id: str,
+        region: str,
+        gc_id: str,
+        now: datetime,
     ) -> int | None:
         """The id of our new CLAIMED live row; None if the meeting has a live row already."""
         claim = {"p_meeting": meeting_id, "p_region": region, "p_gc": gc_id, "p_now": now}
@@ -177,9 +182,9 @@ class AssignmentStore:
             "p_claimed": AssignmentState.CLAIMED.value,
             "p_active": AssignmentState.ACTIVE.value,
         }
-        async with self._db.begin_transaction(one_statement=True) as session:
+        async with self._db.one_statement_connection() as connection:
             try:
-                row = (await session.execute(_ACTIVATE, activation)).first()
+                row = (await connection.execute(_ACTIVATE, activation)).first()
             except IntegrityError as exc:
                 if getattr(exc.orig, "sqlstate", None) == _FOREIGN_KEY_VIOLATION:
                     raise UnknownController(mc_id) from exc
@@ -253,8 +258,8 @@ class AssignmentStore:
     ) -> Claim:
         # The common case first: no live row, our INSERT alone wins the claim (one statement,
         # one round trip on PostgreSQL). A conflict takes the full path below.
-        async with self._db.begin_transaction(one_statement=True) as session:
-            inserted = await self._insert_live_claim(session, meeting_id, region, gc_id, now)
+        async with self._db.one_statement_connection() as connection:
+            inserted = await self._insert_live_claim(connection, meeting_id, region, gc_id, now)
         if inserted is not None:
             return Claim(won=True)
         for _ in range(_CLAIM_ROUNDS):

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from darktower.gc.store.engine import READ_ONLY, database_errors
 from darktower.gc.store.models import Base
@@ -47,9 +47,11 @@ class Database:
             engine.execution_options(**read_options), expire_on_commit=False
         )
         self._one_statement_sessions = self._sessions
+        self._autocommit: AsyncEngine | None = None
         if self.is_postgresql:
+            self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
             self._one_statement_sessions = async_sessionmaker(
-                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+                self._autocommit, expire_on_commit=False
             )
 
     @property
@@ -75,6 +77,18 @@ class Database:
         with database_errors():
             async with sessions.begin() as session:
                 yield session
+
+    @asynccontextmanager
+    async def one_statement_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one Core statement, as `begin_transaction(one_statement=True)` but
+        without an ORM session around it (its set-up cost more CPU than a short statement)."""
+        with database_errors():
+            if self._autocommit is not None:
+                async with self._autocommit.connect() as connection:
+                    yield connection
+            else:
+                async with self.engine.begin() as connection:
+                    yield connection
 
     def insert(self, row: type[Base] | Table) -> Any:
         """The dialect's INSERT of `row` (it has `on_conflict_do_*` on both databases); of its
