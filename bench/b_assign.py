@@ -210,8 +210,8 @@ def _metrics(result: BenchResult, runs: dict[tuple[str, int], LoadRun]) -> None:
             mc1.ms(50),
             "ms",
             bare1.ms(50),
-            target="≤ baseline + 1 ms",
-            check=lambda m: m.baseline is not None and m.value <= m.baseline + 1.0,
+            target="≤ baseline + 0.5 ms",
+            check=lambda m: m.baseline is not None and m.value <= m.baseline + 0.5,
         )
     )
     result.add(Metric("c1 p99", mc1.ms(99), "ms", bare1.ms(99)))
@@ -221,8 +221,8 @@ def _metrics(result: BenchResult, runs: dict[tuple[str, int], LoadRun]) -> None:
             mc32.throughput,
             "/s",
             bare32.throughput,
-            target="≥ 0.6x baseline",
-            check=lambda m: (m.ratio or 0) >= 0.6,
+            target="≥ 0.5x baseline",
+            check=lambda m: (m.ratio or 0) >= 0.5,
         )
     )
     result.add(Metric("c32 p50", mc32.ms(50), "ms", bare32.ms(50)))
