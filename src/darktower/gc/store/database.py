@@ -43,9 +43,8 @@ class Database:
             # snapshot, in a transaction or not: a read-only one gains nothing from BEGIN and
             # COMMIT but their two round trips.
             read_options["isolation_level"] = "AUTOCOMMIT"
-        self._read_sessions = async_sessionmaker(
-            engine.execution_options(**read_options), expire_on_commit=False
-        )
+        self._read_engine = engine.execution_options(**read_options)
+        self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
         self._one_statement_sessions = self._sessions
         self._autocommit: AsyncEngine | None = None
         if self.is_postgresql:
@@ -77,6 +76,14 @@ class Database:
         with database_errors():
             async with sessions.begin() as session:
                 yield session
+
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for Core reads, as `begin_transaction(read_only=True)` but without an
+        ORM session around it."""
+        with database_errors():
+            async with self._read_engine.begin() as connection:
+                yield connection
 
     @asynccontextmanager
     async def one_statement_connection(self) -> AsyncIterator[AsyncConnection]:

@@ -17,15 +17,20 @@ from darktower.gc.store.models import AssignmentRow, ControllerRow, MediaHandler
 __all__ = ["ReadViews", "read_registry_in"]
 
 # The join path's statements, built once: building one per call (coercing every clause, then
-# its cache key) cost more CPU than the rest of SQLAlchemy's work for it.
+# its cache key) cost more CPU than the rest of SQLAlchemy's work for it. Core statements on the
+# tables, run on a bare connection (no ORM session, identity map or loading: the rows become
+# domain values through transient `*Row` objects).
+_ASSIGNMENTS, _CONTROLLERS, _HANDLERS = (
+    AssignmentRow.__table__,
+    ControllerRow.__table__,
+    MediaHandlerRow.__table__,
+)
 _LIVE_PLACEMENT = (
-    select(AssignmentRow, ControllerRow)
-    .outerjoin(ControllerRow, ControllerRow.id == AssignmentRow.mc_id)
+    select(*_ASSIGNMENTS.c, *_CONTROLLERS.c)
+    .select_from(_ASSIGNMENTS.outerjoin(_CONTROLLERS, _CONTROLLERS.c.id == _ASSIGNMENTS.c.mc_id))
     .where(*live(bindparam("p_meeting"), bindparam("p_region")))
 )
-_MEDIA_HANDLERS = select(MediaHandlerRow).where(
-    MediaHandlerRow.id.in_(bindparam("ids", expanding=True))
-)
+_MEDIA_HANDLERS = select(*_HANDLERS.c).where(_HANDLERS.c.id.in_(bindparam("ids", expanding=True)))
 
 
 class ReadViews:
@@ -44,18 +49,23 @@ class ReadViews:
         names; None if there is no live row. One read transaction: one statement, plus one
         for the MHs when the row names any."""
         live_row = {"p_meeting": meeting_id, "p_region": region}
-        async with self._db.begin_transaction(read_only=True) as session:
-            found = (await session.execute(_LIVE_PLACEMENT, live_row)).first()
+        async with self._db.read_connection() as connection:
+            found = (await connection.execute(_LIVE_PLACEMENT, live_row)).first()
             if found is None:
                 return None
-            row, controller = found
+            split = len(_ASSIGNMENTS.c)
+            row = dict(zip(_ASSIGNMENTS.c.keys(), found[:split], strict=True))
+            assignment = AssignmentRow(**row).to_domain()
+            controller = None
+            if found[split] is not None:  # the MC's id: the outer join found its row
+                mc = dict(zip(_CONTROLLERS.c.keys(), found[split:], strict=True))
+                controller = ControllerRow(**mc).to_domain()
             handlers: dict[str, MediaHandler] = {}
-            if row.mh_ids:
-                mh_rows = await session.scalars(_MEDIA_HANDLERS, {"ids": list(row.mh_ids)})
-                handlers = {h.id: h.to_domain() for h in mh_rows}
-            return LivePlacement(
-                row.to_domain(), None if controller is None else controller.to_domain(), handlers
-            )
+            if assignment.mh_ids:
+                ids = {"ids": list(assignment.mh_ids)}
+                for mh in (await connection.execute(_MEDIA_HANDLERS, ids)).mappings():
+                    handlers[mh["id"]] = MediaHandlerRow(**mh).to_domain()
+            return LivePlacement(assignment, controller, handlers)
 
     async def active_assignment(self, meeting_id: str, region: str) -> Assignment | None:
         """The live row of the meeting (CLAIMED or ACTIVE), or None."""
