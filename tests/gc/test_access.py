@@ -329,7 +329,9 @@ def _attacks() -> list[tuple[str, dict[str, str], dict[str, Any] | None, int, st
                     iss=KEY.key_id,
                     sub="ada",
                     iat=now,
-                    exp=now + 600,
+                    # Valid for hours: these cases are built when the tests are collected, and
+                    # a loaded shard reached this one 21 min later (a 600 s token had expired).
+                    exp=now + 12 * 3600,
                     meeting="standup",
                     name="\u0410dmin\u200b",
                 )
