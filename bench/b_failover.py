@@ -13,6 +13,7 @@ import asyncio
 import time
 
 from bench.context import BenchContext
+from bench.database import bench_database
 from bench.fleet import BenchFleet
 from bench.load import percentile
 from bench.results import BenchResult, Metric
@@ -41,35 +42,44 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
             "poll_s": poll_s,
         }
     )
-    with EmbeddedRedis() as redis:
-        fleet = BenchFleet(
-            ctx, redis.url, mcs=3, heartbeat_ms=heartbeat_ms, staleness_s=staleness_s
-        )
-        async with fleet:
-            on_victim: list[str] = []
-            for i in range(meetings * 20):
-                if len(on_victim) == meetings:
-                    break
-                answer = await fleet.join(f"fo-{i}")
-                if answer["mc_id"] == VICTIM:
-                    on_victim.append(answer["meeting_id"])
-            if len(on_victim) < meetings:
-                raise RuntimeError(f"only {len(on_victim)} meetings landed on {VICTIM}")
-            fleet.mcs[VICTIM].kill()
-            killed = time.perf_counter()
+    async with bench_database(ctx.workdir, NAME) as database:
+        result.parameters["database"] = database.kind
+        if database.note:
+            result.notes.append(database.note)
+        with EmbeddedRedis() as redis:
+            fleet = BenchFleet(
+                ctx,
+                redis.url,
+                mcs=3,
+                heartbeat_ms=heartbeat_ms,
+                staleness_s=staleness_s,
+                database_url=database.url,
+            )
+            async with fleet:
+                on_victim: list[str] = []
+                for i in range(meetings * 20):
+                    if len(on_victim) == meetings:
+                        break
+                    answer = await fleet.join(f"fo-{i}")
+                    if answer["mc_id"] == VICTIM:
+                        on_victim.append(answer["meeting_id"])
+                if len(on_victim) < meetings:
+                    raise RuntimeError(f"only {len(on_victim)} meetings landed on {VICTIM}")
+                fleet.mcs[VICTIM].kill()
+                killed = time.perf_counter()
 
-            async def moved(meeting_id: str) -> float | None:
-                while time.perf_counter() - killed < limit_s:
-                    try:
-                        answer = await fleet.join(meeting_id)
-                    except Exception:
-                        answer = {}
-                    if answer.get("mc_id") not in (None, VICTIM):
-                        return time.perf_counter() - killed
-                    await asyncio.sleep(poll_s)
-                return None
+                async def moved(meeting_id: str) -> float | None:
+                    while time.perf_counter() - killed < limit_s:
+                        try:
+                            answer = await fleet.join(meeting_id)
+                        except Exception:
+                            answer = {}
+                        if answer.get("mc_id") not in (None, VICTIM):
+                            return time.perf_counter() - killed
+                        await asyncio.sleep(poll_s)
+                    return None
 
-            times = await asyncio.gather(*(moved(m) for m in on_victim))
+                times = await asyncio.gather(*(moved(m) for m in on_victim))
     done = [t for t in times if t is not None]
     result.add(Metric("p50 to re-placement", percentile(done, 50), "s"))
     result.add(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 from bench.context import BenchContext
+from bench.database import bench_database
 from bench.fleet import BenchFleet
 from bench.load import error_notes, run_load
 from bench.results import BenchResult, Metric
@@ -32,14 +33,21 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
         {"mcs": MCS, "joins": joins, "in_flight": in_flight, "heartbeat_ms": 1000}
     )
     placed: Counter[str] = Counter()
-    with EmbeddedRedis() as redis:
-        async with BenchFleet(ctx, redis.url, mcs=MCS, heartbeat_ms=1000) as fleet:
+    async with bench_database(ctx.workdir, NAME) as database:
+        result.parameters["database"] = database.kind
+        if database.note:
+            result.notes.append(database.note)
+        with EmbeddedRedis() as redis:
+            fleet = BenchFleet(
+                ctx, redis.url, mcs=MCS, heartbeat_ms=1000, database_url=database.url
+            )
+            async with fleet:
 
-            async def join(i: int) -> None:
-                answer = await fleet.join(f"herd-{i}")
-                placed[answer["mc_id"]] += 1
+                async def join(i: int) -> None:
+                    answer = await fleet.join(f"herd-{i}")
+                    placed[answer["mc_id"]] += 1
 
-            run = await run_load(join, concurrency=in_flight, max_calls=joins, max_seconds=180)
+                run = await run_load(join, concurrency=in_flight, max_calls=joins, max_seconds=180)
     counts = [placed.get(f"mc-{i + 1}", 0) for i in range(MCS)]
     mean = sum(counts) / MCS
     result.parameters["per_mc"] = dict(
