@@ -13,7 +13,7 @@ import asyncio
 import time
 
 from bench.context import BenchContext
-from bench.database import bench_database
+from bench.database import recorded_database
 from bench.fleet import BenchFleet
 from bench.load import percentile
 from bench.results import BenchResult, Metric
@@ -42,10 +42,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
             "poll_s": poll_s,
         }
     )
-    async with bench_database(ctx.workdir, NAME) as database:
-        result.parameters["database"] = database.kind
-        if database.note:
-            result.notes.append(database.note)
+    async with recorded_database(ctx.workdir, NAME, result) as database:
         with EmbeddedRedis() as redis:
             fleet = BenchFleet(
                 ctx,

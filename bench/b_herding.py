@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 from bench.context import BenchContext
-from bench.database import bench_database
+from bench.database import recorded_database
 from bench.fleet import BenchFleet
 from bench.load import error_notes, run_load
 from bench.results import BenchResult, Metric
@@ -33,10 +33,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
         {"mcs": MCS, "joins": joins, "in_flight": in_flight, "heartbeat_ms": 1000}
     )
     placed: Counter[str] = Counter()
-    async with bench_database(ctx.workdir, NAME) as database:
-        result.parameters["database"] = database.kind
-        if database.note:
-            result.notes.append(database.note)
+    async with recorded_database(ctx.workdir, NAME, result) as database:
         with EmbeddedRedis() as redis:
             fleet = BenchFleet(
                 ctx, redis.url, mcs=MCS, heartbeat_ms=1000, database_url=database.url

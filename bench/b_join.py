@@ -23,7 +23,7 @@ import httpx
 import uvicorn
 
 from bench.context import BenchContext
-from bench.database import bench_database
+from bench.database import recorded_database
 from bench.fleet import BenchFleet
 from bench.hosting import Service, hosts
 from bench.load import LoadRun, error_notes, run_load
@@ -105,10 +105,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
         }
     )
     runs: dict[tuple[str, int], LoadRun] = {}
-    async with bench_database(ctx.workdir, NAME) as database:
-        result.parameters["database"] = database.kind
-        if database.note:
-            result.notes.append(database.note)
+    async with recorded_database(ctx.workdir, NAME, result) as database:
         try:
             await _measure(ctx, result, database.url, plan, rounds, runs)
         finally:

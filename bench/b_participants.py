@@ -34,7 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.context import BenchContext
-from bench.database import bench_database
+from bench.database import recorded_database
 from bench.fleet import BenchFleet
 from bench.hosting import hosts
 from bench.load import percentile, run_load
@@ -102,10 +102,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
             "pong_deadline_s": PONG_DEADLINE_S,
         }
     )
-    async with bench_database(ctx.workdir, NAME) as database:
-        result.parameters["database"] = database.kind
-        if database.note:
-            result.notes.append(database.note)
+    async with recorded_database(ctx.workdir, NAME, result) as database:
         with EmbeddedRedis() as redis:
             fleet = BenchFleet(
                 ctx,

@@ -31,7 +31,7 @@ import grpc
 
 from bench.b_heartbeat import _beat, _register, _SimTokens
 from bench.context import BenchContext
-from bench.database import bench_database
+from bench.database import recorded_database
 from bench.hosting import Host, hosts
 from bench.load import percentile
 from bench.profiling import Profile, cpu_window
@@ -83,10 +83,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
             "channels": "one per GC",
         }
     )
-    async with bench_database(ctx.workdir, NAME) as database:
-        result.parameters["database"] = database.kind
-        if database.note:
-            result.notes.append(database.note)
+    async with recorded_database(ctx.workdir, NAME, result) as database:
         gcs = [
             ctx.host(
                 f"scaleout-gc-{k + 1}",

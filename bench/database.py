@@ -23,7 +23,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-__all__ = ["DEFAULT_POSTGRES_URL", "BenchDatabase", "bench_database"]
+from bench.results import BenchResult
+
+__all__ = ["DEFAULT_POSTGRES_URL", "BenchDatabase", "bench_database", "recorded_database"]
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 _CONNECT_TIMEOUT_S = 5.0
@@ -74,6 +76,19 @@ async def bench_database(workdir: Path, name: str) -> AsyncIterator[BenchDatabas
             await engine.dispose()
     path = workdir / f"{name}-gc.sqlite3"
     yield BenchDatabase(f"sqlite+aiosqlite:///{path}", "sqlite", f"SQLite: {why}")
+
+
+@asynccontextmanager
+async def recorded_database(
+    workdir: Path, name: str, result: BenchResult
+) -> AsyncIterator[BenchDatabase]:
+    """`bench_database`, with its kind in `result.parameters["database"]` and, when SQLite
+    stood in, why in `result.notes`."""
+    async with bench_database(workdir, name) as database:
+        result.parameters["database"] = database.kind
+        if database.note:
+            result.notes.append(database.note)
+        yield database
 
 
 @asynccontextmanager
