@@ -6,6 +6,7 @@ real WebSocket clients on loopback and a real Redis.
 * MC_MAX_PARTICIPANTS_PER_MEETING: one join more is `meeting_full`;
 * a join token joins once: shown again it is `token_reused`;
 * MC_CLIENT_MESSAGE_RATE / _BURST: excess frames `rate_limited`, a flood closed with 1008;
+* a cut flooder that reads nothing (never answers the close) is dropped after 0.25 s, not 2 s;
 * self_mute flips coalesced: far fewer fenced writes and broadcasts than frames, last value wins;
 * MC_MAX_CONNECTIONS: one socket more is closed with 1013;
 * MC_CLIENT_SEND_QUEUE: a client that does not read is cut off while another client's
@@ -38,6 +39,7 @@ from darktower.auth.keys import load_private_key
 from darktower.fencing.keys import MeetingKeys
 from darktower.fencing.redis_store import ENDED_GEN_TTL_SECONDS
 from darktower.mc.roster import participant_field
+from darktower.mc.signaling_server import CLOSE_TIMEOUT_SECONDS
 from darktower.signaling.protocol import (
     ErrorCode,
     ErrorMsg,
@@ -261,6 +263,39 @@ async def test_frames_over_the_rate_are_refused_and_a_flood_is_closed(
     # The meeting went on: bob still gets pongs.
     await bob.send(Ping(nonce="still-there"))
     await bob.expect(Pong, nonce="still-there")
+
+
+async def test_a_cut_flooder_that_reads_nothing_is_dropped_without_its_closing_handshake(
+    start_mc: Start, key_dir: Path, clients: list[SignalingClient]
+) -> None:
+    """A flooder that reads nothing never answers the MC's close: the MC drops it after
+    CUT_CLOSE_TIMEOUT_SECONDS instead of reading (and discarding) its frames for the whole
+    CLOSE_TIMEOUT_SECONDS handshake; its sends fail from then on."""
+    mc = await start_mc(client_message_rate=10, client_message_burst=10)
+    assert (await mc.assign("deaf")).accepted
+    tokens = Tokens(key_dir, "deaf")
+    mallory, _ = await join(mc, tokens, "mallory", clients)
+    bob, _ = await join(mc, tokens, "bob", clients)
+    cut = sample("mc_signaling_cutoffs_total", reason="rate_limited")
+    mallory.ws.transport.pause_reading()  # the MC's close frame is never read
+    frame = encode(SelfMute(muted=True))
+    started = time.monotonic()
+    sent = 0
+    with contextlib.suppress(ConnectionClosed, OSError):
+        while time.monotonic() - started < 3 * CLOSE_TIMEOUT_SECONDS:
+            await mallory.ws.send(frame)
+            sent += 1
+            if sent % 50 == 0:
+                await asyncio.sleep(0.001)
+    flooded_for = time.monotonic() - started
+    print(f"\nnon-reading flooder: {sent} frames over {flooded_for:.2f} s before its sends failed")
+    assert sample("mc_signaling_cutoffs_total", reason="rate_limited") == cut + 1
+    # Dropped at the cut's short timeout, not after the handshake's full one (the frames sent
+    # before the cut took a few milliseconds; the margin is for a loaded machine).
+    assert flooded_for < CLOSE_TIMEOUT_SECONDS, (sent, flooded_for)
+    await bob.send(Ping(nonce="after"))
+    await bob.expect(Pong, nonce="after")
+    assert len(mc.app.controller.meetings["deaf"].roster) == 2  # mallory in her grace
 
 
 async def test_self_mute_flips_are_coalesced_last_value_wins(
