@@ -1,10 +1,10 @@
 """`python -m bench`: run the benchmarks, write one JSON per benchmark, print one table.
 
 Options: `--smoke` (tiny sizes, results in a temporary directory unless `--results`, targets
-not judged), `--only NAME ...`, `--results DIR` (default `bench/results`), `--uvloop` (every
-process of the run on uvloop, when installed), `--profile DIR` (py-spy on the servers of
-`assign` and `join` in an extra, unmeasured pass), `--strict` (exit 1 when a target is missed),
-`--workdir DIR` (keep the service logs and databases there).
+not judged), `--only NAME ...`, `--results DIR` (default `bench/results`), `--asyncio` (every
+process on asyncio's own loop; by default on uvloop, as the services), `--profile DIR` (py-spy
+on the servers of `assign` and `join` in an extra, unmeasured pass), `--strict` (exit 1 when a
+target is missed), `--workdir DIR` (keep the service logs and databases there).
 Exit status: 0, or 1 when a benchmark failed to run (or, with `--strict`, missed a target).
 """
 
@@ -64,7 +64,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, targets not judged")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME")
     parser.add_argument("--results", type=Path, help="where <name>.json go")
-    parser.add_argument("--uvloop", action="store_true", help="run every loop on uvloop")
+    loops = parser.add_mutually_exclusive_group()
+    loops.add_argument(
+        "--asyncio", dest="uvloop", action="store_false", help="asyncio's loop, not uvloop"
+    )
+    loops.add_argument("--uvloop", dest="uvloop", action="store_true", help="uvloop (default)")
+    parser.set_defaults(uvloop=True)
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy profiles here")
     parser.add_argument("--strict", action="store_true", help="exit 1 on a missed target")
     parser.add_argument(

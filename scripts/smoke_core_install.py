@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-# Imported only when installed (`darktower[fast]`); every other module must import bare.
-OPTIONAL = {"uvloop"}
+# A core dependency on Linux only (elsewhere the `fast` extra); every other module must import.
+OPTIONAL = set() if sys.platform == "linux" else {"uvloop"}
 # Alembic runs this one itself, inside a migration context (the GC's start exercises it).
 NOT_IMPORTABLE = {"darktower.gc.migrations.env"}
 FLEET_UP_SECONDS = 120.0

@@ -19,6 +19,7 @@ from darktower.auth.tokens import (
 )
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
 from darktower.gc.ice import is_turn, split_ice_urls
+from darktower.runtime.event_loop import EventLoop
 from darktower.runtime.logs import LogFormat
 from darktower.runtime.serving import parse_bind
 from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports, split_paths
@@ -216,6 +217,10 @@ class GcSettings(BaseSettings):
     log_format: LogFormat = Field(
         default=LogFormat.TEXT,
         description="text, or json: one JSON object per line (with trace ids in a span)",
+    )
+    event_loop: EventLoop = Field(
+        default=EventLoop.UVLOOP,
+        description="uvloop (a core dependency on Linux; asyncio's where not installed) or asyncio",
     )
 
     _paths = field_validator(

@@ -19,6 +19,7 @@ from darktower.auth.tokens import (
     MAX_LIFETIME_FLOOR_SECONDS,
 )
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
+from darktower.runtime.event_loop import EventLoop
 from darktower.runtime.logs import LogFormat
 from darktower.runtime.serving import parse_bind
 from darktower.runtime.settings_doc import Contradiction, refuse, shared_ports, split_paths
@@ -196,6 +197,10 @@ class McSettings(BaseSettings):
     log_format: LogFormat = Field(
         default=LogFormat.TEXT,
         description="text, or json: one JSON object per line (with trace ids in a span)",
+    )
+    event_loop: EventLoop = Field(
+        default=EventLoop.UVLOOP,
+        description="uvloop (a core dependency on Linux; asyncio's where not installed) or asyncio",
     )
 
     _paths = field_validator("trusted_gc_key_files", mode="before")(split_paths)

@@ -26,6 +26,7 @@ from darktower.auth.tokens import (
     MAX_LIFETIME_FLOOR_SECONDS,
 )
 from darktower.common.ids import ID_FIELD_PATTERN, default_id
+from darktower.runtime.event_loop import EventLoop
 from darktower.runtime.serving import parse_bind
 from darktower.runtime.settings_doc import split_paths
 
@@ -130,6 +131,10 @@ class MhSettings(BaseSettings):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: str = Field(
         default="text", pattern="^(text|json)$", description="text, or json: a JSON object per line"
+    )
+    event_loop: EventLoop = Field(
+        default=EventLoop.UVLOOP,
+        description="uvloop (a core dependency on Linux; asyncio's where not installed) or asyncio",
     )
 
     _split = field_validator("trusted_mc_key_files", mode="before")(split_paths)

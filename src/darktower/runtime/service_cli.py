@@ -5,6 +5,7 @@ exit code (2) for a service that cannot start."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
@@ -12,11 +13,14 @@ import typer
 from pydantic import ValidationError
 
 from darktower.auth.errors import AuthError
+from darktower.runtime.event_loop import loop_factory, loop_name
 from darktower.runtime.logs import configure_logging
 from darktower.runtime.serving import StartupError
 from darktower.runtime.tracing_setup import configure_tracing
 
 __all__ = ["run_service", "settings_errors"]
+
+log = logging.getLogger("darktower.service")
 
 
 class ServiceSettings(Protocol):
@@ -28,6 +32,9 @@ class ServiceSettings(Protocol):
 
     @property
     def log_format(self) -> str: ...
+
+    @property
+    def event_loop(self) -> str: ...
 
     def secret_values(self) -> list[str]: ...
 
@@ -44,17 +51,6 @@ def settings_errors(exc: ValidationError, env_prefix: str) -> str:
         else err["msg"]
         for err in exc.errors()
     )
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when it is installed (`pip install darktower[fast]`): measured 10-25 % more
-    AssignMeetingWithMh throughput on an MC (`python -m bench --only assign --uvloop`)."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 def run_service(
@@ -84,7 +80,8 @@ def run_service(
     try:
         tracing = configure_tracing(service, settings.id)
         try:
-            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+                log.info("event loop: %s", loop_name(runner.get_loop()))
                 runner.run(serve(settings))
         finally:
             tracing.shutdown()
