@@ -8,8 +8,9 @@ lookup and claim, MH choice, MC ranking, the AssignMeetingWithMh call (token, ad
 fenced Redis writes, meeting actor), the SQL activation. A re-join of a placed meeting is the
 reuse path (SQL lookups only). The baseline is a FastAPI app in a process of its own, served
 by uvicorn with the GC's settings, whose join route returns a constant: the cost of HTTP,
-routing and JSON alone. One httpx client drives both, at concurrency 1 (low load) and 16, in
-alternating rounds.
+routing and JSON alone. The same clients drive both (one httpx client of one connection per
+call in flight, `bench.http_clients`), at concurrency 1 (low load) and 16, in alternating
+rounds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bench.context import BenchContext
 from bench.database import recorded_database
 from bench.fleet import BenchFleet
 from bench.hosting import Service, hosts
+from bench.http_clients import ClientPool
 from bench.load import LoadRun, error_notes, run_load
 from bench.profiling import Profile
 from bench.results import BenchResult, Metric
@@ -131,10 +133,8 @@ async def _measure(
         )
         bare = ctx.host("join-bare", "bench.b_join:bare_http_service")
         async with fleet, hosts(bare):
-            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-            bare_http = httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{bare.info['http_port']}", timeout=15.0, limits=limits
-            )
+            # Lent clients of one connection each, as `fleet.join` uses (`bench.http_clients`).
+            bare_http = ClientPool(f"http://127.0.0.1:{bare.info['http_port']}")
             placed: list[str] = []
 
             async def distinct(meeting_id: str) -> None:
@@ -226,24 +226,24 @@ async def _burst(fleet: BenchFleet, n: int) -> tuple[LoadRun, set[str], int]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.1)
 
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    async with httpx.AsyncClient(base_url=fleet.gc_url, timeout=30.0, limits=limits) as client:
+    clients = ClientPool(fleet.gc_url, timeout=30.0)
 
-        async def join(i: int) -> None:
-            response = await client.post(f"/v1/meetings/burst-{i}/join")
-            if response.status_code != 200:
-                raise RuntimeError(f"burst join: HTTP {response.status_code} {response.text}")
-            if response.json()["reused"]:
-                raise RuntimeError("a burst join was reused")
+    async def join(i: int) -> None:
+        response = await clients.post(f"/v1/meetings/burst-{i}/join")
+        if response.status_code != 200:
+            raise RuntimeError(f"burst join: HTTP {response.status_code} {response.text}")
+        if response.json()["reused"]:
+            raise RuntimeError("a burst join was reused")
 
-        watcher = asyncio.create_task(watch())
-        try:
-            run = await run_load(join, concurrency=n, max_calls=n, max_seconds=60)
-            # The MCs' next beats after the burst (1 s interval) count too.
-            await asyncio.sleep(2.0)
-        finally:
-            stop.set()
-            await watcher
+    watcher = asyncio.create_task(watch())
+    try:
+        run = await run_load(join, concurrency=n, max_calls=n, max_seconds=60)
+        # The MCs' next beats after the burst (1 s interval) count too.
+        await asyncio.sleep(2.0)
+    finally:
+        stop.set()
+        await watcher
+        await clients.aclose()
     if slow_polls:
         unhealthy.add(f"({len(slow_polls)} health polls unanswered within 30 s)")
     return run, unhealthy, len(dropped)

@@ -12,6 +12,7 @@ import httpx
 
 from bench.context import BenchContext
 from bench.hosting import Host
+from bench.http_clients import ClientPool
 
 __all__ = ["BenchFleet"]
 
@@ -51,6 +52,7 @@ class BenchFleet:
         self.mcs: dict[str, Host] = {}
         self.mh: Host | None = None
         self.http: httpx.AsyncClient | None = None
+        self.joins: ClientPool | None = None
 
     @property
     def gc_url(self) -> str:
@@ -72,6 +74,7 @@ class BenchFleet:
             await asyncio.gather(*(h.start() for h in (*self.mcs.values(), self.mh)))
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
             self.http = httpx.AsyncClient(base_url=self.gc_url, timeout=15.0, limits=limits)
+            self.joins = ClientPool(self.gc_url)
             await self.wait_healthy(set(self.mcs))
         except BaseException:
             await self.__aexit__(None, None, None)
@@ -79,6 +82,8 @@ class BenchFleet:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        if self.joins is not None:
+            await self.joins.aclose()
         if self.http is not None:
             await self.http.aclose()
         others = [h for h in (*self.mcs.values(), self.mh) if h is not None]
@@ -100,9 +105,10 @@ class BenchFleet:
         raise RuntimeError(f"fleet not healthy within {timeout:.0f}s: {controllers} {handlers}")
 
     async def join(self, meeting_id: str) -> dict[str, Any]:
-        """POST /v1/meetings/{id}/join; the JSON answer, or RuntimeError for a non-200."""
-        assert self.http is not None
-        response = await self.http.post(f"/v1/meetings/{meeting_id}/join")
+        """POST /v1/meetings/{id}/join (a client of its own per join in flight,
+        `ClientPool`); the JSON answer, or RuntimeError for a non-200."""
+        assert self.joins is not None
+        response = await self.joins.post(f"/v1/meetings/{meeting_id}/join")
         if response.status_code != 200:
             raise RuntimeError(f"join {meeting_id}: HTTP {response.status_code} {response.text}")
         answer: dict[str, Any] = response.json()
