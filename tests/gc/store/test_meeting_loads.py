@@ -8,12 +8,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import pytest
 from alembic import command
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, event, inspect, text
 
 from darktower.auth.api_keys import ApiKeyRing
 from darktower.auth.client import ServiceTokenProvider
@@ -21,7 +22,7 @@ from darktower.auth.keys import generate_key_files, load_private_key
 from darktower.auth.tokens import SERVICE_PROFILES
 from darktower.common.limits import MAX_MEETING_LOADS
 from darktower.gc.access import GcAccess
-from darktower.gc.domain import Health, Heartbeat
+from darktower.gc.domain import AssignmentState, Health, Heartbeat
 from darktower.gc.errors import InvalidGcRequest
 from darktower.gc.grpc_services import add_gc_services
 from darktower.gc.http import create_app
@@ -29,6 +30,7 @@ from darktower.gc.join import JoinTokenIssuer, PlacementService
 from darktower.gc.mc_client import McClient
 from darktower.gc.migrations import HEAD, alembic_config
 from darktower.gc.store import GcStore, create_engine
+from darktower.gc.store.models import AssignmentRow, ControllerRow
 from darktower.gc.validation import validate_comprehensive_heartbeat
 from darktower.mc.controller import Capacity
 from darktower.mc.gc_client import GcClient
@@ -182,6 +184,55 @@ async def test_a_batch_of_beats_updates_each_mcs_meetings_from_its_own_list(
     # A fast beat in the batch leaves its MC's counts alone.
     await store.record_heartbeats([beat("mc-1", None), beat("mc-2", {})])
     assert [await _participants(store, m) for m in "abc"] == [5, 0, 0]
+
+
+async def test_a_flush_of_mixed_beats_is_one_write_statement_on_postgresql(
+    two_mcs: GcStore,
+) -> None:
+    """Fast and comprehensive beats, an MC that is not registered, loads and an empty list, in
+    two flushes: each flush is one statement on PostgreSQL (beats and loads as arrays)."""
+    store = two_mcs
+    writes: list[str] = []
+
+    def written(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().split(None, 1)[0].upper() in {"UPDATE", "WITH", "INSERT"}:
+            writes.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", written)
+
+    def beat(mc_id: str, cpu: float | None, loads: dict[str, int] | None) -> Heartbeat:
+        return Heartbeat(
+            mc_id,
+            **BEAT,
+            max_participants=1000,
+            health=Health.HEALTHY,
+            cpu_percent=cpu,
+            memory_percent=None if cpu is None else cpu + 1,
+            meeting_loads=loads,
+            at=T0 + timedelta(seconds=5),
+        )
+
+    await store.record_heartbeats(
+        [beat("mc-1", 40.0, {"a": 5, "b": 2}), beat("mc-2", None, None), beat("ghost", 1.0, {})]
+    )
+    await store.record_heartbeats([beat("mc-1", None, None), beat("mc-2", 10.0, {})])
+    if store.engine.dialect.name == "postgresql":
+        assert len(writes) == 2
+    else:
+        assert len(writes) >= 3
+    mc_1, mc_2 = await store.get_controller("mc-1"), await store.get_controller("mc-2")
+    assert mc_1 is not None and (mc_1.cpu_percent, mc_1.memory_percent) == (40.0, 41.0)
+    assert mc_2 is not None and (mc_2.cpu_percent, mc_2.memory_percent) == (10.0, 11.0)
+    assert mc_1.last_heartbeat_at == T0 + timedelta(seconds=5) and mc_1.current_meetings == 1
+    assert await store.get_controller("ghost") is None
+    assert [await _participants(store, m) for m in "abc"] == [5, 2, 0]
+
+
+def test_the_flush_statement_names_the_models_tables_and_state() -> None:
+    """The PostgreSQL flush is written out as SQL: its names are the models'."""
+    assert ControllerRow.__tablename__ == "controllers"
+    assert AssignmentRow.__tablename__ == "meeting_assignments"
+    assert AssignmentState.ACTIVE.value == "active"
 
 
 async def test_a_fast_beat_keeps_the_counts_and_an_ended_row_is_never_touched(

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Table, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from darktower.gc.domain import (
@@ -99,8 +99,12 @@ class RegistryStore:
     async def record_heartbeats(self, beats: Sequence[Heartbeat]) -> None:
         """Store many MCs' heartbeats in one transaction, as `record_heartbeat` would one by
         one (at most one beat per MC: pass the latest). Beats of MCs that are not registered
-        are skipped. The UPDATEs go out as one executemany per set of columns (CPU and memory
-        come with comprehensive heartbeats only)."""
+        are skipped. On PostgreSQL one statement (`_FLUSH`); on SQLite the UPDATEs go out as
+        one executemany per set of columns (CPU and memory come with comprehensive heartbeats
+        only), then the meetings' loads."""
+        if self._db.is_postgresql:
+            await self._record_heartbeats_postgresql(beats)
+            return
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for beat in beats:
             values = _heartbeat_values(beat)
@@ -114,6 +118,33 @@ class RegistryStore:
                 await session.execute(update(table).where(table.c.id == bindparam("b_id")), rows)
             if loads:
                 await _store_meeting_loads(session, loads)
+
+    async def _record_heartbeats_postgresql(self, beats: Sequence[Heartbeat]) -> None:
+        """`record_heartbeats` on PostgreSQL: ONE statement (`_FLUSH`, atomic by itself, in
+        autocommit) for every beat and meeting load, their values sent as arrays, instead of a
+        transaction of an executemany of one UPDATE a beat, a SELECT of the loaded MCs'
+        meetings and an executemany of their counts. The flush runs on the event loop that
+        answers every beat: 100 beats (a quarter comprehensive) took it 3.9-4.4 ms of CPU
+        that way, 1.0-1.4 ms in one statement."""
+        params: dict[str, list[Any]] = {name: [] for name in _FLUSH_ARRAYS}
+        for beat in beats:
+            params["id"].append(beat.controller_id)
+            params["current_meetings"].append(beat.current_meetings)
+            params["current_participants"].append(beat.current_participants)
+            params["max_meetings"].append(beat.max_meetings)
+            params["max_participants"].append(beat.max_participants)
+            params["health"].append(Health(beat.health).value)
+            params["at"].append(beat.at)
+            params["cpu_percent"].append(beat.cpu_percent)
+            params["memory_percent"].append(beat.memory_percent)
+            if beat.meeting_loads is not None:
+                params["load_mc_id"].append(beat.controller_id)
+                for meeting_id, participants in beat.meeting_loads.items():
+                    params["loaded_mc_id"].append(beat.controller_id)
+                    params["meeting_id"].append(meeting_id)
+                    params["participants"].append(participants)
+        async with self._db.one_statement_connection() as connection:
+            await connection.execute(_FLUSH, params)
 
     async def controller_ids(self) -> set[str]:
         """The ids of every registered MC."""
@@ -314,6 +345,75 @@ class RegistryStore:
                 update(row).where(*silent).values(health=Health.UNHEALTHY.value).returning(row.id)
             )
             return sorted(await session.scalars(statement, execution_options=ORM_BULK))
+
+
+# A flush on PostgreSQL (`_record_heartbeats_postgresql`), what `record_heartbeat` does one
+# beat at a time for all of them in one statement, its values as arrays: each beat's columns
+# (`id` … `memory_percent`); the MCs that reported their meetings' loads (`load_mc_id`, an MC
+# may report none) and each load reported (`loaded_mc_id`, `meeting_id`, `participants`).
+# The controllers take their beat's columns (CPU and memory are NULL in a fast beat: the stored
+# values stay); every live ACTIVE assignment on an MC that reported loads takes its count, 0 if
+# the MC did not list it. The tables' and the state's names are `ControllerRow`'s,
+# `AssignmentRow`'s and `AssignmentState.ACTIVE` (tests/gc/store/test_meeting_loads.py).
+_FLUSH = text(
+    """WITH beats AS (
+    UPDATE controllers AS c SET
+        current_meetings = u.current_meetings,
+        current_participants = u.current_participants,
+        max_meetings = u.max_meetings,
+        max_participants = u.max_participants,
+        health = u.health,
+        last_heartbeat_at = u.at,
+        assignments_since_heartbeat = 0,
+        cpu_percent = COALESCE(u.cpu_percent, c.cpu_percent),
+        memory_percent = COALESCE(u.memory_percent, c.memory_percent)
+    FROM unnest(
+        CAST(:id AS text[]),
+        CAST(:current_meetings AS integer[]),
+        CAST(:current_participants AS integer[]),
+        CAST(:max_meetings AS integer[]),
+        CAST(:max_participants AS integer[]),
+        CAST(:health AS text[]),
+        CAST(:at AS timestamptz[]),
+        CAST(:cpu_percent AS float8[]),
+        CAST(:memory_percent AS float8[])
+    ) AS u(
+        id, current_meetings, current_participants, max_meetings, max_participants, health,
+        at, cpu_percent, memory_percent
+    )
+    WHERE c.id = u.id
+), loads AS (
+    SELECT * FROM unnest(
+        CAST(:loaded_mc_id AS text[]),
+        CAST(:meeting_id AS text[]),
+        CAST(:participants AS integer[])
+    ) AS u(mc_id, meeting_id, participants)
+), counted AS (
+    SELECT a.id, COALESCE(loads.participants, 0) AS participants
+    FROM meeting_assignments AS a
+    LEFT JOIN loads ON loads.mc_id = a.mc_id AND loads.meeting_id = a.meeting_id
+    WHERE a.mc_id = ANY(CAST(:load_mc_id AS text[]))
+        AND a.state = 'active' AND a.ended_at IS NULL
+)
+UPDATE meeting_assignments AS a SET participants = counted.participants
+FROM counted
+WHERE a.id = counted.id AND a.participants IS DISTINCT FROM counted.participants"""
+)
+_FLUSH_ARRAYS = (
+    "id",
+    "current_meetings",
+    "current_participants",
+    "max_meetings",
+    "max_participants",
+    "health",
+    "at",
+    "cpu_percent",
+    "memory_percent",
+    "load_mc_id",
+    "loaded_mc_id",
+    "meeting_id",
+    "participants",
+)
 
 
 def _heartbeat_values(beat: Heartbeat) -> dict[str, Any]:
