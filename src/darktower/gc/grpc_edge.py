@@ -17,6 +17,7 @@ logged with the caller (never its token).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import grpc
 from prometheus_client import Counter
@@ -90,8 +91,14 @@ def _log_refusal(rpc: str, exc: Exception, status: EdgeStatus) -> None:
 def edge(counter: Counter, *labels: str) -> RpcDecorator:
     """Wrap an RPC method: count it by result under `labels`, turn its errors into a status."""
 
+    # Each result's series looked up once: a label lookup takes a lock, every call is counted.
+    series: dict[str, Any] = {}
+
     def count(rpc: str, result: str) -> None:
-        counter.labels(*labels, result).inc()
+        child = series.get(result)
+        if child is None:
+            child = series[result] = counter.labels(*labels, result)
+        child.inc()
 
     return grpc_edge(
         status_for, log=log, on_refusal=_log_refusal, on_result=count, log_traceback=False
