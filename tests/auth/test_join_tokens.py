@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -56,14 +58,41 @@ def test_other_meeting_is_refused() -> None:
         token(OTHER),
         token(ttl_seconds=-120),
         token()[:-4] + "AAAA",
+        "!" + token(),  # the kid is read leniently to pick the key; PyJWT's parse refuses it
+        "e30." + token().partition(".")[2],  # a header without kid or alg: {}
     ],
-    ids=["empty", "huge", "garbage", "unknown-key", "expired", "bad-signature"],
+    ids=[
+        "empty",
+        "huge",
+        "garbage",
+        "unknown-key",
+        "expired",
+        "bad-signature",
+        "junk-header",
+        "no-kid",
+    ],
 )
 def test_bad_tokens_are_refused_with_one_message(bad: str) -> None:
     with pytest.raises(InvalidJoinToken, match=r"^invalid join token$") as caught:
         verifier().verify(bad, meeting_id="standup")
     assert isinstance(caught.value, AuthError)
     assert caught.value.code == "invalid_join_token"
+
+
+def test_a_token_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyJWT decodes each segment of a token character by character; the key is picked from a
+    lenient look at the header, not from a second full parse (`get_unverified_header`)."""
+    loads = 0
+    load = jwt.api_jws.PyJWS._load
+
+    def counted(self: jwt.api_jws.PyJWS, token: str | bytes) -> Any:
+        nonlocal loads
+        loads += 1
+        return load(self, token)
+
+    monkeypatch.setattr(jwt.api_jws.PyJWS, "_load", counted)
+    assert verifier().verify(token(), meeting_id="standup").user_id == "u-1"
+    assert loads == 1
 
 
 def test_a_service_token_is_not_a_join_token_and_vice_versa() -> None:
