@@ -11,7 +11,11 @@ The MC sends every client the very same bytes of a roster frame (encoded once, f
 the clients of a storm share one parse of each distinct roster frame (`_Parsed`, keyed by the
 frame's bytes): a client still learns its ids only from the frames it received, as if it had
 parsed them itself, but the benchmark's process no longer parses ~140 MB of JSON on the cores
-it shares with the MC (its CPU was as much as the MC's).
+it shares with the MC (its CPU was as much as the MC's). The benchmark's own cyclic garbage
+collector is off while a storm runs (`_collector_paused`, as `timeit` does; collected right
+after): its full collections over a thousand clients' objects stopped the process that
+measures for 0.1-0.8 s inside the storm (under load), and every pong and roster frame in
+flight then counted that pause as the MC's.
 
 Two protocols in the same run: clients announcing `roster_delta` (batched, the default of
 `darktower client` and the /join page) at N = 100, 500, 1000, and v1 clients (one frame per
@@ -24,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,9 +196,10 @@ async def _measure(
     batched: dict[int, _Storm] = {}
     baselined: dict[int, list[Metric]] = {}
     for n in sizes:  # first: the memory figures on a fresh MC
-        storm = batched[n] = await _storm(
-            assign, url, key, mc.pid, f"big-{n}", n, pingers, batched=True
-        )
+        with _collector_paused():
+            storm = batched[n] = await _storm(
+                assign, url, key, mc.pid, f"big-{n}", n, pingers, batched=True
+            )
         target, check = "", None
         if n == sizes[-1] and not ctx.smoke:
             target, check = "≤ 3 s", lambda m: m.value <= 3.0
@@ -221,7 +228,8 @@ async def _measure(
             )
         )
     for n in v1_sizes:  # the baseline: v1 clients, one frame per roster change
-        v1[n] = await _storm(assign, url, key, mc.pid, f"v1-{n}", n, pingers, batched=False)
+        with _collector_paused():
+            v1[n] = await _storm(assign, url, key, mc.pid, f"v1-{n}", n, pingers, batched=False)
         result.add(Metric(f"v1 full roster, N={n}", v1[n].seconds, "s"))
         result.add(Metric(f"v1 frames per client, N={n}", v1[n].frames_per_client))
         if n in baselined:
@@ -239,6 +247,20 @@ async def _measure(
     )
     for n in v1_sizes[1:]:
         result.add(Metric(f"v1 t({n})/t({v1_sizes[0]})", v1[n].seconds / v1[v1_sizes[0]].seconds))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """This process's cyclic garbage collector off for the block, then one collection (see
+    the module docstring: the pauses are the measuring client's, not the MC's)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.collect()
 
 
 async def _storm(

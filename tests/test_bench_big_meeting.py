@@ -3,12 +3,14 @@ learns only from the frames it received: sharing cannot make a client count ids 
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from typing import Any, cast
 
 from websockets.asyncio.client import ClientConnection
 
-from bench.b_big_meeting import _Client, _Parsed
+from bench.b_big_meeting import _Client, _collector_paused, _Parsed
 
 
 def _participant(i: int) -> dict[str, Any]:
@@ -75,3 +77,20 @@ def test_departures_and_pongs() -> None:
     assert client.sent == {} and len(client.pongs) == 1
     client.take(_delta(range(1, 2)))
     assert client.full.is_set()
+
+
+def test_the_runner_collects_no_cycles_during_a_storm_and_after_it_does() -> None:
+    assert gc.isenabled()
+    with _collector_paused():
+        assert not gc.isenabled()
+        cycle: list[object] = []
+        cycle.append(cycle)
+        ref = weakref.ref(_Cycle(cycle))
+    assert gc.isenabled()
+    assert ref() is None  # collected when the storm is over
+
+
+class _Cycle:
+    def __init__(self, payload: object) -> None:
+        self.me = self
+        self.payload = payload
