@@ -236,3 +236,23 @@ async def test_a_crashing_batch_fails_each_of_its_askers_and_the_later_ones() ->
     assert isinstance(replies[3], ActorStopped)  # taken out while gathering the batch
     await actor.wait(2)
     assert not actor.running
+
+
+async def test_idle_while_running_with_nothing_queued() -> None:
+    gate = asyncio.Event()
+    actor = Recorder("idle", gate=gate)
+    assert not actor.idle  # not started
+    actor.start()
+    await asyncio.sleep(0)
+    assert actor.idle
+    actor.send("a")
+    assert not actor.idle  # queued
+    await asyncio.sleep(0)
+    assert not actor.idle  # taken from the mailbox, still being handled (waits on the gate)
+    gate.set()
+    await eventually(lambda: actor.seen == ["a"], timeout=5, what="the message handled")
+    await asyncio.sleep(0)
+    assert actor.idle
+    actor.request_stop()
+    assert not actor.idle
+    await actor.stop()

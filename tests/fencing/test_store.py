@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from darktower.fencing import (
@@ -61,6 +65,37 @@ async def test_acquire_sets_gen_and_owner(
     assert await stored_gen(redis_client) == lease.generation
     assert await redis_client.get(K.owner) == b"mc-a"
     assert await redis_client.ttl(K.gen) == -1  # never expires
+
+
+async def test_a_burst_of_acquires_and_deletes_goes_to_redis_in_one_pipeline_each(
+    store: RedisFencedStore, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An MC admitting (or ending) many meetings at once: their ownership scripts of one loop
+    turn share a round trip (`runtime.redis_coalesce`), each fenced and answered on its own."""
+    sizes: list[int] = []
+    real = Pipeline.execute
+
+    async def recording(pipe: Pipeline, raise_on_error: bool = True) -> Any:
+        sizes.append(len(pipe.command_stack))
+        return await real(pipe, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "execute", recording)
+    await store.acquire("warm", "mc-a")  # alone: a plain script call
+    ids = [f"burst-{i}" for i in range(8)]
+    await redis_client.set(MeetingKeys.for_meeting(ids[3]).gen, "not a number")
+    outcomes = await asyncio.gather(
+        *(store.acquire(m, "mc-a", mh="[]") for m in ids), return_exceptions=True
+    )
+    assert sizes == [8]
+    assert isinstance(outcomes[3], MalformedState)  # its own error, the others acquired
+    leases = [o for o in outcomes if isinstance(o, Lease)]
+    assert [lease.meeting_id for lease in leases] == ids[:3] + ids[4:]
+    assert all(lease.fresh for lease in leases)
+    for lease in leases:
+        assert await redis_client.get(lease.keys.owner) == b"mc-a"
+    await asyncio.gather(*(store.fenced_delete(lease) for lease in leases))
+    assert sizes == [8, 7]
+    assert all([await redis_client.get(lease.keys.owner) is None for lease in leases])
 
 
 async def test_acquire_is_strictly_increasing_and_above_the_redis_clock(

@@ -115,3 +115,48 @@ async def test_a_server_that_lost_the_script_still_runs_every_call(
     replies = await asyncio.gather(*(script(["l"], [str(i)]) for i in range(4)))
     assert replies == [1, 2, 3, 4]
     assert await redis_client.lrange("l", 0, -1) == [b"0", b"1", b"2", b"3"]
+
+
+# Holds Redis for ARGV[2] milliseconds before appending ARGV[1] to the list KEYS[1].
+SLOW_SOURCE = """
+local t = redis.call('TIME')
+local until_us = (t[1] * 1000000 + t[2]) + tonumber(ARGV[2]) * 1000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= until_us
+return redis.call('RPUSH', KEYS[1], ARGV[1])
+"""
+
+
+async def test_calls_made_while_a_batch_is_in_flight_go_together_next(
+    redis_client: aioredis.Redis, executions: list[int]
+) -> None:
+    """gRPC requests arrive one per loop turn: the calls they make while Redis is busy with
+    an earlier batch share the next round trip, in call order, each with its own reply."""
+    script = CoalescedScript(redis_client, redis_client.register_script(SLOW_SOURCE))
+    await script(["warm"], ["x", "0"])
+    first = asyncio.ensure_future(script(["l"], ["a", "100"]))  # alone: a plain call
+    await asyncio.sleep(0.02)  # it is on its way (Redis holds it for 100 ms)
+    later = []
+    for value in ("b", "c", "d"):  # one call per loop turn
+        later.append(asyncio.ensure_future(script(["l"], [value, "0"])))
+        await asyncio.sleep(0)
+    assert await first == 1
+    assert await asyncio.gather(*later) == [2, 3, 4]
+    assert executions == [3]
+    assert await redis_client.lrange("l", 0, -1) == [b"a", b"b", b"c", b"d"]
+    assert await script(["l"], ["e", "0"]) == 5  # nothing in flight: alone again
+    assert executions == [3]
+
+
+async def test_a_failed_batch_in_flight_does_not_hold_the_calls_queued_behind_it(
+    redis_client: aioredis.Redis, executions: list[int]
+) -> None:
+    script = CoalescedScript(redis_client, redis_client.register_script(SLOW_SOURCE))
+    await script(["warm"], ["x", "0"])
+    await redis_client.set("s", "a string")  # RPUSH on it: a WRONGTYPE error reply
+    first = asyncio.ensure_future(script(["s"], ["a", "50"]))
+    await asyncio.sleep(0.01)
+    queued = [asyncio.ensure_future(script(["l"], [v, "0"])) for v in ("b", "c")]
+    with pytest.raises(ResponseError):
+        await first
+    assert await asyncio.gather(*queued) == [1, 2]
+    assert executions == [2]

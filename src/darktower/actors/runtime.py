@@ -104,6 +104,7 @@ class Actor(Generic[M]):
         self._children: set[Actor[Any]] = set()
         self._accepting = True
         self._band = 0  # 0 normal, 1 warning, 2 critical: log a crossing once
+        self._waiting = False  # the task waits on the mailbox (see `idle`)
         # Set once the task ended AND the parent was told: waiting on the task alone could
         # return before its done-callbacks (supervision) have run.
         self._exited = asyncio.Event()
@@ -144,6 +145,13 @@ class Actor(Generic[M]):
     @property
     def mailbox_depth(self) -> int:
         return self._mailbox.qsize() + (self._next is not None)
+
+    @property
+    def idle(self) -> bool:
+        """Running, taking messages, none queued and none being handled (nor `on_start`):
+        the actor waits for its next message, so a decision made now by a synchronous call
+        on its state is the one its mailbox would have made next."""
+        return self._waiting and self._accepting and self.mailbox_depth == 0
 
     def request_stop(self) -> None:
         """End after the messages already queued; new messages are refused from now on."""
@@ -221,7 +229,11 @@ class Actor(Generic[M]):
             while True:
                 envelope, self._next = self._next, None
                 if envelope is None:
-                    envelope = await self._mailbox.get()
+                    self._waiting = True
+                    try:
+                        envelope = await self._mailbox.get()
+                    finally:
+                        self._waiting = False
                 if isinstance(envelope, _Stop):
                     graceful = True
                     return

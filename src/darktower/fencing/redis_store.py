@@ -71,6 +71,7 @@ from darktower.fencing.translate import (
     stored_hash,
     stored_text,
 )
+from darktower.runtime.redis_coalesce import CoalescedScript
 from darktower.runtime.redis_connect import RedisLike
 
 __all__ = ["ENDED_GEN_TTL_SECONDS", "RedisFencedStore"]
@@ -102,6 +103,10 @@ class RedisFencedStore:
         self._client = client
         self._cluster: RedisCluster | None = client if isinstance(client, RedisCluster) else None
         self._scripts = FencingScripts.register(client)
+        # The ownership changes of one loop turn (a burst of admissions, of ends) go to Redis
+        # in one pipeline; with replica_wait each is sent with its own WAIT instead.
+        self._acquire = CoalescedScript(client, self._scripts.acquire)
+        self._delete = CoalescedScript(client, self._scripts.fenced_delete)
         self._audit = audit
         self._audit_flag = "1" if audit else "0"
         self._replica_wait = replica_wait
@@ -164,7 +169,8 @@ class RedisFencedStore:
             args = (*args, mh)
         with observed("acquire"):
             call = ScriptCall(self._scripts.acquire, keys, script_keys, args)
-            generation, fresh = decode_acquire(meeting_id, await self._replicated(call))
+            reply = await self._replicated(call, self._acquire)
+            generation, fresh = decode_acquire(meeting_id, reply)
         return Lease(meeting_id, owner, generation, fresh=fresh)
 
     async def fenced_set(self, lease: Lease, name: str, value: str) -> None:
@@ -225,7 +231,8 @@ class RedisFencedStore:
         args = (self._audit_flag, lease.owner, lease.generation, ENDED_GEN_TTL_SECONDS)
         script_keys = self._audited(keys, keys.gen, keys.owner, keys.mh, keys.state)
         with observed("delete"):
-            await self._replicated(ScriptCall(self._scripts.fenced_delete, keys, script_keys, args))
+            call = ScriptCall(self._scripts.fenced_delete, keys, script_keys, args)
+            await self._replicated(call, self._delete)
 
     async def fenced_check(self, lease: Lease) -> None:
         keys = lease.keys
@@ -284,12 +291,13 @@ class RedisFencedStore:
         args = (self._audit_flag, lease.owner, lease.generation, item.name, item.value)
         return self._audited(keys, keys.gen, keys.owner, keys.mh), args
 
-    async def _replicated(self, call: ScriptCall) -> object:
-        """Run an ownership-changing script; with replica_wait, WAIT for the replicas too.
-        Answers the script's reply once it is known to be no refusal (`decode_reply`)."""
+    async def _replicated(self, call: ScriptCall, coalesced: CoalescedScript) -> object:
+        """Run an ownership-changing script (`coalesced`: the same script, coalescing the
+        calls of a loop turn); with replica_wait, WAIT for the replicas too. Answers the
+        script's reply once it is known to be no refusal (`decode_reply`)."""
         meeting_id = call.keys.meeting_id
         if self._replica_wait == 0:
-            reply = await call.script(keys=call.script_keys, args=call.args)
+            reply = await coalesced(keys=call.script_keys, args=call.args)
             decode_acquire(meeting_id, reply)
             return reply
         # WAIT counts the writes made on its own connection: a pipeline keeps both on one.

@@ -25,7 +25,6 @@ from darktower.mc.controller import (
     MeetingControllerActor,
     Pending,
     Rejected,
-    Reserve,
 )
 from darktower.mc.errors import StateUnavailable
 from darktower.mc.meeting import UpdateMhs
@@ -50,7 +49,7 @@ class Assigner:
 
     async def assign(self, request: AssignRequest) -> Rejection | None:
         while True:
-            result = await self._controller.ask(Reserve(request.meeting_id))
+            result = await self._controller.reserve(request.meeting_id)
             if isinstance(result, Rejected):
                 return result.reason
             if isinstance(result, Pending):
@@ -77,7 +76,7 @@ class Assigner:
             mh_json = mh_list_json(request.mhs, now_ms())
             # Ownership and the MH list in one script: one round trip, nothing half-written.
             lease = await self._store.acquire(meeting_id, owner, mh=mh_json)
-            await self._controller.ask(Commit(lease, request.mhs, request.settings))
+            await self._controller.commit(Commit(lease, request.mhs, request.settings))
         except BaseException as exc:
             await self._undo(meeting_id, lease)
             if isinstance(exc, FencingError):
