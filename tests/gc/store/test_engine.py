@@ -165,13 +165,13 @@ def test_postgres_pool_keeps_a_burst_of_connections() -> None:
     not os.environ.get(DATABASE_URL_ENV), reason="PostgreSQL only (the test command gives one)"
 )
 async def test_a_burst_reuses_its_connections(store: GcStore) -> None:
-    # Two bursts of as many concurrent transactions as the pool holds, on PostgreSQL: the
-    # second opens no connection (with SQLAlchemy's default pool of 5 it opened 7 again of 12;
-    # with 16 kept and 16 overflow, 16 again of 32).
+    # Two bursts of 20 concurrent transactions on PostgreSQL, more than the old pool kept: the
+    # second opens no connection (SQLAlchemy's default pool of 5 opened 7 again of 12; 16 kept
+    # and 16 overflow, 23 in all). 20, not the pool's 32: the test PostgreSQL is shared.
     assert store.engine.dialect.name == "postgresql"
     opened: list[object] = []
     event.listen(store.engine.sync_engine, "connect", lambda conn, _record: opened.append(conn))
-    burst = 32  # 64 joins in flight (bench herding) held up to 28 at once
+    burst = 20
 
     async def hold(inside: list[None], all_in: asyncio.Event, release: asyncio.Event) -> None:
         async with store.engine.connect() as connection:
