@@ -23,7 +23,9 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import get_args
 
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from redis.exceptions import (
     AskError,
@@ -175,6 +177,11 @@ def fencing_error(exc: BaseException) -> FencingError:
     return StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
 
 
+# Each op's series, looked up once: a label lookup costs more than the count or observation.
+_ERRORS = {op: REDIS_ERRORS.labels(op=op) for op in get_args(Op)}
+_LATENCY = {op: REDIS_LATENCY.labels(op=op) for op in get_args(Op)}
+
+
 @contextmanager
 def counted(op: Op) -> Iterator[None]:
     """Count the enclosed call's failures (not FencedOut: an answer) and translate redis-py
@@ -184,10 +191,10 @@ def counted(op: Op) -> Iterator[None]:
     except FencedOut:
         raise
     except FencingError:
-        REDIS_ERRORS.labels(op=op).inc()
+        _ERRORS[op].inc()
         raise
     except REDIS_FAILURES as exc:
-        REDIS_ERRORS.labels(op=op).inc()
+        _ERRORS[op].inc()
         raise fencing_error(exc) from exc
 
 
@@ -196,12 +203,16 @@ def observed(op: Op) -> Iterator[None]:
     """Time the enclosed store call, count its failures and translate redis-py errors; a
     span of the current trace, if any."""
     started = time.perf_counter()
-    attributes = {"db.system.name": "redis", "db.operation.name": op}
     try:
+        if not trace.get_current_span().get_span_context().is_valid:
+            with counted(op):  # untraced (most calls): no span to open
+                yield
+            return
+        attributes = {"db.system.name": "redis", "db.operation.name": op}
         with child_span(f"redis {op}", attributes, kind=SpanKind.CLIENT), counted(op):
             yield
     finally:
-        REDIS_LATENCY.labels(op=op).observe(time.perf_counter() - started)
+        _LATENCY[op].observe(time.perf_counter() - started)
 
 
 def outcome(meeting_id: str, result: object, op: Op) -> FencingError | None:

@@ -18,6 +18,7 @@ meeting_ended) and meeting_ended (last_participant_left, empty_timeout, drained,
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -55,9 +56,14 @@ def new_event_id() -> str:
     return "evt_" + uuid.uuid4().hex
 
 
+@functools.lru_cache(maxsize=4)
+def _iso_second(second: int) -> str:
+    """`2026-11-30T12:00:00.` of a Unix second: the events of one second share it."""
+    return datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
 def _iso(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return f"{_iso_second(ms // 1000)}{ms % 1000:03d}Z"
 
 
 def body_without_seq(

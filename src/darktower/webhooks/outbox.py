@@ -56,9 +56,17 @@ EVENTS = Counter(
     "the meeting, failed: Redis did not answer; the event is lost).",
     ["type", "result"],
 )
-for _type in EventType:
-    for _result in ("emitted", "stale", "failed"):
-        EVENTS.labels(_type.value, _result)
+# Every series, made at import (dashboards see zeros) and kept: one lookup per event.
+_SERIES = {
+    (_type.value, _result): EVENTS.labels(_type.value, _result)
+    for _type in EventType
+    for _result in ("emitted", "stale", "failed")
+}
+
+
+def _count(event_type: str, result: str) -> None:
+    series = _SERIES.get((event_type, result))
+    (series if series is not None else EVENTS.labels(event_type, result)).inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +163,7 @@ class EventOutbox:
         try:
             reply = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
-            EVENTS.labels(event_type.value, "failed").inc()
+            _count(event_type.value, "failed")
             # The type only: redis-py's connection errors name host and port.
             log.warning(
                 "meeting %s: webhook event %s not recorded (%s)",
@@ -167,7 +175,7 @@ class EventOutbox:
         status = _text(reply[0])
         if status != "OK":
             if status == "STALE":
-                EVENTS.labels(event_type.value, "stale").inc()
+                _count(event_type.value, "stale")
                 log.info(
                     "meeting %s: %s not recorded, generation %d is not current",
                     meeting_id,
@@ -176,7 +184,7 @@ class EventOutbox:
                 )
             return None
         recorded = Recorded(seq=int(reply[1]), entry_id=_text(reply[2]), type=_text(reply[3]))
-        EVENTS.labels(recorded.type, "emitted").inc()
+        _count(recorded.type, "emitted")
         return recorded
 
 
