@@ -11,8 +11,10 @@ process's one channel: `FastHeartbeat` every `fast_s` and
 Phases: 5,000 MCs at the default intervals (10 s fast, 30 s comprehensive) for 30 s, then
 1,000 of them at 1 Hz (fast every second, comprehensive every 3 s) for 10 s. Measured per
 phase: beats answered (of those scheduled), beat latency p50/p99 as the MC sees it, send
-lateness (this client's own pace), the CPU of each GC process (psutil, all threads) and of each
-process of simulated MCs (a load generator near a full core would measure itself). With
+lateness (this client's own pace), each GC's event-loop lag (how late a 10 ms timer in it ran:
+p99 and max; a beat p99 far above it is time the GC spent waiting for the machine, not on its
+own work), the CPU of each GC process (psutil, all threads) and of each process of simulated
+MCs (a load generator near a full core would measure itself). With
 `--profile DIR`, py-spy records gc-1 during each phase.
 A beat has a 2 s deadline; one due over a second ago is skipped, as an MC that waits for its
 previous beat would.
@@ -66,6 +68,8 @@ class _Window:
     skipped: int = 0
     cores: list[float] = field(default_factory=list)
     client_cores: list[float] = field(default_factory=list)
+    # Each GC's event loop: how late a 10 ms timer ran, each time, in ms (`_LoopLag`).
+    loop_lag: list[list[float]] = field(default_factory=list)
     cut: bool = False
 
 
@@ -127,6 +131,7 @@ async def _measure(
             # py-spy on gc-1 (only with --profile): the phase as measured, profiler included.
             profile = Profile(ctx, f"scaleout-gc-1-phase{k + 1}", gcs[0].pid)
             await profile.start()
+            await asyncio.gather(*(gc.call({"cmd": "lag_start"}) for gc in gcs))
             start_at = time.time() + 1.0
             message = {"cmd": "beat", "phase": asdict(phase), "start_at": start_at}
             with (
@@ -138,12 +143,14 @@ async def _measure(
                 parts = await asyncio.gather(
                     *(b.call(message, timeout=phase.seconds + 60) for b in beaters)
                 )
+            lags = await asyncio.gather(*(gc.call({"cmd": "lag"}) for gc in gcs))
             await profile.stop()
             if ctx.profile_dir is not None:
                 result.profile[f"gc_1_phase{k + 1}"] = profile.summary()
             window = _Window(
                 cores=[first["cores"], second["cores"]],
                 client_cores=[mcs_first["cores"], mcs_second["cores"]],
+                loop_lag=[lag["late_ms"] for lag in lags],
             )
             for part in parts:
                 window.scheduled += int(part["scheduled"])
@@ -283,6 +290,11 @@ def _add_window(result: BenchResult, phase: _Phase, window: _Window) -> None:
     result.add(Metric(f"{label}: beats/s", window.scheduled / phase.seconds, "/s"))
     for k, cores in enumerate(window.cores):
         result.add(Metric(f"{label}: gc-{k + 1} CPU", cores, "cores"))
+    # A GC that answers late with an event loop that was never held up long waited for the
+    # machine (a core, the network stack), not for its own work.
+    for k, late in enumerate(window.loop_lag):
+        result.add(Metric(f"{label}: gc-{k + 1} loop lag p99", percentile(late, 99), "ms"))
+        result.add(Metric(f"{label}: gc-{k + 1} loop lag max", max(late, default=0.0), "ms"))
     result.add(Metric(f"{label}: send lateness p99", percentile(window.lateness, 99), "ms"))
     # The load generator's own CPU: near a core, its figures (lateness, latency) are its own.
     for k, cores in enumerate(window.client_cores):

@@ -120,15 +120,53 @@ async def mc_service(params: Mapping[str, Any]) -> Service:
     return _McService(app)
 
 
+class _LoopLag:
+    """How late the service's event loop runs a timer due every `period_s`, between `start()`
+    and `stop()`: a stall of the loop (a long callback, a collection, the process waiting for
+    a core) shows as a late timer. Off unless started: its wake-ups cost the loop a little."""
+
+    def __init__(self, period_s: float = 0.01) -> None:
+        self._period = period_s
+        self._task: asyncio.Task[None] | None = None
+        self._late_ms: list[float] = []
+
+    def start(self) -> None:
+        if self._task is None:
+            self._late_ms = []
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> list[float]:
+        """The lateness of every timer since `start()`, in ms."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return self._late_ms
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self._period
+            await asyncio.sleep(self._period)
+            self._late_ms.append(max(0.0, loop.time() - due) * 1000)
+
+
 class _GcService:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.info = {"grpc_port": app.grpc_port, "http_port": app.http_port}
+        self._lag = _LoopLag()
 
     async def command(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        if message["cmd"] == "lag_start":
+            self._lag.start()
+            return {"ok": True}
+        if message["cmd"] == "lag":
+            return {"ok": True, "late_ms": await self._lag.stop()}
         raise ValueError(f"unknown command {message['cmd']}")
 
     async def stop(self) -> None:
+        await self._lag.stop()
         await self.app.stop()
 
 
