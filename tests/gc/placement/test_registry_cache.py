@@ -168,3 +168,56 @@ async def test_assigned_counts_on_the_cached_mc_only() -> None:
     cache.assigned("mc-ghost")
     counts = {c.id: c.assignments_since_heartbeat for c in (await cache.get()).controllers}
     assert counts == {"mc-1": 0, "mc-2": 2} and source.reads == 1
+
+
+async def test_past_half_its_age_the_answer_is_served_and_the_next_read_starts_behind() -> None:
+    source, clock = Source(), Clock()
+    cache = RegistryCache(source.read, max_age_s=0.5, clock=clock)
+    await cache.get()
+    source.mcs = ["mc-2"]
+    source.gate = asyncio.Event()
+
+    clock.now += 0.25
+    assert _ids(await cache.get()) == ["mc-1"] and source.reads == 1  # young: no read
+    clock.now += 0.05
+    # Answered at once although the read it started is held: the join does not wait for it.
+    answer = await asyncio.wait_for(cache.get(), 1.0)
+    await asyncio.sleep(0)
+    assert _ids(answer) == ["mc-1"] and source.reads == 2
+    assert _ids(await asyncio.wait_for(cache.get(), 1.0)) == ["mc-1"] and source.reads == 2
+
+    source.gate.set()
+    await asyncio.sleep(0.01)
+    clock.now += 0.21  # past the first read's max age, not half the second's
+    assert _ids(await asyncio.wait_for(cache.get(), 1.0)) == ["mc-2"] and source.reads == 2
+
+
+async def test_a_read_ahead_that_fails_keeps_the_answer_until_its_max_age() -> None:
+    source, clock = Source(), Clock()
+    cache = RegistryCache(source.read, max_age_s=0.5, clock=clock)
+    await cache.get()
+    source.fail = OSError("database down")
+
+    clock.now += 0.4
+    assert _ids(await cache.get()) == ["mc-1"]
+    await asyncio.sleep(0.01)
+    assert source.reads == 2 and _ids(await cache.get()) == ["mc-1"]
+    clock.now += 0.2
+    with pytest.raises(OSError, match="database down"):
+        await cache.get()
+
+
+async def test_a_get_after_invalidate_does_not_take_a_read_begun_before_it() -> None:
+    source = Source()
+    source.gate = asyncio.Event()
+    cache = RegistryCache(source.read, max_age_s=60)
+    before = asyncio.create_task(cache.get())
+    await asyncio.sleep(0.01)
+    cache.invalidate()  # e.g. an MC found down while that read was under way
+    source.mcs = ["mc-2"]
+    after = asyncio.create_task(cache.get())
+    await asyncio.sleep(0.01)
+    source.gate.set()
+
+    assert _ids(await before) == ["mc-1"]
+    assert _ids(await after) == ["mc-2"] and source.reads == 2

@@ -28,10 +28,13 @@ from dataclasses import replace
 
 from darktower.gc.domain import Registry
 
-__all__ = ["DEFAULT_MAX_AGE_S", "RegistryCache"]
+__all__ = ["DEFAULT_MAX_AGE_S", "REFRESH_AHEAD", "RegistryCache"]
 
 DEFAULT_MAX_AGE_S = 0.5
 """How long one read of the registry serves placements (seconds)."""
+
+REFRESH_AHEAD = 0.5
+"""The fraction of `max_age_s` after which a `get` starts the next read in the background."""
 
 
 class RegistryCache:
@@ -54,21 +57,21 @@ class RegistryCache:
         self._reading: asyncio.Future[Registry] | None = None
         # Bumped by `invalidate`: a read begun before it must not be kept as current.
         self._generation = 0
+        self._reading_generation = 0
 
     async def get(self, *, fresh: bool = False) -> Registry:
         """The registry: the cached one while young enough (never with `fresh`), else the
-        answer of a read — the one under way, when it began after the last `invalidate`."""
-        if (
-            not fresh
-            and self._registry is not None
-            and self._clock() - self._read_at <= self._max_age_s
-        ):
-            return self._registry
-        if self._reading is None or fresh:
-            self._reading = asyncio.ensure_future(self._read_and_keep(self._generation))
-            self._reading.add_done_callback(_retrieve)
+        answer of a read — the one under way, when it began after the last `invalidate`.
+        A cached answer past `REFRESH_AHEAD` of its age starts the next read (not awaited)."""
+        if not fresh and self._registry is not None:
+            age = self._clock() - self._read_at
+            if age <= self._max_age_s:
+                if age > self._max_age_s * REFRESH_AHEAD:
+                    self._under_way()
+                return self._registry
+        reading = self._start_read() if fresh else self._under_way()
         # Shielded: a caller that gives up does not cancel the read the others wait for.
-        return await asyncio.shield(self._reading)
+        return await asyncio.shield(reading)
 
     def assigned(self, mc_id: str) -> None:
         """This GC just placed a meeting on `mc_id`: count it on the cached MC."""
@@ -84,6 +87,18 @@ class RegistryCache:
             self._registry.media_handlers,
         )
 
+    def _under_way(self) -> asyncio.Future[Registry]:
+        """The read under way that began after the last `invalidate`; else a new one."""
+        if self._reading is not None and self._reading_generation == self._generation:
+            return self._reading
+        return self._start_read()
+
+    def _start_read(self) -> asyncio.Future[Registry]:
+        reading = asyncio.ensure_future(self._read_and_keep(self._generation))
+        reading.add_done_callback(_retrieve)
+        self._reading, self._reading_generation = reading, self._generation
+        return reading
+
     def invalidate(self) -> None:
         """Forget the cached registry; the next `get` reads."""
         self._registry = None
@@ -96,7 +111,8 @@ class RegistryCache:
         finally:
             if self._reading is asyncio.current_task():
                 self._reading = None
-        if generation == self._generation:
+        # Not over a newer answer: a read ahead may end after a `fresh` read begun later.
+        if generation == self._generation and started >= self._read_at:
             self._registry, self._read_at = registry, started
         return registry
 
