@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
@@ -26,6 +28,7 @@ from darktower.fencing import (
     StoreUnavailable,
 )
 from darktower.fencing.scripts import FencingScripts
+from tests.support.tracing import memory_spans
 
 M = "meeting-1"
 K = MeetingKeys.for_meeting(M)
@@ -96,6 +99,28 @@ async def test_a_burst_of_acquires_and_deletes_goes_to_redis_in_one_pipeline_eac
     await asyncio.gather(*(store.fenced_delete(lease) for lease in leases))
     assert sizes == [8, 7]
     assert all([await redis_client.get(lease.keys.owner) is None for lease in leases])
+
+
+async def test_store_calls_are_client_spans_inside_a_trace_only(
+    store: RedisFencedStore, redis_client: aioredis.Redis
+) -> None:
+    exported = memory_spans()
+    await store.acquire("untraced", "mc-a")
+    with trace.get_tracer("test").start_as_current_span("assign"):
+        lease = await store.acquire("traced", "mc-a")
+        await redis_client.set(lease.keys.owner, "mc-b")  # taken over meanwhile
+        with pytest.raises(FencedOut):
+            await store.fenced_set(lease, "mh", "[]")
+    spans = {s.name: s for s in exported.get_finished_spans()}
+    assert {"redis acquire", "redis set"} <= set(spans)  # nothing for the untraced acquire
+    assert sum(s.name == "redis acquire" for s in exported.get_finished_spans()) == 1
+    assert spans["redis acquire"].kind is SpanKind.CLIENT
+    assert spans["redis acquire"].attributes == {
+        "db.system.name": "redis",
+        "db.operation.name": "acquire",
+    }
+    assert spans["redis set"].attributes is not None
+    assert spans["redis set"].attributes["error.type"] == "FencedOut"
 
 
 async def test_acquire_is_strictly_increasing_and_above_the_redis_clock(
