@@ -45,7 +45,7 @@ def test_a_started_mc_logs_its_event_loop(
 ) -> None:
     values = mc_values(redis_url, tmp_path / "keys") | {
         "MC_GRPC_BIND": f"127.0.0.1:{held_port}",
-        "MC_LOG_LEVEL": "INFO",
+        "MC_LOG_LEVEL": "DEBUG",
     }
     if setting is not None:
         values["MC_EVENT_LOOP"] = setting

@@ -81,7 +81,7 @@ def run_service(
         tracing = configure_tracing(service, settings.id)
         try:
             with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-                log.info("event loop: %s", loop_name(runner.get_loop()))
+                log.debug("event loop: %s", loop_name(runner.get_loop()))
                 runner.run(serve(settings))
         finally:
             tracing.shutdown()
