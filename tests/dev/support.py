@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import psutil
 
+from darktower.embedded.redis import PORT_RANGE_ENV
+
 DARKTOWER = [sys.executable, "-m", "darktower"]
 START_WITHIN_S = 90.0
 T = TypeVar("T")
@@ -35,8 +37,13 @@ def wait_for(what: str, probe: Callable[[], T | None], within: float, every: flo
 
 def dev_env(state_dir: Path) -> dict[str, str]:
     """Our environment without anything naming a GC or an MC, with the fleets' state in
-    `state_dir` (created by the fleet, 0700)."""
+    `state_dir` (created by the fleet, 0700). `DARKTOWER_PORT_RANGE` stays: `--any-port` then
+    picks the shard's ports, below the kernel's ephemeral range, where an outgoing connection
+    can take a port between the fleet's pick and its service's bind (a CI run lost an MC so:
+    "cannot listen on 127.0.0.1:35039 (MC gRPC): address already in use")."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "GC_", "DARKTOWER_"))}
+    if PORT_RANGE_ENV in os.environ:
+        env[PORT_RANGE_ENV] = os.environ[PORT_RANGE_ENV]
     env["DARKTOWER_DEV_STATE"] = str(state_dir)
     return env
 
