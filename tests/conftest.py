@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from darktower.embedded.redis import EmbeddedRedis
 from tests.support.redis_claim import DatabaseInUse, claim_database
@@ -60,3 +63,26 @@ def redis_db(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port some other program listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def pipeline_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every Redis pipeline executed from now on (the calls still run)."""
+    sizes: list[int] = []
+    real = Pipeline.execute
+
+    async def recording(pipe: Pipeline, raise_on_error: bool = True) -> Any:
+        sizes.append(len(pipe.command_stack))
+        return await real(pipe, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "execute", recording)
+    return sizes

@@ -9,7 +9,6 @@ import logging
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -37,15 +36,6 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mc_settings(redis_url: str, key_dir: Path, **overrides: str) -> McSettings:
     values = mc_values(redis_url, key_dir) | {f"MC_{k.upper()}": v for k, v in overrides.items()}
     return McSettings(**{k.removeprefix("MC_").lower(): v for k, v in values.items()})
-
-
-@pytest.fixture
-def held_port() -> Iterator[int]:
-    """A loopback port some other program listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], expected: str) -> None:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
-from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from darktower.fencing import (
@@ -71,18 +69,11 @@ async def test_acquire_sets_gen_and_owner(
 
 
 async def test_a_burst_of_acquires_and_deletes_goes_to_redis_in_one_pipeline_each(
-    store: RedisFencedStore, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+    store: RedisFencedStore, redis_client: aioredis.Redis, pipeline_sizes: list[int]
 ) -> None:
     """An MC admitting (or ending) many meetings at once: their ownership scripts of one loop
     turn share a round trip (`runtime.redis_coalesce`), each fenced and answered on its own."""
-    sizes: list[int] = []
-    real = Pipeline.execute
-
-    async def recording(pipe: Pipeline, raise_on_error: bool = True) -> Any:
-        sizes.append(len(pipe.command_stack))
-        return await real(pipe, raise_on_error)
-
-    monkeypatch.setattr(Pipeline, "execute", recording)
+    sizes = pipeline_sizes
     await store.acquire("warm", "mc-a")  # alone: a plain script call
     ids = [f"burst-{i}" for i in range(8)]
     await redis_client.set(MeetingKeys.for_meeting(ids[3]).gen, "not a number")

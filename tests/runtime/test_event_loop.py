@@ -4,9 +4,7 @@ real `darktower mc` processes say which loop they started on."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +25,6 @@ def test_uvloop_is_the_default_and_asyncio_can_be_chosen() -> None:
         assert loop_name(runner.get_loop()) == "asyncio"
     with pytest.raises(ValueError, match="tokio"):
         loop_factory("tokio")
-
-
-@pytest.fixture
-def held_port() -> Iterator[int]:
-    """A port some other program listens on: the MC logs its loop, then refuses to start."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 @pytest.mark.slow

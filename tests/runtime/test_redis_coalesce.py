@@ -4,11 +4,9 @@ each still gets its own reply or error."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,34 +24,20 @@ return redis.call('RPUSH', KEYS[1], ARGV[1])
 """
 
 
-@pytest.fixture
-def executions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every pipeline executed (the calls still run)."""
-    sizes: list[int] = []
-    real = Pipeline.execute
-
-    async def recording(pipe: Pipeline, raise_on_error: bool = True) -> Any:
-        sizes.append(len(pipe.command_stack))
-        return await real(pipe, raise_on_error)
-
-    monkeypatch.setattr(Pipeline, "execute", recording)
-    return sizes
-
-
 async def test_the_calls_of_one_turn_go_together_in_call_order(
-    redis_client: aioredis.Redis, executions: list[int]
+    redis_client: aioredis.Redis, pipeline_sizes: list[int]
 ) -> None:
     script = CoalescedScript(redis_client, redis_client.register_script(SOURCE))
     assert await script(["warm"], ["x"]) == 1  # alone in its turn: a plain call
-    assert executions == []
+    assert pipeline_sizes == []
     replies = await asyncio.gather(*(script(["l"], [str(i)]) for i in range(10)))
     assert replies == list(range(1, 11))  # each its own reply
-    assert executions == [10]
+    assert pipeline_sizes == [10]
     assert await redis_client.lrange("l", 0, -1) == [str(i).encode() for i in range(10)]
 
 
 async def test_an_error_reply_stays_with_its_call(
-    redis_client: aioredis.Redis, executions: list[int]
+    redis_client: aioredis.Redis, pipeline_sizes: list[int]
 ) -> None:
     script = CoalescedScript(redis_client, redis_client.register_script(SOURCE))
     await script(["warm"], ["x"])
@@ -62,7 +46,7 @@ async def test_an_error_reply_stays_with_its_call(
     )
     assert results[0] == 1 and results[2] == 2
     assert isinstance(results[1], ResponseError)
-    assert executions == [3]
+    assert pipeline_sizes == [3]
 
 
 async def test_a_lost_connection_reaches_every_call_of_the_batch() -> None:
@@ -95,7 +79,7 @@ async def test_a_cancelled_gatherer_fails_the_calls_that_joined_it(
 
 
 async def test_a_burst_of_meeting_starts_records_each_in_one_round_trip(
-    redis_client: aioredis.Redis, executions: list[int]
+    redis_client: aioredis.Redis, pipeline_sizes: list[int]
 ) -> None:
     from darktower.fencing import Lease
 
@@ -103,11 +87,11 @@ async def test_a_burst_of_meeting_starts_records_each_in_one_round_trip(
     leases = [Lease(f"m-{i}", "mc-1", 1_764_000_000_000_001) for i in range(8)]
     recorded = await asyncio.gather(*(outbox.meeting_acquired(lease) for lease in leases))
     assert [r.seq if r else None for r in recorded] == [1] * 8
-    assert executions == [8]
+    assert pipeline_sizes == [8]
 
 
 async def test_a_server_that_lost_the_script_still_runs_every_call(
-    redis_client: aioredis.Redis, executions: list[int]
+    redis_client: aioredis.Redis, pipeline_sizes: list[int]
 ) -> None:
     script = CoalescedScript(redis_client, redis_client.register_script(SOURCE))
     await script(["warm"], ["x"])
@@ -127,7 +111,7 @@ return redis.call('RPUSH', KEYS[1], ARGV[1])
 
 
 async def test_calls_made_while_a_batch_is_in_flight_go_together_next(
-    redis_client: aioredis.Redis, executions: list[int]
+    redis_client: aioredis.Redis, pipeline_sizes: list[int]
 ) -> None:
     """gRPC requests arrive one per loop turn: the calls they make while Redis is busy with
     an earlier batch share the next round trip, in call order, each with its own reply."""
@@ -141,14 +125,14 @@ async def test_calls_made_while_a_batch_is_in_flight_go_together_next(
         await asyncio.sleep(0)
     assert await first == 1
     assert await asyncio.gather(*later) == [2, 3, 4]
-    assert executions == [3]
+    assert pipeline_sizes == [3]
     assert await redis_client.lrange("l", 0, -1) == [b"a", b"b", b"c", b"d"]
     assert await script(["l"], ["e", "0"]) == 5  # nothing in flight: alone again
-    assert executions == [3]
+    assert pipeline_sizes == [3]
 
 
 async def test_a_failed_batch_in_flight_does_not_hold_the_calls_queued_behind_it(
-    redis_client: aioredis.Redis, executions: list[int]
+    redis_client: aioredis.Redis, pipeline_sizes: list[int]
 ) -> None:
     script = CoalescedScript(redis_client, redis_client.register_script(SLOW_SOURCE))
     await script(["warm"], ["x", "0"])
@@ -159,4 +143,4 @@ async def test_a_failed_batch_in_flight_does_not_hold_the_calls_queued_behind_it
     with pytest.raises(ResponseError):
         await first
     assert await asyncio.gather(*queued) == [1, 2]
-    assert executions == [2]
+    assert pipeline_sizes == [2]
