@@ -53,15 +53,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
                 database_url=database.url,
             )
             async with fleet:
-                on_victim: list[str] = []
-                for i in range(meetings * 20):
-                    if len(on_victim) == meetings:
-                        break
-                    answer = await fleet.join(f"fo-{i}")
-                    if answer["mc_id"] == VICTIM:
-                        on_victim.append(answer["meeting_id"])
-                if len(on_victim) < meetings:
-                    raise RuntimeError(f"only {len(on_victim)} meetings landed on {VICTIM}")
+                on_victim = await fleet.meetings_on(VICTIM, meetings, "fo")
                 fleet.mcs[VICTIM].kill()
                 killed = time.perf_counter()
 

@@ -81,15 +81,7 @@ async def run(ctx: BenchContext, result: BenchResult) -> None:
             },
         )
         async with fleet:
-            on_victim: list[str] = []
-            for i in range(meetings * 20):
-                if len(on_victim) == meetings:
-                    break
-                answer = await fleet.join(f"mig-{i}")
-                if answer["mc_id"] == VICTIM:
-                    on_victim.append(answer["meeting_id"])
-            if len(on_victim) < meetings:
-                raise RuntimeError(f"only {len(on_victim)} meetings landed on {VICTIM}")
+            on_victim = await fleet.meetings_on(VICTIM, meetings, "mig")
             clients: list[_Client] = []
             try:
                 for meeting_id in on_victim:

@@ -113,3 +113,17 @@ class BenchFleet:
             raise RuntimeError(f"join {meeting_id}: HTTP {response.status_code} {response.text}")
         answer: dict[str, Any] = response.json()
         return answer
+
+    async def meetings_on(self, mc_id: str, count: int, prefix: str) -> list[str]:
+        """Join new meetings `<prefix>-<i>` until `count` of them were placed on `mc_id` (the
+        GC spreads them: at most 20 tries per meeting wanted); RuntimeError if too few were."""
+        placed: list[str] = []
+        for i in range(count * 20):
+            if len(placed) == count:
+                break
+            answer = await self.join(f"{prefix}-{i}")
+            if answer["mc_id"] == mc_id:
+                placed.append(answer["meeting_id"])
+        if len(placed) < count:
+            raise RuntimeError(f"only {len(placed)} meetings landed on {mc_id}")
+        return placed
