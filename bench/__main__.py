@@ -37,9 +37,9 @@ from bench import (
     b_scaleout,
 )
 from bench.context import REPO_ROOT, BenchContext
-from bench.hosting import install_uvloop
 from bench.results import BenchResult, git_sha, render_table, write_result
 from darktower.auth.keys import generate_key_files
+from darktower.runtime.event_loop import EventLoop, loop_factory
 
 BENCHMARKS: dict[str, ModuleType] = {
     m.NAME: m
@@ -134,10 +134,12 @@ async def run_all(args: argparse.Namespace, console: Console) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(width=140)
-    if args.uvloop and not install_uvloop():
+    factory = loop_factory(EventLoop.UVLOOP if args.uvloop else EventLoop.ASYNCIO)
+    if args.uvloop and factory is None:
         console.print("uvloop is not installed: running on asyncio's loop")
         args.uvloop = False
-    return asyncio.run(run_all(args, console))
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run_all(args, console))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
+from darktower.runtime.event_loop import EventLoop, loop_factory
 from darktower.runtime.heap import settle_heap
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "Host",
     "Service",
     "hosts",
-    "install_uvloop",
 ]
 
 HOST_START_TIMEOUT_S = 60.0
@@ -44,16 +44,6 @@ _PRELOAD = [
     "fastapi",
     "uvicorn",
 ]
-
-
-def install_uvloop() -> bool:
-    """Use uvloop for the loops started after this, if it is installed."""
-    try:
-        import uvloop
-    except ImportError:
-        return False
-    uvloop.install()
-    return True
 
 
 class Service(Protocol):
@@ -93,9 +83,9 @@ def _host_main(factory: str, params: dict[str, Any], conn: Connection, uvloop: b
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if uvloop:
-        install_uvloop()
-    asyncio.run(_host_loop(factory, params, conn))
+    choice = EventLoop.UVLOOP if uvloop else EventLoop.ASYNCIO
+    with asyncio.Runner(loop_factory=loop_factory(choice)) as runner:
+        runner.run(_host_loop(factory, params, conn))
 
 
 async def _host_loop(factory: str, params: dict[str, Any], conn: Connection) -> None:
